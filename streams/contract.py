@@ -1,0 +1,321 @@
+"""The event contract (version 1) as pydantic models: what comes in, what goes out.
+
+Field names are fixed by /work/shared/event-contract.md; producers may add fields, which
+are ignored. Input types are strict on purpose: a hospital feed that sends `"age": "42"`
+has a bug, and coercing it silently hides that bug from the integration team.
+Errors never carry input values (`hide_input_in_errors`): free text is PHI.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+TIMESTAMP_EXAMPLE = "2026-11-24T08:15:00+00:00"
+TIMESTAMP_RULE = f"must be RFC 3339 with a UTC offset, e.g. {TIMESTAMP_EXAMPLE}"
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?P<frac>\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})$"
+)
+OFFSET_PATTERN = r"([Zz]|[+-]\d{2}:\d{2})$"
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    """Accept an RFC 3339 string or an aware datetime; a naive time is ambiguous across DST."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise PydanticCustomError("bad_timestamp", TIMESTAMP_RULE)
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("bad_timestamp", TIMESTAMP_RULE)
+    text = value.strip()
+    match = _RFC3339.match(text)
+    if match is None:
+        raise PydanticCustomError("bad_timestamp", TIMESTAMP_RULE)
+    frac = match.group("frac") or ""
+    if len(frac) > 7:  # datetime holds microseconds: drop the digits it cannot keep
+        text = text.replace(frac, frac[:7], 1)
+    try:
+        return datetime.fromisoformat(text.upper())
+    except ValueError:  # month 13, second 60, offset +24:00 ...
+        raise PydanticCustomError("bad_timestamp", TIMESTAMP_RULE) from None
+
+
+def _strip(value: Any) -> Any:
+    """Literals do not get `str_strip_whitespace`; give them the same leniency as ids."""
+    return value.strip() if isinstance(value, str) else value
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_parse_timestamp),
+    Field(json_schema_extra={"format": "date-time", "pattern": OFFSET_PATTERN}),
+]
+
+
+def _text(max_length: int, *, required: bool = True, description: str | None = None) -> Any:
+    """A strict string; `required` ones must hold a non-blank character (after stripping)."""
+    extra = {"pattern": r"\S"} if required else None
+    return Annotated[
+        str,
+        Field(
+            strict=True,
+            min_length=1 if required else 0,
+            max_length=max_length,
+            description=description,
+            json_schema_extra=extra,
+        ),
+    ]
+
+
+def _number(ge: float, le: float, description: str) -> Any:
+    """A strict number (ints welcome, bools and numeric strings refused) within [ge, le]."""
+    return Annotated[
+        float, Field(strict=True, ge=ge, le=le, allow_inf_nan=False, description=description)
+    ]
+
+
+def _choice(*values: str) -> Any:
+    return Annotated[Literal[values], BeforeValidator(_strip)]  # type: ignore[valid-type]
+
+
+Id = _text(200)
+EventId = _text(200, description="Unique id of the event; a repeat is a no-op")
+HospitalId = _text(100, description="Hospital; also the Kafka key")
+ClinicalText = _text(20_000, description="Chief complaint, triage or admission note (PHI)")
+Note = _text(1_000, required=False)
+OverrideReason = _text(5_000, required=False)
+Flag = Annotated[bool, Field(strict=True)]
+Sex = _choice("F", "M", "X")
+Arrival = _choice("ambulance", "walk_in", "referral", "transfer")
+Consciousness = _choice("A", "C", "V", "P", "U")
+BedStatus = _choice("clean", "dirty", "cleaning", "blocked", "closed")
+Action = _choice("confirm", "reassign", "reject")
+Age = _number(0, 125, "Age in years; 0.5 for six months")
+WeightKg = _number(0.3, 500, "Weight in kg")
+RespRate = _number(0, 80, "Respiration rate, breaths/min")
+SpO2 = _number(0, 100, "Oxygen saturation, %")
+SystolicBp = _number(20, 300, "Systolic blood pressure, mmHg")
+HeartRate = _number(0, 300, "Heart rate, beats/min")
+TemperatureC = _number(25, 45, "Temperature, degrees Celsius")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", str_strip_whitespace=True, hide_input_in_errors=True
+    )
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class InputEvent(_Model):
+    """Fields every input event carries; `event_id` is the idempotency key."""
+
+    event_id: EventId
+    hospital_id: HospitalId
+    occurred_at: Timestamp = Field(description="When it happened, RFC 3339 with an offset")
+
+
+class Admission(InputEvent):
+    """A decision to admit (or an ED arrival) that needs a bed placement."""
+
+    patient_id: Id
+    encounter_id: Id
+    age: Age
+    sex: Sex
+    text: ClinicalText
+    arrival: Arrival | None = None
+    requested_unit: Id | None = Field(None, description="The EHR's bed request; wins over model")
+    weight_kg: WeightKg | None = None
+    spo2_scale2: Flag = Field(False, description="NEWS2 SpO2 scale 2 prescribed by a clinician")
+
+
+MEASUREMENTS = (
+    "resp_rate",
+    "spo2",
+    "on_oxygen",
+    "systolic_bp",
+    "heart_rate",
+    "consciousness",
+    "temperature_c",
+)
+
+
+class Vitals(InputEvent):
+    """One set of observations; any subset, but at least one measurement."""
+
+    patient_id: Id
+    encounter_id: Id
+    resp_rate: RespRate | None = None
+    spo2: SpO2 | None = None
+    on_oxygen: Flag | None = None
+    systolic_bp: SystolicBp | None = None
+    heart_rate: HeartRate | None = None
+    consciousness: Consciousness | None = None
+    temperature_c: TemperatureC | None = None
+
+    @model_validator(mode="after")
+    def _some_measurement(self) -> Vitals:
+        if all(getattr(self, name) is None for name in MEASUREMENTS):
+            raise PydanticCustomError(
+                "no_measurement",
+                "carries no measurement; send at least one of " + ", ".join(MEASUREMENTS),
+            )
+        return self
+
+
+class Transfer(InputEvent):
+    """A move that has already happened, as the EHR records it."""
+
+    patient_id: Id
+    encounter_id: Id
+    to_bed_id: Id
+
+
+class Discharge(InputEvent):
+    """The patient left; their bed becomes dirty."""
+
+    patient_id: Id
+    encounter_id: Id
+    disposition: Note | None = None
+
+
+class BedStatusChange(InputEvent):
+    """Housekeeping or bed management changed a bed's state."""
+
+    bed_id: Id
+    status: BedStatus
+    reason: Note | None = None
+
+
+class Override(InputEvent):
+    """A clinician's answer to a decision; a reassign names the bed it moves to."""
+
+    decision_id: Id
+    action: Action
+    clinician_id: Id
+    reason: OverrideReason
+    bed_id: Id | None = None
+    deliberate: Flag = Field(False, description="A reassign that knowingly breaks a hard rule")
+
+    @model_validator(mode="after")
+    def _reassign_names_bed(self) -> Override:
+        if self.action == "reassign" and self.bed_id is None:
+            raise PydanticCustomError(
+                "missing_field", "is required when action is 'reassign'", {"field": "bed_id"}
+            )
+        return self
+
+
+class PageAck(InputEvent):
+    """The paged clinician acknowledged; stops escalation."""
+
+    page_id: Id
+    clinician_id: Id
+
+
+INPUT_MODELS: dict[str, type[InputEvent]] = {
+    "admissions": Admission,
+    "vitals": Vitals,
+    "transfers": Transfer,
+    "discharges": Discharge,
+    "bed-status": BedStatusChange,
+    "overrides": Override,
+    "page-acks": PageAck,
+}
+
+# --------------------------------------------------------------------------- outputs
+
+
+class ReasonOut(_Model):
+    """One reason a clinician reads on a bed board: a stable code and one sentence."""
+
+    code: str
+    text: str
+
+
+class PredictionOut(_Model):
+    """What the model predicted from the arrival text (never the text itself)."""
+
+    target_unit: str
+    unit_probs: dict[str, float]
+    acuity: int = Field(ge=1, le=5, description="ESI level, 1 the most urgent")
+    acuity_probs: dict[str, float]
+    needs: list[str]
+    need_probs: dict[str, float]
+    uncertain: bool
+    model_version: str
+
+
+DecisionKind = Literal[
+    "assignment",
+    "needs_confirmation",
+    "no_bed",
+    "page",
+    "escalation",
+    "surge_level",
+    "override_applied",
+    "hold_lapsed",
+    "observations_overdue",
+    "news2",
+]
+
+
+class Decision(_Model):
+    """What the worker decided; `decision_id` is deterministic so consumers dedupe on it."""
+
+    decision_id: str
+    kind: DecisionKind
+    hospital_id: str
+    created_at: AwareDatetime
+    caused_by: str = Field(description="The event_id that caused this decision")
+    patient_id: str | None = None
+    encounter_id: str | None = None
+    unit: str | None = None
+    bed_id: str | None = None
+    page_id: str | None = None
+    role: str | None = None
+    pager: str | None = None
+    priority: str | None = None
+    prediction: PredictionOut | None = None
+    reasons: list[ReasonOut] = Field(min_length=1)
+    details: dict[str, Any] | None = Field(
+        None, description="Figures only (NEWS2 parameters, surge figures, hold expiry)"
+    )
+
+
+class DeadLetter(_Model):
+    """A message that broke the contract, kept as received (PHI: restrict access)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    key_encoding: Literal["utf-8", "base64"]
+    value: str | None = None
+    value_encoding: Literal["utf-8", "base64"]
+    code: str
+    message: str
+    field: str | None = None
+    received_at: AwareDatetime
+
+
+OUTPUT_MODELS: dict[str, type[_Model]] = {"decisions": Decision, "dead-letters": DeadLetter}
+
+
+def encode_output(model: BaseModel) -> bytes:
+    """Canonical bytes: sorted keys and no nulls, so equal models give equal bytes."""
+    return orjson.dumps(
+        model.model_dump(mode="json", exclude_none=True), option=orjson.OPT_SORT_KEYS
+    )
+
+
+def utcnow() -> datetime:
+    """Aware 'now' for `created_at` / `received_at` (a naive one is refused)."""
+    return datetime.now(timezone.utc)
