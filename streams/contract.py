@@ -293,6 +293,9 @@ class Decision(_Model):
 class DeadLetter(_Model):
     """A message that broke the contract, kept as received (PHI: restrict access)."""
 
+    # Byte-exact: the key and value must not lose whitespace on the way to the dead letter.
+    model_config = ConfigDict(**{**_Model.model_config, "str_strip_whitespace": False})
+
     topic: str
     partition: int
     offset: int

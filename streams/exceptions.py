@@ -1,0 +1,24 @@
+"""Errors of the streams package; `user_facing` ones are shown as one line by the CLI."""
+
+
+class StreamsError(Exception):
+    """Base of errors the worker, broker, simulator and demo raise on purpose."""
+
+    user_facing = True
+
+
+class BrokerError(StreamsError):
+    """The embedded broker could not be found, started or reached."""
+
+
+class EventRejected(StreamsError):
+    """A contract-valid event that cannot be applied (unknown bed, impossible transition...).
+
+    It goes to dead-letters with `code` and a message naming `field`; no state changes.
+    """
+
+    def __init__(self, code: str, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.message = message

@@ -1,0 +1,231 @@
+"""What each input event does to a hospital's state, and which decisions it causes.
+
+Pure functions over `HospitalState` (tables behind an interface) and the allocator: no
+Faust, no Kafka, no clock. An event that cannot be applied raises `EventRejected`; the
+processor then dead-letters it and discards the staged writes, so nothing half-applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from allocator.placement import Assignment, NoBed, PatientToPlace, place
+from streams.contract import Admission, BedStatusChange, Discharge, InputEvent, Override, PageAck, Transfer, Vitals
+from streams.decisions import DecisionLog
+from streams.exceptions import EventRejected
+from streams.records import BedState, EncounterState
+from streams.state import AVAILABLE, HospitalState
+
+BARIATRIC_WEIGHT_KG = 150.0  # the taxonomy's bariatric threshold, applied to the structured weight field
+
+# Bed-status events from the contract and the bed status they set.
+_BED_STATUS_FROM_EVENT = {"clean": AVAILABLE, "dirty": "dirty", "cleaning": "cleaning", "blocked": "blocked", "closed": "closed"}
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What handlers need beyond state: kept explicit so tests can vary it."""
+
+    model_available: bool = False
+
+
+def _ts(event: InputEvent) -> str:
+    return event.occurred_at.isoformat()
+
+
+def _log(event: InputEvent) -> DecisionLog:
+    return DecisionLog(event.hospital_id, event.event_id, event.occurred_at)
+
+
+def _resolve_requested_unit(state: HospitalState, requested: str) -> str:
+    """The EHR may request a unit by its code or by a target_unit label; return the label."""
+    hospital = state.hospital
+    try:
+        unit = hospital.unit(requested)
+    except KeyError:
+        unit = None
+    if unit is not None:
+        return unit.serves[0]
+    if hospital.units_serving(requested):
+        return requested
+    raise EventRejected(
+        "unknown_unit", "requested_unit",
+        "admissions: field 'requested_unit' names no unit code or service label of this hospital",
+    )
+
+
+def _open_encounter(state: HospitalState, topic: str, patient_id: str, encounter_id: str) -> EncounterState:
+    """The encounter an event refers to, which must be open and belong to the event's patient."""
+    enc = state.encounter(encounter_id)
+    if enc is None or enc.status == "discharged":
+        raise EventRejected(
+            "unknown_encounter", "encounter_id",
+            f"{topic}: field 'encounter_id' refers to no open encounter (never admitted or already discharged)",
+        )
+    if enc.patient_id != patient_id:
+        raise EventRejected(
+            "patient_mismatch", "patient_id",
+            f"{topic}: field 'patient_id' is not the patient of this encounter",
+        )
+    return enc
+
+
+def _patient(enc: EncounterState) -> PatientToPlace:
+    return PatientToPlace(encounter_id=enc.encounter_id, age=enc.age, sex=enc.sex,
+                          target_unit=enc.target_unit or "", needs=frozenset(enc.needs))
+
+
+def _occupy(state: HospitalState, bed_id: str, enc: EncounterState, at: str) -> None:
+    state.set_bed(bed_id, BedState(status="occupied", since=at, encounter_id=enc.encounter_id, occupant_sex=enc.sex))
+
+
+def _vacate(state: HospitalState, bed_id: str, at: str, reason: str) -> None:
+    state.set_bed(bed_id, BedState(status="dirty", since=at, reason=reason))
+
+
+def _assign(state: HospitalState, log: DecisionLog, enc: EncounterState, placed: Assignment, at: str,
+            source_reason: tuple[str, str]) -> EncounterState:
+    _occupy(state, placed.bed_id, enc, at)
+    enc = enc.derive(status="placed", bed_id=placed.bed_id, unit=placed.unit, waiting_since=None)
+    state.set_encounter(enc)
+    log.add("assignment", [source_reason, *placed.reasons], patient_id=enc.patient_id,
+            encounter_id=enc.encounter_id, unit=placed.unit, bed_id=placed.bed_id, prediction=enc.prediction)
+    return enc
+
+
+def _try_place(state: HospitalState, log: DecisionLog, enc: EncounterState, at: str,
+               source_reason: tuple[str, str], report_no_bed: bool) -> bool:
+    """Place `enc` if a feasible bed exists; otherwise keep them waiting (and say why once)."""
+    placed = place(_patient(enc), state.hospital, state.bed_snapshots())
+    if isinstance(placed, Assignment):
+        _assign(state, log, enc, placed, at, source_reason)
+        return True
+    assert isinstance(placed, NoBed)
+    if report_no_bed:
+        state.set_encounter(enc.derive(status="waiting", waiting_since=enc.waiting_since or at))
+        log.add("no_bed", [source_reason, *placed.reasons], patient_id=enc.patient_id,
+                encounter_id=enc.encounter_id, unit=None, prediction=enc.prediction,
+                role="bed_manager", pager=state.hospital.roster.get("bed_manager"), priority="urgent")
+    return False
+
+
+def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
+    log, at = _log(event), _ts(event)
+    if state.encounter(event.encounter_id) is not None:
+        raise EventRejected("duplicate_encounter", "encounter_id",
+                            "admissions: field 'encounter_id' was already admitted by another event")
+    current = state.open_encounter_of(event.patient_id)
+    if current is not None:
+        raise EventRejected("impossible_transition", "patient_id",
+                            "admissions: field 'patient_id' already has an open encounter; discharge it first")
+    needs = ["bariatric"] if (event.weight_kg or 0) >= BARIATRIC_WEIGHT_KG else []
+    enc = EncounterState(encounter_id=event.encounter_id, patient_id=event.patient_id, age=float(event.age),
+                         sex=event.sex, admitted_at=at, status="awaiting_confirmation", needs=needs,
+                         spo2_scale2=bool(event.spo2_scale2), weight_kg=event.weight_kg)
+    state.set_open_encounter(event.patient_id, event.encounter_id)
+    if event.requested_unit:
+        label = _resolve_requested_unit(state, event.requested_unit)
+        enc = enc.derive(target_unit=label, unit_source="requested", status="waiting", waiting_since=at)
+        state.set_encounter(enc)
+        source = ("requested_unit", f"The EHR's bed request for {event.requested_unit} is followed.")
+        if not _try_place(state, log, enc, at, source, report_no_bed=True):
+            state.set_waiting([*state.waiting(), enc.encounter_id])
+        return log
+    state.set_encounter(enc)
+    why = ("no_prediction", "No unit was requested and no model prediction is available yet; a clinician must choose the unit.")
+    if ctx.model_available:
+        why = ("no_prediction", "No unit was requested and the model gave no prediction; a clinician must choose the unit.")
+    log.add("needs_confirmation", [why], patient_id=event.patient_id, encounter_id=event.encounter_id)
+    return log
+
+
+def handle_transfer(event: Transfer, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
+    log, at = _log(event), _ts(event)
+    enc = _open_encounter(state, "transfers", event.patient_id, event.encounter_id)
+    bed = state.hospital.bed(event.to_bed_id)
+    if bed is None:
+        raise EventRejected("unknown_bed", "to_bed_id",
+                            "transfers: field 'to_bed_id' names no bed of this hospital")
+    if enc.bed_id == event.to_bed_id:
+        return log  # already there: nothing to change
+    target = state.bed(event.to_bed_id)
+    if target.status in ("occupied", "held") and target.encounter_id not in (None, enc.encounter_id):
+        raise EventRejected("impossible_transition", "to_bed_id",
+                            "transfers: field 'to_bed_id' is a bed occupied by another patient")
+    if enc.bed_id:
+        _vacate(state, enc.bed_id, at, reason="transfer")
+    _occupy(state, event.to_bed_id, enc, at)
+    state.set_encounter(enc.derive(status="placed", bed_id=event.to_bed_id, unit=bed.unit, waiting_since=None))
+    if enc.encounter_id in state.waiting():
+        state.set_waiting([e for e in state.waiting() if e != enc.encounter_id])
+    return log
+
+
+def handle_discharge(event: Discharge, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
+    log, at = _log(event), _ts(event)
+    enc = _open_encounter(state, "discharges", event.patient_id, event.encounter_id)
+    if enc.bed_id:
+        _vacate(state, enc.bed_id, at, reason="discharge")
+    state.set_encounter(enc.derive(status="discharged", bed_id=None, waiting_since=None))
+    state.set_open_encounter(enc.patient_id, None)
+    if enc.encounter_id in state.waiting():
+        state.set_waiting([e for e in state.waiting() if e != enc.encounter_id])
+    return log
+
+
+def handle_bed_status(event: BedStatusChange, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
+    log, at = _log(event), _ts(event)
+    if state.hospital.bed(event.bed_id) is None:
+        raise EventRejected("unknown_bed", "bed_id", "bed-status: field 'bed_id' names no bed of this hospital")
+    current = state.bed(event.bed_id)
+    if current.status in ("occupied", "held"):
+        raise EventRejected("impossible_transition", "status",
+                            f"bed-status: field 'status' cannot change a bed while it is {current.status}; "
+                            "discharge or transfer the patient first")
+    new_status = _BED_STATUS_FROM_EVENT[event.status]
+    state.set_bed(event.bed_id, BedState(status=new_status, since=at, reason=event.reason))
+    if new_status == AVAILABLE:
+        place_waiting(state, log, at)
+    return log
+
+
+def place_waiting(state: HospitalState, log: DecisionLog, at: str) -> None:
+    """A bed became available: try the waiting patients, longest wait first (first-fit)."""
+    still_waiting = []
+    for encounter_id in state.waiting():
+        enc = state.encounter(encounter_id)
+        if enc is None or enc.status != "waiting" or not enc.target_unit:
+            continue
+        source = ("bed_freed", "A bed became available for a patient who was waiting.")
+        if not _try_place(state, log, enc, at, source, report_no_bed=False):
+            still_waiting.append(encounter_id)
+    state.set_waiting(still_waiting)
+
+
+def handle_vitals(event: Vitals, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
+    _open_encounter(state, "vitals", event.patient_id, event.encounter_id)
+    return _log(event)
+
+
+def handle_override(event: Override, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
+    return _log(event)
+
+
+def handle_page_ack(event: PageAck, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
+    return _log(event)
+
+
+HANDLERS: dict[type, Callable[..., DecisionLog]] = {
+    Admission: handle_admission,
+    Transfer: handle_transfer,
+    Discharge: handle_discharge,
+    BedStatusChange: handle_bed_status,
+    Vitals: handle_vitals,
+    Override: handle_override,
+    PageAck: handle_page_ack,
+}
+
+
+def handle(event: InputEvent, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
+    return HANDLERS[type(event)](event, state, ctx)

@@ -1,0 +1,45 @@
+"""The worker's processing without a broker: dict tables and a list sink.
+
+Used by tests (the same scenarios as on the real broker) and to recompute the expected
+state from an input stream after a crash test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from allocator.hospital import Hospital
+from streams.contract import DeadLetter, Decision
+from streams.handlers import HandlerContext
+from streams.metrics import WorkerMetrics
+from streams.processor import EventProcessor, Outcome, RawMessage
+from streams.state import TABLE_NAMES
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.decisions: list[Decision] = []
+        self.dead_letters: list[DeadLetter] = []
+
+    async def send_decisions(self, hospital_id: str, decisions: list[Decision]) -> None:
+        self.decisions.extend(decisions)
+
+    async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
+        self.dead_letters.append(letter)
+
+
+class InMemoryWorker:
+    """An EventProcessor over plain dicts; `feed()` runs messages through it in order."""
+
+    def __init__(self, hospitals: Mapping[str, Hospital], *, topic_prefix: str = "wardflow.",
+                 retention: timedelta = timedelta(hours=72), context: HandlerContext | None = None) -> None:
+        self.tables: dict[str, dict[str, Any]] = {name: {} for name in TABLE_NAMES}
+        self.sink = ListSink()
+        self.processor = EventProcessor(topic_prefix=topic_prefix, hospitals=hospitals, tables=self.tables,
+                                        sink=self.sink, metrics=WorkerMetrics(), dedupe_retention=retention,
+                                        context=context)
+
+    async def feed(self, messages: Iterable[RawMessage]) -> list[Outcome]:
+        return [await self.processor.process(m) for m in messages]

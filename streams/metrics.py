@@ -1,0 +1,40 @@
+"""Prometheus metrics of a worker, in their own registry (one per worker, none global).
+
+Labels carry topics, codes, kinds, units and roles only: never a patient identifier or text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+METRIC_NAMES = (
+    "wardflow_events_in_total", "wardflow_dead_letters_total", "wardflow_decisions_total",
+    "wardflow_decision_latency_seconds", "wardflow_unit_occupancy_ratio", "wardflow_unit_beds",
+    "wardflow_patients_waiting", "wardflow_duplicates_total", "wardflow_event_errors_total",
+)
+
+
+class WorkerMetrics:
+    """All metrics one worker exports; `serve(port)` starts the /metrics endpoint."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter("wardflow_events_in", "Input messages received, by contract topic", ["topic"], registry=r)
+        self.dead_letters = Counter("wardflow_dead_letters", "Messages sent to dead-letters, by error code", ["code"], registry=r)
+        self.decisions = Counter("wardflow_decisions", "Decisions emitted, by kind", ["kind"], registry=r)
+        self.duplicates = Counter("wardflow_duplicates", "Repeated event_ids ignored", ["topic"], registry=r)
+        self.errors = Counter("wardflow_event_errors", "Unexpected processing errors (event dead-lettered)", ["stage"], registry=r)
+        self.latency = Histogram("wardflow_decision_latency_seconds",
+                                 "From the event's arrival at the broker to its decisions acknowledged",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.occupancy = Gauge("wardflow_unit_occupancy_ratio", "Occupied or held beds / beds, per unit",
+                               ["hospital", "unit"], registry=r)
+        self.beds = Gauge("wardflow_unit_beds", "Beds per unit by status", ["hospital", "unit", "status"], registry=r)
+        self.waiting = Gauge("wardflow_patients_waiting", "Patients waiting for a bed", ["hospital"], registry=r)
+
+    def serve(self, port: int) -> None:
+        if port:
+            start_http_server(port, registry=self.registry)

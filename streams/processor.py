@@ -1,0 +1,130 @@
+"""One input message, start to finish: decode, dedupe, apply, emit, commit.
+
+Kept free of Faust so the same code runs under the worker's agent and in plain tests: the
+tables are any mappings and the output goes through a `Sink`. Order matters for crash
+safety: decisions are sent and acknowledged *before* the state (and the event id) is
+written, so a crash either replays the event (same decisions, same bytes) or finds it done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from allocator.hospital import Hospital
+from streams import dedupe
+from streams.contract import Decision, DeadLetter, InputEvent
+from streams.exceptions import EventRejected
+from streams.handlers import HandlerContext, handle
+from streams.metrics import WorkerMetrics
+from streams.state import HospitalState, StagedTables
+from streams.validation import ContractViolation, dead_letter_payload, decode_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A message as it came off the broker: nothing decoded yet."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None = None  # seconds since the epoch, the broker's record time
+
+
+class Sink(Protocol):
+    async def send_decisions(self, hospital_id: str, decisions: list[Decision]) -> None:
+        """Send and wait until the broker acknowledged every one."""
+
+    async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
+        """Send one dead letter."""
+
+
+@dataclass
+class Outcome:
+    status: str  # applied | duplicate | dead_letter
+    decisions: list[Decision] = field(default_factory=list)
+    code: str | None = None
+
+
+class EventProcessor:
+    def __init__(self, *, topic_prefix: str, hospitals: Mapping[str, Hospital],
+                 tables: Mapping[str, MutableMapping[str, Any]], sink: Sink, metrics: WorkerMetrics,
+                 dedupe_retention: timedelta, context: HandlerContext | None = None) -> None:
+        self.prefix = topic_prefix
+        self.hospitals = hospitals
+        self.tables = tables
+        self.sink = sink
+        self.metrics = metrics
+        self.retention = dedupe_retention
+        self.context = context or HandlerContext()
+
+    def contract_topic(self, topic: str) -> str:
+        return topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
+
+    async def process(self, msg: RawMessage) -> Outcome:
+        name = self.contract_topic(msg.topic)
+        self.metrics.events_in.labels(topic=name).inc()
+        try:
+            event = decode_event(name, msg.value)
+        except ContractViolation as exc:
+            return await self._dead_letter(msg, exc.code, exc.field, exc.message)
+        hospital = self.hospitals.get(event.hospital_id)
+        if hospital is None:
+            return await self._dead_letter(msg, "unknown_hospital", "hospital_id",
+                                           f"{name}: field 'hospital_id' names no hospital this worker serves")
+        staged = StagedTables(self.tables)
+        if dedupe.is_duplicate(staged, hospital.hospital_id, event.event_id):
+            self.metrics.duplicates.labels(topic=name).inc()
+            return Outcome("duplicate")
+        if dedupe.is_stale(staged, hospital.hospital_id, event.occurred_at, self.retention):
+            return await self._dead_letter(msg, "stale_event", "occurred_at",
+                                           f"{name}: field 'occurred_at' is older than the {self.retention} "
+                                           "idempotency window, so it cannot be applied safely")
+        state = HospitalState(staged, hospital)
+        try:
+            decisions = handle(event, state, self.context).decisions
+        except EventRejected as exc:
+            return await self._dead_letter(msg, exc.code, exc.field, exc.message)
+        except Exception:  # noqa: BLE001 - a bug must not stop the hospital's stream: keep the event
+            log.exception("unexpected error applying %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+            self.metrics.errors.labels(stage="apply").inc()
+            return await self._dead_letter(msg, "internal_error", None,
+                                           f"{name}: the worker failed to apply this event; it is kept here for replay")
+        censuses = state.refresh_census()
+        dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
+        if decisions:
+            await self.sink.send_decisions(hospital.hospital_id, decisions)
+        staged.commit()  # synchronous: all of this event's table writes leave together
+        self._observe(hospital, state, censuses, decisions, msg)
+        return Outcome("applied", decisions)
+
+    def _observe(self, hospital: Hospital, state: HospitalState, censuses: list, decisions: list[Decision],
+                 msg: RawMessage) -> None:
+        for d in decisions:
+            self.metrics.decisions.labels(kind=d.kind).inc()
+        if decisions and msg.timestamp:
+            self.metrics.latency.observe(max(0.0, time.time() - msg.timestamp))
+        for census in censuses:
+            self.metrics.occupancy.labels(hospital=hospital.hospital_id, unit=census.unit).set(census.occupancy)
+            for status, count in census.by_status.items():
+                self.metrics.beds.labels(hospital=hospital.hospital_id, unit=census.unit, status=status).set(count)
+        self.metrics.waiting.labels(hospital=hospital.hospital_id).set(len(state.waiting()))
+
+    async def _dead_letter(self, msg: RawMessage, code: str, field_name: str | None, message: str) -> Outcome:
+        value, value_encoding = dead_letter_payload(msg.value)
+        key, key_encoding = dead_letter_payload(msg.key)
+        letter = DeadLetter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key,
+                            key_encoding=key_encoding, value=value, value_encoding=value_encoding, code=code,
+                            message=message, field=field_name, received_at=datetime.now(timezone.utc))
+        await self.sink.send_dead_letter(msg.key, letter)
+        self.metrics.dead_letters.labels(code=code).inc()
+        log.warning("dead letter %s at %s[%d]@%d: %s", code, msg.topic, msg.partition, msg.offset, message)
+        return Outcome("dead_letter", code=code)

@@ -1,0 +1,71 @@
+"""Typed Faust records: the values kept in the worker's tables (and their changelogs).
+
+Input and output messages are validated by the pydantic contract (`streams.contract`); these
+records are the worker's own state, small and flat so a changelog entry stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import faust
+
+
+class BedState(faust.Record, serializer="json"):
+    """One bed: `available` (clean, empty), `occupied`, `held`, `dirty`, `cleaning`, `blocked`, `closed`."""
+
+    status: str
+    since: str  # RFC 3339: when the bed entered this status (event time)
+    encounter_id: Optional[str] = None
+    occupant_sex: Optional[str] = None
+    reason: Optional[str] = None
+
+
+class EncounterState(faust.Record, serializer="json"):
+    """One patient's stay: where they are and what is known about them (no free text kept)."""
+
+    encounter_id: str
+    patient_id: str
+    age: float
+    sex: str
+    admitted_at: str
+    status: str  # awaiting_confirmation | waiting | placed | discharged
+    needs: list = []
+    target_unit: Optional[str] = None
+    unit_source: Optional[str] = None  # requested | model
+    bed_id: Optional[str] = None
+    unit: Optional[str] = None
+    waiting_since: Optional[str] = None
+    spo2_scale2: bool = False
+    weight_kg: Optional[float] = None
+    prediction: Optional[dict] = None
+
+
+class UnitCensus(faust.Record, serializer="json"):
+    """Beds of one unit by status, recomputed from the beds table whenever one of them changes."""
+
+    unit: str
+    total: int
+    by_status: dict = {}
+
+    @property
+    def occupancy(self) -> float:
+        taken = sum(v for k, v in self.by_status.items() if k in ("occupied", "held"))
+        return taken / self.total if self.total else 0.0
+
+
+class DedupeBucket(faust.Record, serializer="json"):
+    """Event ids first seen within one hour of event time: lets old ids be forgotten in bulk."""
+
+    event_ids: list = []
+
+
+class DedupeMeta(faust.Record, serializer="json"):
+    """Per hospital: newest event time seen and the oldest bucket still remembered."""
+
+    high_water: str
+    oldest_bucket: int
+
+
+def record_to_dict(record: faust.Record) -> dict[str, Any]:
+    return record.asdict()

@@ -1,0 +1,88 @@
+"""Event-time merge of a hospital's input topics, so state sees events in the order they happened.
+
+Kafka orders messages within a topic partition only; a worker reading `admissions` and
+`transfers` may otherwise see a transfer before the admission it refers to (always so when
+catching up after a crash). Like Kafka Streams' timestamp synchronisation, the merger keeps
+one queue per input topic of a partition and releases the head with the earliest
+`occurred_at` only when every other topic either has something queued or has nothing left
+to read; after `max_wait_s` it stops waiting for a silent topic. Order within one topic
+partition is never changed. Ties go to the contract's topic order, then offset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+# lag(topic, partition) -> messages still to be delivered, or None when not known yet
+LagFn = Callable[[str, int], "int | None"]
+
+
+def event_time(value: bytes | None) -> float | None:
+    """`occurred_at` in epoch seconds, or None when the message cannot tell (it is released at once)."""
+    try:
+        body = orjson.loads(value) if value else None
+        return datetime.fromisoformat(body["occurred_at"]).timestamp() if isinstance(body, dict) else None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Pending:
+    topic: str
+    partition: int
+    offset: int
+    sort_key: tuple[float, int, int]
+    queued_at: float
+    item: Any = field(compare=False)
+
+
+class EventTimeMerger:
+    """Per partition, one FIFO per topic; `release()` pops what may go, in event-time order."""
+
+    def __init__(self, topics: Sequence[str], max_wait_s: float) -> None:
+        self.topics = tuple(topics)
+        self._rank = {t: i for i, t in enumerate(self.topics)}
+        self.max_wait_s = max_wait_s
+        self._queues: dict[int, dict[str, deque[Pending]]] = {}
+        self.delivered: dict[tuple[str, int], int] = {}  # last offset handed to us per topic partition
+
+    def add(self, topic: str, partition: int, offset: int, occurred_at: float | None, item: Any, now: float) -> None:
+        ts = -math.inf if occurred_at is None else occurred_at
+        queue = self._queues.setdefault(partition, {}).setdefault(topic, deque())
+        queue.append(Pending(topic, partition, offset, (ts, self._rank.get(topic, len(self.topics)), offset), now, item))
+        self.delivered[(topic, partition)] = offset
+
+    def pending(self, partition: int | None = None) -> int:
+        parts = self._queues.values() if partition is None else [self._queues.get(partition, {})]
+        return sum(len(q) for p in parts for q in p.values())
+
+    def partitions(self) -> list[int]:
+        return [p for p, queues in self._queues.items() if any(queues.values())]
+
+    def release(self, partition: int, now: float, lag: LagFn) -> list[Pending]:
+        queues = self._queues.get(partition, {})
+        out: list[Pending] = []
+        while True:
+            heads = {t: q[0] for t, q in queues.items() if q}
+            if not heads:
+                return out
+            head = min(heads.values(), key=lambda p: p.sort_key)
+            if head.sort_key[0] != -math.inf and now - head.queued_at < self.max_wait_s:
+                silent_but_behind = [t for t in self.topics if t not in heads and lag(t, partition) != 0]
+                if silent_but_behind:
+                    return out  # an earlier event may still come from one of them
+            out.append(queues[head.topic].popleft())
+
+    def forget(self, partitions: Sequence[int]) -> None:
+        """Drop queued events of revoked partitions: they will be read again by their new owner."""
+        for p in partitions:
+            self._queues.pop(p, None)
+            for k in [k for k in self.delivered if k[1] == p]:
+                del self.delivered[k]

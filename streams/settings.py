@@ -1,0 +1,103 @@
+"""WardFlow's one typed settings object: read from `WARDFLOW_*` env vars, overridable on the CLI.
+
+Why one object: every tunable (broker, topics, batch sizes, timeouts, ports) lives here, so
+agents carry no magic constants and the effective configuration can be logged once, masked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from allocator.hospital import DEMO_HOSPITAL_PATH
+from streams.exceptions import StreamsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PATH = Path("models/triage/int8")
+
+
+class SettingsError(StreamsError):
+    """Settings that cannot be used; the message names the setting and the problem."""
+
+
+class WardflowSettings(BaseSettings):
+    """Everything a worker, the simulator and the demo need to know, with sane defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="WARDFLOW_", frozen=True, extra="forbid")
+
+    # Broker
+    broker_url: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), e.g. kafka://host:9092")
+    broker_username: str | None = Field(None, description="SASL username (SASL_PLAINTEXT when set)")
+    broker_password: SecretStr | None = Field(None, description="SASL password")
+    topic_prefix: str = Field("wardflow.", description="Prefix in front of every contract topic name")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of the input topics (scale-out unit)")
+    topic_replicas: int = Field(1, ge=1, description="Replication factor of created topics")
+    app_id: str = Field("wardflow", description="Faust app id: consumer group and changelog topic prefix")
+    broker_session_timeout_s: float = Field(10.0, gt=0, description="Consumer session timeout")
+    broker_rebalance_timeout_s: float = Field(10.0, gt=0, description="Consumer rebalance timeout")
+    sequencer_max_wait_ms: float = Field(200.0, ge=0, description="Longest wait for a silent input topic before releasing events in time order")
+    commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval")
+
+    # Hospital and state
+    hospital_config: Path = Field(DEMO_HOSPITAL_PATH, description="YAML file describing the hospital(s)")
+    data_dir: Path = Field(Path("var/worker"), description="Worker's local table store (rebuilt from changelogs)")
+    dedupe_retention_hours: float = Field(72.0, gt=0, description="How long an event_id is remembered")
+
+    # Model
+    model_path: Path = Field(DEFAULT_MODEL_PATH, description="Directory of the exported ONNX triage model")
+    allow_no_model: bool = Field(False, description="Start without a model (every affected decision says so)")
+    inference_batch_size: int = Field(32, ge=1, le=1024, description="Most texts in one inference batch")
+    inference_batch_wait_ms: float = Field(20.0, ge=0, description="Longest wait to fill an inference batch")
+    inference_threads: int = Field(2, ge=1, description="onnxruntime intra-op threads")
+    uncertainty_threshold: float = Field(0.6, ge=0, le=1, description="Calibrated confidence below which a prediction is uncertain")
+    hold_minutes: float = Field(30.0, gt=0, description="How long a proposed bed is held awaiting confirmation")
+
+    # Observability
+    metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics port (0 disables)")
+    web_port: int = Field(6066, ge=0, le=65535, description="Faust web server port (read-only views)")
+    log_level: str = Field("INFO", description="Python log level")
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a contract topic name such as `admissions`."""
+        return f"{self.topic_prefix}{name}"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings, secrets masked, for the one start-up log line."""
+        return {k: ("**********" if isinstance(v, SecretStr) else (str(v) if isinstance(v, Path) else v))
+                for k, v in self}
+
+    def log_effective(self) -> None:
+        log.info("effective settings: %s", self.masked())
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one `--option` per settings field; an option given on the CLI beats the env var."""
+    group = parser.add_argument_group("settings (each also read from WARDFLOW_<NAME>)")
+    for name, field in WardflowSettings.model_fields.items():
+        default = field.default
+        shown = "********" if "password" in name else default
+        group.add_argument(_option(name), dest=f"setting_{name}", default=argparse.SUPPRESS,
+                           metavar=name.upper(), help=f"{field.description} (default: {shown})")
+
+
+def settings_from_args(args: argparse.Namespace, **overrides: Any) -> WardflowSettings:
+    """Build settings from env, then CLI options, then explicit overrides; errors name the option."""
+    values = {k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_")}
+    values.update(overrides)
+    try:
+        return WardflowSettings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_option(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

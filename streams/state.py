@@ -1,0 +1,162 @@
+"""The worker's view of one hospital's live state, over any mapping-like tables.
+
+Writes are staged: handlers read their own writes, but nothing reaches the Faust tables (and
+their changelogs) until `commit()`, which the processor calls only after the event's
+decisions are acknowledged by the broker. A rejected event therefore changes nothing.
+Tests use plain dicts as tables; the worker passes Faust tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+from allocator.hospital import Hospital
+from allocator.placement import BedSnapshot
+from streams.records import BedState, EncounterState, UnitCensus
+
+BEDS = "beds"
+ENCOUNTERS = "encounters"
+PATIENTS = "patients"
+CENSUS = "census"
+WAITING = "waiting"
+SEEN = "seen"
+SEEN_BUCKETS = "seen_buckets"
+SEEN_META = "seen_meta"
+TABLE_NAMES = (BEDS, ENCOUNTERS, PATIENTS, CENSUS, WAITING, SEEN, SEEN_BUCKETS, SEEN_META)
+
+_DELETED = object()
+AVAILABLE = "available"
+BED_STATUSES = ("available", "occupied", "held", "dirty", "cleaning", "blocked", "closed")
+
+
+def key(hospital_id: str, item: str) -> str:
+    """Table key: every key starts with the hospital, so one hospital's state stays together."""
+    return f"{hospital_id}|{item}"
+
+
+class StagedTables:
+    """Read-your-writes overlay on a set of named tables; `commit()` applies the writes in order."""
+
+    def __init__(self, tables: Mapping[str, MutableMapping[str, Any]]) -> None:
+        self._tables = tables
+        self._staged: dict[tuple[str, str], Any] = {}
+
+    def get(self, table: str, k: str, default: Any = None) -> Any:
+        staged = self._staged.get((table, k), None)
+        if staged is _DELETED:
+            return default
+        if staged is not None:
+            return staged
+        value = self._tables[table].get(k)
+        return default if value is None else value
+
+    def put(self, table: str, k: str, value: Any) -> None:
+        self._staged[(table, k)] = value
+
+    def delete(self, table: str, k: str) -> None:
+        self._staged[(table, k)] = _DELETED
+
+    def writes(self) -> Iterator[tuple[str, str, Any]]:
+        for (table, k), value in self._staged.items():
+            yield table, k, (None if value is _DELETED else value)
+
+    def commit(self) -> int:
+        """Apply every staged write to its table (synchronously: no await in between)."""
+        for (table, k), value in self._staged.items():
+            if value is _DELETED:
+                if self._tables[table].get(k) is not None:
+                    del self._tables[table][k]
+            else:
+                self._tables[table][k] = value
+        count = len(self._staged)
+        self._staged.clear()
+        return count
+
+
+class HospitalState:
+    """Typed accessors for one hospital's beds, encounters, waiting list and census."""
+
+    def __init__(self, staged: StagedTables, hospital: Hospital) -> None:
+        self.staged = staged
+        self.hospital = hospital
+        self.hid = hospital.hospital_id
+        self._touched_units: set[str] = set()
+
+    # beds ---------------------------------------------------------------
+    def bed(self, bed_id: str) -> BedState:
+        state = self.staged.get(BEDS, key(self.hid, bed_id))
+        return state if state is not None else BedState(status=AVAILABLE, since="")
+
+    def set_bed(self, bed_id: str, state: BedState) -> None:
+        self.staged.put(BEDS, key(self.hid, bed_id), state)
+        bed = self.hospital.bed(bed_id)
+        if bed is not None:
+            self._touched_units.add(bed.unit)
+
+    def bed_snapshots(self) -> Mapping[str, BedSnapshot]:
+        return _BedSnapshots(self)
+
+    # encounters ---------------------------------------------------------
+    def encounter(self, encounter_id: str) -> EncounterState | None:
+        return self.staged.get(ENCOUNTERS, key(self.hid, encounter_id))
+
+    def set_encounter(self, enc: EncounterState) -> None:
+        self.staged.put(ENCOUNTERS, key(self.hid, enc.encounter_id), enc)
+
+    def open_encounter_of(self, patient_id: str) -> str | None:
+        return self.staged.get(PATIENTS, key(self.hid, patient_id))
+
+    def set_open_encounter(self, patient_id: str, encounter_id: str | None) -> None:
+        if encounter_id is None:
+            self.staged.delete(PATIENTS, key(self.hid, patient_id))
+        else:
+            self.staged.put(PATIENTS, key(self.hid, patient_id), encounter_id)
+
+    # waiting list (FIFO of encounter ids waiting for a bed) --------------
+    def waiting(self) -> list[str]:
+        return list(self.staged.get(WAITING, self.hid, []))
+
+    def set_waiting(self, encounter_ids: list[str]) -> None:
+        self.staged.put(WAITING, self.hid, list(encounter_ids))
+
+    # census ---------------------------------------------------------------
+    def census(self, unit: str) -> UnitCensus:
+        stored = self.staged.get(CENSUS, key(self.hid, unit))
+        return stored if stored is not None else self.compute_census(unit)
+
+    def compute_census(self, unit: str) -> UnitCensus:
+        counts = dict.fromkeys(BED_STATUSES, 0)
+        beds = self.hospital.beds_in_unit(unit)
+        for bed in beds:
+            counts[self.bed(bed.bed_id).status] += 1
+        return UnitCensus(unit=unit, total=len(beds), by_status=counts)
+
+    def refresh_census(self) -> list[UnitCensus]:
+        """Recompute the census of every unit whose beds changed in this event."""
+        updated = []
+        for unit in sorted(self._touched_units):
+            census = self.compute_census(unit)
+            self.staged.put(CENSUS, key(self.hid, unit), census)
+            updated.append(census)
+        self._touched_units.clear()
+        return updated
+
+
+class _BedSnapshots(Mapping[str, BedSnapshot]):
+    """Lazy bed_id -> BedSnapshot view for the allocator (looks a bed up only when asked)."""
+
+    def __init__(self, state: HospitalState) -> None:
+        self._state = state
+
+    def __getitem__(self, bed_id: str) -> BedSnapshot:
+        if self._state.hospital.bed(bed_id) is None:
+            raise KeyError(bed_id)
+        bed = self._state.bed(bed_id)
+        return BedSnapshot(status=bed.status, occupant_sex=bed.occupant_sex)
+
+    def __iter__(self) -> Iterator[str]:
+        return (b.bed_id for b in self._state.hospital.beds)
+
+    def __len__(self) -> int:
+        return len(self._state.hospital.beds)

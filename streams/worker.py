@@ -1,0 +1,37 @@
+"""Running a worker: topics, metrics endpoint, the effective-settings log line, Faust's Worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from streams.app import bootstrap_servers, create_app, input_topic_names, output_topic_names
+from streams.broker import create_topics
+from streams.settings import WardflowSettings
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: WardflowSettings) -> list[str]:
+    """Create the contract topics if missing (production creates them up front; see deploy/)."""
+    names = input_topic_names(settings) + output_topic_names(settings)
+    return await create_topics(bootstrap_servers(settings.broker_url), names,
+                               partitions=settings.topic_partitions, replicas=settings.topic_replicas)
+
+
+def run_worker(settings: WardflowSettings) -> int:
+    """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
+    logging.getLogger().setLevel(settings.log_level.upper())
+    settings.log_effective()
+    wapp = create_app(settings)  # loads and validates the hospital config first: fail fast
+    created = asyncio.run(ensure_topics(settings))
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    wapp.metrics.serve(settings.metrics_port)
+    if settings.metrics_port:
+        log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
+    worker = faust.Worker(wapp.app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,122 @@
+"""The worker's processing in memory: the same scenarios as on the broker, plus state checks.
+
+Same bodies as tests/test_stream_integration.py (which runs them on the real broker), so a
+failure here points at the logic and a failure only there points at the streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+
+from allocator.hospital import load_hospitals
+from streams.contract import encode_output
+from streams.memory import InMemoryWorker
+from streams.processor import RawMessage
+from streams.state import BEDS, CENSUS, ENCOUNTERS, PATIENTS, WAITING
+from tests import events as ev
+from tests.test_stream_integration import HID, scenario
+
+FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"
+PREFIX = "wardflow."
+
+
+def _worker(**kw) -> InMemoryWorker:
+    return InMemoryWorker(load_hospitals(FIXTURE), topic_prefix=PREFIX, **kw)
+
+
+def _run(worker: InMemoryWorker, items) -> None:
+    msgs = []
+    for i, item in enumerate(items):
+        topic, key, value = ev.encode(PREFIX, item) if isinstance(item[1], dict) else item
+        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    asyncio.run(worker.feed(msgs))
+
+
+def _bed(worker, bed_id):
+    return worker.tables[BEDS].get(f"{HID}|{bed_id}")
+
+
+def test_scenario_decisions_and_final_state():
+    w = _worker()
+    _run(w, scenario())
+    assert [(d.kind, d.caused_by, d.bed_id) for d in w.sink.decisions] == [
+        ("assignment", "s-1", "MED-B1-A"), ("assignment", "s-6", "MED-B1-B")]
+    assert w.sink.dead_letters == []
+    assert _bed(w, "MED-B1-A").status == "dirty"  # left by the transfer, never cleaned
+    assert _bed(w, "MED-SR1").status == "available"  # discharged, cleaning, clean
+    assert _bed(w, "MED-B1-B").encounter_id == "E2"
+    assert w.tables[ENCOUNTERS][f"{HID}|E1"].status == "discharged"
+    assert w.tables[PATIENTS][f"{HID}|P1"] == "E2"
+    census = w.tables[CENSUS][f"{HID}|MED"]
+    assert census.by_status["occupied"] == 1 and census.by_status["dirty"] == 1 and census.total == 6
+
+
+def test_decisions_are_deterministic_bytes():
+    a, b = _worker(), _worker()
+    _run(a, scenario())
+    _run(b, scenario())
+    assert [encode_output(d) for d in a.sink.decisions] == [encode_output(d) for d in b.sink.decisions]
+
+
+def test_repeated_event_ids_change_nothing():
+    once, twice = _worker(), _worker()
+    _run(once, scenario())
+    _run(twice, scenario() + scenario())
+    assert twice.sink.decisions == once.sink.decisions
+    assert twice.tables == once.tables
+
+
+def test_no_requested_unit_needs_confirmation_without_a_model():
+    w = _worker()
+    _run(w, [ev.admission(HID, "P1", "E1", 0, event_id="a-1")])
+    (d,) = w.sink.decisions
+    assert d.kind == "needs_confirmation" and "no model prediction is available" in d.reasons[0].text
+    assert w.tables[ENCOUNTERS][f"{HID}|E1"].status == "awaiting_confirmation"
+
+
+def test_no_bed_then_placed_when_a_bed_is_cleaned():
+    w = _worker()
+    items = [ev.admission(HID, f"P{i}", f"E{i}", i, sex="M", requested_unit="SURGERY", event_id=f"a-{i}")
+             for i in range(1, 9)]  # SURG 3 beds, overflow MED: 2 male-bay beds + 2 single rooms
+    _run(w, items)
+    kinds = [d.kind for d in w.sink.decisions]
+    assert kinds == ["assignment"] * 7 + ["no_bed"]
+    no_bed = w.sink.decisions[-1]
+    assert no_bed.role == "bed_manager" and len(no_bed.reasons) >= 3
+    assert w.tables[WAITING][HID] == ["E8"]
+    # E1 leaves; its bed is cleaned; the waiting patient gets it, caused by the clean event.
+    _run(w, [ev.discharge(HID, "P1", "E1", 100, event_id="d-1"),
+             ev.bed_status(HID, w.sink.decisions[0].bed_id, "clean", 130, event_id="c-1")])
+    last = w.sink.decisions[-1]
+    assert (last.kind, last.caused_by, last.encounter_id) == ("assignment", "c-1", "E8")
+    assert w.tables[WAITING][HID] == []
+
+
+def test_rejected_event_changes_nothing():
+    w = _worker()
+    _run(w, [ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="a-1")])
+    before = {k: dict(v) for k, v in w.tables.items()}
+    _run(w, [ev.bed_status(HID, "MED-B1-A", "blocked", 5, event_id="b-1")])  # occupied bed
+    assert [d.code for d in w.sink.dead_letters] == ["impossible_transition"]
+    assert {k: dict(v) for k, v in w.tables.items()} == before
+
+
+def test_old_event_ids_are_forgotten_and_stale_events_refused():
+    w = _worker(retention=timedelta(hours=2))
+    _run(w, [ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="old-1"),
+             ev.vitals(HID, "P1", "E1", 60 * 5, event_id="v-1", heart_rate=80)])
+    assert f"{HID}|old-1" not in w.tables["seen"]  # 5 h later: its bucket was dropped
+    _run(w, [ev.discharge(HID, "P1", "E1", 30, event_id="late-1")])
+    assert [d.code for d in w.sink.dead_letters] == ["stale_event"]
+
+
+def test_decisions_never_carry_free_text():
+    w = _worker()
+    secret = "SECRET-CLINICAL-NOTE"
+    _run(w, [ev.admission(HID, "P1", "E1", 0, text=secret, requested_unit="MEDICINE", event_id="a-1"),
+             ev.admission(HID, "P2", "E2", 1, text=secret, event_id="a-2")])
+    assert all(secret not in orjson.dumps(d.model_dump(mode="json")).decode() for d in w.sink.decisions)
