@@ -120,3 +120,15 @@ def test_decisions_never_carry_free_text():
     _run(w, [ev.admission(HID, "P1", "E1", 0, text=secret, requested_unit="MEDICINE", event_id="a-1"),
              ev.admission(HID, "P2", "E2", 1, text=secret, event_id="a-2")])
     assert all(secret not in orjson.dumps(d.model_dump(mode="json")).decode() for d in w.sink.decisions)
+
+
+def test_metrics_carry_no_patient_identifier_or_text():
+    from prometheus_client import generate_latest
+
+    w = _worker()
+    _run(w, scenario() + [ev.admission(HID, "PX-123", "EX-456", 900, text="SECRET-NOTE", event_id="a-x")])
+    exposition = generate_latest(w.processor.metrics.registry).decode()
+    assert 'wardflow_decisions_total{kind="assignment"} 2.0' in exposition
+    assert 'wardflow_unit_occupancy_ratio{hospital="test-hosp",unit="MED"}' in exposition
+    for secret in ("P1", "E1", "E2", "PX-123", "EX-456", "SECRET-NOTE", "s-1"):
+        assert f'"{secret}"' not in exposition
