@@ -5,8 +5,10 @@ Kafka orders messages within a topic partition only; a worker reading `admission
 catching up after a crash). Like Kafka Streams' timestamp synchronisation, the merger keeps
 one queue per input topic of a partition and releases the head with the earliest
 `occurred_at` only when every other topic either has something queued or has nothing left
-to read; after `max_wait_s` it stops waiting for a silent topic. Order within one topic
-partition is never changed. Ties go to the contract's topic order, then offset.
+to read. A topic whose backlog is not known yet is waited for `max_wait_s`; one known to
+hold unread messages is waited for until they arrive (they are on their way), up to
+`stuck_after_s` as a safety net. Order within one topic partition is never changed. Ties go
+to the contract's topic order, then offset.
 """
 
 from __future__ import annotations
@@ -46,10 +48,12 @@ class Pending:
 class EventTimeMerger:
     """Per partition, one FIFO per topic; `release()` pops what may go, in event-time order."""
 
-    def __init__(self, topics: Sequence[str], max_wait_s: float) -> None:
+    def __init__(self, topics: Sequence[str], max_wait_s: float, stuck_after_s: float = 30.0) -> None:
         self.topics = tuple(topics)
         self._rank = {t: i for i, t in enumerate(self.topics)}
         self.max_wait_s = max_wait_s
+        self.stuck_after_s = stuck_after_s
+        self.forced_releases = 0  # heads released while a topic still had unread messages
         self._queues: dict[int, dict[str, deque[Pending]]] = {}
         self.delivered: dict[tuple[str, int], int] = {}  # last offset handed to us per topic partition
 
@@ -74,10 +78,15 @@ class EventTimeMerger:
             if not heads:
                 return out
             head = min(heads.values(), key=lambda p: p.sort_key)
-            if head.sort_key[0] != -math.inf and now - head.queued_at < self.max_wait_s:
-                silent_but_behind = [t for t in self.topics if t not in heads and lag(t, partition) != 0]
-                if silent_but_behind:
-                    return out  # an earlier event may still come from one of them
+            if head.sort_key[0] != -math.inf:
+                waited = now - head.queued_at
+                lags = [lag(t, partition) for t in self.topics if t not in heads]
+                if any(n for n in lags if n) and waited < self.stuck_after_s:
+                    return out  # a silent topic has unread messages: one may be earlier
+                if any(n is None for n in lags) and waited < self.max_wait_s:
+                    return out  # backlog not known yet: wait a little
+                if any(n for n in lags if n):
+                    self.forced_releases += 1
             out.append(queues[head.topic].popleft())
 
     def forget(self, partitions: Sequence[int]) -> None:

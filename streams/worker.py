@@ -16,9 +16,14 @@ log = logging.getLogger(__name__)
 
 async def ensure_topics(settings: WardflowSettings) -> list[str]:
     """Create the contract topics if missing (production creates them up front; see deploy/)."""
-    names = input_topic_names(settings) + output_topic_names(settings)
+    names = input_topic_names(settings) + output_topic_names(settings) + [settings.topic("ordered")]
+    client: dict[str, object] = {}
+    if settings.broker_username and settings.broker_password:
+        client = dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                      sasl_plain_username=settings.broker_username,
+                      sasl_plain_password=settings.broker_password.get_secret_value())
     return await create_topics(bootstrap_servers(settings.broker_url), names,
-                               partitions=settings.topic_partitions, replicas=settings.topic_replicas)
+                               partitions=settings.topic_partitions, replicas=settings.topic_replicas, **client)
 
 
 def run_worker(settings: WardflowSettings) -> int:

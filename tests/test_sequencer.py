@@ -36,6 +36,15 @@ def test_waits_for_a_topic_that_still_has_unread_messages():
     assert _offsets(m.release(0, now=0.2, lag=_lag({}))) == [("admissions", 0), ("transfers", 0)]
 
 
+def test_known_unread_messages_are_waited_for_beyond_max_wait_until_the_safety_net():
+    m = EventTimeMerger(TOPICS, max_wait_s=0.2, stuck_after_s=30.0)
+    m.add("transfers", 0, 0, 20.0, "t0", now=0)
+    behind = _lag({"admissions": 3})
+    assert m.release(0, now=5.0, lag=behind) == []  # far past max_wait: still waits, data is coming
+    assert _offsets(m.release(0, now=30.0, lag=behind)) == [("transfers", 0)]
+    assert m.forced_releases == 1
+
+
 def test_does_not_wait_for_a_topic_with_nothing_left_to_read():
     m = EventTimeMerger(TOPICS, max_wait_s=1.0)
     m.add("vitals", 0, 5, 30.0, "v5", now=0)

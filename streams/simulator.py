@@ -1,0 +1,696 @@
+"""A seeded discrete-event simulation of one hospital that speaks the event contract.
+
+Why it exists: the demo, the benchmarks and the integration tests need a believable day of
+traffic (arrivals that peak in the afternoon, patients who stay days, beds cleaned between
+them, a few broken messages) without a real EHR. Pure: no Kafka, no clock, no I/O.
+
+Why a shadow of the hospital: discharges, transfers and cleaning must name real beds. The
+simulator keeps its own bed state and mirrors the worker's handlers (`streams.handlers`):
+a patient with `requested_unit` is placed by the very `allocator.placement.place` call the
+worker makes (target = the requested label, needs = only what the worker knows, i.e.
+bariatric from `weight_kg`), waits when there is no bed, and the waiting list is retried in
+order whenever a bed is cleaned. Everything else moves by `transfers` the simulated bed
+manager records. The shadow mirrors a worker that holds no beds for unrequested patients
+(no model, or a model whose proposals a clinician has not confirmed); with auto-assignment
+the worker's beds and the shadow's can drift apart.
+
+Case mix: every arrival's text, age, sex and labels come from `inference.corpus.sample_case`.
+The corpus admits most of its cases (it is built for training, not for an ED's mix), so the
+simulator first draws whether an arrival is admitted (a third are) and, if so, which service
+(in proportion to the hospital's capacity, see `_admitting_labels`), then samples the corpus
+until a case with that label comes up. An admission event is sent for every arrival; a
+`DISCHARGE` case goes home from the ED a few hours later.
+
+Same (hospital, seed, start) -> the same events, byte for byte. Malformed messages and vitals
+draw from their own random streams and id series, so toggling them leaves the other events'
+bytes unchanged.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from allocator.hospital import Hospital
+from allocator.placement import Assignment, BedSnapshot, PatientToPlace, place
+from inference.corpus import ClinicalCase, sample_case
+from streams.handlers import BARIATRIC_WEIGHT_KG  # the worker's own threshold: the shadow must not drift
+
+DISCHARGE_LABEL = "DISCHARGE"
+ADMITTED_SHARE = 1 / 3  # share of ED arrivals admitted; typical of an acute hospital's ED
+# ED arrivals a day per bed: ~160 for 300 beds (a 300-bed hospital sees 150-250). With a third
+# admitted and the stays below, this holds a hospital near the 85% occupancy it starts with.
+ARRIVALS_PER_DAY_PER_BED = 0.53
+
+# Relative ED arrival rate by local hour (mean 1): quiet 03-07h, busy late morning to evening
+# (roughly the shape of published A&E attendances by hour of arrival).
+HOURLY_PROFILE = (0.62, 0.50, 0.42, 0.36, 0.32, 0.32, 0.38, 0.55, 0.85, 1.15, 1.38, 1.48,
+                  1.48, 1.42, 1.40, 1.38, 1.35, 1.33, 1.30, 1.25, 1.15, 1.02, 0.90, 0.75)
+
+# Length of stay by service: (median days, lognormal sigma). Medians are typical acute-trust
+# figures; sigma gives the long right tail (a few patients stay weeks). Unknown labels: DEFAULT.
+LENGTH_OF_STAY = {
+    "ICU": (3.0, 0.6),
+    "CARDIAC": (3.0, 0.6),
+    "STROKE": (6.0, 0.7),
+    "MEDICINE": (5.0, 0.7),
+    "SURGERY": (4.0, 0.6),
+    "ORTHO": (6.0, 0.6),
+    "MATERNITY": (2.0, 0.5),
+    "PAEDIATRICS": (2.0, 0.6),
+    "MENTAL_HEALTH": (10.0, 0.6),
+}
+DEFAULT_LENGTH_OF_STAY = (4.0, 0.6)
+STEP_DOWN_LABEL = "MEDICINE"  # where ICU patients go when they no longer need organ support
+STEP_DOWN_SHARE = 0.65  # the rest leave ICU directly (died, or transferred out)
+
+# Malformed-message mix (weights): what broken EHR feeds send in practice.
+MALFORMED_MIX = {
+    "broken_json": 0.15, "not_utf8": 0.10, "missing_field": 0.18, "wrong_type": 0.17,
+    "naive_timestamp": 0.14, "unknown_bed": 0.09, "unknown_hospital": 0.08, "discharge_never_admitted": 0.09,
+}
+_REQUIRED = {  # required fields per topic that a missing_field message may lack
+    "admissions": ("patient_id", "encounter_id", "age", "sex", "text", "occurred_at"),
+    "vitals": ("patient_id", "encounter_id", "occurred_at"),
+    "transfers": ("patient_id", "encounter_id", "to_bed_id"),
+    "discharges": ("patient_id", "encounter_id", "event_id"),
+    "bed-status": ("bed_id", "status", "hospital_id"),
+}
+_DISPOSITIONS = (("home", 0.84), ("care_home", 0.07), ("other_hospital", 0.03), ("died", 0.03),
+                 ("self_discharge", 0.03))
+_ICU_DISPOSITIONS = (("died", 0.45), ("other_hospital", 0.35), ("home", 0.2))  # ICU without step-down
+_MAINTENANCE = ("maintenance: bed rail repair", "maintenance: mattress replacement",
+                "maintenance: call bell fault", "maintenance: oxygen outlet check", "estates: leak in ceiling")
+_MAINTENANCE_PER_DAY_PER_BED = 3 / 300
+
+
+@dataclass(frozen=True)
+class SimEvent:
+    """One message to publish: contract topic name (no prefix), key and JSON value as bytes.
+
+    `malformed` names the defect when the message is deliberately broken (None otherwise), so
+    tests and the demo know which dead letters to expect; it is not published.
+    """
+
+    at: datetime
+    topic: str
+    key: bytes
+    value: bytes
+    malformed: str | None = None
+
+
+@dataclass(frozen=True)
+class SimStats:
+    """What the simulation produced so far: messages by topic, happenings by kind, defects."""
+
+    by_topic: dict[str, int]
+    by_kind: dict[str, int]
+    malformed: dict[str, int]
+    arrivals_by_hour: tuple[int, ...]
+    beds: int
+    occupied_beds: int
+    waiting: int
+
+    @property
+    def arrivals(self) -> int:
+        return sum(self.arrivals_by_hour)
+
+    @property
+    def admitted_share(self) -> float:
+        return self.by_kind.get("admitted", 0) / self.arrivals if self.arrivals else 0.0
+
+    @property
+    def malformed_share(self) -> float:
+        total = sum(self.by_topic.values())
+        return sum(self.malformed.values()) / total if total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"by_topic": self.by_topic, "by_kind": self.by_kind, "malformed": self.malformed,
+                "arrivals": self.arrivals, "admitted_share": round(self.admitted_share, 3),
+                "malformed_share": round(self.malformed_share, 4),
+                "arrivals_by_hour": list(self.arrivals_by_hour), "beds": self.beds,
+                "occupied_beds": self.occupied_beds, "patients_waiting": self.waiting}
+
+
+@dataclass
+class _Patient:
+    """The shadow's view of one encounter; `needs` are the case's (the bed manager knows them)."""
+
+    patient_id: str
+    encounter_id: str
+    case: ClinicalCase
+    label: str
+    requested: bool
+    spo2_scale2: bool
+    needs: frozenset[str]
+    acuity: int
+    bed_id: str | None = None
+    deteriorating_until: datetime | None = None
+    deterioration_started: datetime | None = None
+
+    @property
+    def worker_needs(self) -> frozenset[str]:
+        """What the worker places a requested patient on: only the structured weight."""
+        return frozenset({"bariatric"}) if (self.case.weight_kg or 0) >= BARIATRIC_WEIGHT_KG else frozenset()
+
+
+@dataclass(order=True)
+class _Action:
+    at: datetime
+    seq: int
+    kind: str = field(compare=False)
+    arg: str | None = field(compare=False, default=None)
+
+
+class HospitalSimulator:
+    """Deterministic day(s) of one hospital's events; call `events(until)` to advance."""
+
+    def __init__(self, hospital: Hospital, *, seed: int, start: datetime, initial_occupancy: float = 0.85,
+                 requested_unit_rate: float = 0.85, malformed_rate: float = 0.01,
+                 arrivals_per_day: float | None = None, vitals: bool = False) -> None:
+        if start.tzinfo is None or start.utcoffset() is None:
+            raise ValueError("start must be timezone-aware (e.g. 2026-11-24T08:00:00+00:00)")
+        for name, value in (("initial_occupancy", initial_occupancy), ("requested_unit_rate", requested_unit_rate),
+                            ("malformed_rate", malformed_rate)):
+            if not 0.0 <= value <= (0.5 if name == "malformed_rate" else 1.0):
+                raise ValueError(f"{name} out of range: {value}")
+        self.hospital = hospital
+        self.seed = seed
+        self.start = start.replace(microsecond=0)
+        self.initial_occupancy = initial_occupancy
+        self.requested_unit_rate = requested_unit_rate
+        self.malformed_rate = malformed_rate
+        self.vitals = vitals
+        self.arrivals_per_day = (ARRIVALS_PER_DAY_PER_BED * len(hospital.beds)
+                                 if arrivals_per_day is None else float(arrivals_per_day))
+        tag = f"{seed}|{hospital.hospital_id}|{self.start.isoformat()}"
+        self._rng = random.Random(f"sim|{tag}")       # the clinical story
+        self._vrng = random.Random(f"vitals|{tag}")   # observations
+        self._mrng = random.Random(f"malformed|{tag}")  # broken messages
+        self._id_prefix = f"sim-{seed}-{self.start:%Y%m%d%H%M}"
+        self._key = hospital.hospital_id.encode("utf-8")
+        self._serial = {"": 0, "v": 0, "m": 0}
+        self._encounter_no = self._rng.randrange(10_000_000, 90_000_000) * 10
+        self._patient_ids: set[str] = set()
+        self._labels = self._admitting_labels()
+        self._beds: dict[str, BedSnapshot] = {}  # beds that are not available (absent = available)
+        self._occupant: dict[str, str] = {}      # bed_id -> encounter_id
+        self._patients: dict[str, _Patient] = {}
+        self._waiting: list[str] = []            # the worker's FIFO of requested patients with no bed
+        self._queue: list[_Action] = []
+        self._seq = 0
+        self._out: list[SimEvent] = []
+        self._by_topic: Counter[str] = Counter()
+        self._by_kind: Counter[str] = Counter()
+        self._malformed: Counter[str] = Counter()
+        self._arrivals_by_hour = [0] * 24
+        self._started = False
+        self._peak_rate = max(HOURLY_PROFILE) / sum(HOURLY_PROFILE) * 24 * self.arrivals_per_day  # per day
+
+    # ------------------------------------------------------------------ public
+
+    def events(self, until: datetime) -> Iterator[SimEvent]:
+        """Events in simulated-time order up to `until`; a later call continues from there."""
+        if not self._started:
+            self._started = True
+            self._initial_census()
+            self._schedule(self._next_arrival(self.start), "arrival")
+            self._schedule(self._next_maintenance(self.start), "maintenance")
+        actions = {"census": self._on_census, "arrival": self._on_arrival, "ed_discharge": self._on_ed_discharge,
+                   "manual_place": self._on_manual_place, "discharge": self._on_discharge,
+                   "step_down": self._on_step_down, "repatriate": self._on_repatriate,
+                   "isolation": self._on_isolation, "cleaning": self._on_cleaning, "clean": self._on_clean,
+                   "maintenance": self._on_maintenance, "vitals": self._on_vitals}
+        while self._queue and self._queue[0].at <= until:
+            action = heapq.heappop(self._queue)
+            actions[action.kind](action.at, action.arg)
+            yield from self._drain()
+
+    def stats(self) -> SimStats:
+        return SimStats(by_topic=dict(sorted(self._by_topic.items())), by_kind=dict(sorted(self._by_kind.items())),
+                        malformed=dict(sorted(self._malformed.items())), arrivals_by_hour=tuple(self._arrivals_by_hour),
+                        beds=len(self.hospital.beds), occupied_beds=len(self._occupant), waiting=len(self._waiting))
+
+    def occupied_beds(self) -> dict[str, str]:
+        """The shadow's bed_id -> encounter_id, for checks against a real worker's state."""
+        return dict(self._occupant)
+
+    # ------------------------------------------------------------------ the story
+
+    def _initial_census(self) -> None:
+        """Fill ~initial_occupancy of every unit with patients admitted before `start`."""
+        planned: list[str] = []
+        for unit in self.hospital.units:
+            labels = [lb for lb in unit.serves if lb in self._labels]
+            if labels:
+                count = round(self.initial_occupancy * len(self.hospital.beds_in_unit(unit.code)))
+                planned += [self._rng.choice(labels) for _ in range(count)]
+        self._rng.shuffle(planned)
+        window = timedelta(minutes=15)  # just before start, so a paced replay begins promptly
+        for i, label in enumerate(planned):  # through the queue, so their vitals interleave in time order
+            self._schedule(self.start - window + window * i / max(1, len(planned)), "census", label)
+
+    def _on_census(self, at: datetime, label: str | None) -> None:
+        self._admit(at, self._new_patient(self._case_for(label or ""), requested=True), census=True)
+
+    def _on_arrival(self, at: datetime, _: str | None) -> None:
+        self._schedule(self._next_arrival(at), "arrival")
+        self._arrivals_by_hour[at.astimezone(self.start.tzinfo).hour] += 1
+        self._by_kind["arrival"] += 1
+        admitted = self._rng.random() < ADMITTED_SHARE
+        label = self._pick_label() if admitted else DISCHARGE_LABEL
+        case = self._case_for(label)
+        requested = admitted and self._rng.random() < self.requested_unit_rate
+        self._admit(at, self._new_patient(case, requested=requested), census=False)
+
+    def _admit(self, at: datetime, p: _Patient, *, census: bool) -> None:
+        body: dict[str, Any] = {"patient_id": p.patient_id, "encounter_id": p.encounter_id, "age": p.case.age,
+                                "sex": p.case.sex, "text": p.case.text, "arrival": self._arrival_mode(p.case)}
+        if p.requested:
+            body["requested_unit"] = p.label
+        if p.case.weight_kg is not None:
+            body["weight_kg"] = p.case.weight_kg
+        if p.spo2_scale2:
+            body["spo2_scale2"] = True
+        self._emit(at, "admissions", body)
+        self._patients[p.encounter_id] = p
+        self._by_kind["initial_census" if census else ("admitted" if p.label != DISCHARGE_LABEL else "not_admitted")] += 1
+        if p.label == DISCHARGE_LABEL:
+            self._schedule(at + self._hours(2, 5), "ed_discharge", p.encounter_id)
+            return
+        self._schedule_stay(at, p, census=census)
+        if p.requested:
+            self._by_kind["requested_unit"] += 1
+            if not self._worker_place(at, p):
+                self._waiting.append(p.encounter_id)
+                self._by_kind["waiting_for_bed"] += 1
+        else:
+            self._schedule(at + self._hours(1, 4), "manual_place", p.encounter_id)
+        if self.vitals:
+            self._schedule(at + timedelta(minutes=self._vrng.uniform(5, 30)), "vitals", p.encounter_id)
+
+    def _on_ed_discharge(self, at: datetime, encounter_id: str | None) -> None:
+        p = self._patients.get(encounter_id or "")
+        if p is not None:
+            self._close(at, p, "home", kind="ed_discharge")
+
+    def _on_manual_place(self, at: datetime, encounter_id: str | None) -> None:
+        """The bed manager places an unrequested admission by hand: a recorded transfer."""
+        p = self._patients.get(encounter_id or "")
+        if p is None or p.bed_id:
+            return
+        bed = self._choose_bed(p, p.label, p.needs)
+        if bed is None:
+            self._schedule(at + self._hours(0.5, 1.5), "manual_place", p.encounter_id)
+            return
+        self._transfer(at, p, bed.bed_id, kind="manual_placement")
+        if bed.overflow:
+            self._schedule(at + self._hours(4, 12), "repatriate", p.encounter_id)
+
+    def _on_discharge(self, at: datetime, encounter_id: str | None) -> None:
+        p = self._patients.get(encounter_id or "")
+        if p is not None:
+            mix = _ICU_DISPOSITIONS if p.label == "ICU" else _DISPOSITIONS
+            self._close(at, p, _weighted(self._rng, mix), kind="discharge")
+
+    def _on_step_down(self, at: datetime, encounter_id: str | None) -> None:
+        p = self._patients.get(encounter_id or "")
+        if p is None:
+            return
+        label = STEP_DOWN_LABEL if STEP_DOWN_LABEL in self._labels else self._pick_label(exclude="ICU")
+        bed = self._choose_bed(p, label, p.needs - {"respiratory_support"})
+        if bed is None:  # no ward bed: the patient stays in ICU for now (a "delayed discharge")
+            self._schedule(at + self._hours(1, 3), "step_down", p.encounter_id)
+            return
+        self._transfer(at, p, bed.bed_id, kind="step_down")
+        p.label, p.acuity, p.needs = label, max(p.acuity, 3), p.needs - {"respiratory_support"}
+        self._schedule(self._discharge_time(at + self._length_of_stay(label)), "discharge", p.encounter_id)
+
+    def _on_repatriate(self, at: datetime, encounter_id: str | None) -> None:
+        """An outlier (overflow bed) goes back to their own service once it has room."""
+        p = self._patients.get(encounter_id or "")
+        if p is None or not p.bed_id:
+            return
+        bed = self._choose_bed(p, p.label, p.needs)
+        if bed is not None and not bed.overflow:
+            self._transfer(at, p, bed.bed_id, kind="repatriation")
+        elif self._rng.random() < 0.7:
+            self._schedule(at + self._hours(6, 12), "repatriate", p.encounter_id)
+
+    def _on_isolation(self, at: datetime, encounter_id: str | None) -> None:
+        """A new infection (C. difficile, norovirus) is found: move to a side room if one is free."""
+        p = self._patients.get(encounter_id or "")
+        if p is None or not p.bed_id or self.hospital.bed(p.bed_id).single_room:
+            return
+        needs = p.needs | {"contact_isolation"}
+        bed = self._choose_bed(p, p.label, needs)
+        if bed is not None and self.hospital.bed(bed.bed_id).single_room:
+            p.needs = needs
+            self._transfer(at, p, bed.bed_id, kind="isolation_move")
+
+    def _on_cleaning(self, at: datetime, bed_id: str | None) -> None:
+        self._set_bed(bed_id or "", "cleaning")
+        self._emit(at, "bed-status", {"bed_id": bed_id, "status": "cleaning"})
+        self._by_kind["cleaning"] += 1
+        self._schedule(at + self._lognormal_minutes(55, 0.4, 30, 120), "clean", bed_id)
+
+    def _on_clean(self, at: datetime, bed_id: str | None) -> None:
+        self._set_bed(bed_id or "", "available")
+        self._emit(at, "bed-status", {"bed_id": bed_id, "status": "clean"})
+        self._by_kind["clean"] += 1
+        still = []
+        for encounter_id in self._waiting:  # the worker's place_waiting, in the same order
+            if not self._worker_place(at, self._patients[encounter_id]):
+                still.append(encounter_id)
+        self._waiting = still
+
+    def _on_maintenance(self, at: datetime, _: str | None) -> None:
+        self._schedule(self._next_maintenance(at), "maintenance")
+        free = [b.bed_id for b in self.hospital.beds if b.bed_id not in self._beds]
+        if not free:
+            return
+        bed_id = self._rng.choice(free)
+        self._set_bed(bed_id, "blocked")
+        self._emit(at, "bed-status", {"bed_id": bed_id, "status": "blocked", "reason": self._rng.choice(_MAINTENANCE)})
+        self._by_kind["blocked"] += 1
+        self._schedule(at + self._lognormal_minutes(240, 0.5, 60, 720), "clean", bed_id)
+
+    # ------------------------------------------------------------------ shadow moves
+
+    def _worker_place(self, at: datetime, p: _Patient) -> bool:
+        """Exactly the worker's placement of a requested patient; occupies the bed on success."""
+        placed = place(PatientToPlace(encounter_id=p.encounter_id, age=p.case.age, sex=p.case.sex,
+                                      target_unit=p.label, needs=p.worker_needs), self.hospital, self._beds)
+        if not isinstance(placed, Assignment):
+            return False
+        self._occupy(placed.bed_id, p)
+        if p.encounter_id in self._waiting:
+            self._by_kind["placed_from_waiting"] += 1
+        if placed.overflow:
+            self._schedule(at + self._hours(4, 12), "repatriate", p.encounter_id)
+        return True
+
+    def _choose_bed(self, p: _Patient, label: str, needs: frozenset[str]) -> Assignment | None:
+        """The simulated bed manager's pick: the allocator's best bed for the true needs."""
+        placed = place(PatientToPlace(encounter_id=p.encounter_id, age=p.case.age, sex=p.case.sex,
+                                      target_unit=label, needs=needs), self.hospital, self._beds)
+        return placed if isinstance(placed, Assignment) else None
+
+    def _schedule_stay(self, at: datetime, p: _Patient, *, census: bool) -> None:
+        """Discharge (or ICU step-down) counted from the decision to admit, bed or no bed:
+        a patient who waits is treated in the emergency department meanwhile."""
+        if census:  # already part-way through a stay: the remaining part of a length-biased stay
+            median, sigma = LENGTH_OF_STAY.get(p.label, DEFAULT_LENGTH_OF_STAY)
+            total = timedelta(days=self._rng.lognormvariate(math.log(median) + sigma**2, sigma))
+            stay = total * self._rng.random()
+        else:
+            stay = self._length_of_stay(p.label)
+        if p.label == "ICU" and self._rng.random() < STEP_DOWN_SHARE:
+            self._schedule(self._discharge_time(at + min(stay, self._hours(24, 72))), "step_down", p.encounter_id)
+        else:
+            self._schedule(self._discharge_time(at + stay), "discharge", p.encounter_id)
+        if self._rng.random() < 0.02:
+            self._schedule(at + stay * self._rng.uniform(0.1, 0.5), "isolation", p.encounter_id)
+
+    def _transfer(self, at: datetime, p: _Patient, bed_id: str, *, kind: str) -> None:
+        self._emit(at, "transfers", {"patient_id": p.patient_id, "encounter_id": p.encounter_id, "to_bed_id": bed_id})
+        self._by_kind[kind] += 1
+        if p.bed_id:
+            self._vacate(at, p.bed_id, terminal=bool(p.needs & {"contact_isolation", "airborne_isolation"}))
+        self._occupy(bed_id, p)
+        if p.encounter_id in self._waiting:  # the worker drops a moved patient from its waiting list
+            self._waiting.remove(p.encounter_id)
+
+    def _close(self, at: datetime, p: _Patient, disposition: str, *, kind: str) -> None:
+        self._emit(at, "discharges", {"patient_id": p.patient_id, "encounter_id": p.encounter_id,
+                                      "disposition": disposition})
+        self._by_kind[kind] += 1
+        del self._patients[p.encounter_id]  # closed: pending actions for it find nothing and do nothing
+        if p.bed_id:
+            self._vacate(at, p.bed_id, terminal=bool(p.needs & {"contact_isolation", "airborne_isolation"}))
+        if p.encounter_id in self._waiting:
+            self._waiting.remove(p.encounter_id)
+
+    def _occupy(self, bed_id: str, p: _Patient) -> None:
+        self._beds[bed_id] = BedSnapshot(status="occupied", occupant_sex=p.case.sex)
+        self._occupant[bed_id] = p.encounter_id
+        p.bed_id = bed_id
+
+    def _vacate(self, at: datetime, bed_id: str, *, terminal: bool) -> None:
+        """The worker marks a vacated bed dirty; housekeeping starts within the hour."""
+        self._set_bed(bed_id, "dirty")
+        delay = self._rng.uniform(10, 45) + (30 if terminal else 0)  # a terminal clean takes longer
+        self._schedule(at + timedelta(minutes=delay), "cleaning", bed_id)
+
+    def _set_bed(self, bed_id: str, status: str) -> None:
+        self._occupant.pop(bed_id, None)
+        if status == "available":
+            self._beds.pop(bed_id, None)
+        else:
+            self._beds[bed_id] = BedSnapshot(status=status, occupant_sex=None)
+
+    # ------------------------------------------------------------------ vitals
+
+    def _on_vitals(self, at: datetime, encounter_id: str | None) -> None:
+        p = self._patients.get(encounter_id or "")
+        if p is None:
+            return
+        rng = self._vrng
+        if p.deteriorating_until is None and rng.random() < 0.012:  # ~1 in 10 over a stay's sets
+            p.deterioration_started, p.deteriorating_until = at, at + timedelta(hours=rng.uniform(4, 12))
+        severity = 0.0
+        if p.deteriorating_until is not None and p.deterioration_started is not None:
+            if at >= p.deteriorating_until:  # treated (or escalated): back to the baseline
+                p.deteriorating_until = p.deterioration_started = None
+            else:
+                span = (p.deteriorating_until - p.deterioration_started).total_seconds()
+                severity = min(1.0, 1.5 * (at - p.deterioration_started).total_seconds() / span)
+        body = {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **_observations(rng, p, severity)}
+        self._emit(at, "vitals", body, series="v")
+        self._by_kind["vitals"] += 1
+        unit = self.hospital.bed(p.bed_id).unit if p.bed_id else None
+        if severity > 0 or p.acuity <= 2 or (unit and "ICU" in self.hospital.unit(unit).serves):
+            gap = timedelta(minutes=rng.uniform(50, 70))
+        elif p.acuity == 3:
+            gap = timedelta(minutes=rng.uniform(220, 260))
+        else:
+            gap = timedelta(hours=rng.uniform(6, 12))
+        self._schedule(at + gap, "vitals", p.encounter_id)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _admitting_labels(self) -> dict[str, float]:
+        """Labels this hospital admits to, weighted by beds over length of stay.
+
+        Why: the corpus's unit mix is tuned for training, not for this hospital; drawing each
+        admitted case's unit in proportion to the unit's capacity (beds / stay) keeps every
+        service about equally full, so the bed pressure the demo shows is the hospital's, not
+        an artefact of the corpus. The text and labels still come from the corpus itself.
+        """
+        beds: Counter[str] = Counter()
+        for unit in self.hospital.units:
+            n = len(self.hospital.beds_in_unit(unit.code))
+            for label in unit.serves:
+                beds[label] += n / len(unit.serves)
+        return {lb: n / LENGTH_OF_STAY.get(lb, DEFAULT_LENGTH_OF_STAY)[0] for lb, n in sorted(beds.items())
+                if lb != DISCHARGE_LABEL and n > 0}
+
+    def _pick_label(self, exclude: str | None = None) -> str:
+        labels = [lb for lb in self._labels if lb != exclude]
+        return self._rng.choices(labels, weights=[self._labels[lb] for lb in labels])[0]
+
+    def _case_for(self, label: str) -> ClinicalCase:
+        """A corpus case whose label is `label` (rejection sampling keeps the corpus's own text).
+
+        A label the corpus never produces (a hospital's own service) gets the last admitted
+        case relabelled, so the hospital is still exercised.
+        """
+        last_admitted = None
+        for _ in range(2000):
+            case = sample_case(self._rng)
+            if case.target_unit == label:
+                return case
+            if case.target_unit != DISCHARGE_LABEL:
+                last_admitted = case
+        if last_admitted is None:
+            raise ValueError(f"the corpus produced no case for {label!r}")
+        return replace(last_admitted, target_unit=label)
+
+    def _new_patient(self, case: ClinicalCase, *, requested: bool) -> _Patient:
+        self._encounter_no += self._rng.randint(1, 9)
+        while True:
+            patient_id = f"P{self._rng.randrange(1_000_000, 10_000_000)}"
+            if patient_id not in self._patient_ids:
+                self._patient_ids.add(patient_id)
+                break
+        return _Patient(patient_id=patient_id, encounter_id=f"E{self._encounter_no}", case=case,
+                        label=case.target_unit, requested=requested, spo2_scale2=self._scale2(case),
+                        needs=frozenset(case.needs), acuity=case.acuity)
+
+    def _scale2(self, case: ClinicalCase) -> bool:
+        """NEWS2 scale 2 for hypercapnic respiratory failure: most COPD cases, a few other chests."""
+        if "copd" in case.presentation.lower():
+            return self._rng.random() < 0.7
+        return case.target_unit == "MEDICINE" and "respiratory_support" in case.needs and self._rng.random() < 0.08
+
+    def _arrival_mode(self, case: ClinicalCase) -> str:
+        if case.register == "ambulance":
+            return "ambulance"
+        if case.register == "referral":
+            return "referral"
+        if case.register == "admission":
+            return _weighted(self._rng, (("ambulance", 0.45), ("walk_in", 0.35), ("transfer", 0.2)))
+        if case.acuity <= 2 and self._rng.random() < 0.6:
+            return "ambulance"
+        return "walk_in"
+
+    def _next_arrival(self, after: datetime) -> datetime:
+        """Non-homogeneous Poisson arrivals by thinning against the peak hourly rate."""
+        t = after
+        while True:
+            t += timedelta(days=self._rng.expovariate(self._peak_rate))
+            hour = t.astimezone(self.start.tzinfo).hour
+            if self._rng.random() * max(HOURLY_PROFILE) < HOURLY_PROFILE[hour]:
+                return t.replace(microsecond=0)
+
+    def _next_maintenance(self, after: datetime) -> datetime:
+        rate = _MAINTENANCE_PER_DAY_PER_BED * len(self.hospital.beds)
+        return (after + timedelta(days=self._rng.expovariate(max(rate, 1e-6)))).replace(microsecond=0)
+
+    def _length_of_stay(self, label: str) -> timedelta:
+        median, sigma = LENGTH_OF_STAY.get(label, DEFAULT_LENGTH_OF_STAY)
+        return timedelta(days=self._rng.lognormvariate(math.log(median), sigma))
+
+    def _discharge_time(self, t: datetime) -> datetime:
+        """Most discharges happen 10-19h (ward rounds, pharmacy, transport); night ones move on."""
+        local = t.astimezone(self.start.tzinfo)
+        if 9 <= local.hour < 20 or self._rng.random() < 0.1:
+            return t.replace(microsecond=0)
+        day = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1 if local.hour >= 20 else 0)
+        return (day + timedelta(hours=self._rng.triangular(10, 19, 13))).replace(microsecond=0)
+
+    def _hours(self, low: float, high: float) -> timedelta:
+        return timedelta(hours=self._rng.uniform(low, high))
+
+    def _lognormal_minutes(self, median: float, sigma: float, low: float, high: float) -> timedelta:
+        return timedelta(minutes=min(high, max(low, self._rng.lognormvariate(math.log(median), sigma))))
+
+    def _schedule(self, at: datetime, kind: str, arg: str | None = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, _Action(at.replace(microsecond=0), self._seq, kind, arg))
+
+    def _emit(self, at: datetime, topic: str, fields: dict[str, Any], series: str = "") -> None:
+        body = {"event_id": self._next_id(series), "hospital_id": self.hospital.hospital_id,
+                "occurred_at": at.isoformat(timespec="seconds"), **fields}
+        self._out.append(SimEvent(at, topic, self._key, orjson.dumps(body)))
+        self._by_topic[topic] += 1
+        rate = self.malformed_rate
+        if rate and self._mrng.random() < rate / (1 - rate):  # so that ~rate of all messages are broken
+            kind = _weighted(self._mrng, tuple(MALFORMED_MIX.items()))
+            self._out.append(self._malformed_event(kind, at, topic, body))
+            self._by_topic[self._out[-1].topic] += 1
+            self._malformed[kind] += 1
+
+    def _next_id(self, series: str) -> str:
+        self._serial[series] += 1
+        return f"{self._id_prefix}-{series}{self._serial[series]}"
+
+    def _drain(self) -> Iterator[SimEvent]:
+        out, self._out = self._out, []
+        yield from out
+
+    def _malformed_event(self, kind: str, at: datetime, topic: str, body: dict[str, Any]) -> SimEvent:
+        """A broken sibling of a valid message (own event_id): the shadow never applies it."""
+        rng, body = self._mrng, {**body, "event_id": self._next_id("m")}
+        key = self._key
+        if kind == "broken_json":  # cut off mid-message (a producer died mid-write)
+            raw = orjson.dumps(body)
+            value = raw[: rng.randint(len(raw) // 3, len(raw) - 2)]
+        elif kind == "not_utf8":  # a Latin-1 export: 0xE9 is not valid UTF-8 on its own
+            value = orjson.dumps({**body, "source_system": "H\u00f4pital EHR"}).replace("\u00f4".encode(), b"\xf4")
+        elif kind == "missing_field":
+            body.pop(rng.choice(_REQUIRED.get(topic, ("occurred_at",))), None)
+            value = orjson.dumps(body)
+        elif kind == "wrong_type":
+            value = orjson.dumps(_wrong_type(rng, topic, body))
+        elif kind == "naive_timestamp":  # local time with no offset: ambiguous across DST
+            body["occurred_at"] = at.replace(tzinfo=None).isoformat(timespec="seconds")
+            value = orjson.dumps(body)
+        elif kind == "unknown_bed":
+            topic, bed_id = "bed-status", self._unknown_bed_id()
+            value = orjson.dumps({k: body[k] for k in ("event_id", "hospital_id", "occurred_at")}
+                                 | {"bed_id": bed_id, "status": "clean"})
+        elif kind == "unknown_hospital":  # a feed configured for the sister hospital
+            body["hospital_id"] = f"{self.hospital.hospital_id}-annexe"
+            key, value = body["hospital_id"].encode(), orjson.dumps(body)
+        else:  # discharge_never_admitted: the EHR discharged someone it never told us about
+            topic = "discharges"
+            value = orjson.dumps({k: body[k] for k in ("event_id", "hospital_id", "occurred_at")}
+                                 | {"patient_id": f"P{rng.randrange(1_000_000, 10_000_000)}",
+                                    "encounter_id": f"E{rng.randrange(10**8, 10**9)}", "disposition": "home"})
+        return SimEvent(at, topic, key, value, malformed=kind)
+
+    def _unknown_bed_id(self) -> str:
+        while True:
+            bed_id = f"{self._mrng.choice(('AMU', 'WARD-9', 'OLD-SDU', 'X'))}-{self._mrng.randint(1, 40):02d}"
+            if self.hospital.bed(bed_id) is None:
+                return bed_id
+
+
+def _weighted(rng: random.Random, items: tuple[tuple[str, float], ...]) -> str:
+    return rng.choices([k for k, _ in items], weights=[w for _, w in items])[0]
+
+
+def _wrong_type(rng: random.Random, topic: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Type mistakes real integrations make: numbers as strings, ids as numbers, yes/no flags."""
+    body = dict(body)
+    if topic == "admissions":
+        body["age"] = f"{body['age']:g}" if rng.random() < 0.7 else f"{body['age']:g} years"
+    elif topic == "vitals":
+        body["spo2"] = f"{rng.randint(88, 99)}%"
+    elif topic == "bed-status":
+        body["reason"] = ["housekeeping", "terminal clean"]
+    else:
+        body["patient_id"] = int(body["patient_id"].lstrip("P"))
+    return body
+
+
+_BASELINES = {  # (resp_rate, spo2, systolic_bp, heart_rate, temperature_c) by acuity
+    1: (24, 92, 100, 112, 37.9), 2: (21, 94, 112, 100, 37.6), 3: (18, 96, 124, 88, 37.1),
+    4: (16, 97, 128, 78, 36.9), 5: (15, 98, 126, 74, 36.8),
+}
+
+
+def _observations(rng: random.Random, p: _Patient, severity: float) -> dict[str, Any]:
+    """One set of observations around the patient's baseline, worse by `severity` (0..1)."""
+    rr, spo2, sbp, hr, temp = _BASELINES.get(p.acuity, _BASELINES[3])
+    if p.spo2_scale2:
+        spo2 = 90  # target 88-92% for hypercapnic patients
+    rr = round(rr + 10 * severity + rng.gauss(0, 1.5))
+    spo2 = min(100, round(spo2 - 7 * severity + rng.gauss(0, 1.0)))
+    on_oxygen = spo2 < 93 or "respiratory_support" in p.needs
+    obs: dict[str, Any] = {
+        "resp_rate": max(6, rr), "spo2": max(70, spo2), "on_oxygen": on_oxygen,
+        "systolic_bp": max(60, round(sbp - 35 * severity + rng.gauss(0, 8))),
+        "heart_rate": max(35, round(hr + 30 * severity + rng.gauss(0, 6))),
+        "consciousness": "C" if severity > 0.8 and rng.random() < 0.5 else "A",
+        "temperature_c": round(temp + 1.0 * severity + rng.gauss(0, 0.3), 1),
+    }
+    if rng.random() < 0.15:  # a partial set: the nurse was interrupted, the monitor sent some only
+        keep = set(rng.sample(sorted(obs), rng.randint(1, 4)))
+        obs = {k: v for k, v in obs.items() if k in keep}
+    return obs
+
+
+def utc_hour(now: datetime | None = None) -> datetime:
+    """The default simulation start: now, rounded down to the hour, in UTC."""
+    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
