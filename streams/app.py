@@ -19,6 +19,7 @@ from faust.types import TP
 
 from allocator.hospital import Hospital, load_hospitals
 from streams.contract import INPUT_MODELS, DeadLetter, Decision, encode_output
+from streams.faust_transport import tuned_app_class
 from streams.handlers import HandlerContext
 from streams.metrics import WorkerMetrics
 from streams.processor import EventProcessor, RawMessage
@@ -102,7 +103,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     if settings.broker_username and settings.broker_password:
         broker_credentials = faust.SASLCredentials(username=settings.broker_username,
                                                    password=settings.broker_password.get_secret_value())
-    app = faust.App(
+    app = tuned_app_class(settings.broker_fetch_max_wait_ms)(
         settings.app_id,
         broker=broker_urls(settings.broker_url),
         broker_credentials=broker_credentials,

@@ -49,6 +49,14 @@ async def wait_until_ready(bootstrap: str, timeout_s: float = 20.0) -> float:
     started = time.monotonic()
     deadline = started + timeout_s
     last_error: Exception | None = None
+    host, _, port = bootstrap.rpartition(":")
+    while time.monotonic() < deadline:  # first the port, quietly: aiokafka logs refused connections as errors
+        try:
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                break
+        except OSError as exc:
+            last_error = exc
+            await asyncio.sleep(0.05)
     while time.monotonic() < deadline:
         client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
         try:

@@ -41,6 +41,7 @@ class WardflowSettings(BaseSettings):
     app_id: str = Field("wardflow", description="Faust app id: consumer group and changelog topic prefix")
     broker_session_timeout_s: float = Field(10.0, gt=0, description="Consumer session timeout")
     broker_rebalance_timeout_s: float = Field(10.0, gt=0, description="Consumer rebalance timeout")
+    broker_fetch_max_wait_ms: int = Field(50, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency bound per hop)")
     sequencer_max_wait_ms: float = Field(200.0, ge=0, description="Longest wait for a silent input topic before releasing events in time order")
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval")
 

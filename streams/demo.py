@@ -1,0 +1,158 @@
+"""`wardflow demo`: broker, topics, worker, a simulated day, a live screen, a summary, a clean stop.
+
+Everything the demo starts it stops again, on success, on error and on Ctrl-C: the worker
+and the broker run as child processes in their own process groups and are always reaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.live import Live
+
+from allocator.hospital import load_hospitals
+from streams.app import input_topic_names, output_topic_names
+from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams.demo_view import DemoFigures, describe_decision, render, scrape
+from streams.runner import WorkerProcess, settings_env
+from streams.settings import WardflowSettings, settings_from_args
+from streams.simulator import HospitalSimulator
+from streams.sim_publish import publish
+
+log = logging.getLogger(__name__)
+
+
+def _speed(value: str) -> float:
+    return 0.0 if str(value).lower() == "max" else float(value)
+
+
+async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: DemoFigures, stop: asyncio.Event) -> None:
+    """Tail decisions and dead letters into the figures until told to stop."""
+    consumer = AIOKafkaConsumer(settings.topic("decisions"), settings.topic("dead-letters"),
+                                bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=250)
+            for records in batch.values():
+                for r in records:
+                    body = orjson.loads(r.value)
+                    if r.topic.endswith("dead-letters"):
+                        figures.dead_letters_by_code[body["code"]] += 1
+                    else:
+                        figures.decisions_by_kind[body["kind"]] += 1
+                        figures.recent.append(describe_decision(body))
+                        del figures.recent[:-20]
+    finally:
+        await consumer.stop()
+
+
+async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: EmbeddedBroker,
+                worker: WorkerProcess, console: Console) -> dict:
+    hospital = next(iter(load_hospitals(settings.hospital_config).values()))
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    sim = HospitalSimulator(hospital, seed=args.seed, start=start)
+    events = list(sim.events(until=start + timedelta(days=args.days)))
+    figures = DemoFigures(to_publish=len(events))
+    stop = asyncio.Event()
+    follower = asyncio.create_task(_follow_outputs(broker.bootstrap, settings, figures, stop))
+
+    def progress(sent: int, sim_at: datetime) -> None:
+        figures.published, figures.sim_time = sent, sim_at.strftime("%a %H:%M")
+
+    started = time.monotonic()
+    publisher = asyncio.create_task(publish(events, bootstrap=broker.bootstrap, prefix=settings.topic_prefix,
+                                            speed=_speed(args.speed), on_progress=progress, stop=stop))
+    title = f"WardFlow demo: {hospital.name} ({len(hospital.beds)} beds), {args.days:g} simulated day(s)"
+    live = None if args.no_live else Live(render(figures, title), console=console, refresh_per_second=2,
+                                           transient=False, redirect_stdout=False)
+    drained_at = None
+    last_line = 0.0
+    with live if live is not None else contextlib.nullcontext():
+        while True:
+            await asyncio.sleep(0.5)
+            scrape(settings.metrics_port, figures)
+            if live is not None:
+                live.update(render(figures, title))
+            elif time.monotonic() - last_line > 5:
+                last_line = time.monotonic()
+                console.print(f"  {figures.sim_time}: published {figures.published}/{figures.to_publish}, "
+                              f"processed {int(figures.events_in)}, decisions {sum(figures.decisions_by_kind.values())}, "
+                              f"dead letters {sum(figures.dead_letters_by_code.values())}")
+            if not worker.running:
+                raise RuntimeError(f"the worker stopped unexpectedly; see {worker.log_path}")
+            if publisher.done() and figures.events_in >= figures.published:
+                drained_at = time.monotonic()
+                await asyncio.sleep(1.0)  # let the last decisions reach the screen
+                scrape(settings.metrics_port, figures)
+                if live is not None:
+                    live.update(render(figures, title))
+                break
+    if live is None:
+        console.print(render(figures, title))
+    await publisher
+    stop.set()
+    await follower
+    elapsed = (drained_at or time.monotonic()) - started
+    return {
+        "events_published": figures.published, "events_processed": int(figures.events_in),
+        "wall_seconds": round(elapsed, 1), "events_per_second": round(figures.events_in / elapsed, 1),
+        "decisions": dict(figures.decisions_by_kind), "dead_letters": dict(figures.dead_letters_by_code),
+        "latency_p50_s_at_most": figures.latency_quantile(0.5), "latency_p99_s_at_most": figures.latency_quantile(0.99),
+        "patients_waiting": int(figures.waiting),
+    }
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    console = Console(stderr=False)
+    run_id = uuid.uuid4().hex[:8]
+    base = settings_from_args(args)
+    workdir = Path("var/demo")
+    workdir.mkdir(parents=True, exist_ok=True)
+    broker = EmbeddedBroker(log_path=workdir / "broker.log")
+    worker: WorkerProcess | None = None
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        console.print("[b]1/4[/b] starting the embedded broker ...")
+        broker.start()
+        metrics_port = base.metrics_port if base.metrics_port else free_port()
+        settings = base.model_copy(update={"broker_url": broker.url, "app_id": f"wardflow-demo-{run_id}",
+                                           "metrics_port": metrics_port, "web_port": 0})
+        console.print(f"      broker at {broker.bootstrap} (ready in {broker.ready_after_s:.2f}s)")
+        console.print("[b]2/4[/b] creating topics ...")
+        asyncio.run(create_topics(broker.bootstrap, input_topic_names(settings) + output_topic_names(settings),
+                                  partitions=settings.topic_partitions))
+        console.print("[b]3/4[/b] starting the worker (joins its group, recovers its tables) ...")
+        env = settings_env(**{k: v for k, v in settings.masked().items() if k not in ("broker_password",)})
+        worker = WorkerProcess(env=env, log_path=workdir / f"worker-{run_id}.log").start()
+        join_s = worker.wait_ready(timeout_s=90)
+        console.print(f"      worker ready after {join_s:.1f}s; metrics on http://127.0.0.1:{metrics_port}/metrics")
+        console.print("[b]4/4[/b] replaying a simulated hospital day (Ctrl-C stops everything) ...")
+        summary = asyncio.run(_demo(settings, args, broker, worker, console))
+        summary["worker_ready_seconds"] = round(join_s, 1)
+        console.print_json(json.dumps(summary))
+        return 0
+    except KeyboardInterrupt:
+        console.print("\ninterrupted: stopping the worker and the broker ...")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
+        with contextlib.suppress(Exception):
+            if worker is not None:
+                worker.stop()
+        broker.stop()
+        signal.signal(signal.SIGINT, previous)
+        console.print("stopped: nothing left running")
