@@ -26,7 +26,8 @@ from streams.processor import EventProcessor, RawMessage
 from streams.sequencer import EventTimeMerger, event_time
 from streams.records import BedState, DedupeBucket, DedupeMeta, EncounterState, UnitCensus
 from streams.settings import WardflowSettings
-from streams.state import BEDS, CENSUS, ENCOUNTERS, PATIENTS, SEEN, SEEN_BUCKETS, SEEN_META, WAITING
+from streams.state import (BEDS, CENSUS, CLOCK, DECISION_INDEX, ENCOUNTERS, OBSERVATIONS, PAGES, PAGING,
+                           PAGING_ACTIVE, PATIENTS, SEEN, SEEN_BUCKETS, SEEN_META, WAITING)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 TABLE_TYPES: dict[str, Any] = {
     BEDS: BedState, ENCOUNTERS: EncounterState, PATIENTS: None, CENSUS: UnitCensus,
     WAITING: None, SEEN: None, SEEN_BUCKETS: DedupeBucket, SEEN_META: DedupeMeta,
+    OBSERVATIONS: None, PAGING: None, PAGES: None, PAGING_ACTIVE: None, CLOCK: None, DECISION_INDEX: None,
 }
 
 
@@ -132,7 +134,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     processor = EventProcessor(
         topic_prefix=settings.topic_prefix, hospitals=hospitals, tables=tables, sink=sink, metrics=metrics,
         dedupe_retention=timedelta(hours=settings.dedupe_retention_hours),
-        context=HandlerContext(model_available=False),
+        context=HandlerContext(model_available=False, clinical=settings.clinical_config()),
     )
     merger = EventTimeMerger(input_topic_names(settings), max_wait_s=settings.sequencer_max_wait_ms / 1000)
     release_lock = asyncio.Lock()

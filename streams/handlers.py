@@ -8,9 +8,12 @@ processor then dead-letters it and discards the staged writes, so nothing half-a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from allocator.placement import Assignment, NoBed, PatientToPlace, place
+from streams import clinical
+from streams.clinical import ClinicalConfig
 from streams.contract import Admission, BedStatusChange, Discharge, InputEvent, Override, PageAck, Transfer, Vitals
 from streams.decisions import DecisionLog
 from streams.exceptions import EventRejected
@@ -28,6 +31,7 @@ class HandlerContext:
     """What handlers need beyond state: kept explicit so tests can vary it."""
 
     model_available: bool = False
+    clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
 
 
 def _ts(event: InputEvent) -> str:
@@ -110,8 +114,8 @@ def _try_place(state: HospitalState, log: DecisionLog, enc: EncounterState, at: 
     return False
 
 
-def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
-    log, at = _log(event), _ts(event)
+def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+    at = _ts(event)
     if state.encounter(event.encounter_id) is not None:
         raise EventRejected("duplicate_encounter", "encounter_id",
                             "admissions: field 'encounter_id' was already admitted by another event")
@@ -131,24 +135,23 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
         source = ("requested_unit", f"The EHR's bed request for {event.requested_unit} is followed.")
         if not _try_place(state, log, enc, at, source, report_no_bed=True):
             state.set_waiting([*state.waiting(), enc.encounter_id])
-        return log
+        return
     state.set_encounter(enc)
     why = ("no_prediction", "No unit was requested and no model prediction is available yet; a clinician must choose the unit.")
     if ctx.model_available:
         why = ("no_prediction", "No unit was requested and the model gave no prediction; a clinician must choose the unit.")
     log.add("needs_confirmation", [why], patient_id=event.patient_id, encounter_id=event.encounter_id)
-    return log
 
 
-def handle_transfer(event: Transfer, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
-    log, at = _log(event), _ts(event)
+def handle_transfer(event: Transfer, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+    at = _ts(event)
     enc = _open_encounter(state, "transfers", event.patient_id, event.encounter_id)
     bed = state.hospital.bed(event.to_bed_id)
     if bed is None:
         raise EventRejected("unknown_bed", "to_bed_id",
                             "transfers: field 'to_bed_id' names no bed of this hospital")
     if enc.bed_id == event.to_bed_id:
-        return log  # already there: nothing to change
+        return  # already there: nothing to change
     target = state.bed(event.to_bed_id)
     if target.status in ("occupied", "held") and target.encounter_id not in (None, enc.encounter_id):
         raise EventRejected("impossible_transition", "to_bed_id",
@@ -159,11 +162,10 @@ def handle_transfer(event: Transfer, state: HospitalState, ctx: HandlerContext) 
     state.set_encounter(enc.derive(status="placed", bed_id=event.to_bed_id, unit=bed.unit, waiting_since=None))
     if enc.encounter_id in state.waiting():
         state.set_waiting([e for e in state.waiting() if e != enc.encounter_id])
-    return log
 
 
-def handle_discharge(event: Discharge, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
-    log, at = _log(event), _ts(event)
+def handle_discharge(event: Discharge, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+    at = _ts(event)
     enc = _open_encounter(state, "discharges", event.patient_id, event.encounter_id)
     if enc.bed_id:
         _vacate(state, enc.bed_id, at, reason="discharge")
@@ -171,11 +173,10 @@ def handle_discharge(event: Discharge, state: HospitalState, ctx: HandlerContext
     state.set_open_encounter(enc.patient_id, None)
     if enc.encounter_id in state.waiting():
         state.set_waiting([e for e in state.waiting() if e != enc.encounter_id])
-    return log
 
 
-def handle_bed_status(event: BedStatusChange, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
-    log, at = _log(event), _ts(event)
+def handle_bed_status(event: BedStatusChange, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+    at = _ts(event)
     if state.hospital.bed(event.bed_id) is None:
         raise EventRejected("unknown_bed", "bed_id", "bed-status: field 'bed_id' names no bed of this hospital")
     current = state.bed(event.bed_id)
@@ -187,7 +188,6 @@ def handle_bed_status(event: BedStatusChange, state: HospitalState, ctx: Handler
     state.set_bed(event.bed_id, BedState(status=new_status, since=at, reason=event.reason))
     if new_status == AVAILABLE:
         place_waiting(state, log, at)
-    return log
 
 
 def place_waiting(state: HospitalState, log: DecisionLog, at: str) -> None:
@@ -203,20 +203,27 @@ def place_waiting(state: HospitalState, log: DecisionLog, at: str) -> None:
     state.set_waiting(still_waiting)
 
 
-def handle_vitals(event: Vitals, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
-    _open_encounter(state, "vitals", event.patient_id, event.encounter_id)
-    return _log(event)
+def _pregnant(state: HospitalState, enc: EncounterState) -> bool:
+    """Pregnancy is known from where the patient is or is going: an obstetric unit (its own chart)."""
+    codes = [enc.unit] if enc.unit else [u.code for u in state.hospital.units_serving(enc.target_unit or "")]
+    units = [state.hospital.unit(c) for c in codes if c]
+    return bool(units) and all(getattr(u, "obstetric", False) for u in units)
 
 
-def handle_override(event: Override, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
-    return _log(event)
+def handle_vitals(event: Vitals, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+    enc = _open_encounter(state, "vitals", event.patient_id, event.encounter_id)
+    clinical.handle_vitals(event, state, enc, ctx.clinical, _pregnant(state, enc), log)
 
 
-def handle_page_ack(event: PageAck, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
-    return _log(event)
+def handle_override(event: Override, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+    """Overrides are applied by the override module (issue 6); validated and recorded meanwhile."""
 
 
-HANDLERS: dict[type, Callable[..., DecisionLog]] = {
+def handle_page_ack(event: PageAck, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+    clinical.handle_page_ack(event, state, log)
+
+
+HANDLERS: dict[type, Callable[..., None]] = {
     Admission: handle_admission,
     Transfer: handle_transfer,
     Discharge: handle_discharge,
@@ -227,5 +234,18 @@ HANDLERS: dict[type, Callable[..., DecisionLog]] = {
 }
 
 
+def advance_clock(state: HospitalState, at: datetime) -> datetime:
+    """The hospital's clock: the latest event time seen; a late event never moves it back."""
+    current = state.clock()
+    now = at if current is None else max(at, datetime.fromisoformat(current))
+    state.set_clock(now.isoformat())
+    return now
+
+
 def handle(event: InputEvent, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
-    return HANDLERS[type(event)](event, state, ctx)
+    """Time-driven work up to this event's time first (escalations, overdue observations), then the event."""
+    log = _log(event)
+    now = advance_clock(state, event.occurred_at)
+    clinical.tick(state, now, ctx.clinical, log)
+    HANDLERS[type(event)](event, state, ctx, log)
+    return log

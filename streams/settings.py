@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocator.hospital import DEMO_HOSPITAL_PATH
 from streams.exceptions import StreamsError
+
+if TYPE_CHECKING:
+    from streams.clinical import ClinicalConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +63,27 @@ class WardflowSettings(BaseSettings):
     uncertainty_threshold: float = Field(0.6, ge=0, le=1, description="Calibrated confidence below which a prediction is uncertain")
     hold_minutes: float = Field(30.0, gt=0, description="How long a proposed bed is held awaiting confirmation")
 
+    # NEWS2 and paging
+    news2_max_obs_age_minutes: float = Field(60.0, gt=0, description="Newest value of a missing vital sign used if this recent")
+    paging_suppression_minutes: float = Field(60.0, ge=0, description="No repeat page for the same band within this time")
+    paging_escalate_after_minutes: float = Field(15.0, gt=0, description="Unacknowledged page escalates to the next role after")
+    paging_overdue_grace_minutes: float = Field(15.0, ge=0, description="Observations overdue this long past due give a decision")
+
     # Observability
     metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics port (0 disables)")
     web_port: int = Field(6066, ge=0, le=65535, description="Faust web server port (read-only views)")
     log_level: str = Field("INFO", description="Python log level")
+
+    def clinical_config(self) -> "ClinicalConfig":
+        from allocator.paging import PagingConfig
+        from streams.clinical import ClinicalConfig
+
+        return ClinicalConfig(
+            max_obs_age=timedelta(minutes=self.news2_max_obs_age_minutes),
+            paging=PagingConfig(suppression_minutes=self.paging_suppression_minutes,
+                                escalate_after_minutes=self.paging_escalate_after_minutes,
+                                overdue_grace_minutes=self.paging_overdue_grace_minutes),
+        )
 
     def topic(self, name: str) -> str:
         """Full topic name for a contract topic name such as `admissions`."""

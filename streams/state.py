@@ -23,7 +23,14 @@ WAITING = "waiting"
 SEEN = "seen"
 SEEN_BUCKETS = "seen_buckets"
 SEEN_META = "seen_meta"
-TABLE_NAMES = (BEDS, ENCOUNTERS, PATIENTS, CENSUS, WAITING, SEEN, SEEN_BUCKETS, SEEN_META)
+OBSERVATIONS = "observations"  # hid|encounter -> {parameter: [value, observed_at]}
+PAGING = "paging"  # hid|encounter -> PagingState.to_dict()
+PAGES = "pages"  # hid|page_id -> encounter_id (acks name the page)
+PAGING_ACTIVE = "paging_active"  # hid -> encounters with paging state to tick
+CLOCK = "clock"  # hid -> latest event time seen (the hospital's own clock)
+DECISION_INDEX = "decision_index"  # hid|decision_id -> encounter_id (overrides name the decision)
+TABLE_NAMES = (BEDS, ENCOUNTERS, PATIENTS, CENSUS, WAITING, SEEN, SEEN_BUCKETS, SEEN_META,
+               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX)
 
 _DELETED = object()
 AVAILABLE = "available"
@@ -119,6 +126,43 @@ class HospitalState:
 
     def set_waiting(self, encounter_ids: list[str]) -> None:
         self.staged.put(WAITING, self.hid, list(encounter_ids))
+
+    # clinical: observations, paging, the hospital clock -------------------
+    def observations(self, encounter_id: str) -> dict | None:
+        return self.staged.get(OBSERVATIONS, key(self.hid, encounter_id))
+
+    def set_observations(self, encounter_id: str, obs: dict) -> None:
+        self.staged.put(OBSERVATIONS, key(self.hid, encounter_id), obs)
+
+    def paging(self, encounter_id: str) -> dict | None:
+        return self.staged.get(PAGING, key(self.hid, encounter_id))
+
+    def set_paging(self, encounter_id: str, value: dict) -> None:
+        self.staged.put(PAGING, key(self.hid, encounter_id), value)
+
+    def page_owner(self, page_id: str) -> str | None:
+        return self.staged.get(PAGES, key(self.hid, page_id))
+
+    def set_page_owner(self, page_id: str, encounter_id: str) -> None:
+        self.staged.put(PAGES, key(self.hid, page_id), encounter_id)
+
+    def paging_active(self) -> list[str]:
+        return list(self.staged.get(PAGING_ACTIVE, self.hid, []))
+
+    def set_paging_active(self, encounter_ids: list[str]) -> None:
+        self.staged.put(PAGING_ACTIVE, self.hid, list(encounter_ids))
+
+    def clock(self) -> str | None:
+        return self.staged.get(CLOCK, self.hid)
+
+    def set_clock(self, at: str) -> None:
+        self.staged.put(CLOCK, self.hid, at)
+
+    def decision_owner(self, decision_id: str) -> str | None:
+        return self.staged.get(DECISION_INDEX, key(self.hid, decision_id))
+
+    def set_decision_owner(self, decision_id: str, encounter_id: str) -> None:
+        self.staged.put(DECISION_INDEX, key(self.hid, decision_id), encounter_id)
 
     # census ---------------------------------------------------------------
     def census(self, unit: str) -> UnitCensus:

@@ -1,0 +1,153 @@
+"""Vitals -> NEWS2 -> pages, acknowledgements and time-driven escalation, per hospital.
+
+Pure functions over `HospitalState` and the allocator's NEWS2 and paging rules. Time is the
+hospital's own clock: the latest event time seen for it (never the wall clock), so replays
+after a crash give the same pages with the same ids and bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from allocator import news2, paging
+from allocator.hospital import Hospital
+from streams.contract import PageAck, Vitals
+from streams.decisions import DecisionLog
+from streams.exceptions import EventRejected
+from streams.records import EncounterState
+
+HOSPITAL_ROLES = ("bed_manager", "critical_care_outreach", "rapid_response", "site_manager")
+
+
+@dataclass(frozen=True)
+class ClinicalConfig:
+    """NEWS2 and paging settings (from WardflowSettings)."""
+
+    max_obs_age: timedelta = timedelta(minutes=60)
+    paging: paging.PagingConfig = field(default_factory=paging.PagingConfig)
+
+
+def pager_for(hospital: Hospital, unit_code: str | None, role: str) -> str | None:
+    """The pager of `role`: the patient's unit roster first, then the hospital's."""
+    if unit_code:
+        try:
+            pager = hospital.unit(unit_code).roster.get(role)
+        except KeyError:
+            pager = None
+        if pager:
+            return pager
+    return hospital.roster.get(role)
+
+
+def page_id_for(hospital_id: str, event_id: str) -> str:
+    return f"pg-{hospital_id}-{event_id}"
+
+
+def _observations(raw: dict | None) -> dict[str, news2.Observation]:
+    return {k: news2.Observation(v[0], datetime.fromisoformat(v[1])) for k, v in (raw or {}).items()}
+
+
+def _raw_observations(obs: dict[str, news2.Observation]) -> dict[str, list]:
+    return {k: [o.value, o.at.isoformat()] for k, o in obs.items()}
+
+
+def _vitalset(event: Vitals) -> news2.Vitalset:
+    return news2.Vitalset(resp_rate=event.resp_rate, spo2=event.spo2, on_oxygen=event.on_oxygen,
+                          systolic_bp=event.systolic_bp, heart_rate=event.heart_rate,
+                          consciousness=event.consciousness, temperature_c=event.temperature_c)
+
+
+def _parameters(result: news2.News2Score) -> list[dict]:
+    return [{"name": p.name, "value": p.value, "points": p.points} for p in result.parameters]
+
+
+def handle_vitals(event: Vitals, state, enc: EncounterState, cfg: ClinicalConfig, pregnant: bool,
+                  log: DecisionLog) -> None:
+    """Record the observations; score when complete; page per the chart's response."""
+    now = event.occurred_at
+    hid = state.hid
+    latest = _observations(state.observations(enc.encounter_id))
+    new = _vitalset(event)
+    state.set_observations(enc.encounter_id, _raw_observations(news2.record(latest, new, now)))
+    common = dict(patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=enc.unit)
+
+    applies, why = news2.news2_applicable(enc.age, pregnant)
+    pstate = paging.PagingState.from_dict(state.paging(enc.encounter_id) or {})
+    if not applies:
+        if not latest:  # say it once, on the patient's first observations
+            log.add("news2", [("news2_not_applicable", why)], details={"applicable": False}, **common)
+        return
+    combined = news2.combine(latest, new, now, cfg.max_obs_age)
+    if combined.incomplete:
+        names = ", ".join(p.replace("_", " ") for p in combined.incomplete)
+        log.add("news2", [("news2_incomplete", f"NEWS2 not scored: no recent value for {names}; "
+                                               "the set is incomplete, not guessed.")],
+                details={"complete": False, "missing": list(combined.missing), "stale": list(combined.stale)},
+                **common)
+        return
+    result = news2.score(combined.vitals, scale2=enc.spo2_scale2)
+    previous_band = pstate.last_band
+    pstate, actions = paging.on_score(pstate, result, now, cfg.paging, page_id_for(hid, event.event_id))
+    details = {"complete": True, "total": result.total, "band": result.band.value, "parameters": _parameters(result),
+               "carried": list(combined.carried)}
+    if result.band != previous_band:
+        log.add("news2", [("news2_band", news2.describe_scoring(result))], details=details, **common)
+    for action in actions:
+        _emit(log, state, enc, action, details)
+    _save_paging(state, enc.encounter_id, pstate)
+
+
+def handle_page_ack(event: PageAck, state, log: DecisionLog) -> None:
+    encounter_id = state.page_owner(event.page_id)
+    if encounter_id is None:
+        raise EventRejected("unknown_page", "page_id", "page-acks: field 'page_id' names no page of this hospital")
+    pstate = paging.PagingState.from_dict(state.paging(encounter_id) or {})
+    pstate, outcome = paging.on_ack(pstate, event.page_id, event.occurred_at)
+    if outcome == paging.AckOutcome.UNKNOWN:
+        raise EventRejected("unknown_page", "page_id",
+                            "page-acks: field 'page_id' is not the patient's current page (superseded or unknown)")
+    _save_paging(state, encounter_id, pstate)
+
+
+def tick(state, now: datetime, cfg: ClinicalConfig, log: DecisionLog) -> None:
+    """Escalate unacknowledged pages and report overdue observations as of `now` (hospital time)."""
+    for encounter_id in state.paging_active():
+        enc = state.encounter(encounter_id)
+        if enc is None or enc.status == "discharged":
+            state.set_paging_active([e for e in state.paging_active() if e != encounter_id])
+            continue
+        pstate = paging.PagingState.from_dict(state.paging(encounter_id) or {})
+        pstate, actions = paging.tick(pstate, now, cfg.paging)
+        for action in actions:
+            _emit(log, state, enc, action, None)
+        if actions:
+            _save_paging(state, encounter_id, pstate)
+
+
+def _save_paging(state, encounter_id: str, pstate: paging.PagingState) -> None:
+    state.set_paging(encounter_id, pstate.to_dict())
+    active = state.paging_active()
+    if encounter_id not in active:
+        state.set_paging_active([*active, encounter_id])
+
+
+def _emit(log: DecisionLog, state, enc: EncounterState, action, details: dict | None) -> None:
+    hospital = state.hospital
+    common = dict(patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=enc.unit)
+    if isinstance(action, paging.Page):
+        state.set_page_owner(action.page_id, enc.encounter_id)
+        log.add("page", [("news2", action.reasons[0]), ("response", action.reasons[1])], page_id=action.page_id,
+                role=action.role, pager=pager_for(hospital, enc.unit, action.role), priority=str(action.priority),
+                details=details, **common)
+    elif isinstance(action, paging.Escalation):
+        state.set_page_owner(action.page_id, enc.encounter_id)
+        log.add("escalation", [("unacknowledged", f"The {action.from_role.replace('_', ' ')} has not acknowledged "
+                                                  f"the page; escalated to the {action.role.replace('_', ' ')}."),
+                               *[("news2", r) for r in action.reasons[:1]]],
+                page_id=action.page_id, role=action.role, pager=pager_for(hospital, enc.unit, action.role),
+                priority=str(action.priority), details={"escalation_level": action.escalation_level}, **common)
+    elif isinstance(action, paging.ObservationsOverdue):
+        log.add("observations_overdue", [("overdue", r) for r in action.reasons[:2]], role=action.role,
+                pager=pager_for(hospital, enc.unit, action.role), priority="urgent",
+                details={"due_at": action.due_at.isoformat(), "band": action.band.value}, **common)
