@@ -27,7 +27,7 @@ from streams.sequencer import EventTimeMerger, event_time
 from streams.records import BedState, DedupeBucket, DedupeMeta, EncounterState, UnitCensus
 from streams.settings import WardflowSettings
 from streams.state import (BEDS, CENSUS, CLOCK, DECISION_INDEX, ENCOUNTERS, OBSERVATIONS, PAGES, PAGING,
-                           PAGING_ACTIVE, PATIENTS, SEEN, SEEN_BUCKETS, SEEN_META, WAITING)
+                           PAGING_ACTIVE, PATIENTS, SEEN, SEEN_BUCKETS, SEEN_META, WAITING, HOLDS)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ TABLE_TYPES: dict[str, Any] = {
     BEDS: BedState, ENCOUNTERS: EncounterState, PATIENTS: None, CENSUS: UnitCensus,
     WAITING: None, SEEN: None, SEEN_BUCKETS: DedupeBucket, SEEN_META: DedupeMeta,
     OBSERVATIONS: None, PAGING: None, PAGES: None, PAGING_ACTIVE: None, CLOCK: None, DECISION_INDEX: None,
+    HOLDS: None,
 }
 
 

@@ -264,6 +264,8 @@ DecisionKind = Literal[
     "hold_lapsed",
     "observations_overdue",
     "news2",
+    "no_bed_needed",
+    "override_refused",
 ]
 
 

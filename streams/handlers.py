@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from allocator.overrides import check_override
 from allocator.placement import Assignment, NoBed, PatientToPlace, place
 from streams import clinical
 from streams.clinical import ClinicalConfig
@@ -32,6 +33,7 @@ class HandlerContext:
 
     model_available: bool = False
     clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
+    hold: timedelta = timedelta(minutes=30)  # how long a proposed bed waits for a clinician's confirmation
 
 
 def _ts(event: InputEvent) -> str:
@@ -93,8 +95,9 @@ def _assign(state: HospitalState, log: DecisionLog, enc: EncounterState, placed:
     _occupy(state, placed.bed_id, enc, at)
     enc = enc.derive(status="placed", bed_id=placed.bed_id, unit=placed.unit, waiting_since=None)
     state.set_encounter(enc)
-    log.add("assignment", [source_reason, *placed.reasons], patient_id=enc.patient_id,
-            encounter_id=enc.encounter_id, unit=placed.unit, bed_id=placed.bed_id, prediction=enc.prediction)
+    d = log.add("assignment", [source_reason, *placed.reasons], patient_id=enc.patient_id,
+                encounter_id=enc.encounter_id, unit=placed.unit, bed_id=placed.bed_id, prediction=enc.prediction)
+    state.set_decision_owner(d.decision_id, enc.encounter_id)
     return enc
 
 
@@ -114,7 +117,13 @@ def _try_place(state: HospitalState, log: DecisionLog, enc: EncounterState, at: 
     return False
 
 
-def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+def _probability(prediction: dict, label: str) -> str:
+    return f"{prediction.get('unit_probs', {}).get(label, 0.0):.0%}"
+
+
+def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext, log: DecisionLog,
+                     prediction: dict | None = None) -> None:
+    """Place by the EHR's request if any, else by the model; uncertain or missing: ask a clinician."""
     at = _ts(event)
     if state.encounter(event.encounter_id) is not None:
         raise EventRejected("duplicate_encounter", "encounter_id",
@@ -123,11 +132,15 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
     if current is not None:
         raise EventRejected("impossible_transition", "patient_id",
                             "admissions: field 'patient_id' already has an open encounter; discharge it first")
-    needs = ["bariatric"] if (event.weight_kg or 0) >= BARIATRIC_WEIGHT_KG else []
+    needs = {"bariatric"} if (event.weight_kg or 0) >= BARIATRIC_WEIGHT_KG else set()
+    if prediction:
+        needs |= set(prediction.get("needs", []))
     enc = EncounterState(encounter_id=event.encounter_id, patient_id=event.patient_id, age=float(event.age),
-                         sex=event.sex, admitted_at=at, status="awaiting_confirmation", needs=needs,
-                         spo2_scale2=bool(event.spo2_scale2), weight_kg=event.weight_kg)
+                         sex=event.sex, admitted_at=at, status="awaiting_confirmation", needs=sorted(needs),
+                         spo2_scale2=bool(event.spo2_scale2), weight_kg=event.weight_kg, prediction=prediction)
     state.set_open_encounter(event.patient_id, event.encounter_id)
+    common = dict(patient_id=event.patient_id, encounter_id=event.encounter_id, prediction=prediction)
+
     if event.requested_unit:
         label = _resolve_requested_unit(state, event.requested_unit)
         enc = enc.derive(target_unit=label, unit_source="requested", status="waiting", waiting_since=at)
@@ -136,11 +149,75 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
         if not _try_place(state, log, enc, at, source, report_no_bed=True):
             state.set_waiting([*state.waiting(), enc.encounter_id])
         return
+
+    if prediction is None:
+        state.set_encounter(enc)
+        why = ("no_prediction", "No unit was requested and no model is running; a clinician must choose the unit."
+               if not ctx.model_available else
+               "No unit was requested and the model gave no prediction; a clinician must choose the unit.")
+        state.set_decision_owner(log.add("needs_confirmation", [why], **common).decision_id, enc.encounter_id)
+        return
+
+    label = prediction["target_unit"]
+    enc = enc.derive(target_unit=label, unit_source="model")
+    predicted = (f"The model predicts {label} ({_probability(prediction, label)}), acuity "
+                 f"{prediction.get('acuity')}, model {prediction.get('model_version')}.")
+    if not state.hospital.units_serving(label):
+        state.set_encounter(enc.derive(status="no_bed_needed"))
+        kind = "needs_confirmation" if prediction.get("uncertain") else "no_bed_needed"
+        text = (" The prediction is uncertain: a clinician must confirm." if prediction.get("uncertain")
+                else " No unit of this hospital admits it, so no bed is allocated.")
+        d = log.add(kind, [("model_prediction", predicted + text)], **common)
+        state.set_decision_owner(d.decision_id, enc.encounter_id)
+        return
+
+    if not prediction.get("uncertain"):
+        enc = enc.derive(status="waiting", waiting_since=at)
+        state.set_encounter(enc)
+        if not _try_place(state, log, enc, at, ("model_prediction", predicted), report_no_bed=True):
+            state.set_waiting([*state.waiting(), enc.encounter_id])
+        return
+
+    # Uncertain: propose a bed and hold it until a clinician confirms, or the hold lapses.
     state.set_encounter(enc)
-    why = ("no_prediction", "No unit was requested and no model prediction is available yet; a clinician must choose the unit.")
-    if ctx.model_available:
-        why = ("no_prediction", "No unit was requested and the model gave no prediction; a clinician must choose the unit.")
-    log.add("needs_confirmation", [why], patient_id=event.patient_id, encounter_id=event.encounter_id)
+    why = ("uncertain", predicted + f" Its confidence is below the threshold, so a clinician must confirm.")
+    placed = place(_patient(enc), state.hospital, state.bed_snapshots())
+    if isinstance(placed, Assignment):
+        until = (event.occurred_at + ctx.hold).isoformat()
+        state.set_bed(placed.bed_id, BedState(status="held", since=at, encounter_id=enc.encounter_id,
+                                              occupant_sex=enc.sex, reason="awaiting confirmation"))
+        state.set_encounter(enc.derive(bed_id=placed.bed_id, unit=placed.unit, hold_until=until))
+        state.set_holds([*state.holds(), enc.encounter_id])
+        d = log.add("needs_confirmation", [why, ("bed_held", f"Bed {placed.bed_id} is held until {until}."),
+                                           *placed.reasons],
+                    unit=placed.unit, bed_id=placed.bed_id, details={"hold_expires_at": until}, **common)
+    else:
+        d = log.add("needs_confirmation", [why, *placed.reasons], **common)
+    state.set_decision_owner(d.decision_id, enc.encounter_id)
+
+
+def lapse_holds(state: HospitalState, now, log: DecisionLog) -> None:
+    """Holds past their time are released: the bed goes back to the pool, and the decision says so."""
+    holds = state.holds()
+    if not holds:
+        return
+    keep = []
+    for encounter_id in holds:
+        enc = state.encounter(encounter_id)
+        if enc is None or not enc.hold_until or enc.status != "awaiting_confirmation" or not enc.bed_id:
+            continue
+        if datetime.fromisoformat(enc.hold_until) > now:
+            keep.append(encounter_id)
+            continue
+        at = now.isoformat()
+        state.set_bed(enc.bed_id, BedState(status=AVAILABLE, since=at, reason="hold lapsed"))
+        state.set_encounter(enc.derive(bed_id=None, unit=None, hold_until=None))
+        log.add("hold_lapsed", [("hold_lapsed", f"No clinician confirmed by {enc.hold_until}; bed {enc.bed_id} "
+                                                "is released and the patient still needs a decision.")],
+                patient_id=enc.patient_id, encounter_id=enc.encounter_id, bed_id=enc.bed_id,
+                role="bed_manager", pager=state.hospital.roster.get("bed_manager"), priority="urgent")
+        place_waiting(state, log, at)
+    state.set_holds(keep)
 
 
 def handle_transfer(event: Transfer, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
@@ -215,8 +292,60 @@ def handle_vitals(event: Vitals, state: HospitalState, ctx: HandlerContext, log:
     clinical.handle_vitals(event, state, enc, ctx.clinical, _pregnant(state, enc), log)
 
 
+def _release(state: HospitalState, enc: EncounterState, at: str) -> None:
+    """Free the patient's current bed: a hold goes back to the pool, a bed they lay in needs cleaning."""
+    if not enc.bed_id:
+        return
+    if state.bed(enc.bed_id).status == "held":
+        state.set_bed(enc.bed_id, BedState(status=AVAILABLE, since=at, reason="hold released"))
+    else:
+        _vacate(state, enc.bed_id, at, reason="moved")
+    if enc.encounter_id in state.holds():
+        state.set_holds([e for e in state.holds() if e != enc.encounter_id])
+
+
 def handle_override(event: Override, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
-    """Overrides are applied by the override module (issue 6); validated and recorded meanwhile."""
+    """A clinician's word wins: confirm, reassign or reject a proposal, within the hard rules unless deliberate."""
+    at = _ts(event)
+    encounter_id = state.decision_owner(event.decision_id)
+    enc = state.encounter(encounter_id) if encounter_id else None
+    if enc is None or enc.status == "discharged":
+        raise EventRejected("unknown_decision", "decision_id",
+                            "overrides: field 'decision_id' names no open decision of this hospital")
+    held = enc.status == "awaiting_confirmation" and enc.bed_id and state.bed(enc.bed_id).status == "held"
+    proposed = Assignment(bed_id=enc.bed_id, unit=enc.unit, overflow=False, reasons=()) if held else None
+    outcome = check_override(event.action, event.clinician_id, state.hospital, proposed=proposed,
+                             patient=_patient(enc), bed_id=event.bed_id, beds=state.bed_snapshots(),
+                             deliberate=event.deliberate)
+    common = dict(patient_id=enc.patient_id, encounter_id=enc.encounter_id, prediction=enc.prediction)
+    if outcome.code == "unauthorized":
+        raise EventRejected("unauthorized", "clinician_id",
+                            "overrides: field 'clinician_id' is not a clinician allowed to override in this hospital")
+    if not outcome.applied:
+        log.add("override_refused", [*outcome.reasons, *outcome.breaches], bed_id=event.bed_id,
+                details={"action": event.action, "code": outcome.code, "clinician_id": event.clinician_id}, **common)
+        return
+    details = {"action": event.action, "code": outcome.code, "clinician_id": event.clinician_id,
+               "overridden_decision": event.decision_id,
+               "breaches": [{"code": b.code, "text": b.text} for b in outcome.breaches]}
+    if event.action == "reject":
+        _release(state, enc, at)
+        state.set_encounter(enc.derive(bed_id=None, unit=None, hold_until=None, status="awaiting_confirmation"))
+        log.add("override_applied", outcome.reasons, details=details, **common)
+        place_waiting(state, log, at)
+        return
+    if event.action == "reassign" or outcome.new_bed_id != enc.bed_id:
+        _release(state, enc, at)
+    if enc.encounter_id in state.holds():
+        state.set_holds([e for e in state.holds() if e != enc.encounter_id])
+    if enc.encounter_id in state.waiting():
+        state.set_waiting([e for e in state.waiting() if e != enc.encounter_id])
+    enc = enc.derive(hold_until=None)
+    log.add("override_applied", [*outcome.reasons, *outcome.breaches], bed_id=outcome.new_bed_id,
+            unit=outcome.new_unit, details=details, **common)
+    placed = Assignment(bed_id=outcome.new_bed_id, unit=outcome.new_unit, overflow=False,
+                        reasons=tuple(outcome.reasons))
+    _assign(state, log, enc, placed, at, ("clinician", f"Placed by clinician {event.clinician_id}."))
 
 
 def handle_page_ack(event: PageAck, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
@@ -242,10 +371,14 @@ def advance_clock(state: HospitalState, at: datetime) -> datetime:
     return now
 
 
-def handle(event: InputEvent, state: HospitalState, ctx: HandlerContext) -> DecisionLog:
+def handle(event: InputEvent, state: HospitalState, ctx: HandlerContext, prediction: dict | None = None) -> DecisionLog:
     """Time-driven work up to this event's time first (escalations, overdue observations), then the event."""
     log = _log(event)
     now = advance_clock(state, event.occurred_at)
     clinical.tick(state, now, ctx.clinical, log)
-    HANDLERS[type(event)](event, state, ctx, log)
+    lapse_holds(state, now, log)
+    if isinstance(event, Admission):
+        handle_admission(event, state, ctx, log, prediction)
+    else:
+        HANDLERS[type(event)](event, state, ctx, log)
     return log

@@ -13,6 +13,8 @@ METRIC_NAMES = (
     "wardflow_events_in_total", "wardflow_dead_letters_total", "wardflow_decisions_total",
     "wardflow_decision_latency_seconds", "wardflow_unit_occupancy_ratio", "wardflow_unit_beds",
     "wardflow_patients_waiting", "wardflow_duplicates_total", "wardflow_event_errors_total",
+    "wardflow_inference_batch_size", "wardflow_inference_latency_seconds", "wardflow_predictions_total",
+    "wardflow_news2_scores_total", "wardflow_pages_total", "wardflow_escalations_total", "wardflow_surge_level",
 )
 
 
@@ -33,6 +35,18 @@ class WorkerMetrics:
         self.occupancy = Gauge("wardflow_unit_occupancy_ratio", "Occupied or held beds / beds, per unit",
                                ["hospital", "unit"], registry=r)
         self.beds = Gauge("wardflow_unit_beds", "Beds per unit by status", ["hospital", "unit", "status"], registry=r)
+        self.inference_batch = Histogram("wardflow_inference_batch_size", "Texts per inference batch",
+                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
+        self.inference_latency = Histogram("wardflow_inference_latency_seconds", "Model time per inference batch",
+                                           buckets=LATENCY_BUCKETS, registry=r)
+        self.predictions = Counter("wardflow_predictions", "Predictions by target unit and uncertainty",
+                                   ["unit", "uncertain"], registry=r)
+        self.news2 = Counter("wardflow_news2_scores", "Complete NEWS2 scores by band", ["band"], registry=r)
+        self.pages = Counter("wardflow_pages", "Pages sent, by role", ["role"], registry=r)
+        self.escalations = Counter("wardflow_escalations", "Escalations of unacknowledged pages, by role", ["role"],
+                                   registry=r)
+        self.surge = Gauge("wardflow_surge_level", "Surge level (OPEL-style, 1-4) per hospital", ["hospital"],
+                           registry=r)
         self.waiting = Gauge("wardflow_patients_waiting", "Patients waiting for a bed", ["hospital"], registry=r)
 
     def serve(self, port: int) -> None:

@@ -37,6 +37,8 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     timestamp: float | None = None  # seconds since the epoch, the broker's record time
+    prediction: dict | None = None  # the model's output for an admission, from the sequencer
+    prediction_error: dict | None = None  # why the model could not read it
 
 
 class Sink(Protocol):
@@ -88,9 +90,12 @@ class EventProcessor:
             return await self._dead_letter(msg, "stale_event", "occurred_at",
                                            f"{name}: field 'occurred_at' is older than the {self.retention} "
                                            "idempotency window, so it cannot be applied safely")
+        if msg.prediction_error:
+            return await self._dead_letter(msg, msg.prediction_error.get("code", "inference_failed"), "text",
+                                           msg.prediction_error.get("message", f"{name}: the model failed on 'text'"))
         state = HospitalState(staged, hospital)
         try:
-            decisions = handle(event, state, self.context).decisions
+            decisions = handle(event, state, self.context, prediction=msg.prediction).decisions
         except EventRejected as exc:
             return await self._dead_letter(msg, exc.code, exc.field, exc.message)
         except Exception:  # noqa: BLE001 - a bug must not stop the hospital's stream: keep the event
@@ -110,6 +115,12 @@ class EventProcessor:
                  msg: RawMessage) -> None:
         for d in decisions:
             self.metrics.decisions.labels(kind=d.kind).inc()
+            if d.kind == "page":
+                self.metrics.pages.labels(role=d.role or "").inc()
+            elif d.kind == "escalation":
+                self.metrics.escalations.labels(role=d.role or "").inc()
+            elif d.kind == "news2" and d.details and d.details.get("complete"):
+                self.metrics.news2.labels(band=d.details["band"]).inc()
         if decisions and msg.timestamp:
             self.metrics.latency.observe(max(0.0, time.time() - msg.timestamp))
         for census in censuses:

@@ -39,6 +39,7 @@ class EncounterState(faust.Record, serializer="json"):
     spo2_scale2: bool = False
     weight_kg: Optional[float] = None
     prediction: Optional[dict] = None
+    hold_until: Optional[str] = None  # a proposed bed is held for confirmation until then
 
 
 class UnitCensus(faust.Record, serializer="json"):

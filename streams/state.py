@@ -29,8 +29,9 @@ PAGES = "pages"  # hid|page_id -> encounter_id (acks name the page)
 PAGING_ACTIVE = "paging_active"  # hid -> encounters with paging state to tick
 CLOCK = "clock"  # hid -> latest event time seen (the hospital's own clock)
 DECISION_INDEX = "decision_index"  # hid|decision_id -> encounter_id (overrides name the decision)
+HOLDS = "holds"  # hid -> encounters with a bed held for confirmation
 TABLE_NAMES = (BEDS, ENCOUNTERS, PATIENTS, CENSUS, WAITING, SEEN, SEEN_BUCKETS, SEEN_META,
-               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX)
+               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS)
 
 _DELETED = object()
 AVAILABLE = "available"
@@ -163,6 +164,12 @@ class HospitalState:
 
     def set_decision_owner(self, decision_id: str, encounter_id: str) -> None:
         self.staged.put(DECISION_INDEX, key(self.hid, decision_id), encounter_id)
+
+    def holds(self) -> list[str]:
+        return list(self.staged.get(HOLDS, self.hid, []))
+
+    def set_holds(self, encounter_ids: list[str]) -> None:
+        self.staged.put(HOLDS, self.hid, list(encounter_ids))
 
     # census ---------------------------------------------------------------
     def census(self, unit: str) -> UnitCensus:
