@@ -74,7 +74,7 @@ def test_no_requested_unit_needs_confirmation_without_a_model():
     w = _worker()
     _run(w, [ev.admission(HID, "P1", "E1", 0, event_id="a-1")])
     (d,) = w.sink.decisions
-    assert d.kind == "needs_confirmation" and "no model prediction is available" in d.reasons[0].text
+    assert d.kind == "needs_confirmation" and "no model is running" in d.reasons[0].text
     assert w.tables[ENCOUNTERS][f"{HID}|E1"].status == "awaiting_confirmation"
 
 
