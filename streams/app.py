@@ -7,15 +7,13 @@ raw message to `EventProcessor` and keeps going whatever the message holds.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import timedelta
 from typing import Any
 
 import faust
-from faust.types import TP
 
 from allocator.hospital import Hospital, load_hospitals
 from streams.contract import INPUT_MODELS, DeadLetter, Decision, encode_output
@@ -23,34 +21,44 @@ from streams.faust_transport import tuned_app_class
 from streams.handlers import HandlerContext
 from streams.metrics import WorkerMetrics
 from streams.processor import EventProcessor, RawMessage
-from streams.sequencer import EventTimeMerger, event_time
-from streams.records import BedState, DedupeBucket, DedupeMeta, EncounterState, UnitCensus
+from streams.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
+from streams.triage import read_prediction
+from inference.interface import TriageModel
+from streams.exceptions import ModelMissingError
 from streams.settings import WardflowSettings
-from streams.state import (BEDS, CENSUS, CLOCK, DECISION_INDEX, ENCOUNTERS, OBSERVATIONS, PAGES, PAGING,
-                           PAGING_ACTIVE, PATIENTS, SEEN, SEEN_BUCKETS, SEEN_META, WAITING, HOLDS)
+from streams.state import TABLE_TYPES
 
 log = logging.getLogger(__name__)
 
-# Table name -> value type (None: plain JSON values).
-TABLE_TYPES: dict[str, Any] = {
-    BEDS: BedState, ENCOUNTERS: EncounterState, PATIENTS: None, CENSUS: UnitCensus,
-    WAITING: None, SEEN: None, SEEN_BUCKETS: DedupeBucket, SEEN_META: DedupeMeta,
-    OBSERVATIONS: None, PAGING: None, PAGES: None, PAGING_ACTIVE: None, CLOCK: None, DECISION_INDEX: None,
-    HOLDS: None,
-}
-
-
-H_TOPIC, H_PARTITION, H_OFFSET = "wardflow-topic", "wardflow-partition", "wardflow-offset"
-
-
 def raw_message(m: Any) -> RawMessage:
-    """The original message behind a copy in the ordered topic (its origin rides in headers)."""
-    headers = {k: v for k, v in (m.headers.items() if isinstance(m.headers, dict) else (m.headers or []))}
+    """The original message behind a copy in the ordered topic (origin and prediction ride in headers)."""
+    headers = origin_headers(m.headers)
+    prediction, error = read_prediction(headers)
     if H_TOPIC not in headers:
         return RawMessage(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key, value=m.value,
                           timestamp=m.timestamp)
     return RawMessage(topic=headers[H_TOPIC].decode(), partition=int(headers[H_PARTITION]),
-                      offset=int(headers[H_OFFSET]), key=m.key, value=m.value, timestamp=m.timestamp)
+                      offset=int(headers[H_OFFSET]), key=m.key, value=m.value, timestamp=m.timestamp,
+                      prediction=prediction, prediction_error=error)
+
+
+def load_model(settings: WardflowSettings) -> TriageModel | None:
+    """The triage model, or None when allowed to run without one (every affected decision says so)."""
+    if (Path(settings.model_path) / "triage_config.json").exists():
+        from inference.serving import OnnxTriageModel
+
+        model = OnnxTriageModel.load(Path(settings.model_path), threads=settings.inference_threads,
+                                     uncertainty_threshold=settings.uncertainty_threshold,
+                                     batch_size=settings.inference_batch_size)
+        log.info("triage model %s loaded from %s (%s)", model.model_version, settings.model_path,
+                 ", ".join(model.providers))
+        return model
+    if settings.allow_no_model:
+        log.warning("no triage model at %s: running WITHOUT a model (allow_no_model); admissions without a "
+                    "requested_unit get needs_confirmation decisions that say so", settings.model_path)
+        return None
+    raise ModelMissingError(f"no triage model at {settings.model_path}: build one with `make model` "
+                            "(wardflow build-model), point --model-path at one, or start with --allow-no-model true")
 
 
 def broker_urls(url: str) -> list[str]:
@@ -98,10 +106,14 @@ class WardflowApp:
     tables: dict[str, faust.Table]
 
 
+_LOAD: Any = object()
+
+
 def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | None = None,
-               metrics: WorkerMetrics | None = None) -> WardflowApp:
+               metrics: WorkerMetrics | None = None, model: TriageModel | None = _LOAD) -> WardflowApp:
     hospitals = hospitals if hospitals is not None else load_hospitals(settings.hospital_config)
     metrics = metrics or WorkerMetrics()
+    model = load_model(settings) if model is _LOAD else model
     broker_credentials = None
     if settings.broker_username and settings.broker_password:
         broker_credentials = faust.SASLCredentials(username=settings.broker_username,
@@ -135,58 +147,29 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     processor = EventProcessor(
         topic_prefix=settings.topic_prefix, hospitals=hospitals, tables=tables, sink=sink, metrics=metrics,
         dedupe_retention=timedelta(hours=settings.dedupe_retention_hours),
-        context=HandlerContext(model_available=False, clinical=settings.clinical_config()),
+        context=HandlerContext(model_available=model is not None, clinical=settings.clinical_config(),
+                               hold=timedelta(minutes=settings.hold_minutes)),
     )
-    merger = EventTimeMerger(input_topic_names(settings), max_wait_s=settings.sequencer_max_wait_ms / 1000)
-    release_lock = asyncio.Lock()
-
-    def lag(topic: str, partition: int) -> int | None:
-        """Messages of a topic partition not yet handed to the sequencer (None: not known yet)."""
-        tp = TP(topic, partition)
-        try:
-            highwater = app.consumer.highwater(tp)
-        except Exception:  # noqa: BLE001 - not assigned / not fetched yet
-            return None
-        if highwater is None:
-            return None
-        last = merger.delivered.get((topic, partition))
-        if last is not None:
-            return max(0, highwater - (last + 1))
-        committed = app.consumer._committed_offset.get(tp)  # next offset to read after a restart
-        return max(0, highwater - (committed or 0))
-
-    async def forward(partition: int) -> None:
-        """Send what the merger releases to the ordered topic, then ack the originals."""
-        async with release_lock:
-            released = merger.release(partition, time.monotonic(), lag)
-            sent = []
-            for p in released:
-                m = p.item.message
-                sent.append(await ordered.send(
-                    key=m.key, value=m.value, partition=m.partition, timestamp=m.timestamp,
-                    headers=[(H_TOPIC, m.topic.encode()), (H_PARTITION, str(m.partition).encode()),
-                             (H_OFFSET, str(m.offset).encode())]))
-            for fut, p in zip(sent, released):
-                await fut
-                p.item.ack()  # the original is committed only once its copy is safely in `ordered`
+    stage = SequencerStage(app, ordered, input_topics=input_topic_names(settings),
+                           admissions_topic=settings.topic("admissions"), model=model,
+                           batch_size=settings.inference_batch_size,
+                           max_wait_s=settings.sequencer_max_wait_ms / 1000, metrics=metrics)
 
     @app.agent(inputs, concurrency=1, name=f"{settings.topic_prefix}sequencer")
     async def sequencer(stream: faust.StreamT) -> None:
         """Input topics -> one event-time-ordered topic per hospital partition (no tables here)."""
         async for event in stream.noack().events():
-            m = event.message
-            merger.add(m.topic, m.partition, m.offset, event_time(m.value), event, time.monotonic())
-            await forward(m.partition)
+            if stage.add(event):
+                await stage.release_all()  # a full batch: don't wait for the timer
 
-    @app.timer(interval=max(settings.sequencer_max_wait_ms / 4000, 0.01))
+    @app.timer(interval=max(settings.inference_batch_wait_ms / 1000, 0.005))
     async def release_waiting() -> None:
-        """Releases events held for a silent topic once the wait is over, even if nothing else arrives."""
-        for partition in merger.partitions():
-            await forward(partition)
+        """Releases on a short beat: bounds the batching wait, and frees events held for a silent topic."""
+        await stage.release_all()
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app_: faust.App, revoked: set, **kwargs: Any) -> None:
-        merger.forget(sorted({tp.partition for tp in revoked}))
+        stage.forget(sorted({tp.partition for tp in revoked}))
 
     @app.agent(ordered, concurrency=1, name=f"{settings.topic_prefix}state")
     async def state_agent(stream: faust.StreamT) -> None:

@@ -22,3 +22,7 @@ class EventRejected(StreamsError):
         self.code = code
         self.field = field
         self.message = message
+
+
+class ModelMissingError(StreamsError):
+    """No triage model where the settings point, and running without one was not allowed."""

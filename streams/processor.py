@@ -21,7 +21,7 @@ from streams.contract import Decision, DeadLetter, InputEvent
 from streams.exceptions import EventRejected
 from streams.handlers import HandlerContext, handle
 from streams.metrics import WorkerMetrics
-from streams.state import HospitalState, StagedTables
+from streams.state import JOURNAL, HospitalState, StagedTables, replay_journal
 from streams.validation import ContractViolation, dead_letter_payload, decode_event
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,13 @@ class EventProcessor:
         if dedupe.is_duplicate(staged, hospital.hospital_id, event.event_id):
             self.metrics.duplicates.labels(topic=name).inc()
             return Outcome("duplicate")
+        journal = self.tables[JOURNAL].get(hospital.hospital_id)
+        if journal and journal.get("event_id") == event.event_id:
+            # Applied before a crash, its decisions already out, its writes only partly durable:
+            # finish it from the journal rather than recompute it on half-applied state.
+            replay_journal(self.tables, hospital.hospital_id)
+            self.metrics.duplicates.labels(topic=name).inc()
+            return Outcome("duplicate")
         if dedupe.is_stale(staged, hospital.hospital_id, event.occurred_at, self.retention):
             return await self._dead_letter(msg, "stale_event", "occurred_at",
                                            f"{name}: field 'occurred_at' is older than the {self.retention} "
@@ -107,7 +114,7 @@ class EventProcessor:
         dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
         if decisions:
             await self.sink.send_decisions(hospital.hospital_id, decisions)
-        staged.commit()  # synchronous: all of this event's table writes leave together
+        staged.commit(journal_key=hospital.hospital_id, event_id=event.event_id)  # synchronous, journal first
         self._observe(hospital, state, censuses, decisions, msg)
         return Outcome("applied", decisions)
 

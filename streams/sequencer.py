@@ -54,6 +54,7 @@ class EventTimeMerger:
         self.max_wait_s = max_wait_s
         self.stuck_after_s = stuck_after_s
         self.forced_releases = 0  # heads released while a topic still had unread messages
+        self.unknown_lag_releases = 0  # heads released after max_wait with a topic's backlog unknown
         self._queues: dict[int, dict[str, deque[Pending]]] = {}
         self.delivered: dict[tuple[str, int], int] = {}  # last offset handed to us per topic partition
 
@@ -85,6 +86,8 @@ class EventTimeMerger:
                     return out  # a silent topic has unread messages: one may be earlier
                 if any(n is None for n in lags) and waited < self.max_wait_s:
                     return out  # backlog not known yet: wait a little
+                if any(n is None for n in lags):
+                    self.unknown_lag_releases += 1
                 if any(n for n in lags if n):
                     self.forced_releases += 1
             out.append(queues[head.topic].popleft())

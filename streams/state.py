@@ -13,7 +13,7 @@ from typing import Any
 
 from allocator.hospital import Hospital
 from allocator.placement import BedSnapshot
-from streams.records import BedState, EncounterState, UnitCensus
+from streams.records import BedState, DedupeBucket, DedupeMeta, EncounterState, UnitCensus
 
 BEDS = "beds"
 ENCOUNTERS = "encounters"
@@ -30,8 +30,16 @@ PAGING_ACTIVE = "paging_active"  # hid -> encounters with paging state to tick
 CLOCK = "clock"  # hid -> latest event time seen (the hospital's own clock)
 DECISION_INDEX = "decision_index"  # hid|decision_id -> encounter_id (overrides name the decision)
 HOLDS = "holds"  # hid -> encounters with a bed held for confirmation
+JOURNAL = "journal"  # hid -> the last event's complete set of writes (one changelog record)
 TABLE_NAMES = (BEDS, ENCOUNTERS, PATIENTS, CENSUS, WAITING, SEEN, SEEN_BUCKETS, SEEN_META,
-               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS)
+               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL)
+
+# Table -> Faust record type of its values (None: plain JSON values).
+TABLE_TYPES: dict[str, type | None] = {
+    BEDS: BedState, ENCOUNTERS: EncounterState, CENSUS: UnitCensus, SEEN_BUCKETS: DedupeBucket,
+    SEEN_META: DedupeMeta, **{name: None for name in (PATIENTS, WAITING, SEEN, OBSERVATIONS, PAGING, PAGES,
+                                                       PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL)},
+}
 
 _DELETED = object()
 AVAILABLE = "available"
@@ -69,8 +77,18 @@ class StagedTables:
         for (table, k), value in self._staged.items():
             yield table, k, (None if value is _DELETED else value)
 
-    def commit(self) -> int:
-        """Apply every staged write to its table (synchronously: no await in between)."""
+    def commit(self, journal_key: str | None = None, event_id: str | None = None) -> int:
+        """Apply every staged write to its table (synchronously: no await in between).
+
+        With `journal_key`, all the writes first go out as ONE record of the journal table: a
+        changelog may lose the tail of an event's writes in a crash, but never its journal
+        record while keeping one of the writes after it, so a replay can finish the event.
+        """
+        if journal_key is not None:
+            self._tables[JOURNAL][journal_key] = {
+                "event_id": event_id,
+                "writes": [[t, k, _plain(v)] for t, k, v in self.writes() if t != JOURNAL],
+            }
         for (table, k), value in self._staged.items():
             if value is _DELETED:
                 if self._tables[table].get(k) is not None:
@@ -80,6 +98,23 @@ class StagedTables:
         count = len(self._staged)
         self._staged.clear()
         return count
+
+
+def _plain(value: Any) -> Any:
+    return value.asdict() if hasattr(value, "asdict") else value
+
+
+def replay_journal(tables: Mapping[str, MutableMapping[str, Any]], journal_key: str) -> int:
+    """Re-apply the journalled writes of the last event (idempotent: same values again)."""
+    entry = tables[JOURNAL].get(journal_key)
+    staged = StagedTables(tables)
+    for table, k, value in entry["writes"]:
+        record = TABLE_TYPES.get(table)
+        if value is None:
+            staged.delete(table, k)
+        else:
+            staged.put(table, k, record(**{f: v for f, v in value.items() if f != "__faust"}) if record else value)
+    return staged.commit()
 
 
 class HospitalState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,8 @@ def worker_env(broker: EmbeddedBroker, run_id: str, tmp_path: Path) -> dict[str,
     return settings_env(
         broker_url=broker.url, topic_prefix=f"{run_id}.", app_id=f"wardflow-{run_id}",
         data_dir=tmp_path / "worker-data", hospital_config=FIXTURES / "stream_hospital.yaml",
-        metrics_port=free_port(), web_port=0, topic_partitions=2, commit_interval_s=0.5, log_level="INFO",
+        metrics_port=free_port(), web_port=0, topic_partitions=2, commit_interval_s=0.5, log_level=os.environ.get("WF_TEST_LOG", "INFO"),
+        allow_no_model=True, model_path=tmp_path / "no-model",
     )
 
 

@@ -19,6 +19,7 @@ from streams.app import input_topic_names, output_topic_names
 from streams.broker import create_topics
 from streams.kafka_io import produce_all, read_until
 from streams.settings import WardflowSettings
+from streams.contract import encode_output
 from streams.memory import InMemoryWorker
 from streams.processor import RawMessage
 from streams.sequencer import EventTimeMerger, event_time
@@ -102,6 +103,12 @@ def test_kill_9_mid_replay_then_restart_recovers_exact_state(broker, run_id, sta
     by_id: dict[str, set[bytes]] = defaultdict(set)
     for r in records:
         by_id[orjson.loads(r.value)["decision_id"]].add(r.value)
+    expected_bytes = {d.decision_id: encode_output(d) for d in expected.sink.decisions}
+    for d in expected.sink.decisions:
+        got_bytes = by_id.get(d.decision_id)
+        if got_bytes and expected_bytes[d.decision_id] not in got_bytes:
+            pytest.fail(f"first differing decision: expected {expected_bytes[d.decision_id][:600]!r}; "
+                        f"got {sorted(got_bytes)[0][:600]!r}")
     if set(by_id) != expected_ids:
         want = {d.decision_id: (d.kind, d.caused_by, d.encounter_id, d.bed_id) for d in expected.sink.decisions}
         got = {}
@@ -110,7 +117,10 @@ def test_kill_9_mid_replay_then_restart_recovers_exact_state(broker, run_id, sta
             got[d["decision_id"]] = (d["kind"], d["caused_by"], d.get("encounter_id"), d.get("bed_id"))
         missing = sorted(want[i] for i in expected_ids - set(by_id))
         extra = sorted(got[i] for i in set(by_id) - expected_ids)
-        pytest.fail(f"lost decisions {missing}; invented decisions {extra}")
+        first_cause = missing[0][1] if missing else extra[0][1]
+        same_cause = [v for v in got.values() if v[1] == first_cause]
+        pytest.fail(f"lost decisions {missing[:3]}; invented decisions {extra[:3]}; "
+                    f"the worker's decisions for {first_cause}: {same_cause}")
     assert all(len(v) == 1 for v in by_id.values()), "a repeated decision differs from the first"
 
     per_admission: dict[str, set[str]] = defaultdict(set)

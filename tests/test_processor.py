@@ -132,3 +132,16 @@ def test_metrics_carry_no_patient_identifier_or_text():
     assert 'wardflow_unit_occupancy_ratio{hospital="test-hosp",unit="MED"}' in exposition
     for secret in ("P1", "E1", "E2", "PX-123", "EX-456", "SECRET-NOTE", "s-1"):
         assert f'"{secret}"' not in exposition
+
+
+def test_a_half_applied_event_is_finished_from_the_journal_not_recomputed():
+    """A crash can keep some of an event's table writes but not its id: the replay must not re-place."""
+    w = _worker()
+    _run(w, scenario()[:1])  # P1 admitted into MED-B1-A
+    seen_key = f"{HID}|s-1"
+    del w.tables["seen"][seen_key]  # as if the id's changelog record was lost...
+    del w.tables[ENCOUNTERS][f"{HID}|E1"]  # ...and the encounter's too, while the bed's survived
+    _run(w, scenario()[:1])  # the replay
+    assert len(w.sink.decisions) == 1  # no second, different assignment
+    assert w.tables[ENCOUNTERS][f"{HID}|E1"].bed_id == "MED-B1-A"
+    assert seen_key in w.tables["seen"]

@@ -1,0 +1,102 @@
+"""The worker's first stage: input topics -> (model) -> one event-time-ordered topic per partition.
+
+It keeps no tables. Events are held (unacknowledged) in the `EventTimeMerger` until they may
+go; each release runs the admissions it contains through the model in micro-batches, then
+sends every event, prediction attached, to the `ordered` topic and only then acknowledges
+the original, so a crash re-reads whatever was not safely forwarded. Releases happen every
+`inference_batch_wait_ms`, or at once when a full batch is pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from inference.interface import TriageModel
+from streams.metrics import WorkerMetrics
+from streams.sequencer import EventTimeMerger, Pending, event_time
+from streams.triage import predict, prediction_headers, triage_request
+
+log = logging.getLogger(__name__)
+
+H_TOPIC, H_PARTITION, H_OFFSET = "wardflow-topic", "wardflow-partition", "wardflow-offset"
+
+
+class SequencerStage:
+    def __init__(self, app: faust.App, ordered: faust.TopicT, *, input_topics: list[str], admissions_topic: str,
+                 model: TriageModel | None, batch_size: int, max_wait_s: float, metrics: WorkerMetrics) -> None:
+        self.app = app
+        self.ordered = ordered
+        self.admissions_topic = admissions_topic
+        self.model = model
+        self.batch_size = batch_size
+        self.metrics = metrics
+        self.merger = EventTimeMerger(input_topics, max_wait_s=max_wait_s)
+        self._lock = asyncio.Lock()
+
+    def lag(self, topic: str, partition: int) -> int | None:
+        """Messages of a topic partition not yet handed to this stage (None: not known yet)."""
+        tp = TP(topic, partition)
+        try:
+            highwater = self.app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not assigned or not fetched yet
+            return None
+        if highwater is None:
+            return None
+        last = self.merger.delivered.get((topic, partition))
+        if last is not None:
+            return max(0, highwater - (last + 1))
+        committed = self.app.consumer._committed_offset.get(tp)  # next offset to read after a restart
+        return max(0, highwater - (committed or 0))
+
+    def add(self, event: faust.EventT) -> bool:
+        """Queue one event; True when a full inference batch is waiting (release now)."""
+        m = event.message
+        self.merger.add(m.topic, m.partition, m.offset, event_time(m.value), event, time.monotonic())
+        return self.merger.pending() >= self.batch_size
+
+    async def release_all(self) -> int:
+        """Release what may go, on every partition; returns how many events were forwarded."""
+        async with self._lock:
+            released: list[Pending] = []
+            for partition in self.merger.partitions():
+                released.extend(self.merger.release(partition, time.monotonic(), self.lag))
+            if not released:
+                return 0
+            log.debug("released %d (forced %d, unknown-lag %d)", len(released), self.merger.forced_releases,
+                      self.merger.unknown_lag_releases)
+            headers = await self._predictions(released)
+            sent = []
+            for p in released:
+                m = p.item.message
+                extra = headers.get(id(p), [])
+                sent.append(await self.ordered.send(
+                    key=m.key, value=m.value, partition=m.partition, timestamp=m.timestamp,
+                    headers=[(H_TOPIC, m.topic.encode()), (H_PARTITION, str(m.partition).encode()),
+                             (H_OFFSET, str(m.offset).encode()), *extra]))
+            for fut, p in zip(sent, released):
+                await fut
+                p.item.ack()  # the original is committed only once its copy is safely in `ordered`
+            return len(released)
+
+    async def _predictions(self, released: list[Pending]) -> dict[int, list[tuple[str, bytes]]]:
+        if self.model is None:
+            return {}
+        todo = [(p, req) for p in released if p.topic == self.admissions_topic
+                and (req := triage_request(p.item.message.value)) is not None]
+        if not todo:
+            return {}
+        results = await predict(self.model, [r for _, r in todo], self.batch_size, self.metrics)
+        return {id(p): prediction_headers(res) for (p, _), res in zip(todo, results)}
+
+    def forget(self, partitions: list[int]) -> None:
+        self.merger.forget(partitions)
+
+
+def origin_headers(headers: Any) -> dict[str, bytes]:
+    return {k: v for k, v in (headers.items() if isinstance(headers, dict) else (headers or []))}
