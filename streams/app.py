@@ -94,6 +94,13 @@ class FaustSink:
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         await self.dead_letters_topic.send(key=key, value=encode_output(letter))
 
+    async def flush(self) -> None:
+        """Drain Faust's producer buffer (its own flush gives up after 0.1 s idle), then await delivery."""
+        producer = self.decisions_topic.app.producer
+        while producer.buffer.size:
+            await producer.buffer.flush()
+        await producer.flush()
+
 
 @dataclass
 class WardflowApp:

@@ -29,6 +29,9 @@ class ListSink:
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         self.dead_letters.append(letter)
 
+    async def flush(self) -> None:
+        """Nothing is in flight in memory."""
+
 
 class InMemoryWorker:
     """An EventProcessor over plain dicts; `feed()` runs messages through it in order."""

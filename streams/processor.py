@@ -48,6 +48,9 @@ class Sink(Protocol):
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         """Send one dead letter."""
 
+    async def flush(self) -> None:
+        """Wait until everything produced so far (table changelogs included) is acknowledged."""
+
 
 @dataclass
 class Outcome:
@@ -82,15 +85,16 @@ class EventProcessor:
         if hospital is None:
             return await self._dead_letter(msg, "unknown_hospital", "hospital_id",
                                            f"{name}: field 'hospital_id' names no hospital this worker serves")
-        staged = StagedTables(self.tables)
-        if dedupe.is_duplicate(staged, hospital.hospital_id, event.event_id):
-            self.metrics.duplicates.labels(topic=name).inc()
-            return Outcome("duplicate")
         journal = self.tables[JOURNAL].get(hospital.hospital_id)
         if journal and journal.get("event_id") == event.event_id:
-            # Applied before a crash, its decisions already out, its writes only partly durable:
-            # finish it from the journal rather than recompute it on half-applied state.
+            # The last event applied, seen again: its decisions are out, but a crash may have kept
+            # only some of its writes (its id among them, or not). Finish it from the journal
+            # rather than trust the id alone or recompute on half-applied state.
             replay_journal(self.tables, hospital.hospital_id)
+            self.metrics.duplicates.labels(topic=name).inc()
+            return Outcome("duplicate")
+        staged = StagedTables(self.tables)
+        if dedupe.is_duplicate(staged, hospital.hospital_id, event.event_id):
             self.metrics.duplicates.labels(topic=name).inc()
             return Outcome("duplicate")
         if dedupe.is_stale(staged, hospital.hospital_id, event.occurred_at, self.retention):
@@ -114,7 +118,13 @@ class EventProcessor:
         dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
         if decisions:
             await self.sink.send_decisions(hospital.hospital_id, decisions)
-        staged.commit(journal_key=hospital.hospital_id, event_id=event.event_id)  # synchronous, journal first
+        # The journal record (all of this event's writes in one message) is made durable before any
+        # individual write is issued: a crash then leaves either no trace of the event, or its
+        # journal, from which a replay finishes it. The flush also settles the previous event.
+        staged.write_journal(hospital.hospital_id, event.event_id)
+        await self.sink.flush()
+        staged.commit()
+        await self.sink.flush()  # durable before the event is acknowledged and its offset committed
         self._observe(hospital, state, censuses, decisions, msg)
         return Outcome("applied", decisions)
 

@@ -36,8 +36,10 @@ class SequencerStage:
         self.model = model
         self.batch_size = batch_size
         self.metrics = metrics
+        self.input_topics = list(input_topics)
         self.merger = EventTimeMerger(input_topics, max_wait_s=max_wait_s)
         self._lock = asyncio.Lock()
+        self._listed_highwater: dict[tuple[str, int], int] = {}  # asked of the broker when the fetcher had not said
 
     def lag(self, topic: str, partition: int) -> int | None:
         """Messages of a topic partition not yet handed to this stage (None: not known yet)."""
@@ -45,7 +47,10 @@ class SequencerStage:
         try:
             highwater = self.app.consumer.highwater(tp)
         except Exception:  # noqa: BLE001 - not assigned or not fetched yet
-            return None
+            highwater = None
+        listed = self._listed_highwater.get((topic, partition))
+        if highwater is None or (listed is not None and listed > highwater):
+            highwater = listed
         if highwater is None:
             return None
         last = self.merger.delivered.get((topic, partition))
@@ -63,6 +68,7 @@ class SequencerStage:
     async def release_all(self) -> int:
         """Release what may go, on every partition; returns how many events were forwarded."""
         async with self._lock:
+            await self._learn_unknown_highwaters()
             released: list[Pending] = []
             for partition in self.merger.partitions():
                 released.extend(self.merger.release(partition, time.monotonic(), self.lag))
@@ -84,6 +90,34 @@ class SequencerStage:
                 p.item.ack()  # the original is committed only once its copy is safely in `ordered`
             return len(released)
 
+    async def _learn_unknown_highwaters(self) -> None:
+        """Ask the broker for log-end offsets the fetcher has not reported yet (e.g. just after a restart).
+
+        Guessing instead (waiting `max_wait_s`, then going) would release out of order whenever
+        the first fetch is slow, which is exactly when a backlog is being caught up.
+        """
+        unknown = []
+        for partition in self.merger.partitions():
+            for topic in self.input_topics:
+                if (topic, partition) in self._listed_highwater:
+                    continue
+                try:
+                    known = self.app.consumer.highwater(TP(topic, partition)) is not None
+                except Exception:  # noqa: BLE001
+                    known = False
+                if not known:
+                    unknown.append(TP(topic, partition))
+        if not unknown:
+            return
+        try:
+            found = await self.app.consumer.highwaters(*unknown)
+        except Exception as exc:  # noqa: BLE001 - fall back to the bounded wait
+            log.warning("could not list end offsets (%s); waiting at most %.0f ms for silent topics",
+                        exc, self.merger.max_wait_s * 1000)
+            return
+        for tp, offset in found.items():
+            self._listed_highwater[(tp.topic, tp.partition)] = offset
+
     async def _predictions(self, released: list[Pending]) -> dict[int, list[tuple[str, bytes]]]:
         if self.model is None:
             return {}
@@ -96,6 +130,8 @@ class SequencerStage:
 
     def forget(self, partitions: list[int]) -> None:
         self.merger.forget(partitions)
+        for k in [k for k in self._listed_highwater if k[1] in partitions]:
+            del self._listed_highwater[k]
 
 
 def origin_headers(headers: Any) -> dict[str, bytes]:

@@ -77,18 +77,19 @@ class StagedTables:
         for (table, k), value in self._staged.items():
             yield table, k, (None if value is _DELETED else value)
 
-    def commit(self, journal_key: str | None = None, event_id: str | None = None) -> int:
-        """Apply every staged write to its table (synchronously: no await in between).
+    def write_journal(self, journal_key: str, event_id: str) -> None:
+        """Write all staged writes as ONE record of the journal table (one changelog message).
 
-        With `journal_key`, all the writes first go out as ONE record of the journal table: a
-        changelog may lose the tail of an event's writes in a crash, but never its journal
-        record while keeping one of the writes after it, so a replay can finish the event.
+        A crash may keep any subset of an event's individual changelog records; the caller makes
+        this record durable before issuing them, so a replay can always finish the event.
         """
-        if journal_key is not None:
-            self._tables[JOURNAL][journal_key] = {
-                "event_id": event_id,
-                "writes": [[t, k, _plain(v)] for t, k, v in self.writes() if t != JOURNAL],
-            }
+        self._tables[JOURNAL][journal_key] = {
+            "event_id": event_id,
+            "writes": [[t, k, _plain(v)] for t, k, v in self.writes() if t != JOURNAL],
+        }
+
+    def commit(self) -> int:
+        """Apply every staged write to its table (synchronously: no await in between)."""
         for (table, k), value in self._staged.items():
             if value is _DELETED:
                 if self._tables[table].get(k) is not None:

@@ -107,8 +107,11 @@ def test_kill_9_mid_replay_then_restart_recovers_exact_state(broker, run_id, sta
     for d in expected.sink.decisions:
         got_bytes = by_id.get(d.decision_id)
         if got_bytes and expected_bytes[d.decision_id] not in got_bytes:
-            pytest.fail(f"first differing decision: expected {expected_bytes[d.decision_id][:600]!r}; "
-                        f"got {sorted(got_bytes)[0][:600]!r}")
+            want_reasons = [r.text for r in d.reasons]
+            got_reasons = [r["text"] for r in orjson.loads(sorted(got_bytes)[0]).get("reasons", [])]
+            diff = [(w, g) for w, g in zip(want_reasons, got_reasons) if w != g]
+            pytest.fail(f"decision {d.kind} caused by {d.caused_by} differs after the crash: {diff or got_bytes}; "
+                        f"{_order_divergence(broker.bootstrap, prefix, canonical_order(prefix, events))}")
     if set(by_id) != expected_ids:
         want = {d.decision_id: (d.kind, d.caused_by, d.encounter_id, d.bed_id) for d in expected.sink.decisions}
         got = {}
@@ -151,6 +154,29 @@ def canonical_order(prefix: str, events) -> list[RawMessage]:
         offsets[topic] += 1
         merger.add(topic, 0, msg.offset, event_time(e.value), msg, now=0.0)
     return [p.item for p in merger.release(0, now=0.0, lag=lambda t, p: 0)]
+
+
+def _order_divergence(bootstrap: str, prefix: str, canonical: list[RawMessage]) -> str:
+    """Where the worker's processing order (its `ordered` topic, first copies) leaves the canonical one."""
+    records = asyncio.run(read_until(bootstrap, [f"{prefix}ordered"], lambda r: False, 5))
+    main = max({r.partition for r in records}, key=lambda p: sum(r.partition == p for r in records))
+    seen, actual = set(), []
+    for r in sorted((r for r in records if r.partition == main), key=lambda r: r.offset):
+        if r.value in seen:
+            continue
+        seen.add(r.value)
+        actual.append(r.value)
+    want = [m.value for m in canonical if m.value in seen]
+    for i, (a, w) in enumerate(zip(actual, want)):
+        if a != w:
+            def brief(v):
+                try:
+                    b = orjson.loads(v)
+                    return {k: b.get(k) for k in ("event_id", "occurred_at", "bed_id", "encounter_id", "status")}
+                except orjson.JSONDecodeError:
+                    return v[:40]
+            return f"order diverges at {i}: worker had {brief(a)}, canonical {brief(w)}"
+    return "same order"
 
 
 def _valid(value: bytes) -> bool:
