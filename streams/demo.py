@@ -64,7 +64,7 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
                 worker: WorkerProcess, console: Console) -> dict:
     hospital = next(iter(load_hospitals(settings.hospital_config).values()))
     start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    sim = HospitalSimulator(hospital, seed=args.seed, start=start)
+    sim = HospitalSimulator(hospital, seed=args.seed, start=start, vitals=True)
     events = list(sim.events(until=start + timedelta(days=args.days)))
     figures = DemoFigures(to_publish=len(events))
     stop = asyncio.Event()
@@ -126,6 +126,12 @@ def run_demo(args: argparse.Namespace) -> int:
     worker: WorkerProcess | None = None
     previous = signal.getsignal(signal.SIGINT)
     try:
+        if not (Path(base.model_path) / "triage_config.json").exists() and not base.allow_no_model:
+            console.print(f"[b]0/4[/b] no triage model at {base.model_path}: building the default one "
+                          "(corpus -> train -> evaluate -> export -> int8; about 10 minutes once, cached after) ...")
+            from inference.build import build_default_model
+
+            build_default_model()
         console.print("[b]1/4[/b] starting the embedded broker ...")
         broker.start()
         metrics_port = base.metrics_port if base.metrics_port else free_port()

@@ -36,7 +36,7 @@ class DemoFigures:
         target = q * self.latency_count
         for bound, cumulative in self.latency_buckets:
             if cumulative >= target:
-                return bound
+                return bound if bound != float("inf") else None  # beyond the last bucket: unknown, not infinite
         return None
 
 
