@@ -27,11 +27,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from allocator.exceptions import HospitalConfigError
+from allocator.weights import ESI_LEVELS, RESERVE_FEATURES, AllocationWeights, Reserve, ScarceBedCosts
 
 __all__ = [
     "DEMO_HOSPITAL_PATH",
     "HOSPITAL_ROLES",
     "UNIT_ROLES",
+    "AllocationWeights",
     "Bed",
     "Hospital",
     "HospitalConfigError",
@@ -97,6 +99,7 @@ class Hospital:
     beds: tuple[Bed, ...]
     roster: Mapping[str, str] = field(hash=False)
     clinicians: tuple[str, ...] = ()
+    allocation: AllocationWeights = AllocationWeights()
     _unit_by_code: Mapping[str, Unit] = field(init=False, repr=False, compare=False, hash=False)
     _bed_by_id: Mapping[str, Bed] = field(init=False, repr=False, compare=False, hash=False)
     _beds_by_unit: Mapping[str, tuple[Bed, ...]] = field(init=False, repr=False, compare=False, hash=False)
@@ -125,7 +128,8 @@ class Hospital:
             object.__setattr__(self, name, value)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Hospital, (self.hospital_id, self.name, self.units, self.beds, dict(self.roster), self.clinicians))
+        return (Hospital, (self.hospital_id, self.name, self.units, self.beds, dict(self.roster), self.clinicians,
+                           self.allocation))
 
     def unit(self, code: str) -> Unit:
         """The unit with this code; KeyError if there is none."""
@@ -223,11 +227,49 @@ class _UnitSpec(_Spec):
     rooms: Annotated[list[_RoomSpec], Field(min_length=1)]
 
 
+Cost = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Level = Annotated[int, Field(ge=1, le=5)]
+_DEFAULT = AllocationWeights()
+
+
+class _ScarceSpec(_Spec):
+    negative_pressure: Cost = _DEFAULT.scarce_beds.negative_pressure
+    single_room: Cost = _DEFAULT.scarce_beds.single_room
+    telemetry: Cost = _DEFAULT.scarce_beds.telemetry
+    bariatric: Cost = _DEFAULT.scarce_beds.bariatric
+    near_station: Cost = _DEFAULT.scarce_beds.near_station
+
+
+class _ReserveSpec(_Spec):
+    unit: Text | None = None
+    feature: Literal[RESERVE_FEATURES] | None = None  # type: ignore[valid-type]
+    keep: Annotated[int, Field(ge=1)]
+    max_acuity: Annotated[int, Field(ge=1, le=4)]
+    cost: Cost
+
+
+class _AllocationSpec(_Spec):
+    overflow: Cost = _DEFAULT.overflow
+    overflow_step: Cost = _DEFAULT.overflow_step
+    scarce_beds: _ScarceSpec = _ScarceSpec()
+    close_observation_far: Cost = _DEFAULT.close_observation_far
+    flexible_bay_open: Cost = _DEFAULT.flexible_bay_open
+    workload: Cost = _DEFAULT.workload
+    acuity_weights: dict[Level, Cost] | None = None
+    unknown_acuity: Level = _DEFAULT.unknown_acuity
+    priority_acuity: dict[Level, Cost] | None = None
+    priority_per_hour: Cost = _DEFAULT.priority_per_hour
+    priority_max_hours: Cost = _DEFAULT.priority_max_hours
+    reserves: list[_ReserveSpec] = []
+    transfer_correction_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] = _DEFAULT.transfer_correction_hours
+
+
 class _HospitalSpec(_Spec):
     hospital_id: Text
     name: Text
     roster: dict[Text, Text]
     clinicians: list[Text] = []
+    allocation: _AllocationSpec | None = None
     units: Annotated[list[_UnitSpec], Field(min_length=1)]
 
 
@@ -424,6 +466,63 @@ def _build_hospital(spec: _HospitalSpec, where: str, problems: _Problems) -> Hos
         beds=tuple(beds),
         roster=dict(spec.roster),
         clinicians=tuple(spec.clinicians),
+        allocation=_build_allocation(spec.allocation, f"{where}.allocation", set(unit_where), problems),
+    )
+
+
+def _by_level(
+    values: dict[int, float] | None, default: tuple[float, ...], where: str, problems: _Problems
+) -> tuple[float, ...]:
+    """ESI 1..5 -> cost as a tuple; all five levels, never rising from ESI 1 to 5 (sicker counts more)."""
+    if values is None:
+        return default
+    missing = [level for level in ESI_LEVELS if level not in values]
+    if missing:
+        problems.add(where, f"must give every ESI level 1 to 5; missing {', '.join(map(str, missing))}")
+        return default
+    out = tuple(values[level] for level in ESI_LEVELS)
+    for level in ESI_LEVELS[1:]:
+        if out[level - 1] > out[level - 2]:
+            problems.add(f"{where}.{level}", f"must not exceed ESI {level - 1}'s value ({out[level - 2]:g}): "
+                                             "a less urgent patient cannot count for more")
+    return out
+
+
+def _build_allocation(
+    spec: _AllocationSpec | None, where: str, codes: set[str], problems: _Problems
+) -> AllocationWeights:
+    if spec is None:
+        return AllocationWeights()
+    reserves: list[Reserve] = []
+    seen: dict[str, int] = {}
+    for i, r in enumerate(spec.reserves):
+        r_where = f"{where}.reserves[{i}]"
+        if (r.unit is None) == (r.feature is None):
+            problems.add(r_where, "must name exactly one of unit (a unit code) and feature (a bed feature)")
+            continue
+        if r.unit is not None and r.unit not in codes:
+            problems.add(f"{r_where}.unit", f"unknown unit code {r.unit!r}; known: {', '.join(sorted(codes))}")
+            continue
+        key = r.unit or r.feature or ""
+        if key in seen:
+            problems.add(r_where, f"{key!r} already has a reserve (reserves[{seen[key]}])")
+            continue
+        seen[key] = i
+        reserves.append(Reserve(keep=r.keep, max_acuity=r.max_acuity, cost=r.cost, unit=r.unit, feature=r.feature))
+    return AllocationWeights(
+        overflow=spec.overflow,
+        overflow_step=spec.overflow_step,
+        scarce_beds=ScarceBedCosts(**spec.scarce_beds.model_dump()),
+        close_observation_far=spec.close_observation_far,
+        flexible_bay_open=spec.flexible_bay_open,
+        workload=spec.workload,
+        acuity_weights=_by_level(spec.acuity_weights, _DEFAULT.acuity_weights, f"{where}.acuity_weights", problems),
+        unknown_acuity=spec.unknown_acuity,
+        priority_acuity=_by_level(spec.priority_acuity, _DEFAULT.priority_acuity, f"{where}.priority_acuity", problems),
+        priority_per_hour=spec.priority_per_hour,
+        priority_max_hours=spec.priority_max_hours,
+        reserves=tuple(reserves),
+        transfer_correction_hours=spec.transfer_correction_hours,
     )
 
 

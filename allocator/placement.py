@@ -16,6 +16,7 @@ from allocator.hospital import Bed, Hospital, Unit
 
 __all__ = [
     "ADULT_AGE",
+    "ESCALATION_ROLE",
     "NEED_FEATURES",
     "Assignment",
     "BedSnapshot",
@@ -24,11 +25,17 @@ __all__ = [
     "Placement",
     "Reason",
     "candidate_units",
+    "constraint_reasons",
+    "hard_breaches",
+    "is_available",
     "place",
+    "unit_label",
+    "unit_refusal",
 ]
 
 ADULT_AGE = 16.0  # the taxonomy's PAEDIATRICS boundary: under 16 is a child
 AVAILABLE = "available"
+ESCALATION_ROLE = "bed_manager"  # the hospital roster role a no_bed decision pages
 _OCCUPYING = frozenset({"occupied", "held"})  # statuses whose occupant_sex a flexible bay follows
 
 # The one table of need -> bed feature. Need names are the taxonomy's; a need not listed here
@@ -104,6 +111,7 @@ class Assignment:
 @dataclass(frozen=True)
 class NoBed:
     reasons: tuple[Reason, ...]  # one per candidate unit, or one no_unit_serves
+    escalate_to: str = ESCALATION_ROLE  # roster role to page: a person must find or open a bed
 
 
 Placement = Assignment | NoBed
@@ -139,9 +147,9 @@ def place(patient: PatientToPlace, hospital: Hospital, beds: Mapping[str, BedSna
     for unit in units:
         outcome = _screen(patient, unit, hospital, beds, required)
         if isinstance(outcome, Bed):
-            return _assignment(patient, unit, outcome, hospital, beds, required, refusals)
+            return _assignment(patient, unit, outcome, hospital, beds, refusals)
         refusals.append((unit, *outcome))
-    return NoBed(tuple(Reason(code, f"{_unit_label(unit)}: {detail}.") for unit, code, detail in refusals))
+    return NoBed(tuple(Reason(code, f"{unit_label(unit)}: {detail}.") for unit, code, detail in refusals))
 
 
 def _required_features(needs: Iterable[str]) -> list[tuple[str, list[str]]]:
@@ -169,7 +177,7 @@ def _screen(
         return "age_mismatch", f"{_age_phrase(patient.age, 'child')} cannot go on an adult unit"
 
     unit_beds = hospital.beds_in_unit(unit.code)
-    free = [bed for bed in unit_beds if _is_available(beds.get(bed.bed_id))]
+    free = [bed for bed in unit_beds if is_available(beds.get(bed.bed_id))]
     if not free:
         return "no_clean_bed", _no_clean_detail(unit_beds, beds)
 
@@ -188,7 +196,8 @@ def _screen(
     return "bay_sex", _sex_detail(patient.sex, free, passed, occupants)
 
 
-def _is_available(snapshot: BedSnapshot | None) -> bool:
+def is_available(snapshot: BedSnapshot | None) -> bool:
+    """A bed missing from the snapshot is available; otherwise only the 'available' status is."""
     return snapshot is None or snapshot.status == AVAILABLE
 
 
@@ -228,29 +237,95 @@ def _assignment(
     bed: Bed,
     hospital: Hospital,
     beds: Mapping[str, BedSnapshot],
-    required: list[tuple[str, list[str]]],
     refusals: list[tuple[Unit, str, str]],
 ) -> Assignment:
     overflow = patient.target_unit not in unit.serves
-    skipped = "; ".join(f"{_unit_label(u)} had none: {detail}" for u, _, detail in refusals[:_SKIPPED_SHOWN])
+    skipped = "; ".join(f"{unit_label(u)} had none: {detail}" for u, _, detail in refusals[:_SKIPPED_SHOWN])
     if len(refusals) > _SKIPPED_SHOWN:
         more = len(refusals) - _SKIPPED_SHOWN
         skipped += f"; {more} more unit{'s' if more != 1 else ''} had none either"
     if overflow:
-        head = Reason("overflow_unit", f"{_unit_label(unit)} is the first overflow unit for "
+        head = Reason("overflow_unit", f"{unit_label(unit)} is the first overflow unit for "
                                        f"{patient.target_unit} with a suitable bed; {skipped}.")
     else:
-        text = f"{_unit_label(unit)} serves {patient.target_unit}, the patient's target unit"
+        text = f"{unit_label(unit)} serves {patient.target_unit}, the patient's target unit"
         head = Reason("target_unit", f"{text}; {skipped}." if skipped else f"{text}.")
-    reasons = [head]
-    for feature, purposes in required:
+    reasons = [head, *constraint_reasons(patient, bed, hospital, beds)]
+    return Assignment(bed_id=bed.bed_id, unit=unit.code, overflow=overflow, reasons=tuple(reasons))
+
+
+def constraint_reasons(
+    patient: PatientToPlace, bed: Bed, hospital: Hospital, beds: Mapping[str, BedSnapshot]
+) -> tuple[Reason, ...]:
+    """The hard constraints a suitable bed meets, one sentence each (features, age group, sex)."""
+    reasons = []
+    for feature, purposes in _required_features(patient.needs):
         reasons.append(Reason(_FEATURES[feature].code, f"{_FEATURES[feature].title} for {_join(purposes)}."))
-    if unit.paediatric:
+    if hospital.unit(bed.unit).paediatric:
         reasons.append(Reason("age_group", f"{_capital(_age_phrase(patient.age, 'child'))} belongs on a paediatric unit."))
     sex_reason = _sex_reason(patient.sex, bed, hospital, beds)
     if sex_reason is not None:
         reasons.append(sex_reason)
-    return Assignment(bed_id=bed.bed_id, unit=unit.code, overflow=overflow, reasons=tuple(reasons))
+    return tuple(reasons)
+
+
+def unit_refusal(
+    patient: PatientToPlace, unit: Unit, hospital: Hospital, beds: Mapping[str, BedSnapshot]
+) -> Reason | None:
+    """Why this unit has no bed for the patient (v1's first failing constraint), or None if it has one."""
+    outcome = _screen(patient, unit, hospital, beds, _required_features(patient.needs))
+    if isinstance(outcome, Bed):
+        return None
+    code, detail = outcome
+    return Reason(code, f"{unit_label(unit)}: {detail}.")
+
+
+# ---------------------------------------------------------------------------- breaches
+
+
+def hard_breaches(
+    patient: PatientToPlace, bed: Bed, hospital: Hospital, beds: Mapping[str, BedSnapshot]
+) -> list[Reason]:
+    """Every hard constraint that putting this patient in this bed would break, one sentence each.
+
+    Checked straight from the bed's attributes and its room's occupants, not through the
+    first-fit filter chain, so it can referee any placement (an override, the matching, the
+    simulator). Whether the bed is free is not a constraint of the pair: see `is_available`.
+    """
+    unit = hospital.unit(bed.unit)
+    where = f"Bed {bed.bed_id} ({unit_label(unit)})"
+    out: list[Reason] = []
+    if unit.code not in {u.code for u in candidate_units(hospital, patient.target_unit)}:
+        out.append(Reason("not_candidate_unit", f"{where} is on a unit that neither serves {patient.target_unit} "
+                                                f"nor is one of its overflow units."))
+    child = patient.age < ADULT_AGE
+    if unit.paediatric and not child:
+        out.append(Reason("age_mismatch", f"{where} is on a paediatric unit and the patient is "
+                                          f"{_age_phrase(patient.age, 'adult')}."))
+    if child and not unit.paediatric:
+        out.append(Reason("age_mismatch", f"{where} is on an adult unit and the patient is "
+                                          f"{_age_phrase(patient.age, 'child')}."))
+    for feature, purposes in _required_features(patient.needs):
+        if not getattr(bed, feature):
+            verb = "needs" if len(purposes) == 1 else "need"
+            out.append(Reason(_FEATURES[feature].code,
+                              f"{where} is not {_FEATURES[feature].lacking}, which {_join(purposes)} {verb}."))
+    if not bed.single_room:
+        if patient.sex not in _SEX_WORDS:
+            out.append(Reason("bay_sex", f"{where} is in a shared bay, which is single-sex, and the patient's sex "
+                                         f"is recorded as {patient.sex}."))
+        elif bed.bay_sex is not None and bed.bay_sex != patient.sex:
+            out.append(Reason("bay_sex", f"{where} is in a {_SEX_WORDS[bed.bay_sex]} bay and the patient is "
+                                         f"{_SEX_WORDS[patient.sex]}."))
+        elif bed.bay_sex is None:
+            others = {s.occupant_sex for s in (beds.get(b.bed_id) for b in hospital.beds_in_room(bed.room_id)
+                                                if b.bed_id != bed.bed_id)
+                      if s is not None and s.status in _OCCUPYING}
+            if others - {patient.sex}:
+                out.append(Reason("bay_sex", f"{where} is in flexible bay {bed.room_id}, which already holds someone "
+                                             f"of another or unrecorded sex, and the patient is "
+                                             f"{_SEX_WORDS[patient.sex]}."))
+    return out
 
 
 def _sex_reason(sex: str, bed: Bed, hospital: Hospital, beds: Mapping[str, BedSnapshot]) -> Reason | None:
@@ -327,7 +402,7 @@ def _clean_beds(n: int, passed: list[str]) -> str:
     return " ".join(words)
 
 
-def _unit_label(unit: Unit) -> str:
+def unit_label(unit: Unit) -> str:
     """'Cardiology (CCU)', or just 'Ward 7A' when the name already shows the code."""
     return unit.name if unit.code in unit.name.split() else f"{unit.name} ({unit.code})"
 

@@ -51,6 +51,12 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    if args.offline:  # the what-if simulator: the allocator's policies without Kafka
+        from allocator.commands import run_whatif_command
+
+        return run_whatif_command(argparse.Namespace(
+            policy=args.policy, days=args.days, seed=args.seed, load=args.load, plot=args.plot, json=args.json,
+            hospital_config=getattr(args, "setting_hospital_config", None), hospital=getattr(args, "hospital", None)))
     from streams import sim_command
 
     return sim_command.run(args)
@@ -92,6 +98,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Publish a realistic, seeded stream of hospital events for the configured "
                                        "hospital, time-compressed by --speed.")
         sim_command.add_arguments(p)
+        offline = p.add_argument_group("what-if (--offline): the allocator's policies over simulated days, no Kafka")
+        offline.add_argument("--offline", action="store_true", help="run the what-if simulator instead of publishing")
+        offline.add_argument("--policy", choices=("greedy", "optimal", "both"), default="both",
+                             help="placement policy to simulate (default both, side by side)")
+        offline.add_argument("--load", choices=("normal", "surge"), default="normal", help="arrival load")
+        offline.add_argument("--plot", metavar="FILE", help="occupancy over time as a PNG")
+        offline.add_argument("--json", action="store_true", help="the report as JSON instead of a table")
         p.set_defaults(func=_simulate)
 
     p = sub.add_parser("demo", help="broker + worker + a simulated day, with a live summary",
