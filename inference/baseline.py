@@ -1,0 +1,94 @@
+"""The baseline every report compares against: TF-IDF + logistic regression, one model per head.
+
+Word 1-2-grams and character 3-5-grams, plus the same age/sex features the transformer gets.
+Trained on the same training split; its temperatures are fitted on the same validation split.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import sparse
+
+from inference.calibration import fit_temperature_sigmoid, fit_temperature_softmax
+from inference.data import Example
+from inference.encoding import meta_matrix
+from inference.labels import LabelSet
+
+
+class TfidfBaseline:
+    def __init__(self, labels: LabelSet, seed: int = 0, C: float = 4.0, word_features: int = 60000,
+                 char_features: int = 80000, max_iter: int = 2000) -> None:
+        self.labels, self.seed, self.C = labels, seed, C
+        self.word_features, self.char_features, self.max_iter = word_features, char_features, max_iter
+        self.temperatures = {"unit": 1.0, "acuity": 1.0, "needs": 1.0}
+
+    def _features(self, exs: Sequence[Example]):
+        w = self.word.transform([e.text for e in exs])
+        c = self.char.transform([e.text for e in exs])
+        m = sparse.csr_matrix(meta_matrix((e.age, e.sex) for e in exs) * 3.0)
+        return sparse.hstack([w, c, m]).tocsr()
+
+    def fit(self, train: Sequence[Example], validation: Sequence[Example] = ()) -> "TfidfBaseline":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        self.word = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=self.word_features)
+        self.char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=3, sublinear_tf=True,
+                                    max_features=self.char_features)
+        texts = [e.text for e in train]
+        self.word.fit(texts)
+        self.char.fit(texts)
+        x = self._features(train)
+        lab = self.labels
+        yu = np.array([lab.units.index(e.unit) for e in train])
+        ya = np.array([lab.acuity_index(e.acuity) for e in train])
+
+        def lr(solver: str):  # same convex optimum as lbfgs, several times faster here
+            return LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed, solver=solver)
+
+        self.unit = _Fitted(lr("newton-cg"), x, yu, len(lab.units))
+        self.acuity = _Fitted(lr("newton-cg"), x, ya, len(lab.acuities))
+        self.needs = []
+        for j, n in enumerate(lab.needs):
+            y = np.array([int(n in e.needs) for e in train])
+            self.needs.append(_Fitted(lr("liblinear"), x, y, 2))
+        if validation:
+            lv = self.logits(validation)
+            self.temperatures = {
+                "unit": fit_temperature_softmax(lv["unit"], np.array([lab.units.index(e.unit) for e in validation])),
+                "acuity": fit_temperature_softmax(lv["acuity"],
+                                                  np.array([lab.acuity_index(e.acuity) for e in validation])),
+                "needs": fit_temperature_sigmoid(lv["needs"], np.array(
+                    [[float(n in e.needs) for n in lab.needs] for e in validation]).reshape(len(validation), -1)),
+            }
+        return self
+
+    def logits(self, exs: Sequence[Example]) -> dict[str, np.ndarray]:
+        """Log-probabilities (softmax heads) and log-odds (needs) — temperature-scalable logits."""
+        x = self._features(exs)
+        needs = np.stack([f.log_odds(x) for f in self.needs], axis=1) if self.needs else np.zeros((len(exs), 0))
+        return {"unit": self.unit.log_proba(x), "acuity": self.acuity.log_proba(x), "needs": needs}
+
+
+class _Fitted:
+    """A logistic regression that copes with classes absent from the training data."""
+
+    def __init__(self, model, x, y: np.ndarray, n_classes: int) -> None:
+        self.n = n_classes
+        self.present = np.unique(y)
+        self.model = model.fit(x, y) if len(self.present) > 1 else None
+
+    def log_proba(self, x) -> np.ndarray:
+        out = np.full((x.shape[0], self.n), -30.0)
+        if self.model is None:
+            out[:, self.present[0]] = 0.0
+            return out
+        out[:, self.model.classes_] = np.log(np.clip(self.model.predict_proba(x), 1e-12, None))
+        return out
+
+    def log_odds(self, x) -> np.ndarray:
+        if self.model is None:
+            return np.full(x.shape[0], 30.0 if self.present[0] == 1 else -30.0)
+        return self.model.decision_function(x)

@@ -1,0 +1,81 @@
+"""Temperature scaling and calibration measures (numpy + scipy).
+
+One temperature per head, fitted on validation logits by minimising the negative
+log-likelihood: softmax heads (unit, acuity) with categorical NLL, the multi-label needs head
+with binary NLL over every (example, need) pair.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from inference.encoding import sigmoid, softmax
+
+T_BOUNDS = (0.05, 20.0)
+
+
+def nll_softmax(logits: np.ndarray, y: np.ndarray, t: float) -> float:
+    p = softmax(logits, t)
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
+
+
+def nll_sigmoid(logits: np.ndarray, y: np.ndarray, t: float) -> float:
+    if logits.size == 0:
+        return 0.0
+    p = np.clip(sigmoid(logits, t), 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _fit(fn) -> float:
+    res = minimize_scalar(lambda lt: fn(float(np.exp(lt))), bounds=tuple(np.log(T_BOUNDS)), method="bounded",
+                          options={"xatol": 1e-4})
+    t = float(np.exp(res.x))
+    return t if fn(t) <= fn(1.0) else 1.0
+
+
+def fit_temperature_softmax(logits: np.ndarray, y: np.ndarray) -> float:
+    logits, y = np.asarray(logits, dtype=np.float64), np.asarray(y, dtype=np.int64)
+    if len(y) == 0:
+        return 1.0
+    return _fit(lambda t: nll_softmax(logits, y, t))
+
+
+def fit_temperature_sigmoid(logits: np.ndarray, y: np.ndarray) -> float:
+    logits, y = np.asarray(logits, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if logits.size == 0:
+        return 1.0
+    return _fit(lambda t: nll_sigmoid(logits, y, t))
+
+
+def reliability(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> dict:
+    """Equal-width bins of confidence: per-bin count, mean confidence, accuracy; and the ECE."""
+    conf, correct = np.asarray(conf, dtype=np.float64).ravel(), np.asarray(correct, dtype=np.float64).ravel()
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    counts, confs, accs = [], [], []
+    ece = 0.0
+    for b in range(n_bins):
+        m = idx == b
+        n = int(m.sum())
+        counts.append(n)
+        if n:
+            c, a = float(conf[m].mean()), float(correct[m].mean())
+            ece += n / max(len(conf), 1) * abs(c - a)
+        else:
+            c, a = float((edges[b] + edges[b + 1]) / 2), float("nan")
+        confs.append(c)
+        accs.append(a)
+    return {"edges": edges.tolist(), "count": counts, "confidence": confs, "accuracy": accs, "ece": float(ece)}
+
+
+def ece_softmax(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict:
+    """Top-label calibration of a softmax head."""
+    probs = np.asarray(probs)
+    pred = probs.argmax(axis=1)
+    return reliability(probs.max(axis=1), pred == np.asarray(y), n_bins)
+
+
+def ece_multilabel(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict:
+    """Calibration of every (example, label) probability against its 0/1 truth."""
+    return reliability(np.asarray(probs).ravel(), np.asarray(y).ravel(), n_bins)

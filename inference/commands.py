@@ -1,0 +1,245 @@
+"""`wardflow` subcommands of the inference package: corpus, train, evaluate, export, predict, build-model.
+
+Heavy imports (torch, transformers, sklearn, matplotlib) happen inside the command functions so
+`wardflow --help` stays fast. Each function returns an exit code; `InferenceError`s are printed
+by the CLI as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = Path("models/triage")
+DEFAULT_REPORTS = Path("reports/triage")
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no spin-waiting on a shared CPU
+
+
+def _settings():
+    try:
+        from streams.settings import WardflowSettings
+
+        return WardflowSettings()
+    except Exception:  # noqa: BLE001 - settings are optional here
+        return None
+
+
+def _threads(args) -> int:
+    if getattr(args, "threads", None):
+        return int(args.threads)
+    s = _settings()
+    return int(getattr(s, "inference_threads", 2) or 2)
+
+
+def _load_examples(args):
+    """Examples and label set from --data files, a --corpus dir, or a fresh corpus."""
+    from inference.data import corpus_examples, load_files, load_label_file
+
+    labels = load_label_file(Path(args.labels)) if getattr(args, "labels", None) else None
+    if getattr(args, "data", None):
+        return load_files([Path(p) for p in args.data], labels, seed=args.seed)
+    if getattr(args, "corpus", None):
+        d = Path(args.corpus)
+        files = [d / f"{s}.jsonl" for s in ("train", "validation", "test") if (d / f"{s}.jsonl").exists()]
+        return load_files(files or [d], labels, seed=args.seed)
+    from inference.labels import DEFAULT_LABELS
+
+    return corpus_examples(args.n_train, args.n_val, args.n_test, args.seed), DEFAULT_LABELS
+
+
+# ---------------------------------------------------------------------------- commands
+
+def cmd_corpus(args) -> int:
+    from inference.corpus import corpus_fingerprint, generate_splits, heldout_sets, write_jsonl
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = generate_splits(args.n_train, args.n_val, args.n_test, args.seed)
+    counts = {name: write_jsonl(cases, out / f"{name}.jsonl", split=name) for name, cases in splits.items()}
+    params = {"n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test, "seed": args.seed}
+    manifest = {"fingerprint": corpus_fingerprint(params), "params": params, "counts": counts,
+                "heldout": {k: list(v) for k, v in heldout_sets(args.seed).__dict__.items()}}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {sum(counts.values())} cases to {out} ({counts}); fingerprint {manifest['fingerprint']}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    _offline()
+    from inference.data import by_split, write_examples
+    from inference.train import TrainSettings, train
+
+    examples, labels = _load_examples(args)
+    out = Path(args.out)
+    for name, part in by_split(examples).items():
+        write_examples(part, out / "data" / f"{name}.jsonl")
+    ts = TrainSettings(base_model=args.base_model or "", seed=args.seed, epochs=args.epochs,
+                       batch_size=args.batch_size, train_max_length=args.max_length, freeze_layers=args.freeze_layers,
+                       time_budget_s=args.time_budget, threads=_threads(args), patience=args.patience,
+                       lr_encoder=args.lr, progress=not args.no_progress)
+    cfg = train(examples, labels, out, ts)
+    v = cfg.metrics["validation"]
+    print(f"model {cfg.model_version} -> {out}: validation unit macro-F1 {v['unit_macro_f1']:.3f}, acuity macro-F1 "
+          f"{v['acuity_macro_f1']:.3f}, needs micro-F1 {v['needs_micro_f1']:.3f}; temperatures "
+          f"{ {k: round(t, 3) for k, t in cfg.temperatures.items()} } ({cfg.metrics['stop_reason']}, "
+          f"{cfg.metrics['train_seconds']}s)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    _offline()
+    from inference.data import load_files
+    from inference.evaluate import evaluate
+    from inference.config import load_config
+
+    model = Path(args.model)
+    labels = load_config(model).labels
+    if args.data:
+        examples, _ = load_files([Path(p) for p in args.data], labels, seed=args.seed, require_train=False)
+    else:
+        data = Path(args.data_dir) if args.data_dir else model / "data"
+        if not args.data_dir and not data.exists() and (model.parent / "torch" / "data").exists():
+            data = model.parent / "torch" / "data"      # an exported dir beside the trained one
+        files = [data / f"{s}.jsonl" for s in ("train", "validation", "test") if (data / f"{s}.jsonl").exists()]
+        if not files:
+            from inference.exceptions import TrainingDataError
+
+            raise TrainingDataError(f"no split files in {data}; pass --data FILE")
+        examples, _ = load_files(files, labels, require_train=False)
+    rep = evaluate(model, examples, Path(args.out), threads=_threads(args), threshold=args.threshold,
+                   baseline=not args.no_baseline, progress=not args.no_progress)
+    print(json.dumps(rep["summary"], indent=2))
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    _offline()
+    from inference.export import export_model, load_examples_for
+
+    model = Path(args.model)
+    examples = load_examples_for(model)
+    summary = export_model(model, Path(args.out), examples, threads=_threads(args), tolerance=args.tolerance,
+                           progress=not args.no_progress)
+    print(json.dumps(summary, indent=2, default=float))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from inference import predict
+
+    s = _settings()
+    threshold = args.threshold if args.threshold is not None else float(getattr(s, "uncertainty_threshold", 0.6))
+    batch = args.batch_size or int(getattr(s, "inference_batch_size", 32) or 32)
+    model = Path(args.model) if args.model else Path(getattr(s, "model_path", DEFAULT_OUT / "int8"))
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.provider == "cuda" else (
+        ["CPUExecutionProvider"] if args.provider == "cpu" else None)
+    ok, bad = predict.run(model, args.input, args.output, threads=_threads(args), uncertainty_threshold=threshold,
+                          batch_size=batch, providers=providers)
+    print(f"predicted {ok}, failed {bad}", file=sys.stderr)
+    return 0
+
+
+def cmd_build_model(args) -> int:
+    _offline()
+    from inference.build import BuildSettings, build
+
+    overrides = {}
+    if args.time_budget is not None:
+        overrides["time_budget_s"] = args.time_budget
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    s = BuildSettings(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
+                      threads=_threads(args), train_overrides=overrides, progress=not args.no_progress)
+    build(Path(args.out), Path(args.reports), force=args.force, settings=s)
+    return 0
+
+
+# ---------------------------------------------------------------------------- wiring
+
+def _common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: settings.inference_threads)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if seed:
+        p.add_argument("--seed", type=int, default=13)
+
+
+def _sizes(p: argparse.ArgumentParser, n_train: int = 5000) -> None:
+    p.add_argument("--n-train", type=int, default=n_train)
+    p.add_argument("--n-val", type=int, default=500)
+    p.add_argument("--n-test", type=int, default=1000)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("corpus", help="write the synthetic clinical corpus as JSONL (train/validation/test)")
+    p.add_argument("--out", default="var/corpus", help="output directory")
+    _sizes(p)
+    p.add_argument("--seed", type=int, default=13)
+    p.set_defaults(func=cmd_corpus)
+
+    p = subparsers.add_parser("train", help="fine-tune the triage model (corpus or a hospital's CSV/JSONL)")
+    p.add_argument("--out", default=str(DEFAULT_OUT / "torch"), help="model directory to write")
+    p.add_argument("--data", action="append", help="hospital CSV/JSONL file (repeatable); default: synthetic corpus")
+    p.add_argument("--labels", help="JSON label set for --data (units, acuities, needs)")
+    p.add_argument("--corpus", help="a directory written by `wardflow corpus`")
+    p.add_argument("--base-model", help="HF BERT directory (default: packaged MiniLM-L6)")
+    _sizes(p)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate")
+    p.add_argument("--max-length", type=int, default=128, help="tokens read in training")
+    p.add_argument("--freeze-layers", type=int, default=3, help="freeze embeddings + this many lower layers")
+    p.add_argument("--patience", type=int, default=3, help="validation checks without improvement before stopping")
+    p.add_argument("--time-budget", type=float, default=480.0, help="seconds for the training loop")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("evaluate", help="test-split report: model vs TF-IDF baseline (JSON + Markdown)")
+    p.add_argument("--model", default=str(DEFAULT_OUT / "torch"), help="PyTorch or exported model directory")
+    p.add_argument("--data", action="append", help="CSV/JSONL with a split column (default: the model's data/)")
+    p.add_argument("--data-dir", help="directory with train/validation/test.jsonl")
+    p.add_argument("--out", default=str(DEFAULT_REPORTS), help="report directory")
+    p.add_argument("--threshold", type=float, default=0.6, help="uncertainty threshold to report on")
+    p.add_argument("--no-baseline", action="store_true")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("export", help="ONNX export, check vs PyTorch, optimize, int8 quantize")
+    p.add_argument("--model", default=str(DEFAULT_OUT / "torch"), help="trained PyTorch model directory")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="writes <out>/onnx and <out>/int8")
+    p.add_argument("--tolerance", type=float, default=2e-3, help="max abs logit difference vs PyTorch")
+    _common(p, seed=False)
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser("predict", help="JSON lines {id,text,age,sex} in, calibrated predictions out")
+    p.add_argument("--model", default=None, help="exported model directory (default: settings.model_path)")
+    p.add_argument("--input", default="-", help="input JSONL file, - for stdin")
+    p.add_argument("--output", default="-", help="output JSONL file, - for stdout")
+    p.add_argument("--threshold", type=float, default=None, help="uncertainty threshold (default: settings)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
+    _common(p, seed=False)
+    p.set_defaults(func=cmd_predict)
+
+    p = subparsers.add_parser("build-model", help="corpus -> train -> evaluate -> export -> quantize (cached)")
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--reports", default=str(DEFAULT_REPORTS))
+    p.add_argument("--force", action="store_true", help="redo every step")
+    _sizes(p)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--time-budget", type=float, default=None, help="seconds for the training loop")
+    _common(p)
+    p.set_defaults(func=cmd_build_model)
+
+
+logging.getLogger("onnxruntime").setLevel(logging.WARNING)

@@ -1,0 +1,89 @@
+"""Markdown rendering of an evaluation report (the JSON holds everything; this is for people)."""
+
+from __future__ import annotations
+
+from inference.labels import LabelSet
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.1f}%"
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{float(x):.3f}"
+
+
+def _summary_table(rows: list[tuple[str, dict]]) -> list[str]:
+    keys = [("unit_macro_f1", "unit macro-F1", _f), ("acuity_macro_f1", "acuity macro-F1", _f),
+            ("needs_macro_f1", "needs macro-F1", _f), ("acuity_exact", "acuity exact", _pct),
+            ("acuity_within_one", "acuity within one", _pct),
+            ("under_triage_esi_1_2", "under-triage (true ESI 1-2)", _pct),
+            ("unit_ece_before", "unit ECE before", _f), ("unit_ece_after", "unit ECE after", _f),
+            ("acuity_ece_before", "acuity ECE before", _f), ("acuity_ece_after", "acuity ECE after", _f),
+            ("needs_ece_before", "needs ECE before", _f), ("needs_ece_after", "needs ECE after", _f)]
+    out = ["| metric | " + " | ".join(name for name, _ in rows) + " |",
+           "| --- | " + " | ".join("---" for _ in rows) + " |"]
+    for k, title, fmt in keys:
+        if all(k not in r for _, r in rows):
+            continue
+        out.append(f"| {title} | " + " | ".join(fmt(r.get(k)) for _, r in rows) + " |")
+    return out
+
+
+def _class_table(report: dict, names: list[str]) -> list[str]:
+    out = ["| label | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+    for n in names:
+        r = report.get(n)
+        if r:
+            out.append(f"| {n} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1-score']:.3f} | {int(r['support'])} |")
+    return out
+
+
+def render_markdown(rep: dict, labels: LabelSet) -> str:
+    lines = ["# Triage model evaluation", "",
+             f"Model `{rep['model_version']}` ({rep['precision']}), data fingerprint `{rep['data_fingerprint']}`, "
+             f"{rep['n_test']} test cases (whole presentations and phrasing templates held out from training).", "",
+             "## Summary (test split)", ""]
+    rows = [("transformer", rep["summary"]["model"])]
+    if "baseline" in rep["summary"]:
+        rows.append(("TF-IDF + LR baseline", rep["summary"]["baseline"]))
+    lines += _summary_table(rows)
+    if "model_unseen_presentations" in rep:
+        lines += ["", f"### Presentations never seen in training ({rep['n_test_unseen_presentations']} cases)", ""]
+        rows = [("transformer", rep["model_unseen_presentations"])]
+        if "baseline_unseen_presentations" in rep:
+            rows.append(("TF-IDF + LR baseline", rep["baseline_unseen_presentations"]))
+        lines += _summary_table(rows)
+    for sysname, key in (("Transformer", "model"), ("Baseline (TF-IDF + logistic regression)", "baseline")):
+        m = rep.get(key)
+        if not m:
+            continue
+        lines += ["", f"## {sysname}", ""]
+        u = m["unit"]
+        a = m["acuity"]
+        lines += [f"### Target unit: macro-F1 {_f(u['macro_f1'])}, accuracy {_pct(u['accuracy'])}, "
+                  f"ECE {_f(u['ece_before'])} -> {_f(u['ece_after'])} (T = {u['temperature']:.2f})", ""]
+        lines += _class_table(u["report"], list(labels.units))
+        lines += ["", f"![unit confusion](figures/{u.get('confusion_png', '')}) "
+                      f"![unit reliability](figures/{u.get('reliability_png', '')})", ""]
+        lines += [f"### Acuity (ESI): macro-F1 {_f(a['macro_f1'])}, exact {_pct(a['exact'])}, within one level "
+                  f"{_pct(a['within_one'])}, under-triage of true ESI 1-2 {_pct(a['under_triage_rate_esi_1_2'])} "
+                  f"(n = {a['n_true_esi_1_2']}), ECE {_f(a['ece_before'])} -> {_f(a['ece_after'])} "
+                  f"(T = {a['temperature']:.2f})", ""]
+        lines += _class_table(a["report"], [str(x) for x in labels.acuities])
+        lines += ["", f"![acuity confusion](figures/{a.get('confusion_png', '')}) "
+                      f"![acuity reliability](figures/{a.get('reliability_png', '')})", ""]
+        if "needs" in m:
+            n = m["needs"]
+            lines += [f"### Needs: macro-F1 {_f(n['macro_f1'])}, micro-F1 {_f(n['micro_f1'])}, exact set "
+                      f"{_pct(n['exact_set_match'])}, ECE {_f(n['ece_before'])} -> {_f(n['ece_after'])} "
+                      f"(T = {n['temperature']:.2f})", ""]
+            lines += _class_table(n["report"], list(labels.needs))
+            lines += ["", f"![needs confusion](figures/{n.get('confusion_png', '')}) "
+                          f"![needs reliability](figures/{n.get('reliability_png', '')})", ""]
+        unc = m["uncertainty"]
+        lines += [f"Uncertainty flag (calibrated unit or acuity confidence < {unc['threshold']}): "
+                  f"{_pct(unc['flagged_rate'])} of cases flagged; joint unit+acuity accuracy "
+                  f"{_pct(unc['joint_accuracy_confident'])} when confident, {_pct(unc['joint_accuracy_flagged'])} "
+                  f"when flagged.", ""]
+    return "\n".join(lines) + "\n"

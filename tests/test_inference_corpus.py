@@ -1,0 +1,147 @@
+"""The synthetic corpus: determinism, coverage, the taxonomy's label rules, negation, splits."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from inference import corpus
+from inference.corpus import (NEEDS, REGISTERS, TEMPLATE_IDS, UNITS, derive_labels, generate_corpus, generate_splits,
+                              heldout_sets, sample_case)
+from inference.presentations import PRESENTATIONS, Presentation
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return generate_corpus(3000, seed=7)
+
+
+def test_same_seed_same_corpus_and_other_seed_differs():
+    a = [c.to_dict() for c in generate_corpus(300, seed=11)]
+    b = [c.to_dict() for c in generate_corpus(300, seed=11)]
+    c = [c.to_dict() for c in generate_corpus(300, seed=12)]
+    assert a == b
+    assert a != c
+    r1, r2 = random.Random(5), random.Random(5)
+    assert sample_case(r1) == sample_case(r2)
+
+
+def test_coverage_of_presentations_units_acuities_needs_registers(cases):
+    assert len(PRESENTATIONS) >= 150
+    assert {p.unit for p in PRESENTATIONS} == set(UNITS)
+    assert {c.target_unit for c in cases} == set(UNITS)
+    assert {c.acuity for c in cases} == {1, 2, 3, 4, 5}
+    assert {n for c in cases for n in c.needs} == set(NEEDS)
+    assert {c.register for c in cases} == set(REGISTERS)
+    assert len(TEMPLATE_IDS) >= 20
+    assert any(c.age < 1 for c in cases) and any(c.age >= 90 for c in cases)
+    assert any(c.pregnant_weeks is not None for c in cases)
+    assert any(c.weight_kg is not None for c in cases)
+    assert all(c.text.strip() and "{" not in c.text for c in cases)
+
+
+def test_precedence_rules_on_scenario_facts():
+    icu = next(p for p in PRESENTATIONS if p.unit == "ICU")
+    ortho = next(p for p in PRESENTATIONS if p.unit == "ORTHO")
+    mat = next(p for p in PRESENTATIONS if p.unit == "MATERNITY" and p.preg and p.preg[0] >= 20)
+    disch = next(p for p in PRESENTATIONS if p.unit == "DISCHARGE")
+    assert derive_labels(icu, 4.0, None, False, ())[0] == "ICU"               # ICU at any age
+    assert derive_labels(icu, 30.0, 30.0, False, ())[0] == "ICU"              # ...and in any pregnancy
+    assert derive_labels(ortho, 9.0, None, False, ())[0] == "PAEDIATRICS"     # under 16 admitted
+    assert derive_labels(ortho, 16.0, None, False, ())[0] == "ORTHO"
+    assert derive_labels(mat, 15.0, 34.0, False, ())[0] == "PAEDIATRICS"      # PAEDIATRICS > MATERNITY
+    assert derive_labels(mat, 28.0, 34.0, False, ())[0] == "MATERNITY"
+    assert derive_labels(disch, 6.0, None, False, ())[0] == "DISCHARGE"       # children sent home stay DISCHARGE
+    three = next(p for p in PRESENTATIONS if p.acuity == 3)
+    assert derive_labels(three, 50.0, None, True, ())[1] == 2                 # danger-zone vitals lift ESI 3 to 2
+    assert derive_labels(three, 50.0, None, False, ())[1] == 3
+
+
+def test_generated_labels_follow_the_rules(cases):
+    by_id = {p.id: p for p in PRESENTATIONS}
+    for c in cases:
+        p = by_id[c.presentation]
+        if p.unit == "ICU":
+            assert c.target_unit == "ICU"
+        elif c.age < 16 and p.unit != "DISCHARGE":
+            assert c.target_unit == "PAEDIATRICS", c
+        elif p.pregnancy_problem:
+            assert c.target_unit == "MATERNITY"
+        else:
+            assert c.target_unit == p.unit
+        assert c.acuity in (p.acuity, 2 if p.acuity == 3 else p.acuity)
+        assert set(p.needs) <= set(c.needs)
+    under16 = [c for c in cases if c.age < 16]
+    assert {c.target_unit for c in under16} <= {"PAEDIATRICS", "ICU", "DISCHARGE"}
+    assert sum(c.target_unit == "PAEDIATRICS" for c in under16) > 50
+
+
+def test_negated_findings_are_not_needs(cases):
+    """A keyword matcher would read 'MRSA', 'chest pain', 'suicidal', 'COVID' as needs; the labels don't."""
+    distinct = {"MRSA screen negative", "MRSA swabs neg", "COVID swab negative", "covid LFT neg", "flu swab negative",
+                "denies suicidal ideation", "no SI/HI", "no thoughts of self harm", "denies chest pain",
+                "troponin negative", "no oxygen requirement", "not requiring O2"}
+    negations = [(text, need) for _, need, text in corpus._NEGATIVES if need and text in distinct]
+    hits = 0
+    for c in cases:
+        for text, need in negations:
+            if re.search(re.escape(text), c.text, flags=re.IGNORECASE):
+                hits += 1
+                assert need not in c.needs, (text, c.presentation)
+    assert hits > 200
+    keywordy = [c for c in cases if re.search(r"MRSA screen negative|MRSA swabs neg", c.text, re.I)]
+    assert keywordy and all("contact_isolation" not in c.needs for c in keywordy)
+
+
+def test_history_does_not_drive_the_decision(cases):
+    with_mh_history = [c for c in cases if "bipolar disorder, stable on lithium" in c.text
+                       or "depression, on sertraline" in c.text]
+    assert with_mh_history
+    assert any(c.target_unit not in ("MENTAL_HEALTH", "PAEDIATRICS") for c in with_mh_history)
+    decolonised = [c for c in cases if "decolonised, screens negative since" in c.text]
+    assert decolonised and all("contact_isolation" not in c.needs for c in decolonised)
+
+
+def test_bariatric_and_pregnancy_facts_agree_with_labels(cases):
+    for c in cases:
+        if c.weight_kg is not None and c.weight_kg >= 150:
+            assert "bariatric" in c.needs
+        if c.target_unit == "MATERNITY":
+            assert c.pregnant_weeks is not None and c.sex == "F" and c.age >= 16
+
+
+def test_splits_hold_out_whole_presentations_and_templates():
+    held = heldout_sets(13)
+    assert held.test_presentations and held.val_presentations and held.test_templates and held.val_templates
+    assert not set(held.test_presentations) & set(held.val_presentations)
+    splits = generate_splits(600, 200, 200, seed=13)
+    train = splits["train"]
+    assert not {c.presentation for c in train} & (set(held.test_presentations) | set(held.val_presentations))
+    assert not {c.template for c in train} & (set(held.test_templates) | set(held.val_templates))
+    test_unseen = [c for c in splits["test"] if c.presentation in held.test_presentations]
+    assert len(test_unseen) >= 80
+    assert all(c.template in held.test_templates for c in splits["test"] if c not in test_unseen)
+
+
+def test_corpus_command_writes_jsonl(tmp_path):
+    import argparse
+
+    from inference import commands
+
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["corpus", "--out", str(tmp_path), "--n-train", "40", "--n-val", "10", "--n-test", "10"])
+    assert args.func(args) == 0
+    rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 40 and {"text", "age", "sex", "target_unit", "acuity", "needs", "split"} <= set(rows[0])
+    assert json.loads((tmp_path / "manifest.json").read_text())["fingerprint"]
+
+
+def test_presentation_validation():
+    with pytest.raises(ValueError):
+        Presentation("x.bad", "NOWHERE", 3, cc="a")
+    with pytest.raises(ValueError):
+        Presentation("x.bad", "MEDICINE", 2, cc="a", needs="respiratory_support")

@@ -1,0 +1,90 @@
+"""Training: a TINY random BERT given by path learns a separable toy task well above chance; the model
+directory holds weights, tokenizer, label config, temperatures, version id and data fingerprint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests import inference_support as sup
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    return sup.tiny_trained_model()
+
+
+def test_model_directory_contents(model_dir):
+    for name in ("model.safetensors", "tokenizer.json", "encoder_config.json", "triage_config.json"):
+        assert (model_dir / name).exists(), name
+    cfg = json.loads((model_dir / "triage_config.json").read_text())
+    assert cfg["labels"] == sup.TOY_LABELS
+    assert set(cfg["temperatures"]) == {"unit", "acuity", "needs"} and all(t > 0 for t in cfg["temperatures"].values())
+    assert cfg["model_version"].startswith("wf-triage-") and len(cfg["data_fingerprint"]) == 16
+    assert cfg["max_length"] == 64 and cfg["train_max_length"] == 32
+    assert cfg["base_model"] == str(sup.tiny_bert_dir())
+    assert cfg["metrics"]["history"], "validation was checked during training"
+
+
+def test_tiny_model_learns_the_toy_task_well_above_chance(model_dir):
+    from inference.evaluate import model_logits
+    from inference.export import load_examples_for
+
+    test = [e for e in load_examples_for(model_dir) if e.split == "test"]
+    logits, cfg = model_logits(model_dir, test, progress=False)
+    units = np.array([cfg.labels.units.index(e.unit) for e in test])
+    acc = float((logits["unit"].argmax(1) == units).mean())
+    assert acc >= 0.8, acc                      # chance is 0.25
+    needs_true = np.array([[n in e.needs for n in cfg.labels.needs] for e in test])
+    assert float(((logits["needs"] > 0) == needs_true).mean()) >= 0.8
+
+
+def test_age_and_sex_reach_the_model(model_dir):
+    import torch
+
+    from inference.encoding import meta_matrix
+    from inference.model import load_model
+
+    net, _ = load_model(model_dir)
+    ids = torch.tensor([[101, 2000, 102]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        a = net(ids, mask, torch.from_numpy(meta_matrix([(30.0, "F")])))[0]
+        b = net(ids, mask, torch.from_numpy(meta_matrix([(3.0, "M")])))[0]
+    assert not torch.allclose(a, b)
+
+
+def test_training_is_seeded(tmp_path):
+    from inference.data import load_files
+    from inference.train import train
+
+    examples, labels = load_files([sup.write_toy_jsonl(tmp_path / "toy.jsonl")])
+    settings = sup.tiny_settings(epochs=2)
+    c1 = train(examples, labels, tmp_path / "a", settings)
+    c2 = train(examples, labels, tmp_path / "b", settings)
+    assert c1.model_version == c2.model_version and c1.data_fingerprint == c2.data_fingerprint
+    assert c1.temperatures == pytest.approx(c2.temperatures, rel=1e-5)
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_evaluate_writes_json_markdown_and_figures(model_dir, tmp_path):
+    from inference.evaluate import evaluate
+    from inference.export import load_examples_for
+    from inference.data import load_files
+
+    examples, _ = load_files([model_dir / "data" / f"{s}.jsonl" for s in ("train", "validation", "test")],
+                             require_train=False)
+    rep = evaluate(model_dir, examples, tmp_path, progress=False)
+    assert (tmp_path / "report.json").exists() and (tmp_path / "report.md").exists()
+    for sysname in ("model", "baseline"):
+        m = rep[sysname]
+        for head in ("unit", "acuity", "needs"):
+            assert 0 <= m[head]["macro_f1"] <= 1 and "ece_before" in m[head] and "ece_after" in m[head]
+            assert (tmp_path / "figures" / m[head]["confusion_png"]).stat().st_size > 1000
+            assert (tmp_path / "figures" / m[head]["reliability_png"]).stat().st_size > 1000
+        assert {"exact", "within_one", "under_triage_rate_esi_1_2"} <= set(m["acuity"])
+    md = (tmp_path / "report.md").read_text()
+    assert "baseline" in md.lower() and "under-triage" in md
+    assert load_examples_for(model_dir)
