@@ -79,6 +79,7 @@ class Unit:
     paediatric: bool
     nurses_on_duty: int
     roster: Mapping[str, str] = field(hash=False)
+    obstetric: bool = False  # pregnant patients: an obstetric early warning chart applies, not NEWS2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roster", MappingProxyType(dict(self.roster)))
@@ -86,7 +87,7 @@ class Unit:
     def __reduce__(self) -> tuple[Any, ...]:
         # mappingproxy cannot be pickled or deep-copied; rebuild from a plain dict instead.
         return (Unit, (self.code, self.name, self.serves, self.overflow, self.paediatric,
-                       self.nurses_on_duty, dict(self.roster)))
+                       self.nurses_on_duty, dict(self.roster), self.obstetric))
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ class _UnitSpec(_Spec):
     serves: list[Text] = []
     overflow: list[Text] = []
     paediatric: bool = False
+    obstetric: bool = False
     nurses_on_duty: Annotated[int, Field(ge=1)]
     roster: dict[Text, Text]
     rooms: Annotated[list[_RoomSpec], Field(min_length=1)]
@@ -544,6 +546,7 @@ def _build_unit(spec: _UnitSpec, where: str, codes: set[str], problems: _Problem
         paediatric=spec.paediatric,
         nurses_on_duty=spec.nurses_on_duty,
         roster=dict(spec.roster),
+        obstetric=spec.obstetric,
     )
 
 

@@ -284,7 +284,7 @@ def _pregnant(state: HospitalState, enc: EncounterState) -> bool:
     """Pregnancy is known from where the patient is or is going: an obstetric unit (its own chart)."""
     codes = [enc.unit] if enc.unit else [u.code for u in state.hospital.units_serving(enc.target_unit or "")]
     units = [state.hospital.unit(c) for c in codes if c]
-    return bool(units) and all(getattr(u, "obstetric", False) for u in units)
+    return bool(units) and all(u.obstetric for u in units)
 
 
 def handle_vitals(event: Vitals, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:

@@ -99,3 +99,10 @@ def test_an_ack_for_an_unknown_page_is_dead_lettered():
     ward.send(("page-acks", {"event_id": "ack1", "hospital_id": HID, "occurred_at": ev.at(5),
                              "page_id": "nope", "clinician_id": "dr-a"}))
     assert [d.code for d in ward.worker.sink.dead_letters] == ["unknown_page"]
+
+
+def test_pregnant_patients_on_an_obstetric_unit_get_no_news2_page():
+    ward = Ward()
+    ward.send(ev.admission(HID, "M1", "E7", 0, age=29, requested_unit="MATERNITY", event_id="adm"))
+    out = ward.send(ev.vitals(HID, "M1", "E7", 10, event_id="v1", **SICK))
+    assert [d.kind for d in out] == ["news2"] and "pregnant" in out[0].reasons[0].text
