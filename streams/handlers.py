@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from allocator.overrides import check_override
 from allocator.placement import Assignment, NoBed, PatientToPlace, place
-from streams import clinical
+from streams import capacity, clinical
+from streams.capacity import CapacityConfig
 from streams.clinical import ClinicalConfig
 from streams.contract import Admission, BedStatusChange, Discharge, InputEvent, Override, PageAck, Transfer, Vitals
 from streams.decisions import DecisionLog
@@ -34,6 +35,7 @@ class HandlerContext:
     model_available: bool = False
     clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
     hold: timedelta = timedelta(minutes=30)  # how long a proposed bed waits for a clinician's confirmation
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)
 
 
 def _ts(event: InputEvent) -> str:
@@ -379,6 +381,10 @@ def handle(event: InputEvent, state: HospitalState, ctx: HandlerContext, predict
     lapse_holds(state, now, log)
     if isinstance(event, Admission):
         handle_admission(event, state, ctx, log, prediction)
+        capacity.record_arrival(state, event.occurred_at)
     else:
         HANDLERS[type(event)](event, state, ctx, log)
+    if not isinstance(event, (Vitals, PageAck)):  # only these leave beds, waits and arrivals alone
+        state.refresh_census()
+        capacity.update_surge(state, now, ctx.capacity, log)
     return log

@@ -21,7 +21,7 @@ from streams.contract import Decision, DeadLetter, InputEvent
 from streams.exceptions import EventRejected
 from streams.handlers import HandlerContext, handle
 from streams.metrics import WorkerMetrics
-from streams.state import JOURNAL, HospitalState, StagedTables, replay_journal
+from streams.state import CENSUS, JOURNAL, HospitalState, StagedTables, replay_journal
 from streams.validation import ContractViolation, dead_letter_payload, decode_event
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,8 @@ class EventProcessor:
             self.metrics.errors.labels(stage="apply").inc()
             return await self._dead_letter(msg, "internal_error", None,
                                            f"{name}: the worker failed to apply this event; it is kept here for replay")
-        censuses = state.refresh_census()
+        state.refresh_census()
+        censuses = [v for t, _, v in staged.writes() if t == CENSUS and v is not None]
         dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
         if decisions:
             await self.sink.send_decisions(hospital.hospital_id, decisions)
@@ -136,6 +137,8 @@ class EventProcessor:
                 self.metrics.pages.labels(role=d.role or "").inc()
             elif d.kind == "escalation":
                 self.metrics.escalations.labels(role=d.role or "").inc()
+            elif d.kind == "surge_level" and d.details:
+                self.metrics.surge.labels(hospital=d.hospital_id).set(d.details["level"])
             elif d.kind == "news2" and d.details and d.details.get("complete"):
                 self.metrics.news2.labels(band=d.details["band"]).inc()
         if decisions and msg.timestamp:

@@ -31,14 +31,17 @@ CLOCK = "clock"  # hid -> latest event time seen (the hospital's own clock)
 DECISION_INDEX = "decision_index"  # hid|decision_id -> encounter_id (overrides name the decision)
 HOLDS = "holds"  # hid -> encounters with a bed held for confirmation
 JOURNAL = "journal"  # hid -> the last event's complete set of writes (one changelog record)
+ARRIVALS = "arrivals"  # hid -> admission times within the last hour
+SURGE = "surge"  # hid -> SurgeState.to_dict()
 TABLE_NAMES = (BEDS, ENCOUNTERS, PATIENTS, CENSUS, WAITING, SEEN, SEEN_BUCKETS, SEEN_META,
-               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL)
+               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL, ARRIVALS, SURGE)
 
 # Table -> Faust record type of its values (None: plain JSON values).
 TABLE_TYPES: dict[str, type | None] = {
     BEDS: BedState, ENCOUNTERS: EncounterState, CENSUS: UnitCensus, SEEN_BUCKETS: DedupeBucket,
     SEEN_META: DedupeMeta, **{name: None for name in (PATIENTS, WAITING, SEEN, OBSERVATIONS, PAGING, PAGES,
-                                                       PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL)},
+                                                       PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL,
+                                                       ARRIVALS, SURGE)},
 }
 
 _DELETED = object()
@@ -200,6 +203,18 @@ class HospitalState:
 
     def set_decision_owner(self, decision_id: str, encounter_id: str) -> None:
         self.staged.put(DECISION_INDEX, key(self.hid, decision_id), encounter_id)
+
+    def arrivals(self) -> list[str]:
+        return list(self.staged.get(ARRIVALS, self.hid, []))
+
+    def set_arrivals(self, times: list[str]) -> None:
+        self.staged.put(ARRIVALS, self.hid, list(times))
+
+    def surge(self) -> dict | None:
+        return self.staged.get(SURGE, self.hid)
+
+    def set_surge(self, value: dict) -> None:
+        self.staged.put(SURGE, self.hid, value)
 
     def holds(self) -> list[str]:
         return list(self.staged.get(HOLDS, self.hid, []))

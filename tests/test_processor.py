@@ -145,3 +145,17 @@ def test_a_half_applied_event_is_finished_from_the_journal_not_recomputed():
     assert len(w.sink.decisions) == 1  # no second, different assignment
     assert w.tables[ENCOUNTERS][f"{HID}|E1"].bed_id == "MED-B1-A"
     assert seen_key in w.tables["seen"]
+
+
+def test_surge_level_rises_with_occupancy_and_says_why():
+    w = _worker()
+    items = [ev.admission(HID, f"P{i}", f"E{i}", i, sex="M", requested_unit="SURGERY", event_id=f"a-{i}")
+             for i in range(1, 17)]  # 16 arrivals in 16 minutes into 11 beds
+    _run(w, items)
+    surges = [d for d in w.sink.decisions if d.kind == "surge_level"]
+    assert surges, "filling the hospital must raise the surge level"
+    last = surges[-1]
+    assert last.details["level"] >= 3 and last.details["arrivals_last_hour"] >= 15 and last.details["waiting"] >= 5
+    assert "OPEL" in " ".join(r.text for r in last.reasons) or "%" in " ".join(r.text for r in last.reasons)
+    levels = [d.details["level"] for d in surges]
+    assert levels == sorted(levels)  # only rises while patients keep arriving
