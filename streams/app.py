@@ -23,6 +23,7 @@ from streams.metrics import WorkerMetrics
 from streams.processor import EventProcessor, RawMessage
 from streams.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
 from streams.triage import read_prediction
+from streams.views import capacity_snapshot
 from inference.interface import TriageModel
 from streams.exceptions import ModelMissingError
 from streams.settings import WardflowSettings
@@ -177,6 +178,19 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     @app.on_partitions_revoked.connect
     async def forget_revoked(app_: faust.App, revoked: set, **kwargs: Any) -> None:
         stage.forget(sorted({tp.partition for tp in revoked}))
+
+    @app.page("/hospitals/")
+    async def hospitals_view(web: Any, request: Any) -> Any:
+        """The hospitals this worker's configuration knows."""
+        return web.json({"hospitals": sorted(hospitals)})
+
+    @app.page("/hospitals/{hospital_id}/capacity/")
+    async def capacity_view(web: Any, request: Any, hospital_id: str) -> Any:
+        """Census per unit and surge level of one hospital, as this worker holds them."""
+        hospital = hospitals.get(hospital_id)
+        if hospital is None:
+            return web.json({"error": f"unknown hospital {hospital_id!r}"}, status=404)
+        return web.json(capacity_snapshot(tables, hospital))
 
     @app.agent(ordered, concurrency=1, name=f"{settings.topic_prefix}state")
     async def state_agent(stream: faust.StreamT) -> None:

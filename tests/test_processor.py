@@ -159,3 +159,17 @@ def test_surge_level_rises_with_occupancy_and_says_why():
     assert "OPEL" in " ".join(r.text for r in last.reasons) or "%" in " ".join(r.text for r in last.reasons)
     levels = [d.details["level"] for d in surges]
     assert levels == sorted(levels)  # only rises while patients keep arriving
+
+
+def test_capacity_view_has_counts_and_no_patient_data():
+    from streams.views import capacity_snapshot
+
+    w = _worker()
+    _run(w, scenario())
+    snap = capacity_snapshot(w.tables, load_hospitals(FIXTURE)[HID])
+    med = next(u for u in snap["units"] if u["unit"] == "MED")
+    assert med["by_status"]["occupied"] == 1 and med["by_status"]["dirty"] == 1 and med["total"] == 6
+    assert snap["surge_level"] >= 1 and snap["patients_waiting"] == 0
+    text = orjson.dumps(snap).decode()
+    for secret in ("P1", "E1", "E2", "Productive"):
+        assert f'"{secret}"' not in text and "Productive" not in text
