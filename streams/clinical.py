@@ -105,8 +105,7 @@ def handle_page_ack(event: PageAck, state, log: DecisionLog) -> None:
     pstate = paging.PagingState.from_dict(state.paging(encounter_id) or {})
     pstate, outcome = paging.on_ack(pstate, event.page_id, event.occurred_at)
     if outcome == paging.AckOutcome.UNKNOWN:
-        raise EventRejected("unknown_page", "page_id",
-                            "page-acks: field 'page_id' is not the patient's current page (superseded or unknown)")
+        return  # a page this hospital sent, since superseded by a newer one: nothing left to stop
     _save_paging(state, encounter_id, pstate)
 
 

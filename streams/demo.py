@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import signal
 import time
 import uuid
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 from rich.live import Live
 
@@ -39,11 +40,32 @@ def _speed(value: str) -> float:
     return 0.0 if str(value).lower() == "max" else float(value)
 
 
-async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: DemoFigures, stop: asyncio.Event) -> None:
-    """Tail decisions and dead letters into the figures until told to stop."""
+class DemoClinicians:
+    """Acknowledge most pages a few simulated minutes after they go out, as a ward would (seeded)."""
+
+    def __init__(self, hospital, settings: WardflowSettings, seed: int, ack_share: float = 0.85) -> None:
+        self.rng = random.Random(seed)
+        self.settings = settings
+        self.clinician = hospital.clinicians[0] if hospital.clinicians else "demo-clinician"
+        self.ack_share = ack_share
+
+    def ack_for(self, decision: dict) -> tuple[str, bytes, bytes] | None:
+        if decision["kind"] not in ("page", "escalation") or self.rng.random() > self.ack_share:
+            return None
+        at = datetime.fromisoformat(decision["created_at"]) + timedelta(minutes=self.rng.uniform(2, 10))
+        body = {"event_id": f"demo-ack-{decision['page_id']}", "hospital_id": decision["hospital_id"],
+                "occurred_at": at.isoformat(), "page_id": decision["page_id"], "clinician_id": self.clinician}
+        return self.settings.topic("page-acks"), decision["hospital_id"].encode(), orjson.dumps(body)
+
+
+async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: DemoFigures, stop: asyncio.Event,
+                          clinicians: DemoClinicians) -> None:
+    """Tail decisions and dead letters into the figures (and acknowledge pages) until told to stop."""
     consumer = AIOKafkaConsumer(settings.topic("decisions"), settings.topic("dead-letters"),
                                 bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await consumer.start()
+    await producer.start()
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=250)
@@ -52,11 +74,16 @@ async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: D
                     body = orjson.loads(r.value)
                     if r.topic.endswith("dead-letters"):
                         figures.dead_letters_by_code[body["code"]] += 1
-                    else:
-                        figures.decisions_by_kind[body["kind"]] += 1
-                        figures.recent.append(describe_decision(body))
-                        del figures.recent[:-20]
+                        continue
+                    figures.decisions_by_kind[body["kind"]] += 1
+                    figures.recent.append(describe_decision(body))
+                    del figures.recent[:-20]
+                    ack = clinicians.ack_for(body)
+                    if ack is not None:
+                        figures.acks_sent += 1
+                        await producer.send(ack[0], value=ack[2], key=ack[1])
     finally:
+        await producer.stop()
         await consumer.stop()
 
 
@@ -68,7 +95,8 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     events = list(sim.events(until=start + timedelta(days=args.days)))
     figures = DemoFigures(to_publish=len(events))
     stop = asyncio.Event()
-    follower = asyncio.create_task(_follow_outputs(broker.bootstrap, settings, figures, stop))
+    clinicians = DemoClinicians(hospital, settings, args.seed)
+    follower = asyncio.create_task(_follow_outputs(broker.bootstrap, settings, figures, stop, clinicians))
 
     def progress(sent: int, sim_at: datetime) -> None:
         figures.published, figures.sim_time = sent, sim_at.strftime("%a %H:%M")
@@ -94,7 +122,7 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
                               f"dead letters {sum(figures.dead_letters_by_code.values())}")
             if not worker.running:
                 raise RuntimeError(f"the worker stopped unexpectedly; see {worker.log_path}")
-            if publisher.done() and figures.events_in >= figures.published:
+            if publisher.done() and figures.events_in >= figures.published + figures.acks_sent:
                 drained_at = time.monotonic()
                 await asyncio.sleep(1.0)  # let the last decisions reach the screen
                 scrape(settings.metrics_port, figures)
@@ -112,7 +140,7 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
         "wall_seconds": round(elapsed, 1), "events_per_second": round(figures.events_in / elapsed, 1),
         "decisions": dict(figures.decisions_by_kind), "dead_letters": dict(figures.dead_letters_by_code),
         "latency_p50_s_at_most": figures.latency_quantile(0.5), "latency_p99_s_at_most": figures.latency_quantile(0.99),
-        "patients_waiting": int(figures.waiting),
+        "patients_waiting": int(figures.waiting), "page_acks_sent_by_demo_clinicians": figures.acks_sent,
     }
 
 

@@ -106,3 +106,14 @@ def test_pregnant_patients_on_an_obstetric_unit_get_no_news2_page():
     ward.send(ev.admission(HID, "M1", "E7", 0, age=29, requested_unit="MATERNITY", event_id="adm"))
     out = ward.send(ev.vitals(HID, "M1", "E7", 10, event_id="v1", **SICK))
     assert [d.kind for d in out] == ["news2"] and "pregnant" in out[0].reasons[0].text
+
+
+def test_a_late_ack_for_a_superseded_page_is_accepted_quietly():
+    ward = admitted()
+    ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **{**CALM, "resp_rate": 22}))  # low: nurse paged
+    ward.send(ev.vitals(HID, "P1", "E1", 20, event_id="v2", **SICK))  # high: a new episode supersedes it
+    out = ward.send(("page-acks", {"event_id": "ack-old", "hospital_id": HID, "occurred_at": ev.at(21),
+                                   "page_id": "pg-test-hosp-v1", "clinician_id": "dr-a"}))
+    assert out == [] and ward.worker.sink.dead_letters == []
+    later = ward.send(ev.bed_status(HID, "SURG-SR1", "cleaning", 40, event_id="b1"))
+    assert [d.kind for d in later] == ["escalation"]  # the current, unacknowledged page still escalates
