@@ -43,13 +43,13 @@ class TrainSettings:
     seed: int = 13
     epochs: int = 3
     batch_size: int = 32
-    lr_encoder: float = 1.5e-4
+    lr_encoder: float = 1e-4
     lr_head: float = 2e-3
     weight_decay: float = 0.01
     warmup: float = 0.06
     train_max_length: int = 128
     max_length: int = 256
-    freeze_layers: int = 4             # embeddings + lowest 4 of 6 layers frozen: measured best in 8 CPU-minutes
+    freeze_layers: int = 3             # embeddings + lowest 3 layers frozen: ~2x faster steps on CPU
     patience: int = 3                  # evaluations without improvement before stopping
     evals_per_epoch: int = 3
     time_budget_s: float = 480.0       # the training loop stops here, keeping the best weights
