@@ -15,7 +15,6 @@ import random
 import signal
 import time
 import uuid
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 

@@ -182,7 +182,7 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
 
     # Uncertain: propose a bed and hold it until a clinician confirms, or the hold lapses.
     state.set_encounter(enc)
-    why = ("uncertain", predicted + f" Its confidence is below the threshold, so a clinician must confirm.")
+    why = ("uncertain", predicted + " Its confidence is below the threshold, so a clinician must confirm.")
     placed = place(_patient(enc), state.hospital, state.bed_snapshots())
     if isinstance(placed, Assignment):
         until = (event.occurred_at + ctx.hold).isoformat()

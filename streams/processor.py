@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from allocator.hospital import Hospital
 from streams import dedupe
-from streams.contract import Decision, DeadLetter, InputEvent
+from streams.contract import DeadLetter, Decision
 from streams.exceptions import EventRejected
 from streams.handlers import HandlerContext, handle
 from streams.metrics import WorkerMetrics
