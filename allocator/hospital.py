@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from allocator.exceptions import HospitalConfigError
+from allocator.surge import LevelThresholds, SurgeConfig
 from allocator.weights import ESI_LEVELS, RESERVE_FEATURES, AllocationWeights, Reserve, ScarceBedCosts
 
 __all__ = [
@@ -101,6 +102,7 @@ class Hospital:
     roster: Mapping[str, str] = field(hash=False)
     clinicians: tuple[str, ...] = ()
     allocation: AllocationWeights = AllocationWeights()
+    surge: SurgeConfig = SurgeConfig()
     _unit_by_code: Mapping[str, Unit] = field(init=False, repr=False, compare=False, hash=False)
     _bed_by_id: Mapping[str, Bed] = field(init=False, repr=False, compare=False, hash=False)
     _beds_by_unit: Mapping[str, tuple[Bed, ...]] = field(init=False, repr=False, compare=False, hash=False)
@@ -130,7 +132,7 @@ class Hospital:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Hospital, (self.hospital_id, self.name, self.units, self.beds, dict(self.roster), self.clinicians,
-                           self.allocation))
+                           self.allocation, self.surge))
 
     def unit(self, code: str) -> Unit:
         """The unit with this code; KeyError if there is none."""
@@ -266,12 +268,38 @@ class _AllocationSpec(_Spec):
     transfer_correction_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] = _DEFAULT.transfer_correction_hours
 
 
+_SURGE = SurgeConfig()
+Ratio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1)]
+
+
+class _LevelSpec(_Spec):
+    occupancy: Ratio
+    waiting: Count
+    arrivals_per_hour: Count
+
+
+def _level_spec(t: LevelThresholds) -> _LevelSpec:
+    return _LevelSpec(occupancy=t.occupancy, waiting=t.waiting, arrivals_per_hour=t.arrivals_per_hour)
+
+
+class _SurgeSpec(_Spec):
+    opel2: _LevelSpec = _level_spec(_SURGE.thresholds[0])
+    opel3: _LevelSpec = _level_spec(_SURGE.thresholds[1])
+    opel4: _LevelSpec = _level_spec(_SURGE.thresholds[2])
+    occupancy_margin: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = _SURGE.occupancy_margin
+    waiting_margin: Annotated[int, Field(ge=0)] = _SURGE.waiting_margin
+    arrivals_margin: Annotated[int, Field(ge=0)] = _SURGE.arrivals_margin
+    min_dwell_minutes: Annotated[float, Field(ge=0, allow_inf_nan=False)] = _SURGE.min_dwell_minutes
+
+
 class _HospitalSpec(_Spec):
     hospital_id: Text
     name: Text
     roster: dict[Text, Text]
     clinicians: list[Text] = []
     allocation: _AllocationSpec | None = None
+    surge: _SurgeSpec | None = None
     units: Annotated[list[_UnitSpec], Field(min_length=1)]
 
 
@@ -469,7 +497,22 @@ def _build_hospital(spec: _HospitalSpec, where: str, problems: _Problems) -> Hos
         roster=dict(spec.roster),
         clinicians=tuple(spec.clinicians),
         allocation=_build_allocation(spec.allocation, f"{where}.allocation", set(unit_where), problems),
+        surge=_build_surge(spec.surge, f"{where}.surge", problems),
     )
+
+
+def _build_surge(spec: _SurgeSpec | None, where: str, problems: _Problems) -> SurgeConfig:
+    """OPEL 2-4 entry thresholds and the margins a level must fall below before it steps down."""
+    if spec is None:
+        return SurgeConfig()
+    levels = tuple(LevelThresholds(occupancy=lv.occupancy, waiting=lv.waiting, arrivals_per_hour=lv.arrivals_per_hour)
+                   for lv in (spec.opel2, spec.opel3, spec.opel4))
+    try:
+        return SurgeConfig(thresholds=levels, occupancy_margin=spec.occupancy_margin, waiting_margin=spec.waiting_margin,
+                           arrivals_margin=spec.arrivals_margin, min_dwell_minutes=spec.min_dwell_minutes)
+    except ValueError as exc:
+        problems.add(where, str(exc))
+        return SurgeConfig()
 
 
 def _by_level(

@@ -17,7 +17,7 @@ import faust
 
 from allocator.hospital import Hospital, load_hospitals
 from streams.contract import INPUT_MODELS, DeadLetter, Decision, encode_output
-from streams.faust_transport import tuned_app_class
+from streams.faust_transport import drain_changelog, tuned_app_class
 from streams.handlers import HandlerContext
 from streams.metrics import WorkerMetrics
 from streams.processor import EventProcessor, RawMessage
@@ -28,6 +28,7 @@ from inference.interface import TriageModel
 from streams.exceptions import ModelMissingError
 from streams.settings import WardflowSettings
 from streams.state import TABLE_TYPES
+from streams.windowed import ARRIVALS_WINDOW, OCCUPANCY_WINDOW, PAGES_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,8 @@ class FaustSink:
         await self.dead_letters_topic.send(key=key, value=encode_output(letter))
 
     async def flush(self) -> None:
-        """Drain Faust's producer buffer (its own flush gives up after 0.1 s idle), then await delivery."""
-        producer = self.decisions_topic.app.producer
-        while producer.buffer.size:
-            await producer.buffer.flush()
-        await producer.flush()
+        """Every changelog record so far acknowledged (Faust's own flush gives up after 0.1 s idle)."""
+        await drain_changelog(self.decisions_topic.app)
 
 
 @dataclass
@@ -144,10 +142,16 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
     )
+    windows = settings.window_config()
     tables = {
         name: app.Table(f"{settings.topic_prefix}{name}", value_type=value_type, partitions=settings.topic_partitions)
         for name, value_type in TABLE_TYPES.items()
     }
+    # Faust windowed tables of steps (hopping counts are sums of steps: streams.windowed). The processor
+    # writes each step's key itself (event time, through the journal); Faust keeps, expires and recovers them.
+    tables[ARRIVALS_WINDOW].tumbling(windows.step_s, expires=windows.expires_s)
+    tables[PAGES_WINDOW].tumbling(windows.step_s, expires=windows.expires_s)
+    tables[OCCUPANCY_WINDOW].tumbling(windows.occupancy_step_s, expires=windows.expires_s)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     inputs = app.topic(*input_topic_names(settings), **raw)
     ordered = app.topic(settings.topic("ordered"), partitions=settings.topic_partitions, internal=True, **raw)
@@ -156,7 +160,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         topic_prefix=settings.topic_prefix, hospitals=hospitals, tables=tables, sink=sink, metrics=metrics,
         dedupe_retention=timedelta(hours=settings.dedupe_retention_hours),
         context=HandlerContext(model_available=model is not None, clinical=settings.clinical_config(),
-                               hold=timedelta(minutes=settings.hold_minutes)),
+                               hold=timedelta(minutes=settings.hold_minutes), windows=windows),
     )
     stage = SequencerStage(app, ordered, input_topics=input_topic_names(settings),
                            admissions_topic=settings.topic("admissions"), model=model,
@@ -190,7 +194,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         hospital = hospitals.get(hospital_id)
         if hospital is None:
             return web.json({"error": f"unknown hospital {hospital_id!r}"}, status=404)
-        return web.json(capacity_snapshot(tables, hospital))
+        return web.json(capacity_snapshot(tables, hospital, windows))
 
     @app.agent(ordered, concurrency=1, name=f"{settings.topic_prefix}state")
     async def state_agent(stream: faust.StreamT) -> None:

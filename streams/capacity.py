@@ -1,50 +1,36 @@
-"""Hospital-wide capacity: arrivals in the last hour and the surge level, on the hospital clock.
+"""Hospital-wide capacity: the surge level from occupancy, waiting and arrivals, on the hospital clock.
 
 The level (four, in the spirit of NHS OPEL) comes from the allocator's pure rules with
-hysteresis; a change is a `surge_level` decision carrying the figures that caused it.
-Arrivals are a sliding one-hour window of admission times kept per hospital.
+hysteresis and the hospital's own thresholds (`surge:` in its config); a change is a
+`surge_level` decision carrying the figures that caused it. Arrivals in the last hour are read
+from the windowed arrivals table (`streams.windowed`), to its 5-minute step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from allocator.surge import SurgeConfig, SurgeFigures, SurgeState, evaluate_surge
+from allocator.surge import SurgeFigures, SurgeState, evaluate_surge
+from streams import windowed
 from streams.decisions import DecisionLog
-
-ARRIVAL_WINDOW = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class CapacityConfig:
-    surge: SurgeConfig = field(default_factory=SurgeConfig)
+from streams.windowed import WindowConfig
 
 
-def record_arrival(state, at: datetime) -> None:
-    state.set_arrivals([*recent_arrivals(state, at), at.isoformat()])
-
-
-def recent_arrivals(state, now: datetime) -> list[str]:
-    """Admission times within the last hour (an arrival exactly an hour old has left the window)."""
-    return [t for t in state.arrivals() if now - datetime.fromisoformat(t) < ARRIVAL_WINDOW]
-
-
-def figures(state, now: datetime) -> SurgeFigures:
+def figures(state, now: datetime, windows: WindowConfig) -> SurgeFigures:
     total = taken = 0
     for unit in state.hospital.units:
         census = state.census(unit.code)
         total += census.total
         taken += sum(census.by_status.get(s, 0) for s in ("occupied", "held"))
     return SurgeFigures(occupancy=taken / total if total else 0.0, waiting=len(state.waiting()),
-                        arrivals_last_hour=len(recent_arrivals(state, now)))
+                        arrivals_last_hour=windowed.admissions_last_window(state, now, windows))
 
 
-def update_surge(state, now: datetime, cfg: CapacityConfig, log: DecisionLog) -> None:
-    current = figures(state, now)
+def update_surge(state, now: datetime, windows: WindowConfig, log: DecisionLog) -> None:
+    current = figures(state, now, windows)
     stored = state.surge()
     previous = SurgeState.from_dict(stored) if stored else None
-    new, changed, reasons = evaluate_surge(previous, current, now, cfg.surge)
+    new, changed, reasons = evaluate_surge(previous, current, now, state.hospital.surge)
     if not changed:
         return
     state.set_surge(new.to_dict())

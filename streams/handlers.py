@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 
 from allocator.overrides import check_override
 from allocator.placement import Assignment, NoBed, PatientToPlace, place
-from streams import capacity, clinical
-from streams.capacity import CapacityConfig
+from streams import capacity, clinical, windowed
 from streams.clinical import ClinicalConfig
 from streams.contract import Admission, BedStatusChange, Discharge, InputEvent, Override, PageAck, Transfer, Vitals
 from streams.decisions import DecisionLog
 from streams.exceptions import EventRejected
 from streams.records import BedState, EncounterState
 from streams.state import AVAILABLE, HospitalState
+from streams.windowed import WindowConfig
 
 BARIATRIC_WEIGHT_KG = 150.0  # the taxonomy's bariatric threshold, applied to the structured weight field
 
@@ -35,7 +35,7 @@ class HandlerContext:
     model_available: bool = False
     clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
     hold: timedelta = timedelta(minutes=30)  # how long a proposed bed waits for a clinician's confirmation
-    capacity: CapacityConfig = field(default_factory=CapacityConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)  # arrivals, pages, occupancy over time
 
 
 def _ts(event: InputEvent) -> str:
@@ -237,6 +237,8 @@ def handle_transfer(event: Transfer, state: HospitalState, ctx: HandlerContext, 
                             "transfers: field 'to_bed_id' is a bed occupied by another patient")
     if enc.bed_id:
         _vacate(state, enc.bed_id, at, reason="transfer")
+    if bed.unit != enc.unit:
+        windowed.record_arrival(state, bed.unit, event.occurred_at, ctx.windows)
     _occupy(state, event.to_bed_id, enc, at)
     state.set_encounter(enc.derive(status="placed", bed_id=event.to_bed_id, unit=bed.unit, waiting_since=None))
     if enc.encounter_id in state.waiting():
@@ -381,10 +383,11 @@ def handle(event: InputEvent, state: HospitalState, ctx: HandlerContext, predict
     lapse_holds(state, now, log)
     if isinstance(event, Admission):
         handle_admission(event, state, ctx, log, prediction)
-        capacity.record_arrival(state, event.occurred_at)
+        windowed.record_admission(state, event.occurred_at, ctx.windows)
     else:
         HANDLERS[type(event)](event, state, ctx, log)
+    censuses = state.refresh_census()
+    windowed.record_outcomes(state, event.occurred_at, censuses, log.decisions, ctx.windows)
     if not isinstance(event, (Vitals, PageAck)):  # only these leave beds, waits and arrivals alone
-        state.refresh_census()
-        capacity.update_surge(state, now, ctx.capacity, log)
+        capacity.update_surge(state, now, ctx.windows, log)
     return log

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocator.hospital import DEMO_HOSPITAL_PATH
@@ -20,6 +20,7 @@ from streams.exceptions import StreamsError
 
 if TYPE_CHECKING:
     from streams.clinical import ClinicalConfig
+    from streams.windowed import WindowConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ class WardflowSettings(BaseSettings):
     hospital_config: Path = Field(DEMO_HOSPITAL_PATH, description="YAML file describing the hospital(s)")
     data_dir: Path = Field(Path("var/worker"), description="Worker's local table store (rebuilt from changelogs)")
     dedupe_retention_hours: float = Field(72.0, gt=0, description="How long an event_id is remembered")
+    window_size_minutes: float = Field(60.0, gt=0, description="Arrivals and pages per unit are counted over windows this long")
+    window_step_minutes: float = Field(5.0, gt=0, description="... advancing by this step (hopping windows, event time)")
+    occupancy_step_minutes: float = Field(5.0, gt=0, description="Occupancy per unit is kept per step of this length")
+    window_retention_hours: float = Field(48.0, gt=0, description="How long closed windows are kept in the tables")
 
     # Model
     model_path: Path = Field(DEFAULT_MODEL_PATH, description="Directory of the exported ONNX triage model")
@@ -85,9 +90,22 @@ class WardflowSettings(BaseSettings):
                                 overdue_grace_minutes=self.paging_overdue_grace_minutes),
         )
 
+    def window_config(self) -> "WindowConfig":
+        from streams.windowed import WindowConfig
+
+        return WindowConfig(size_s=self.window_size_minutes * 60, step_s=self.window_step_minutes * 60,
+                            occupancy_step_s=self.occupancy_step_minutes * 60,
+                            expires_s=self.window_retention_hours * 3600)
+
     def topic(self, name: str) -> str:
         """Full topic name for a contract topic name such as `admissions`."""
         return f"{self.topic_prefix}{name}"
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> "WardflowSettings":
+        if self.window_step_minutes > self.window_size_minutes:
+            raise ValueError("window_step_minutes cannot exceed window_size_minutes")
+        return self
 
     def masked(self) -> dict[str, Any]:
         """The effective settings, secrets masked, for the one start-up log line."""

@@ -1,5 +1,8 @@
 """The worker's view of one hospital's live state, over any mapping-like tables.
 
+Keys are `hospital|item` strings, except in the windowed tables (`streams.windowed`), whose
+keys are `(hospital|item, (window start, window end))` as Faust keeps them.
+
 Writes are staged: handlers read their own writes, but nothing reaches the Faust tables (and
 their changelogs) until `commit()`, which the processor calls only after the event's
 decisions are acknowledged by the broker. A rejected event therefore changes nothing.
@@ -14,6 +17,7 @@ from typing import Any
 from allocator.hospital import Hospital
 from allocator.placement import BedSnapshot
 from streams.records import BedState, DedupeBucket, DedupeMeta, EncounterState, UnitCensus
+from streams.windowed import WINDOWED_TABLES
 
 BEDS = "beds"
 ENCOUNTERS = "encounters"
@@ -31,17 +35,16 @@ CLOCK = "clock"  # hid -> latest event time seen (the hospital's own clock)
 DECISION_INDEX = "decision_index"  # hid|decision_id -> encounter_id (overrides name the decision)
 HOLDS = "holds"  # hid -> encounters with a bed held for confirmation
 JOURNAL = "journal"  # hid -> the last event's complete set of writes (one changelog record)
-ARRIVALS = "arrivals"  # hid -> admission times within the last hour
 SURGE = "surge"  # hid -> SurgeState.to_dict()
 TABLE_NAMES = (BEDS, ENCOUNTERS, PATIENTS, CENSUS, WAITING, SEEN, SEEN_BUCKETS, SEEN_META,
-               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL, ARRIVALS, SURGE)
+               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL, SURGE, *WINDOWED_TABLES)
 
 # Table -> Faust record type of its values (None: plain JSON values).
 TABLE_TYPES: dict[str, type | None] = {
     BEDS: BedState, ENCOUNTERS: EncounterState, CENSUS: UnitCensus, SEEN_BUCKETS: DedupeBucket,
     SEEN_META: DedupeMeta, **{name: None for name in (PATIENTS, WAITING, SEEN, OBSERVATIONS, PAGING, PAGES,
                                                        PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL,
-                                                       ARRIVALS, SURGE)},
+                                                       SURGE, *WINDOWED_TABLES)},
 }
 
 _DELETED = object()
@@ -108,12 +111,20 @@ def _plain(value: Any) -> Any:
     return value.asdict() if hasattr(value, "asdict") else value
 
 
+def _table_key(k: Any) -> Any:
+    """A key as tables hold it: a windowed key `(key, (start, end))` comes back from JSON as lists."""
+    if isinstance(k, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in k)
+    return k
+
+
 def replay_journal(tables: Mapping[str, MutableMapping[str, Any]], journal_key: str) -> int:
     """Re-apply the journalled writes of the last event (idempotent: same values again)."""
     entry = tables[JOURNAL].get(journal_key)
     staged = StagedTables(tables)
     for table, k, value in entry["writes"]:
         record = TABLE_TYPES.get(table)
+        k = _table_key(k)
         if value is None:
             staged.delete(table, k)
         else:
@@ -203,12 +214,6 @@ class HospitalState:
 
     def set_decision_owner(self, decision_id: str, encounter_id: str) -> None:
         self.staged.put(DECISION_INDEX, key(self.hid, decision_id), encounter_id)
-
-    def arrivals(self) -> list[str]:
-        return list(self.staged.get(ARRIVALS, self.hid, []))
-
-    def set_arrivals(self, times: list[str]) -> None:
-        self.staged.put(ARRIVALS, self.hid, list(times))
 
     def surge(self) -> dict | None:
         return self.staged.get(SURGE, self.hid)

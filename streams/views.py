@@ -1,4 +1,4 @@
-"""Read-only JSON views for bed boards and dashboards: census and surge level, no patient data.
+"""Read-only JSON views for bed boards and dashboards: census, windows and surge level, no patient data.
 
 Served by Faust's web server (`web_port`); table contents themselves are never exposed
 (`web_tables_enabled` is off). A worker answers for the hospitals whose partition it owns.
@@ -9,19 +9,42 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from datetime import datetime
+
 from allocator.hospital import Hospital
+from streams import windowed
 from streams.state import HospitalState, StagedTables
+from streams.windowed import WindowConfig
+
+SERIES_STEPS = 12  # occupancy steps shown per unit (an hour at the default 5-minute step)
 
 
-def capacity_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: Hospital) -> dict[str, Any]:
-    """Beds by status and occupancy per unit, patients waiting, surge level: counts only."""
-    state = HospitalState(StagedTables(tables), hospital)
+def capacity_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: Hospital,
+                      windows: WindowConfig | None = None) -> dict[str, Any]:
+    """Beds by status and occupancy per unit, arrivals and pages in the last window, surge level: counts only."""
+    windows = windows or WindowConfig()
+    staged = StagedTables(tables)
+    state = HospitalState(staged, hospital)
+    clock = state.clock()
+    now = datetime.fromisoformat(clock) if clock else None
+    last = windowed.latest_full_window(now, windows) if now else None
     units = []
     for unit in hospital.units:
         census = state.census(unit.code)
-        units.append({"unit": unit.code, "name": unit.name, "total": census.total,
-                      "by_status": dict(census.by_status), "occupancy": round(census.occupancy, 4)})
+        entry = {"unit": unit.code, "name": unit.name, "total": census.total,
+                 "by_status": dict(census.by_status), "occupancy": round(census.occupancy, 4)}
+        if last is not None:
+            entry["arrivals_last_window"] = windowed.count_in(staged.get, hospital.hospital_id, unit.code,
+                                                              windowed.ARRIVALS_WINDOW, last, windows)
+            entry["pages_last_window"] = windowed.count_in(staged.get, hospital.hospital_id, unit.code,
+                                                           windowed.PAGES_WINDOW, last, windows)
+            entry["occupancy_over_time"] = windowed.occupancy_series(staged.get, hospital.hospital_id, unit.code,
+                                                                     now, windows, SERIES_STEPS)
+        units.append(entry)
     surge = state.surge() or {}
-    return {"hospital_id": hospital.hospital_id, "name": hospital.name, "as_of": state.clock(),
+    window = ({"start": datetime.fromtimestamp(last[0], tz=now.tzinfo).isoformat(), "minutes": windows.size_s / 60,
+               "admissions": windowed.count_in(staged.get, hospital.hospital_id, windowed.ADMISSIONS_KEY,
+                                               windowed.ARRIVALS_WINDOW, last, windows)} if last is not None else None)
+    return {"hospital_id": hospital.hospital_id, "name": hospital.name, "as_of": clock,
             "units": units, "patients_waiting": len(state.waiting()), "surge_level": surge.get("level", 1),
-            "surge_since": surge.get("since")}
+            "surge_since": surge.get("since"), "last_window": window}

@@ -111,6 +111,7 @@ def test_kill_9_mid_replay_then_restart_recovers_exact_state(broker, run_id, sta
             got_reasons = [r["text"] for r in orjson.loads(sorted(got_bytes)[0]).get("reasons", [])]
             diff = [(w, g) for w, g in zip(want_reasons, got_reasons) if w != g]
             pytest.fail(f"decision {d.kind} caused by {d.caused_by} differs after the crash: {diff or got_bytes}; "
+                        f"expected {expected_bytes[d.decision_id]!r}; "
                         f"{_order_divergence(broker.bootstrap, prefix, canonical_order(prefix, events))}")
     if set(by_id) != expected_ids:
         want = {d.decision_id: (d.kind, d.caused_by, d.encounter_id, d.bed_id) for d in expected.sink.decisions}
