@@ -160,7 +160,8 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         topic_prefix=settings.topic_prefix, hospitals=hospitals, tables=tables, sink=sink, metrics=metrics,
         dedupe_retention=timedelta(hours=settings.dedupe_retention_hours),
         context=HandlerContext(model_available=model is not None, clinical=settings.clinical_config(),
-                               hold=timedelta(minutes=settings.hold_minutes), windows=windows),
+                               hold=timedelta(minutes=settings.hold_minutes), windows=windows,
+                               policy=settings.allocation_policy),
     )
     stage = SequencerStage(app, ordered, input_topics=input_topic_names(settings),
                            admissions_topic=settings.topic("admissions"), model=model,

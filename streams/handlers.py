@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from allocator.matching import Policy, assign
 from allocator.overrides import check_override
-from allocator.placement import Assignment, NoBed, PatientToPlace, place
+from allocator.placement import Assignment, NoBed, PatientToPlace
+from allocator.waiting import WaitingPatient
 from streams import capacity, clinical, windowed
 from streams.clinical import ClinicalConfig
 from streams.contract import Admission, BedStatusChange, Discharge, InputEvent, Override, PageAck, Transfer, Vitals
@@ -36,6 +38,7 @@ class HandlerContext:
     clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
     hold: timedelta = timedelta(minutes=30)  # how long a proposed bed waits for a clinician's confirmation
     windows: WindowConfig = field(default_factory=WindowConfig)  # arrivals, pages, occupancy over time
+    policy: Policy = "optimal"  # everyone waiting matched together; "greedy" is v1's first come, first fit
 
 
 def _ts(event: InputEvent) -> str:
@@ -103,20 +106,89 @@ def _assign(state: HospitalState, log: DecisionLog, enc: EncounterState, placed:
     return enc
 
 
-def _try_place(state: HospitalState, log: DecisionLog, enc: EncounterState, at: str,
-               source_reason: tuple[str, str], report_no_bed: bool) -> bool:
-    """Place `enc` if a feasible bed exists; otherwise keep them waiting (and say why once)."""
-    placed = place(_patient(enc), state.hospital, state.bed_snapshots())
-    if isinstance(placed, Assignment):
-        _assign(state, log, enc, placed, at, source_reason)
-        return True
-    assert isinstance(placed, NoBed)
-    if report_no_bed:
-        state.set_encounter(enc.derive(status="waiting", waiting_since=enc.waiting_since or at))
-        log.add("no_bed", [source_reason, *placed.reasons], patient_id=enc.patient_id,
+def _acuity(enc: EncounterState) -> int | None:
+    value = (enc.prediction or {}).get("acuity")
+    return value if isinstance(value, int) and 1 <= value <= 5 else None
+
+
+def _waiting_patient(enc: EncounterState, now: datetime) -> WaitingPatient:
+    """The matching's view of a patient: placement facts, acuity and time waited for priority."""
+    since = enc.waiting_since or enc.admitted_at
+    waited = max(0.0, (now - datetime.fromisoformat(since)).total_seconds() / 60) if since else 0.0
+    probability = None
+    if enc.unit_source == "model" and enc.prediction:
+        probability = enc.prediction.get("unit_probs", {}).get(enc.target_unit or "")
+    return WaitingPatient(encounter_id=enc.encounter_id, age=enc.age, sex=enc.sex, target_unit=enc.target_unit or "",
+                          needs=frozenset(enc.needs), acuity=_acuity(enc), waited_minutes=waited,
+                          unit_probability=probability)
+
+
+def _loads(state: HospitalState) -> dict[str, float]:
+    """Nurse workload per unit: the acuity weights of the patients in its beds (held ones included)."""
+    weights = state.hospital.allocation
+    loads: dict[str, float] = {}
+    for unit in state.hospital.units:
+        total = 0.0
+        for bed in state.hospital.beds_in_unit(unit.code):
+            b = state.bed(bed.bed_id)
+            if b.status in ("occupied", "held") and b.encounter_id:
+                enc = state.encounter(b.encounter_id)
+                total += weights.acuity_weight(_acuity(enc) if enc else None)
+        loads[unit.code] = total
+    return loads
+
+
+def _best_bed(state: HospitalState, ctx: HandlerContext, enc: EncounterState, now: datetime) -> Assignment | NoBed:
+    """The bed the policy gives one patient on their own (a proposal held for confirmation)."""
+    result = assign([_waiting_patient(enc, now)], state.hospital, state.bed_snapshots(), policy=ctx.policy,
+                    loads=_loads(state))
+    return result.assignments[0].assignment if result.assignments else result.unplaced[0][1]
+
+
+def place_waiting(state: HospitalState, ctx: HandlerContext, log: DecisionLog, at: str, *,
+                  trigger: tuple[str, str] = ("bed_freed", "A bed became available for a patient who was waiting."),
+                  arrived: str | None = None, arrival_reason: tuple[str, str] | None = None) -> None:
+    """Beds for everyone waiting, matched together under the policy; re-run when a bed frees or a patient arrives.
+
+    `arrived`: the encounter whose arrival triggered the run; if it gets no bed it is told why
+    (once), and the bed manager is paged. Others keep waiting silently (they were told already).
+    """
+    ids = state.waiting()
+    encs: dict[str, EncounterState] = {}
+    for encounter_id in ids:
+        enc = state.encounter(encounter_id)
+        if enc is not None and enc.status == "waiting" and enc.target_unit:
+            encs[encounter_id] = enc
+    if not encs:
+        state.set_waiting([])
+        return
+    now = datetime.fromisoformat(at)
+    result = assign([_waiting_patient(e, now) for e in encs.values()], state.hospital, state.bed_snapshots(),
+                    policy=ctx.policy, loads=_loads(state))
+    placed: set[str] = set()
+    for p in result.assignments:
+        eid = p.patient.encounter_id
+        reason = arrival_reason if eid == arrived and arrival_reason else trigger
+        _assign(state, log, encs[eid], p.assignment, at, reason)
+        placed.add(eid)
+    for patient, no_bed in result.unplaced:
+        if patient.encounter_id != arrived:
+            continue
+        enc = encs[patient.encounter_id]
+        log.add("no_bed", [arrival_reason or trigger, *no_bed.reasons], patient_id=enc.patient_id,
                 encounter_id=enc.encounter_id, unit=None, prediction=enc.prediction,
                 role="bed_manager", pager=state.hospital.roster.get("bed_manager"), priority="urgent")
-    return False
+    state.set_waiting([e for e in ids if e in encs and e not in placed])
+
+
+def _arrive(state: HospitalState, ctx: HandlerContext, log: DecisionLog, enc: EncounterState, at: str,
+            reason: tuple[str, str]) -> None:
+    """A patient whose unit is known joins the waiting list, and everyone waiting is matched again."""
+    state.set_encounter(enc.derive(status="waiting", waiting_since=enc.waiting_since or at))
+    state.set_waiting([*state.waiting(), enc.encounter_id])
+    place_waiting(state, ctx, log, at, trigger=("matching", "Placed when the waiting list was matched again "
+                                                            "on a new arrival."),
+                  arrived=enc.encounter_id, arrival_reason=reason)
 
 
 def _probability(prediction: dict, label: str) -> str:
@@ -145,11 +217,8 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
 
     if event.requested_unit:
         label = _resolve_requested_unit(state, event.requested_unit)
-        enc = enc.derive(target_unit=label, unit_source="requested", status="waiting", waiting_since=at)
-        state.set_encounter(enc)
-        source = ("requested_unit", f"The EHR's bed request for {event.requested_unit} is followed.")
-        if not _try_place(state, log, enc, at, source, report_no_bed=True):
-            state.set_waiting([*state.waiting(), enc.encounter_id])
+        enc = enc.derive(target_unit=label, unit_source="requested")
+        _arrive(state, ctx, log, enc, at, ("requested_unit", f"The EHR's bed request for {event.requested_unit} is followed."))
         return
 
     if prediction is None:
@@ -174,16 +243,13 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
         return
 
     if not prediction.get("uncertain"):
-        enc = enc.derive(status="waiting", waiting_since=at)
-        state.set_encounter(enc)
-        if not _try_place(state, log, enc, at, ("model_prediction", predicted), report_no_bed=True):
-            state.set_waiting([*state.waiting(), enc.encounter_id])
+        _arrive(state, ctx, log, enc, at, ("model_prediction", predicted))
         return
 
     # Uncertain: propose a bed and hold it until a clinician confirms, or the hold lapses.
     state.set_encounter(enc)
     why = ("uncertain", predicted + " Its confidence is below the threshold, so a clinician must confirm.")
-    placed = place(_patient(enc), state.hospital, state.bed_snapshots())
+    placed = _best_bed(state, ctx, enc, event.occurred_at)
     if isinstance(placed, Assignment):
         until = (event.occurred_at + ctx.hold).isoformat()
         state.set_bed(placed.bed_id, BedState(status="held", since=at, encounter_id=enc.encounter_id,
@@ -198,7 +264,7 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
     state.set_decision_owner(d.decision_id, enc.encounter_id)
 
 
-def lapse_holds(state: HospitalState, now, log: DecisionLog) -> None:
+def lapse_holds(state: HospitalState, ctx: HandlerContext, now: datetime, log: DecisionLog) -> None:
     """Holds past their time are released: the bed goes back to the pool, and the decision says so."""
     holds = state.holds()
     if not holds:
@@ -218,7 +284,7 @@ def lapse_holds(state: HospitalState, now, log: DecisionLog) -> None:
                                                 "is released and the patient still needs a decision.")],
                 patient_id=enc.patient_id, encounter_id=enc.encounter_id, bed_id=enc.bed_id,
                 role="bed_manager", pager=state.hospital.roster.get("bed_manager"), priority="urgent")
-        place_waiting(state, log, at)
+        place_waiting(state, ctx, log, at)
     state.set_holds(keep)
 
 
@@ -268,20 +334,7 @@ def handle_bed_status(event: BedStatusChange, state: HospitalState, ctx: Handler
     new_status = _BED_STATUS_FROM_EVENT[event.status]
     state.set_bed(event.bed_id, BedState(status=new_status, since=at, reason=event.reason))
     if new_status == AVAILABLE:
-        place_waiting(state, log, at)
-
-
-def place_waiting(state: HospitalState, log: DecisionLog, at: str) -> None:
-    """A bed became available: try the waiting patients, longest wait first (first-fit)."""
-    still_waiting = []
-    for encounter_id in state.waiting():
-        enc = state.encounter(encounter_id)
-        if enc is None or enc.status != "waiting" or not enc.target_unit:
-            continue
-        source = ("bed_freed", "A bed became available for a patient who was waiting.")
-        if not _try_place(state, log, enc, at, source, report_no_bed=False):
-            still_waiting.append(encounter_id)
-    state.set_waiting(still_waiting)
+        place_waiting(state, ctx, log, at)
 
 
 def _pregnant(state: HospitalState, enc: EncounterState) -> bool:
@@ -336,7 +389,7 @@ def handle_override(event: Override, state: HospitalState, ctx: HandlerContext, 
         _release(state, enc, at)
         state.set_encounter(enc.derive(bed_id=None, unit=None, hold_until=None, status="awaiting_confirmation"))
         log.add("override_applied", outcome.reasons, details=details, **common)
-        place_waiting(state, log, at)
+        place_waiting(state, ctx, log, at)
         return
     if event.action == "reassign" or outcome.new_bed_id != enc.bed_id:
         _release(state, enc, at)
@@ -380,7 +433,7 @@ def handle(event: InputEvent, state: HospitalState, ctx: HandlerContext, predict
     log = _log(event)
     now = advance_clock(state, event.occurred_at)
     clinical.tick(state, now, ctx.clinical, log)
-    lapse_holds(state, now, log)
+    lapse_holds(state, ctx, now, log)
     if isinstance(event, Admission):
         handle_admission(event, state, ctx, log, prediction)
         windowed.record_admission(state, event.occurred_at, ctx.windows)

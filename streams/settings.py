@@ -10,7 +10,7 @@ import argparse
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +54,8 @@ class WardflowSettings(BaseSettings):
     hospital_config: Path = Field(DEMO_HOSPITAL_PATH, description="YAML file describing the hospital(s)")
     data_dir: Path = Field(Path("var/worker"), description="Worker's local table store (rebuilt from changelogs)")
     dedupe_retention_hours: float = Field(72.0, gt=0, description="How long an event_id is remembered")
+    allocation_policy: Literal["optimal", "greedy"] = Field(
+        "optimal", description="optimal: everyone waiting matched together (min-cost); greedy: first come, first fit")
     window_size_minutes: float = Field(60.0, gt=0, description="Arrivals and pages per unit are counted over windows this long")
     window_step_minutes: float = Field(5.0, gt=0, description="... advancing by this step (hopping windows, event time)")
     occupancy_step_minutes: float = Field(5.0, gt=0, description="Occupancy per unit is kept per step of this length")

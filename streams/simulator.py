@@ -40,7 +40,9 @@ from typing import Any
 import orjson
 
 from allocator.hospital import Hospital
+from allocator.matching import Policy, assign
 from allocator.placement import Assignment, BedSnapshot, PatientToPlace, place
+from allocator.waiting import WaitingPatient
 from inference.corpus import ClinicalCase, sample_case
 from streams.handlers import BARIATRIC_WEIGHT_KG  # the worker's own threshold: the shadow must not drift
 
@@ -175,7 +177,7 @@ class HospitalSimulator:
 
     def __init__(self, hospital: Hospital, *, seed: int, start: datetime, initial_occupancy: float = 0.85,
                  requested_unit_rate: float = 0.85, malformed_rate: float = 0.01,
-                 arrivals_per_day: float | None = None, vitals: bool = False) -> None:
+                 arrivals_per_day: float | None = None, vitals: bool = False, policy: Policy = "optimal") -> None:
         if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError("start must be timezone-aware (e.g. 2026-11-24T08:00:00+00:00)")
         for name, value in (("initial_occupancy", initial_occupancy), ("requested_unit_rate", requested_unit_rate),
@@ -189,6 +191,7 @@ class HospitalSimulator:
         self.requested_unit_rate = requested_unit_rate
         self.malformed_rate = malformed_rate
         self.vitals = vitals
+        self.policy = policy  # the worker's allocation policy, mirrored by the shadow
         self.arrivals_per_day = (ARRIVALS_PER_DAY_PER_BED * len(hospital.beds)
                                  if arrivals_per_day is None else float(arrivals_per_day))
         tag = f"{seed}|{hospital.hospital_id}|{self.start.isoformat()}"
@@ -205,6 +208,7 @@ class HospitalSimulator:
         self._occupant: dict[str, str] = {}      # bed_id -> encounter_id
         self._patients: dict[str, _Patient] = {}
         self._waiting: list[str] = []            # the worker's FIFO of requested patients with no bed
+        self._waiting_since: dict[str, datetime] = {}  # when each of them joined it
         self._queue: list[_Action] = []
         self._seq = 0
         self._out: list[SimEvent] = []
@@ -289,8 +293,7 @@ class HospitalSimulator:
         self._schedule_stay(at, p, census=census)
         if p.requested:
             self._by_kind["requested_unit"] += 1
-            if not self._worker_place(at, p):
-                self._waiting.append(p.encounter_id)
+            if not self._worker_match(at, arrived=p):
                 self._by_kind["waiting_for_bed"] += 1
         else:
             self._schedule(at + self._hours(1, 4), "manual_place", p.encounter_id)
@@ -366,11 +369,7 @@ class HospitalSimulator:
         self._set_bed(bed_id or "", "available")
         self._emit(at, "bed-status", {"bed_id": bed_id, "status": "clean"})
         self._by_kind["clean"] += 1
-        still = []
-        for encounter_id in self._waiting:  # the worker's place_waiting, in the same order
-            if not self._worker_place(at, self._patients[encounter_id]):
-                still.append(encounter_id)
-        self._waiting = still
+        self._worker_match(at)
 
     def _on_maintenance(self, at: datetime, _: str | None) -> None:
         self._schedule(self._next_maintenance(at), "maintenance")
@@ -385,18 +384,39 @@ class HospitalSimulator:
 
     # ------------------------------------------------------------------ shadow moves
 
-    def _worker_place(self, at: datetime, p: _Patient) -> bool:
-        """Exactly the worker's placement of a requested patient; occupies the bed on success."""
-        placed = place(PatientToPlace(encounter_id=p.encounter_id, age=p.case.age, sex=p.case.sex,
-                                      target_unit=p.label, needs=p.worker_needs), self.hospital, self._beds)
-        if not isinstance(placed, Assignment):
+    def _worker_match(self, at: datetime, arrived: _Patient | None = None) -> bool:
+        """Exactly the worker's matching of its waiting list (plus a new arrival); occupies the beds it gives.
+
+        Mirrors `streams.handlers.place_waiting` for requested-unit patients, whose acuity the
+        worker does not know without a model (so none here either). Returns whether `arrived` got a bed.
+        """
+        if arrived is not None:
+            self._waiting.append(arrived.encounter_id)
+            self._waiting_since[arrived.encounter_id] = at
+        if not self._waiting:
             return False
-        self._occupy(placed.bed_id, p)
-        if p.encounter_id in self._waiting:
-            self._by_kind["placed_from_waiting"] += 1
-        if placed.overflow:
-            self._schedule(at + self._hours(4, 12), "repatriate", p.encounter_id)
-        return True
+        unknown = self.hospital.allocation.acuity_weight(None)
+        loads = {u.code: 0.0 for u in self.hospital.units}
+        for bed_id in self._occupant:
+            loads[self.hospital.bed(bed_id).unit] += unknown  # type: ignore[union-attr]
+        waiting = [WaitingPatient(encounter_id=p.encounter_id, age=p.case.age, sex=p.case.sex, target_unit=p.label,
+                                  needs=p.worker_needs,
+                                  waited_minutes=max(0.0, (at - self._waiting_since[p.encounter_id]).total_seconds() / 60))
+                   for p in (self._patients[e] for e in self._waiting)]
+        result = assign(waiting, self.hospital, self._beds, policy=self.policy, loads=loads, explain=False)
+        placed = set()
+        for match in result.assignments:
+            p = self._patients[match.patient.encounter_id]
+            self._occupy(match.bed_id, p)
+            placed.add(p.encounter_id)
+            if arrived is None or p.encounter_id != arrived.encounter_id:
+                self._by_kind["placed_from_waiting"] += 1
+            if match.assignment.overflow:
+                self._schedule(at + self._hours(4, 12), "repatriate", p.encounter_id)
+        self._waiting = [e for e in self._waiting if e not in placed]
+        for e in placed:
+            self._waiting_since.pop(e, None)
+        return arrived is not None and arrived.encounter_id in placed
 
     def _choose_bed(self, p: _Patient, label: str, needs: frozenset[str]) -> Assignment | None:
         """The simulated bed manager's pick: the allocator's best bed for the true needs."""
