@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from allocator.hospital import Hospital, load_hospitals
-from streams.contract import INPUT_MODELS, DeadLetter, Decision, encode_output
+from streams.contract import INPUT_MODELS, DeadLetter, Decision, FeedbackOut, encode_output
 from streams.faust_transport import drain_changelog, tuned_app_class
 from streams.handlers import HandlerContext
 from streams.metrics import WorkerMetrics
@@ -77,21 +77,28 @@ def input_topic_names(settings: WardflowSettings) -> list[str]:
 
 
 def output_topic_names(settings: WardflowSettings) -> list[str]:
-    return [settings.topic("decisions"), settings.topic("dead-letters")]
+    return [settings.topic("decisions"), settings.topic("dead-letters"), settings.topic("feedback")]
 
 
 class FaustSink:
     """Sends decisions (waiting for the broker's ack) and dead letters through Faust topics."""
 
-    def __init__(self, decisions: faust.TopicT, dead_letters: faust.TopicT) -> None:
+    def __init__(self, decisions: faust.TopicT, dead_letters: faust.TopicT, feedback: faust.TopicT) -> None:
         self.decisions_topic = decisions
         self.dead_letters_topic = dead_letters
+        self.feedback_topic = feedback
 
     async def send_decisions(self, hospital_id: str, decisions: list[Decision]) -> None:
         key = hospital_id.encode()
         pending = [await self.decisions_topic.send(key=key, value=encode_output(d)) for d in decisions]
         for fut in pending:
             await fut  # delivered before any state is written: see streams.processor
+
+    async def send_feedback(self, hospital_id: str, records: list[FeedbackOut]) -> None:
+        key = hospital_id.encode()
+        pending = [await self.feedback_topic.send(key=key, value=encode_output(r)) for r in records]
+        for fut in pending:
+            await fut
 
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         await self.dead_letters_topic.send(key=key, value=encode_output(letter))
@@ -155,7 +162,8 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     inputs = app.topic(*input_topic_names(settings), **raw)
     ordered = app.topic(settings.topic("ordered"), partitions=settings.topic_partitions, internal=True, **raw)
-    sink = FaustSink(app.topic(settings.topic("decisions"), **raw), app.topic(settings.topic("dead-letters"), **raw))
+    sink = FaustSink(app.topic(settings.topic("decisions"), **raw), app.topic(settings.topic("dead-letters"), **raw),
+                     app.topic(settings.topic("feedback"), **raw))
     processor = EventProcessor(
         topic_prefix=settings.topic_prefix, hospitals=hospitals, tables=tables, sink=sink, metrics=metrics,
         dedupe_retention=timedelta(hours=settings.dedupe_retention_hours),

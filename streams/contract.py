@@ -311,7 +311,31 @@ class DeadLetter(_Model):
     received_at: AwareDatetime
 
 
-OUTPUT_MODELS: dict[str, type[_Model]] = {"decisions": Decision, "dead-letters": DeadLetter}
+class FeedbackOut(_Model):
+    """A label the hospital gave back (an override, an early transfer), for `wardflow train --feedback`.
+
+    Carries the arrival's free text: PHI, restrict this topic like the input topics.
+    """
+
+    feedback_id: str = Field(description="Deterministic: a replay gives the same id and bytes")
+    hospital_id: str
+    caused_by: str = Field(description="event_id of the override or transfer")
+    encounter_id: str
+    text: str
+    age: float
+    sex: str
+    target_unit: str = Field(description="The label the hospital's action says is right")
+    acuity: int | None = Field(None, ge=1, le=5)
+    needs: list[str]
+    source: Literal["override", "transfer"]
+    who: str
+    at: AwareDatetime
+    previous_target_unit: str = Field(description="The label the first placement used")
+    corrected: bool
+    model_version: str | None = Field(None, description="The model whose prediction placed the patient, if any")
+
+
+OUTPUT_MODELS: dict[str, type[_Model]] = {"decisions": Decision, "dead-letters": DeadLetter, "feedback": FeedbackOut}
 
 
 def encode_output(model: BaseModel) -> bytes:

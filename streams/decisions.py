@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from allocator.placement import Reason
-from streams.contract import Decision, ReasonOut
+from streams.contract import Decision, FeedbackOut, ReasonOut
 
 _NAMESPACE = uuid.UUID("6f1d2c1e-5b0a-4c37-9a55-1f0e8f5d2b11")
 
@@ -41,6 +41,7 @@ class DecisionLog:
         self.caused_by = caused_by
         self.created_at = created_at
         self.decisions: list[Decision] = []
+        self.feedback: list[FeedbackOut] = []
 
     def add(self, kind: str, reasons: Iterable[Reason | ReasonOut | tuple[str, str]], **fields: Any) -> Decision:
         decision = Decision(
@@ -54,3 +55,11 @@ class DecisionLog:
         )
         self.decisions.append(decision)
         return decision
+
+    def add_feedback(self, record: Any, model_version: str | None) -> FeedbackOut:
+        """An `allocator.feedback.FeedbackRecord` as the feedback topic carries it."""
+        out = FeedbackOut(feedback_id=decision_id(self.hospital_id, self.caused_by, "feedback", len(self.feedback)),
+                          hospital_id=self.hospital_id, caused_by=self.caused_by, model_version=model_version,
+                          **{**record.to_dict(), "at": record.at, "needs": list(record.needs)})
+        self.feedback.append(out)
+        return out

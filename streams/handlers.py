@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from allocator.feedback import LabelledCase, feedback_from_override, feedback_from_transfer
 from allocator.matching import Policy, assign
 from allocator.overrides import check_override
 from allocator.placement import Assignment, NoBed, PatientToPlace
@@ -85,6 +86,15 @@ def _open_encounter(state: HospitalState, topic: str, patient_id: str, encounter
 def _patient(enc: EncounterState) -> PatientToPlace:
     return PatientToPlace(encounter_id=enc.encounter_id, age=enc.age, sex=enc.sex,
                           target_unit=enc.target_unit or "", needs=frozenset(enc.needs))
+
+
+def _case(state: HospitalState, enc: EncounterState) -> LabelledCase | None:
+    """What the model (or the EHR's request) said about this encounter, with its text, for feedback."""
+    text = state.text(enc.encounter_id)
+    if not text:
+        return None
+    return LabelledCase(encounter_id=enc.encounter_id, text=text, age=enc.age, sex=enc.sex,
+                        target_unit=enc.target_unit or "", acuity=_acuity(enc), needs=frozenset(enc.needs))
 
 
 def _occupy(state: HospitalState, bed_id: str, enc: EncounterState, at: str) -> None:
@@ -213,6 +223,7 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
                          sex=event.sex, admitted_at=at, status="awaiting_confirmation", needs=sorted(needs),
                          spo2_scale2=bool(event.spo2_scale2), weight_kg=event.weight_kg, prediction=prediction)
     state.set_open_encounter(event.patient_id, event.encounter_id)
+    state.set_text(event.encounter_id, event.text)  # for feedback while the stay is open; dropped at discharge
     common = dict(patient_id=event.patient_id, encounter_id=event.encounter_id, prediction=prediction)
 
     if event.requested_unit:
@@ -305,6 +316,13 @@ def handle_transfer(event: Transfer, state: HospitalState, ctx: HandlerContext, 
         _vacate(state, enc.bed_id, at, reason="transfer")
     if bed.unit != enc.unit:
         windowed.record_arrival(state, bed.unit, event.occurred_at, ctx.windows)
+        case = _case(state, enc)
+        if case is not None:
+            record = feedback_from_transfer(case, state.hospital, to_bed_id=event.to_bed_id,
+                                            admitted_at=datetime.fromisoformat(enc.admitted_at),
+                                            at=event.occurred_at, who="ehr")
+            if record is not None:
+                log.add_feedback(record, (enc.prediction or {}).get("model_version"))
     _occupy(state, event.to_bed_id, enc, at)
     state.set_encounter(enc.derive(status="placed", bed_id=event.to_bed_id, unit=bed.unit, waiting_since=None))
     if enc.encounter_id in state.waiting():
@@ -318,6 +336,7 @@ def handle_discharge(event: Discharge, state: HospitalState, ctx: HandlerContext
         _vacate(state, enc.bed_id, at, reason="discharge")
     state.set_encounter(enc.derive(status="discharged", bed_id=None, waiting_since=None))
     state.set_open_encounter(enc.patient_id, None)
+    state.set_text(enc.encounter_id, None)
     if enc.encounter_id in state.waiting():
         state.set_waiting([e for e in state.waiting() if e != enc.encounter_id])
 
@@ -403,6 +422,11 @@ def handle_override(event: Override, state: HospitalState, ctx: HandlerContext, 
     placed = Assignment(bed_id=outcome.new_bed_id, unit=outcome.new_unit, overflow=False,
                         reasons=tuple(outcome.reasons))
     _assign(state, log, enc, placed, at, ("clinician", f"Placed by clinician {event.clinician_id}."))
+    case = _case(state, enc)
+    record = case and feedback_from_override(case, outcome, state.hospital, clinician_id=event.clinician_id,
+                                             at=event.occurred_at)
+    if record:
+        log.add_feedback(record, (enc.prediction or {}).get("model_version"))
 
 
 def handle_page_ack(event: PageAck, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:

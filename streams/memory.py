@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from allocator.hospital import Hospital
-from streams.contract import DeadLetter, Decision
+from streams.contract import DeadLetter, Decision, FeedbackOut
 from streams.handlers import HandlerContext
 from streams.metrics import WorkerMetrics
 from streams.processor import EventProcessor, Outcome, RawMessage
@@ -22,12 +22,16 @@ class ListSink:
     def __init__(self) -> None:
         self.decisions: list[Decision] = []
         self.dead_letters: list[DeadLetter] = []
+        self.feedback: list[FeedbackOut] = []
 
     async def send_decisions(self, hospital_id: str, decisions: list[Decision]) -> None:
         self.decisions.extend(decisions)
 
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         self.dead_letters.append(letter)
+
+    async def send_feedback(self, hospital_id: str, records: list[FeedbackOut]) -> None:
+        self.feedback.extend(records)
 
     async def flush(self) -> None:
         """Nothing is in flight in memory."""

@@ -27,6 +27,7 @@ class WorkerMetrics:
         self.events_in = Counter("wardflow_events_in", "Input messages received, by contract topic", ["topic"], registry=r)
         self.dead_letters = Counter("wardflow_dead_letters", "Messages sent to dead-letters, by error code", ["code"], registry=r)
         self.decisions = Counter("wardflow_decisions", "Decisions emitted, by kind", ["kind"], registry=r)
+        self.feedback = Counter("wardflow_feedback_records", "Feedback records for training, by source", ["source"], registry=r)
         self.duplicates = Counter("wardflow_duplicates", "Repeated event_ids ignored", ["topic"], registry=r)
         self.errors = Counter("wardflow_event_errors", "Unexpected processing errors (event dead-lettered)", ["stage"], registry=r)
         self.latency = Histogram("wardflow_decision_latency_seconds",

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from allocator.hospital import Hospital
 from streams import dedupe
-from streams.contract import DeadLetter, Decision
+from streams.contract import DeadLetter, Decision, FeedbackOut
 from streams.exceptions import EventRejected
 from streams.handlers import HandlerContext, handle
 from streams.metrics import WorkerMetrics
@@ -47,6 +47,9 @@ class Sink(Protocol):
 
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         """Send one dead letter."""
+
+    async def send_feedback(self, hospital_id: str, records: list[FeedbackOut]) -> None:
+        """Send and wait until the broker acknowledged every feedback record."""
 
     async def flush(self) -> None:
         """Wait until everything produced so far (table changelogs included) is acknowledged."""
@@ -106,7 +109,8 @@ class EventProcessor:
                                            msg.prediction_error.get("message", f"{name}: the model failed on 'text'"))
         state = HospitalState(staged, hospital)
         try:
-            decisions = handle(event, state, self.context, prediction=msg.prediction).decisions
+            outputs = handle(event, state, self.context, prediction=msg.prediction)
+            decisions = outputs.decisions
         except EventRejected as exc:
             return await self._dead_letter(msg, exc.code, exc.field, exc.message)
         except Exception:  # noqa: BLE001 - a bug must not stop the hospital's stream: keep the event
@@ -119,6 +123,9 @@ class EventProcessor:
         dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
         if decisions:
             await self.sink.send_decisions(hospital.hospital_id, decisions)
+        if outputs.feedback:
+            await self.sink.send_feedback(hospital.hospital_id, outputs.feedback)
+            self.metrics.feedback.labels(source=outputs.feedback[0].source).inc(len(outputs.feedback))
         # The journal record (all of this event's writes in one message) is made durable before any
         # individual write is issued: a crash then leaves either no trace of the event, or its
         # journal, from which a replay finishes it. The flush also settles the previous event.

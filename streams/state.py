@@ -36,15 +36,16 @@ DECISION_INDEX = "decision_index"  # hid|decision_id -> encounter_id (overrides 
 HOLDS = "holds"  # hid -> encounters with a bed held for confirmation
 JOURNAL = "journal"  # hid -> the last event's complete set of writes (one changelog record)
 SURGE = "surge"  # hid -> SurgeState.to_dict()
+TEXTS = "texts"  # hid|encounter -> the arrival's free text, kept while the stay is open for feedback (PHI)
 TABLE_NAMES = (BEDS, ENCOUNTERS, PATIENTS, CENSUS, WAITING, SEEN, SEEN_BUCKETS, SEEN_META,
-               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL, SURGE, *WINDOWED_TABLES)
+               OBSERVATIONS, PAGING, PAGES, PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL, SURGE, TEXTS, *WINDOWED_TABLES)
 
 # Table -> Faust record type of its values (None: plain JSON values).
 TABLE_TYPES: dict[str, type | None] = {
     BEDS: BedState, ENCOUNTERS: EncounterState, CENSUS: UnitCensus, SEEN_BUCKETS: DedupeBucket,
     SEEN_META: DedupeMeta, **{name: None for name in (PATIENTS, WAITING, SEEN, OBSERVATIONS, PAGING, PAGES,
                                                        PAGING_ACTIVE, CLOCK, DECISION_INDEX, HOLDS, JOURNAL,
-                                                       SURGE, *WINDOWED_TABLES)},
+                                                       SURGE, TEXTS, *WINDOWED_TABLES)},
 }
 
 _DELETED = object()
@@ -220,6 +221,15 @@ class HospitalState:
 
     def set_surge(self, value: dict) -> None:
         self.staged.put(SURGE, self.hid, value)
+
+    def text(self, encounter_id: str) -> str | None:
+        return self.staged.get(TEXTS, key(self.hid, encounter_id))
+
+    def set_text(self, encounter_id: str, text: str | None) -> None:
+        if text is None:
+            self.staged.delete(TEXTS, key(self.hid, encounter_id))
+        else:
+            self.staged.put(TEXTS, key(self.hid, encounter_id), text)
 
     def holds(self) -> list[str]:
         return list(self.staged.get(HOLDS, self.hid, []))

@@ -47,3 +47,13 @@ def encode(prefix: str, item: tuple[str, dict]) -> tuple[str, bytes, bytes]:
     """(topic, key, value) ready for the producer."""
     topic, body = item
     return f"{prefix}{topic}", body["hospital_id"].encode(), orjson.dumps(body)
+
+
+def override(hid: str, decision_id: str, action: str, clinician: str, minutes: float = 0, *,
+             bed: str | None = None, deliberate: bool = False, reason: str = "clinical judgement",
+             event_id: str | None = None):
+    body = _event(hid, minutes, event_id, decision_id=decision_id, action=action, clinician_id=clinician,
+                  reason=reason, deliberate=deliberate)
+    if bed is not None:
+        body["bed_id"] = bed
+    return "overrides", body

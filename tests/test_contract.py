@@ -109,7 +109,7 @@ def docs_examples() -> dict[str, Any]:
 
 def test_input_models_cover_the_contract_topics() -> None:
     assert INPUT_MODELS == MODEL_OF
-    assert set(OUTPUT_MODELS) == {"decisions", "dead-letters"}
+    assert set(OUTPUT_MODELS) == {"decisions", "dead-letters", "feedback"}
 
 
 @pytest.mark.parametrize("topic", list(EXAMPLES))

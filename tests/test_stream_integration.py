@@ -123,3 +123,39 @@ def test_the_same_events_twice_change_nothing(broker, run_id, start_worker):
     assert decisions[:2] == first
     assert [d["caused_by"] for d in decisions] == ["s-1", "s-6", "m-1"]
     assert decisions[2]["bed_id"] == "MED-B2-A"  # state after repeats = state after one pass
+
+
+def test_overrides_and_feedback_end_to_end(broker, run_id, start_worker):
+    """A clinician's word on the real broker: unauthorized -> dead letter, breach refused, deliberate
+    reassign applied with a feedback record carrying the corrected label and the text."""
+    prefix = f"{run_id}."
+    start_worker()
+    text = "Contractions every four minutes, 38 weeks pregnant."
+    _send(broker, prefix, [ev.admission(HID, "P1", "E1", 0, age=31, sex="F", text=text,
+                                        requested_unit="MEDICINE", event_id="f-1")])
+    decisions, _ = _read(broker, prefix, decisions=1)
+    (assignment,) = decisions
+    did = assignment["decision_id"]
+    _send(broker, prefix, [
+        ev.override(HID, did, "reassign", "intruder", 5, bed="OBS-SR1", event_id="f-2"),
+        ev.override(HID, did, "reassign", "dr-a", 6, bed="OBS-SR1", event_id="f-3"),
+        ev.override(HID, did, "reassign", "dr-b", 7, bed="OBS-SR1", deliberate=True, event_id="f-4"),
+    ])
+
+    def done(records) -> bool:
+        return any(r.topic.endswith("feedback") for r in records) and len(_dead_letters(records)) >= 1 \
+            and len(_decisions(records)) >= 4
+
+    records = asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions", f"{prefix}dead-letters",
+                                                        f"{prefix}feedback"], done, timeout_s=90, settle_s=SETTLE_S))
+    kinds = [(d["kind"], d["caused_by"]) for d in _decisions(records)]
+    assert kinds == [("assignment", "f-1"), ("override_refused", "f-3"), ("override_applied", "f-4"),
+                     ("assignment", "f-4")]
+    assert [(d["code"], orjson.loads(d["value"])["event_id"]) for d in _dead_letters(records)] == [("unauthorized", "f-2")]
+    applied = _decisions(records)[2]
+    assert applied["details"]["breaches"] and applied["details"]["clinician_id"] == "dr-b"
+    assert _decisions(records)[3]["bed_id"] == "OBS-SR1"
+    (feedback,) = [orjson.loads(r.value) for r in records if r.topic.endswith("feedback")]
+    assert (feedback["target_unit"], feedback["previous_target_unit"], feedback["corrected"]) == \
+        ("MATERNITY", "MEDICINE", True)
+    assert (feedback["text"], feedback["who"], feedback["caused_by"]) == (text, "dr-b", "f-4")
