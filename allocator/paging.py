@@ -277,6 +277,22 @@ def _overdue(
     return replace(state, overdue_reported_for=due), [action]
 
 
+def next_action_at(state: PagingState, cfg: PagingConfig) -> datetime | None:
+    """The earliest time `tick` could act on this state (None: nothing is pending until new vitals or an ack).
+
+    Lets the caller skip everyone whose time has not come without reading their state: `tick` at
+    any earlier time returns no action. (Overdue observations act strictly after this time.)
+    """
+    times = []
+    if (state.last_page_at is not None and not state.acked and state.escalation_level is not None
+            and state.escalation_level + 1 < len(cfg.chain)):
+        times.append(state.last_page_at + _minutes(cfg.escalate_after_minutes))
+    if (state.next_obs_due_at is not None and state.last_band is not None
+            and state.overdue_reported_for != state.next_obs_due_at):
+        times.append(state.next_obs_due_at + _minutes(cfg.overdue_grace_minutes))
+    return min(times) if times else None
+
+
 def tick(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
     """Time-driven actions: escalate an unacknowledged page, report overdue observations."""
     state, escalations = _escalate(state, now, cfg)

@@ -95,10 +95,10 @@ def handle_vitals(event: Vitals, state, enc: EncounterState, cfg: ClinicalConfig
         log.add("news2", [("news2_band", news2.describe_scoring(result))], details=details, **common)
     for action in actions:
         _emit(log, state, enc, action, details)
-    _save_paging(state, enc.encounter_id, pstate)
+    _save_paging(state, enc.encounter_id, pstate, cfg)
 
 
-def handle_page_ack(event: PageAck, state, log: DecisionLog) -> None:
+def handle_page_ack(event: PageAck, state, cfg: ClinicalConfig, log: DecisionLog) -> None:
     encounter_id = state.page_owner(event.page_id)
     if encounter_id is None:
         raise EventRejected("unknown_page", "page_id", "page-acks: field 'page_id' names no page of this hospital")
@@ -106,29 +106,47 @@ def handle_page_ack(event: PageAck, state, log: DecisionLog) -> None:
     pstate, outcome = paging.on_ack(pstate, event.page_id, event.occurred_at)
     if outcome == paging.AckOutcome.UNKNOWN:
         return  # a page this hospital sent, since superseded by a newer one: nothing left to stop
-    _save_paging(state, encounter_id, pstate)
+    _save_paging(state, encounter_id, pstate, cfg)
 
 
 def tick(state, now: datetime, cfg: ClinicalConfig, log: DecisionLog) -> None:
-    """Escalate unacknowledged pages and report overdue observations as of `now` (hospital time)."""
-    for encounter_id in state.paging_active():
+    """Escalate unacknowledged pages and report overdue observations as of `now` (hospital time).
+
+    Only patients whose next time-driven action is due are read: the active list keeps, per
+    encounter, when that is (`paging.next_action_at`), so an event costs O(patients due), not
+    O(patients watched).
+    """
+    active = state.paging_active()
+    stamp = now.timestamp()
+    due = [e for e, at in active.items() if at is not None and at <= stamp]
+    for encounter_id in due:
         enc = state.encounter(encounter_id)
         if enc is None or enc.status == "discharged":
-            state.set_paging_active([e for e in state.paging_active() if e != encounter_id])
+            forget(state, encounter_id)
             continue
         pstate = paging.PagingState.from_dict(state.paging(encounter_id) or {})
         pstate, actions = paging.tick(pstate, now, cfg.paging)
         for action in actions:
             _emit(log, state, enc, action, None)
-        if actions:
-            _save_paging(state, encounter_id, pstate)
+        _save_paging(state, encounter_id, pstate, cfg)
 
 
-def _save_paging(state, encounter_id: str, pstate: paging.PagingState) -> None:
-    state.set_paging(encounter_id, pstate.to_dict())
+def forget(state, encounter_id: str) -> None:
+    """The patient left: nothing more to escalate or expect."""
     active = state.paging_active()
-    if encounter_id not in active:
-        state.set_paging_active([*active, encounter_id])
+    if encounter_id in active:
+        del active[encounter_id]
+        state.set_paging_active(active)
+
+
+def _save_paging(state, encounter_id: str, pstate: paging.PagingState, cfg: ClinicalConfig) -> None:
+    state.set_paging(encounter_id, pstate.to_dict())
+    next_at = paging.next_action_at(pstate, cfg.paging)
+    active = state.paging_active()
+    value = None if next_at is None else next_at.timestamp()
+    if active.get(encounter_id, "absent") != value:
+        active[encounter_id] = value
+        state.set_paging_active(active)
 
 
 def _emit(log: DecisionLog, state, enc: EncounterState, action, details: dict | None) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from allocator.feedback import LabelledCase, feedback_from_override, feedback_from_transfer
 from allocator.matching import Policy, assign
 from allocator.overrides import check_override
-from allocator.placement import Assignment, NoBed, PatientToPlace
+from allocator.placement import Assignment, BedSnapshot, NoBed, PatientToPlace
 from allocator.waiting import WaitingPatient
 from streams import capacity, clinical, windowed
 from streams.clinical import ClinicalConfig
@@ -133,25 +133,30 @@ def _waiting_patient(enc: EncounterState, now: datetime) -> WaitingPatient:
                           unit_probability=probability)
 
 
-def _loads(state: HospitalState) -> dict[str, float]:
-    """Nurse workload per unit: the acuity weights of the patients in its beds (held ones included)."""
+def _beds_and_loads(state: HospitalState) -> tuple[dict[str, BedSnapshot], dict[str, float]]:
+    """One pass over the beds: the snapshots of those not available (missing = available, as the
+    allocator reads them) and each unit's nurse workload, the acuity weights of its patients."""
     weights = state.hospital.allocation
+    snapshots: dict[str, BedSnapshot] = {}
     loads: dict[str, float] = {}
     for unit in state.hospital.units:
         total = 0.0
         for bed in state.hospital.beds_in_unit(unit.code):
             b = state.bed(bed.bed_id)
+            if b.status == AVAILABLE:
+                continue
+            snapshots[bed.bed_id] = BedSnapshot(status=b.status, occupant_sex=b.occupant_sex)
             if b.status in ("occupied", "held") and b.encounter_id:
                 enc = state.encounter(b.encounter_id)
                 total += weights.acuity_weight(_acuity(enc) if enc else None)
         loads[unit.code] = total
-    return loads
+    return snapshots, loads
 
 
 def _best_bed(state: HospitalState, ctx: HandlerContext, enc: EncounterState, now: datetime) -> Assignment | NoBed:
     """The bed the policy gives one patient on their own (a proposal held for confirmation)."""
-    result = assign([_waiting_patient(enc, now)], state.hospital, state.bed_snapshots(), policy=ctx.policy,
-                    loads=_loads(state))
+    beds, loads = _beds_and_loads(state)
+    result = assign([_waiting_patient(enc, now)], state.hospital, beds, policy=ctx.policy, loads=loads)
     return result.assignments[0].assignment if result.assignments else result.unplaced[0][1]
 
 
@@ -173,8 +178,9 @@ def place_waiting(state: HospitalState, ctx: HandlerContext, log: DecisionLog, a
         state.set_waiting([])
         return
     now = datetime.fromisoformat(at)
-    result = assign([_waiting_patient(e, now) for e in encs.values()], state.hospital, state.bed_snapshots(),
-                    policy=ctx.policy, loads=_loads(state))
+    beds, loads = _beds_and_loads(state)
+    result = assign([_waiting_patient(e, now) for e in encs.values()], state.hospital, beds, policy=ctx.policy,
+                    loads=loads)
     placed: set[str] = set()
     for p in result.assignments:
         eid = p.patient.encounter_id
@@ -337,6 +343,7 @@ def handle_discharge(event: Discharge, state: HospitalState, ctx: HandlerContext
     state.set_encounter(enc.derive(status="discharged", bed_id=None, waiting_since=None))
     state.set_open_encounter(enc.patient_id, None)
     state.set_text(enc.encounter_id, None)
+    clinical.forget(state, enc.encounter_id)
     if enc.encounter_id in state.waiting():
         state.set_waiting([e for e in state.waiting() if e != enc.encounter_id])
 
@@ -430,7 +437,7 @@ def handle_override(event: Override, state: HospitalState, ctx: HandlerContext, 
 
 
 def handle_page_ack(event: PageAck, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
-    clinical.handle_page_ack(event, state, log)
+    clinical.handle_page_ack(event, state, ctx.clinical, log)
 
 
 HANDLERS: dict[type, Callable[..., None]] = {

@@ -30,7 +30,7 @@ SEEN_META = "seen_meta"
 OBSERVATIONS = "observations"  # hid|encounter -> {parameter: [value, observed_at]}
 PAGING = "paging"  # hid|encounter -> PagingState.to_dict()
 PAGES = "pages"  # hid|page_id -> encounter_id (acks name the page)
-PAGING_ACTIVE = "paging_active"  # hid -> encounters with paging state to tick
+PAGING_ACTIVE = "paging_active"  # hid -> {encounter: when its next escalation/overdue check is due}
 CLOCK = "clock"  # hid -> latest event time seen (the hospital's own clock)
 DECISION_INDEX = "decision_index"  # hid|decision_id -> encounter_id (overrides name the decision)
 HOLDS = "holds"  # hid -> encounters with a bed held for confirmation
@@ -198,11 +198,12 @@ class HospitalState:
     def set_page_owner(self, page_id: str, encounter_id: str) -> None:
         self.staged.put(PAGES, key(self.hid, page_id), encounter_id)
 
-    def paging_active(self) -> list[str]:
-        return list(self.staged.get(PAGING_ACTIVE, self.hid, []))
+    def paging_active(self) -> dict[str, float | None]:
+        """Encounters being watched -> when their next time-driven paging action is due (epoch s), or None."""
+        return dict(self.staged.get(PAGING_ACTIVE, self.hid, {}))
 
-    def set_paging_active(self, encounter_ids: list[str]) -> None:
-        self.staged.put(PAGING_ACTIVE, self.hid, list(encounter_ids))
+    def set_paging_active(self, due: dict[str, float | None]) -> None:
+        self.staged.put(PAGING_ACTIVE, self.hid, dict(due))
 
     def clock(self) -> str | None:
         return self.staged.get(CLOCK, self.hid)

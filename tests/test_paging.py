@@ -379,3 +379,31 @@ def test_renamed_roles_page_and_escalate_under_their_new_names():
     assert [a.role for a in actions] == ["fy1_on_call"]
     _, actions = tick(state, at(15), cfg)
     assert [(a.from_role, a.role) for a in actions] == [("fy1_on_call", "critical_care_outreach")]
+
+
+def test_next_action_at_is_never_later_than_the_first_tick_that_acts():
+    """The worker only ticks a patient once `next_action_at` has come: no action may be missed by that."""
+    import random
+
+    from allocator.paging import next_action_at
+
+    rng = random.Random(5)
+    for trial in range(300):
+        state, t = PagingState(), 0.0
+        for step in range(rng.randrange(1, 6)):
+            t += rng.uniform(0, 90)
+            kind = rng.random()
+            if kind < 0.6:
+                band = rng.choice(list(SCORES))
+                state, _ = on_score(state, SCORES[band], at(t), CFG, page_id=f"p{trial}-{step}")
+            elif kind < 0.8 and state.page_ids:
+                state, _ = on_ack(state, rng.choice(state.page_ids), at(t))
+            else:
+                state, _ = tick(state, at(t), CFG)
+        due = next_action_at(state, CFG)
+        first_acting = next((m for m in range(int(t), int(t) + 24 * 60) if tick(state, at(m), CFG)[1]), None)
+        if due is None:
+            assert first_acting is None
+        else:
+            assert first_acting is None or at(first_acting) >= due
+            assert tick(state, max(due, at(t)) + timedelta(minutes=1), CFG)[1]  # and it does act once due
