@@ -1,4 +1,5 @@
-"""`wardflow` subcommands of the inference package: corpus, train, evaluate, export, predict, build-model.
+"""`wardflow` subcommands of the inference package: corpus, train (also `--feedback`), evaluate, export, predict,
+build-model.
 
 Heavy imports (torch, transformers, sklearn, matplotlib) happen inside the command functions so
 `wardflow --help` stays fast. Each function returns an exit code; `InferenceError`s are printed
@@ -76,23 +77,73 @@ def cmd_corpus(args) -> int:
 
 def cmd_train(args) -> int:
     _offline()
+    if getattr(args, "feedback", None):
+        return cmd_train_feedback(args)
+    from inference.exceptions import InferenceError
+
+    only_feedback = [o for o, v in (("--from-model", args.from_model), ("--reports", args.reports),
+                                    ("--feedback-share", args.feedback_share), ("--replay", args.replay),
+                                    ("--steps", args.steps), ("--feedback-holdout", args.feedback_holdout))
+                     if v is not None] + (["--no-carry-feedback"] if args.no_carry_feedback else [])
+    if only_feedback:
+        raise InferenceError(f"{', '.join(only_feedback)} only apply with --feedback FILE")
     from inference.data import by_split, write_examples
     from inference.train import TrainSettings, train
 
     examples, labels = _load_examples(args)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else DEFAULT_OUT / "torch"
     for name, part in by_split(examples).items():
         write_examples(part, out / "data" / f"{name}.jsonl")
+    extra = {"lr_head": args.lr_head} if args.lr_head is not None else {}
     ts = TrainSettings(base_model=args.base_model or "", seed=args.seed, epochs=args.epochs,
-                       batch_size=args.batch_size, train_max_length=args.max_length, freeze_layers=args.freeze_layers,
-                       time_budget_s=args.time_budget, threads=_threads(args), patience=args.patience,
-                       lr_encoder=args.lr, progress=not args.no_progress)
+                       batch_size=args.batch_size, train_max_length=args.max_length or 128,
+                       freeze_layers=args.freeze_layers,
+                       time_budget_s=args.time_budget if args.time_budget is not None else 480.0,
+                       threads=_threads(args), patience=args.patience,
+                       lr_encoder=args.lr if args.lr is not None else 1e-4, progress=not args.no_progress, **extra)
     cfg = train(examples, labels, out, ts)
     v = cfg.metrics["validation"]
     print(f"model {cfg.model_version} -> {out}: validation unit macro-F1 {v['unit_macro_f1']:.3f}, acuity macro-F1 "
           f"{v['acuity_macro_f1']:.3f}, needs micro-F1 {v['needs_micro_f1']:.3f}; temperatures "
           f"{ {k: round(t, 3) for k, t in cfg.temperatures.items()} } ({cfg.metrics['stop_reason']}, "
           f"{cfg.metrics['train_seconds']}s)")
+    return 0
+
+
+def cmd_train_feedback(args) -> int:
+    """`wardflow train --feedback FILE ...`: fine-tune --from-model on feedback records + replay, report."""
+    from inference.exceptions import InferenceError
+    from inference.finetune import FineTuneSettings, evaluate_fine_tune, fine_tune, prepare, summary_text
+
+    clash = [o for o, v in (("--data", args.data), ("--corpus", args.corpus), ("--labels", args.labels),
+                            ("--base-model", args.base_model), ("--max-length", args.max_length)) if v]
+    if clash:
+        raise InferenceError(f"{', '.join(clash)} cannot be combined with --feedback (the data, labels, encoder "
+                             f"and lengths are the --from-model's)")
+    d = FineTuneSettings()
+    s = FineTuneSettings(
+        seed=args.seed, epochs=args.epochs, steps=args.steps or 0, batch_size=args.batch_size,
+        lr_encoder=args.lr if args.lr is not None else d.lr_encoder,
+        lr_head=args.lr_head if args.lr_head is not None else d.lr_head,
+        feedback_share=args.feedback_share if args.feedback_share is not None else d.feedback_share,
+        replay=args.replay if args.replay is not None else d.replay,
+        holdout=args.feedback_holdout if args.feedback_holdout is not None else d.holdout,
+        carry_feedback=not args.no_carry_feedback, freeze_layers=args.freeze_layers,
+        time_budget_s=args.time_budget if args.time_budget is not None else d.time_budget_s,
+        threads=_threads(args), progress=not args.no_progress)
+    parent = Path(args.from_model) if args.from_model else DEFAULT_OUT / "torch"
+    prep = prepare(parent, [Path(p) for p in args.feedback], s)
+    for issue in prep.feedback.issues[:20]:
+        print(f"wardflow train: skipped record: {issue}", file=sys.stderr)
+    if len(prep.feedback.issues) > 20:
+        print(f"wardflow train: ... and {len(prep.feedback.issues) - 20} more problems (all listed in the report)",
+              file=sys.stderr)
+    out = Path(args.out) if args.out else DEFAULT_OUT / "finetuned" / prep.model_version
+    fine_tune(prep, out)
+    reports = Path(args.reports) if args.reports else Path("reports/feedback") / prep.model_version
+    rep = evaluate_fine_tune(prep, out, reports, threads=s.threads, progress=s.progress)
+    print(summary_text(rep))
+    print(f"report: {reports / 'feedback_eval.md'}")
     return 0
 
 
@@ -187,20 +238,51 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=13)
     p.set_defaults(func=cmd_corpus)
 
-    p = subparsers.add_parser("train", help="fine-tune the triage model (corpus or a hospital's CSV/JSONL)")
-    p.add_argument("--out", default=str(DEFAULT_OUT / "torch"), help="model directory to write")
+    p = subparsers.add_parser(
+        "train", help="fine-tune the triage model (corpus or a hospital's CSV/JSONL), or an existing model on "
+                      "feedback records (--feedback)",
+        description="Without --feedback: train from the base encoder on --data / --corpus / a fresh synthetic "
+                    "corpus. With --feedback FILE: fine-tune --from-model on the records of the exported `feedback` "
+                    "topic (JSON lines; they hold patients' free text: PHI), mixed with a replay sample of that "
+                    "model's own training split, then report before/after on its test split and on the records.")
+    p.add_argument("--out", default=None, help="model directory to write (default: models/triage/torch; with "
+                                                "--feedback: models/triage/finetuned/<model_version>)")
     p.add_argument("--data", action="append", help="hospital CSV/JSONL file (repeatable); default: synthetic corpus")
     p.add_argument("--labels", help="JSON label set for --data (units, acuities, needs)")
     p.add_argument("--corpus", help="a directory written by `wardflow corpus`")
     p.add_argument("--base-model", help="HF BERT directory (default: packaged MiniLM-L6)")
     _sizes(p)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3, help="passes over the data (with --feedback: over the mix of "
+                                                          "feedback and replay)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate")
-    p.add_argument("--max-length", type=int, default=128, help="tokens read in training")
+    p.add_argument("--lr", type=float, default=None,
+                   help="encoder learning rate (default 1e-4; with --feedback 2e-5: the model already fits its data, "
+                        "and big steps on a few hundred corrections would overwrite what it learned)")
+    p.add_argument("--lr-head", type=float, default=None, help="learning rate of the heads (default 2e-3; with "
+                                                               "--feedback 5e-4, for the same reason)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens read in training (default 128; with "
+                                                                "--feedback: the parent's)")
     p.add_argument("--freeze-layers", type=int, default=3, help="freeze embeddings + this many lower layers")
     p.add_argument("--patience", type=int, default=3, help="validation checks without improvement before stopping")
-    p.add_argument("--time-budget", type=float, default=480.0, help="seconds for the training loop")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds for the training loop (default 480; with --feedback 300)")
+    g = p.add_argument_group("fine-tuning on feedback records")
+    g.add_argument("--feedback", action="append", metavar="FILE",
+                   help="JSONL export of the `feedback` topic, one record per line (repeatable); PHI")
+    g.add_argument("--from-model", default=None, help="trained PyTorch model directory to start from, with its "
+                                                      "data/ splits (default: models/triage/torch)")
+    g.add_argument("--reports", default=None, help="directory for feedback_eval.json/.md "
+                                                   "(default: reports/feedback/<model_version>)")
+    g.add_argument("--feedback-share", type=float, default=None,
+                   help="share of each epoch made of feedback records, oversampled to reach it (default 0.25)")
+    g.add_argument("--replay", type=int, default=None,
+                   help="examples of the parent's training split replayed per epoch, so it does not forget "
+                        "(default 1000; raised to keep --feedback-share with many records)")
+    g.add_argument("--steps", type=int, default=None, help="exactly this many optimizer steps (instead of --epochs)")
+    g.add_argument("--feedback-holdout", type=float, default=None,
+                   help="share of the records kept out of training and evaluated separately (default 0)")
+    g.add_argument("--no-carry-feedback", action="store_true",
+                   help="do not tune again on the parent's own earlier feedback (its data/feedback.jsonl)")
     _common(p)
     p.set_defaults(func=cmd_train)
 

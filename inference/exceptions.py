@@ -52,3 +52,7 @@ class RequestError(InferenceError):
     def __init__(self, request_id: str, field: str, code: str, message: str) -> None:
         self.request_id, self.field, self.code = request_id, field, code
         super().__init__(f"request {request_id!r}: field {field!r}: {message}")
+
+
+class FeedbackDataError(InferenceError):
+    """A feedback file (the exported `feedback` topic) cannot be used at all: missing, or no usable record."""
