@@ -13,6 +13,14 @@ background task takes it off the queue *before* handing it to the Kafka producer
 empty, producer flushed" can still miss the record in between (seen under load: a state write
 lost by a kill -9 after its event was committed). `TrackedTable` keeps each send's future on
 the app, and `drain_changelog()` awaits every one: the broker has acknowledged them all.
+
+Stream partitions after a rebalance: Faust resumes them, *then* seeks them to the committed
+offsets, *then* resumes flow control, which empties every stream's queue. Records fetched in
+between are queued, advance the consumer's read offset, and are thrown away; the re-fetch
+from the committed offset then drops them as already read, so a whole fetch of events is
+silently skipped (seen after kill -9: ordered offsets 186-615 never processed). `TunedConsumer`
+holds stream partitions back while the app is rebalancing and the app releases them in
+`on_rebalance_end`, after the seek and the flow-control reset.
 """
 
 from __future__ import annotations
@@ -34,8 +42,24 @@ def tuned_app_class(fetch_max_wait_ms: int) -> type[faust.App]:
             return consumer
 
     class TunedConsumer(faust_aiokafka.Consumer):
+        _held: set[Any]  # stream partitions Faust resumed mid-rebalance, released once it ends
+
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        def resume_partitions(self, tps: Any) -> None:
+            tps = set(tps)
+            if self.app.rebalancing:
+                held = {tp for tp in tps if not self._is_changelog_tp(tp)}
+                self._held = getattr(self, "_held", set()) | held
+                tps -= held
+            super().resume_partitions(tps)
+
+        def release_held_partitions(self) -> None:
+            """Start fetching the stream partitions held back during the rebalance (still assigned ones)."""
+            held, self._held = getattr(self, "_held", set()), set()
+            if held:
+                super().resume_partitions(held & set(self.assignment()))
 
     class Transport(faust_aiokafka.Transport):
         Consumer = TunedConsumer
@@ -47,6 +71,10 @@ def tuned_app_class(fetch_max_wait_ms: int) -> type[faust.App]:
 
         def _new_transport(self) -> Any:
             return Transport(self.conf.broker_consumer, self)
+
+        def on_rebalance_end(self) -> None:
+            super().on_rebalance_end()
+            self.consumer.release_held_partitions()  # seeked and flow control reset: safe to fetch
 
     return App
 
