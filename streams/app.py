@@ -87,24 +87,25 @@ class FaustSink:
         self.decisions_topic = decisions
         self.dead_letters_topic = dead_letters
         self.feedback_topic = feedback
+        self._pending: list[Any] = []  # output send futures not yet known to be acknowledged
 
-    async def send_decisions(self, hospital_id: str, decisions: list[Decision]) -> None:
+    async def send_outputs(self, hospital_id: str, outputs: dict[str, list[str]]) -> None:
+        """Queue decisions and feedback in the producer (the processor's flush makes them durable)."""
         key = hospital_id.encode()
-        pending = [await self.decisions_topic.send(key=key, value=encode_output(d)) for d in decisions]
-        for fut in pending:
-            await fut  # delivered before any state is written: see streams.processor
-
-    async def send_feedback(self, hospital_id: str, records: list[FeedbackOut]) -> None:
-        key = hospital_id.encode()
-        pending = [await self.feedback_topic.send(key=key, value=encode_output(r)) for r in records]
-        for fut in pending:
-            await fut
+        for value in outputs.get("decisions", []):
+            self._pending.append(await self.decisions_topic.send(key=key, value=value.encode()))
+        for value in outputs.get("feedback", []):
+            self._pending.append(await self.feedback_topic.send(key=key, value=value.encode()))
 
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
-        await self.dead_letters_topic.send(key=key, value=encode_output(letter))
+        await (await self.dead_letters_topic.send(key=key, value=encode_output(letter)))  # durable before the ack
 
     async def flush(self) -> None:
-        """Every changelog record so far acknowledged (Faust's own flush gives up after 0.1 s idle)."""
+        """Every output and changelog record so far acknowledged, each send's own future awaited
+        (Faust's flush gives up after 0.1 s idle, and a producer flush can miss a batch in flight)."""
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            await fut
         await drain_changelog(self.decisions_topic.app)
 
 
@@ -191,6 +192,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     @app.on_partitions_revoked.connect
     async def forget_revoked(app_: faust.App, revoked: set, **kwargs: Any) -> None:
         stage.forget(sorted({tp.partition for tp in revoked}))
+        processor.forget_finished()
 
     @app.page("/hospitals/")
     async def hospitals_view(web: Any, request: Any) -> Any:

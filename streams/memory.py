@@ -24,14 +24,12 @@ class ListSink:
         self.dead_letters: list[DeadLetter] = []
         self.feedback: list[FeedbackOut] = []
 
-    async def send_decisions(self, hospital_id: str, decisions: list[Decision]) -> None:
-        self.decisions.extend(decisions)
+    async def send_outputs(self, hospital_id: str, outputs: dict[str, list[str]]) -> None:
+        self.decisions.extend(Decision.model_validate_json(d) for d in outputs.get("decisions", []))
+        self.feedback.extend(FeedbackOut.model_validate_json(f) for f in outputs.get("feedback", []))
 
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
         self.dead_letters.append(letter)
-
-    async def send_feedback(self, hospital_id: str, records: list[FeedbackOut]) -> None:
-        self.feedback.extend(records)
 
     async def flush(self) -> None:
         """Nothing is in flight in memory."""
@@ -41,8 +39,9 @@ class InMemoryWorker:
     """An EventProcessor over plain dicts; `feed()` runs messages through it in order."""
 
     def __init__(self, hospitals: Mapping[str, Hospital], *, topic_prefix: str = "wardflow.",
-                 retention: timedelta = timedelta(hours=72), context: HandlerContext | None = None) -> None:
-        self.tables: dict[str, dict[str, Any]] = {name: {} for name in TABLE_NAMES}
+                 retention: timedelta = timedelta(hours=72), context: HandlerContext | None = None,
+                 tables: dict[str, dict[str, Any]] | None = None) -> None:
+        self.tables: dict[str, dict[str, Any]] = tables if tables is not None else {name: {} for name in TABLE_NAMES}
         self.sink = ListSink()
         self.processor = EventProcessor(topic_prefix=topic_prefix, hospitals=hospitals, tables=self.tables,
                                         sink=self.sink, metrics=WorkerMetrics(), dedupe_retention=retention,

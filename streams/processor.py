@@ -1,9 +1,12 @@
 """One input message, start to finish: decode, dedupe, apply, emit, commit.
 
 Kept free of Faust so the same code runs under the worker's agent and in plain tests: the
-tables are any mappings and the output goes through a `Sink`. Order matters for crash
-safety: decisions are sent and acknowledged *before* the state (and the event id) is
-written, so a crash either replays the event (same decisions, same bytes) or finds it done.
+tables are any mappings and the output goes through a `Sink`. Crash safety: the event's
+decisions are acknowledged by the broker first, then its journal record (its writes, the
+previous event's, its outputs), then its individual writes, all before the event itself is
+acknowledged. After a crash the first event of each hospital finishes the last journalled one
+(writes re-applied, outputs re-sent: deterministic ids and bytes), and events seen again are
+duplicates by their id. (Three broker round trips per event: see the README for the cost.)
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from typing import Any, Protocol
 
 from allocator.hospital import Hospital
 from streams import dedupe
-from streams.contract import DeadLetter, Decision, FeedbackOut
+from streams.contract import DeadLetter, Decision, encode_output
 from streams.exceptions import EventRejected
 from streams.handlers import HandlerContext, handle
 from streams.metrics import WorkerMetrics
-from streams.state import CENSUS, JOURNAL, HospitalState, StagedTables, replay_journal
+from streams.state import CENSUS, HospitalState, StagedTables, replay_journal
 from streams.validation import ContractViolation, dead_letter_payload, decode_event
 
 log = logging.getLogger(__name__)
@@ -42,14 +45,11 @@ class RawMessage:
 
 
 class Sink(Protocol):
-    async def send_decisions(self, hospital_id: str, decisions: list[Decision]) -> None:
-        """Send and wait until the broker acknowledged every one."""
+    async def send_outputs(self, hospital_id: str, outputs: dict[str, list[str]]) -> None:
+        """Queue encoded decisions and feedback records (durable at the next `flush`)."""
 
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
-        """Send one dead letter."""
-
-    async def send_feedback(self, hospital_id: str, records: list[FeedbackOut]) -> None:
-        """Send and wait until the broker acknowledged every feedback record."""
+        """Send one dead letter and wait until the broker acknowledged it."""
 
     async def flush(self) -> None:
         """Wait until everything produced so far (table changelogs included) is acknowledged."""
@@ -73,6 +73,21 @@ class EventProcessor:
         self.metrics = metrics
         self.retention = dedupe_retention
         self.context = context or HandlerContext()
+        self._finished: set[str] = set()  # hospitals whose last journalled event this process has finished
+
+    def forget_finished(self) -> None:
+        """Partitions moved (rebalance): finish each hospital's last event again before its next one."""
+        self._finished.clear()
+
+    async def _finish_last_event(self, hospital_id: str) -> None:
+        """First event of a hospital in this process: whatever a crash cut short is finished from the journal."""
+        outputs = replay_journal(self.tables, hospital_id)
+        if outputs:
+            await self.sink.send_outputs(hospital_id, outputs)
+            await self.sink.flush()
+            log.info("finished the last journalled event of %s (%d decisions re-sent)", hospital_id,
+                     len(outputs.get("decisions", [])))
+        self._finished.add(hospital_id)
 
     def contract_topic(self, topic: str) -> str:
         return topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
@@ -88,14 +103,8 @@ class EventProcessor:
         if hospital is None:
             return await self._dead_letter(msg, "unknown_hospital", "hospital_id",
                                            f"{name}: field 'hospital_id' names no hospital this worker serves")
-        journal = self.tables[JOURNAL].get(hospital.hospital_id)
-        if journal and journal.get("event_id") == event.event_id:
-            # The last event applied, seen again: its decisions are out, but a crash may have kept
-            # only some of its writes (its id among them, or not). Finish it from the journal
-            # rather than trust the id alone or recompute on half-applied state.
-            replay_journal(self.tables, hospital.hospital_id)
-            self.metrics.duplicates.labels(topic=name).inc()
-            return Outcome("duplicate")
+        if hospital.hospital_id not in self._finished:
+            await self._finish_last_event(hospital.hospital_id)
         staged = StagedTables(self.tables)
         if dedupe.is_duplicate(staged, hospital.hospital_id, event.event_id):
             self.metrics.duplicates.labels(topic=name).inc()
@@ -109,8 +118,8 @@ class EventProcessor:
                                            msg.prediction_error.get("message", f"{name}: the model failed on 'text'"))
         state = HospitalState(staged, hospital)
         try:
-            outputs = handle(event, state, self.context, prediction=msg.prediction)
-            decisions = outputs.decisions
+            result = handle(event, state, self.context, prediction=msg.prediction)
+            decisions = result.decisions
         except EventRejected as exc:
             return await self._dead_letter(msg, exc.code, exc.field, exc.message)
         except Exception:  # noqa: BLE001 - a bug must not stop the hospital's stream: keep the event
@@ -121,18 +130,18 @@ class EventProcessor:
         state.refresh_census()
         censuses = [v for t, _, v in staged.writes() if t == CENSUS and v is not None]
         dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
-        if decisions:
-            await self.sink.send_decisions(hospital.hospital_id, decisions)
-        if outputs.feedback:
-            await self.sink.send_feedback(hospital.hospital_id, outputs.feedback)
-            self.metrics.feedback.labels(source=outputs.feedback[0].source).inc(len(outputs.feedback))
-        # The journal record (all of this event's writes in one message) is made durable before any
-        # individual write is issued: a crash then leaves either no trace of the event, or its
-        # journal, from which a replay finishes it. The flush also settles the previous event.
-        staged.write_journal(hospital.hospital_id, event.event_id)
+        outputs = {"decisions": [encode_output(d).decode() for d in decisions],
+                   "feedback": [encode_output(f).decode() for f in result.feedback]}
+        await self.sink.send_outputs(hospital.hospital_id, outputs)
+        await self.sink.flush()  # the outputs are acknowledged before any state says the event is done
+        # The journal record (this event's writes, the previous event's, its outputs) is made durable
+        # before any individual write is issued; the writes are durable before the event is acknowledged.
+        staged.write_journal(hospital.hospital_id, event.event_id, outputs)
         await self.sink.flush()
         staged.commit()
-        await self.sink.flush()  # durable before the event is acknowledged and its offset committed
+        await self.sink.flush()
+        for record in result.feedback:
+            self.metrics.feedback.labels(source=record.source).inc()
         self._observe(hospital, state, censuses, decisions, msg)
         return Outcome("applied", decisions)
 

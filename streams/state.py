@@ -84,15 +84,20 @@ class StagedTables:
         for (table, k), value in self._staged.items():
             yield table, k, (None if value is _DELETED else value)
 
-    def write_journal(self, journal_key: str, event_id: str) -> None:
-        """Write all staged writes as ONE record of the journal table (one changelog message).
+    def write_journal(self, journal_key: str, event_id: str, outputs: dict[str, list[str]]) -> None:
+        """Write this event's writes, the previous event's and this event's outputs as ONE journal record.
 
-        A crash may keep any subset of an event's individual changelog records; the caller makes
-        this record durable before issuing them, so a replay can always finish the event.
+        A crash may keep any subset of an event's individual changelog records, and they are made
+        durable only by the next event's flush; the journal record is durable first, so a restart
+        finishes both the previous and this event from it (`replay_journal`) and re-sends this
+        event's outputs (decisions, feedback: deterministic, so a repeat is a harmless duplicate).
         """
+        previous = self._tables[JOURNAL].get(journal_key) or {}
         self._tables[JOURNAL][journal_key] = {
             "event_id": event_id,
+            "previous_writes": previous.get("writes", []),
             "writes": [[t, k, _plain(v)] for t, k, v in self.writes() if t != JOURNAL],
+            "outputs": outputs,
         }
 
     def commit(self) -> int:
@@ -119,18 +124,24 @@ def _table_key(k: Any) -> Any:
     return k
 
 
-def replay_journal(tables: Mapping[str, MutableMapping[str, Any]], journal_key: str) -> int:
-    """Re-apply the journalled writes of the last event (idempotent: same values again)."""
+def replay_journal(tables: Mapping[str, MutableMapping[str, Any]], journal_key: str) -> dict[str, list[str]]:
+    """Re-apply the journalled writes (the previous event's, then the last one's); returns its outputs.
+
+    Idempotent: the values are the latest ones of those keys, whatever reached the changelog.
+    """
     entry = tables[JOURNAL].get(journal_key)
+    if not entry:
+        return {}
     staged = StagedTables(tables)
-    for table, k, value in entry["writes"]:
+    for table, k, value in [*entry.get("previous_writes", []), *entry["writes"]]:
         record = TABLE_TYPES.get(table)
         k = _table_key(k)
         if value is None:
             staged.delete(table, k)
         else:
             staged.put(table, k, record(**{f: v for f, v in value.items() if f != "__faust"}) if record else value)
-    return staged.commit()
+    staged.commit()
+    return dict(entry.get("outputs") or {})
 
 
 class HospitalState:

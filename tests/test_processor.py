@@ -135,16 +135,31 @@ def test_metrics_carry_no_patient_identifier_or_text():
 
 
 def test_a_half_applied_event_is_finished_from_the_journal_not_recomputed():
-    """A crash can keep some of an event's table writes but not its id: the replay must not re-place."""
+    """A crash can keep some of an event's table writes but not its id: the restart must not re-place."""
     w = _worker()
     _run(w, scenario()[:1])  # P1 admitted into MED-B1-A
     seen_key = f"{HID}|s-1"
     del w.tables["seen"][seen_key]  # as if the id's changelog record was lost...
     del w.tables[ENCOUNTERS][f"{HID}|E1"]  # ...and the encounter's too, while the bed's survived
-    _run(w, scenario()[:1])  # the replay
-    assert len(w.sink.decisions) == 1  # no second, different assignment
+    restarted = _worker(tables=w.tables)  # a new process over the recovered tables
+    _run(restarted, scenario()[:1])  # the event comes again
+    # the journalled decision is re-sent (same id, same bytes), and nothing new is decided
+    assert [encode_output(d) for d in restarted.sink.decisions] == [encode_output(d) for d in w.sink.decisions]
     assert w.tables[ENCOUNTERS][f"{HID}|E1"].bed_id == "MED-B1-A"
     assert seen_key in w.tables["seen"]
+
+
+def test_the_previous_events_writes_are_finished_too():
+    """An event's writes are made durable by the next event's flush: its journal carries them as well."""
+    w = _worker()
+    _run(w, scenario()[:2])  # admitted, then transferred to MED-SR1
+    del w.tables[ENCOUNTERS][f"{HID}|E1"]  # written by both events: lost
+    del w.tables[PATIENTS][f"{HID}|P1"]  # written by the admission only: lost
+    del w.tables["seen"][f"{HID}|s-1"]  # the admission's id: lost
+    restarted = _worker(tables=w.tables)
+    _run(restarted, [ev.bed_status(HID, "SURG-SR1", "cleaning", 40, event_id="later")])
+    assert w.tables[ENCOUNTERS][f"{HID}|E1"].bed_id == "MED-SR1"
+    assert w.tables[PATIENTS][f"{HID}|P1"] == "E1" and f"{HID}|s-1" in w.tables["seen"]
 
 
 def test_surge_level_rises_with_occupancy_and_says_why():
