@@ -193,6 +193,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     async def forget_revoked(app_: faust.App, revoked: set, **kwargs: Any) -> None:
         stage.forget(sorted({tp.partition for tp in revoked}))
         processor.forget_finished()
+        await drain_changelog(app_)  # the last event's writes reach the changelog before the next owner reads it
 
     @app.page("/hospitals/")
     async def hospitals_view(web: Any, request: Any) -> Any:

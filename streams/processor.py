@@ -1,12 +1,13 @@
 """One input message, start to finish: decode, dedupe, apply, emit, commit.
 
 Kept free of Faust so the same code runs under the worker's agent and in plain tests: the
-tables are any mappings and the output goes through a `Sink`. Crash safety: the event's
-decisions are acknowledged by the broker first, then its journal record (its writes, the
-previous event's, its outputs), then its individual writes, all before the event itself is
-acknowledged. After a crash the first event of each hospital finishes the last journalled one
-(writes re-applied, outputs re-sent: deterministic ids and bytes), and events seen again are
-duplicates by their id. (Three broker round trips per event: see the README for the cost.)
+tables are any mappings and the output goes through a `Sink`. Crash safety with one broker
+round trip per event: the event's outputs and its journal record (its writes, the previous
+event's writes, its outputs) are acknowledged together before its individual writes are
+issued and before the event is acknowledged; those writes become durable with the next
+event's round trip. After a crash or a rebalance the first event of each hospital finishes
+the last journalled one (writes re-applied, outputs re-sent: deterministic ids and bytes),
+and events seen again are duplicates by their id.
 """
 
 from __future__ import annotations
@@ -132,14 +133,14 @@ class EventProcessor:
         dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
         outputs = {"decisions": [encode_output(d).decode() for d in decisions],
                    "feedback": [encode_output(f).decode() for f in result.feedback]}
+        # One broker round trip: the outputs and the journal record (this event's writes, the previous
+        # event's, the outputs) are acknowledged together, with the previous event's individual writes.
+        # This event's own writes are issued only then, so whatever of them a crash keeps, its journal
+        # is durable and the first event after a restart finishes it (`_finish_last_event`).
         await self.sink.send_outputs(hospital.hospital_id, outputs)
-        await self.sink.flush()  # the outputs are acknowledged before any state says the event is done
-        # The journal record (this event's writes, the previous event's, its outputs) is made durable
-        # before any individual write is issued; the writes are durable before the event is acknowledged.
         staged.write_journal(hospital.hospital_id, event.event_id, outputs)
         await self.sink.flush()
         staged.commit()
-        await self.sink.flush()
         for record in result.feedback:
             self.metrics.feedback.labels(source=record.source).inc()
         self._observe(hospital, state, censuses, decisions, msg)
