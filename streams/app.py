@@ -98,15 +98,19 @@ class FaustSink:
             self._pending.append(await self.feedback_topic.send(key=key, value=value.encode()))
 
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
-        await (await self.dead_letters_topic.send(key=key, value=encode_output(letter)))  # durable before the ack
+        self._pending.append(await self.dead_letters_topic.send(key=key, value=encode_output(letter)))
+        await self.flush()  # durable before the event is acknowledged
 
     async def flush(self) -> None:
         """Every output and changelog record so far acknowledged, each send's own future awaited
-        (Faust's flush gives up after 0.1 s idle, and a producer flush can miss a batch in flight)."""
+        (Faust's flush gives up after 0.1 s idle, and a producer flush can miss a batch in flight).
+
+        The futures are awaited only after the producer buffer has been emptied by this call, so
+        they never depend on the buffer's background task alone."""
+        app = self.decisions_topic.app
         pending, self._pending = self._pending, []
-        for fut in pending:
-            await fut
-        await drain_changelog(self.decisions_topic.app)
+        app.pending_changelog.extend(pending)
+        await drain_changelog(app)
 
 
 @dataclass

@@ -12,6 +12,7 @@ and events seen again are duplicates by their id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, MutableMapping
@@ -66,7 +67,8 @@ class Outcome:
 class EventProcessor:
     def __init__(self, *, topic_prefix: str, hospitals: Mapping[str, Hospital],
                  tables: Mapping[str, MutableMapping[str, Any]], sink: Sink, metrics: WorkerMetrics,
-                 dedupe_retention: timedelta, context: HandlerContext | None = None) -> None:
+                 dedupe_retention: timedelta, context: HandlerContext | None = None,
+                 flush_warn_s: float = 10.0) -> None:
         self.prefix = topic_prefix
         self.hospitals = hospitals
         self.tables = tables
@@ -74,6 +76,7 @@ class EventProcessor:
         self.metrics = metrics
         self.retention = dedupe_retention
         self.context = context or HandlerContext()
+        self.flush_warn_s = flush_warn_s  # a broker acknowledgement slower than this is logged (and counted)
         self._finished: set[str] = set()  # hospitals whose last journalled event this process has finished
 
     def forget_finished(self) -> None:
@@ -85,10 +88,23 @@ class EventProcessor:
         outputs = replay_journal(self.tables, hospital_id)
         if outputs:
             await self.sink.send_outputs(hospital_id, outputs)
-            await self.sink.flush()
+            await self._flush()
             log.info("finished the last journalled event of %s (%d decisions re-sent)", hospital_id,
                      len(outputs.get("decisions", [])))
         self._finished.add(hospital_id)
+
+    async def _flush(self) -> None:
+        """`sink.flush()`, saying so in the log while the broker keeps the event waiting (a stall shows)."""
+        task = asyncio.ensure_future(self.sink.flush())
+        waited = 0.0
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=self.flush_warn_s)
+            if done:
+                return task.result()
+            waited += self.flush_warn_s
+            self.metrics.errors.labels(stage="flush_slow").inc()
+            log.warning("still waiting after %.0f s for the broker to acknowledge an event's outputs and writes",
+                        waited)
 
     def contract_topic(self, topic: str) -> str:
         return topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
@@ -139,7 +155,7 @@ class EventProcessor:
         # is durable and the first event after a restart finishes it (`_finish_last_event`).
         await self.sink.send_outputs(hospital.hospital_id, outputs)
         staged.write_journal(hospital.hospital_id, event.event_id, outputs)
-        await self.sink.flush()
+        await self._flush()
         staged.commit()
         for record in result.feedback:
             self.metrics.feedback.labels(source=record.source).inc()

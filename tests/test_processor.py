@@ -188,3 +188,20 @@ def test_capacity_view_has_counts_and_no_patient_data():
     text = orjson.dumps(snap).decode()
     for secret in ("P1", "E1", "E2", "Productive"):
         assert f'"{secret}"' not in text and "Productive" not in text
+
+
+def test_a_slow_broker_acknowledgement_is_logged_while_the_event_waits(caplog):
+    """A stalled flush must show in the log (and the error counter), not hang silently; the event still completes."""
+    w = _worker()
+    w.processor.flush_warn_s = 0.02
+    real_flush = w.sink.flush
+
+    async def slow_flush() -> None:
+        await asyncio.sleep(0.07)
+        await real_flush()
+
+    w.sink.flush = slow_flush
+    with caplog.at_level("WARNING", logger="streams.processor"):
+        _run(w, scenario()[:1])
+    assert any("still waiting after" in r.getMessage() for r in caplog.records)
+    assert w.sink.decisions  # the admission was still decided
