@@ -29,7 +29,9 @@ class WorkerMetrics:
         self.decisions = Counter("wardflow_decisions", "Decisions emitted, by kind", ["kind"], registry=r)
         self.feedback = Counter("wardflow_feedback_records", "Feedback records for training, by source", ["source"], registry=r)
         self.duplicates = Counter("wardflow_duplicates", "Repeated event_ids ignored", ["topic"], registry=r)
-        self.errors = Counter("wardflow_event_errors", "Unexpected processing errors (event dead-lettered)", ["stage"], registry=r)
+        self.errors = Counter("wardflow_event_errors", "Unexpected processing trouble by stage (apply: the event was "
+                              "dead-lettered; flush_slow: a broker acknowledgement took longer than flush_warn_s)",
+                              ["stage"], registry=r)
         self.latency = Histogram("wardflow_decision_latency_seconds",
                                  "From the event's arrival at the broker to its decisions acknowledged",
                                  buckets=LATENCY_BUCKETS, registry=r)
