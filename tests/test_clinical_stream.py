@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
-from allocator.hospital import load_hospitals
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
 from tests import events as ev
+from tests.ward import HID, Ward
 
-FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"
-HID = "test-hosp"
 CALM = dict(resp_rate=16, spo2=97, on_oxygen=False, systolic_bp=125, heart_rate=72, consciousness="A",
             temperature_c=36.8)
 SICK = dict(resp_rate=26, spo2=90, on_oxygen=True, systolic_bp=95, heart_rate=118, consciousness="A",
             temperature_c=38.6)  # 3 + 3 + 2 + 2 + 2 + 0 + 1 = 13: high
-
-
-class Ward:
-    def __init__(self) -> None:
-        self.worker = InMemoryWorker(load_hospitals(FIXTURE))
-        self.offset = 0
-
-    def send(self, *items) -> list:
-        before = len(self.worker.sink.decisions)
-        msgs = []
-        for item in items:
-            topic, key, value = ev.encode("wardflow.", item)
-            msgs.append(RawMessage(topic=topic, partition=0, offset=self.offset, key=key, value=value))
-            self.offset += 1
-        asyncio.run(self.worker.feed(msgs))
-        return self.worker.sink.decisions[before:]
 
 
 def admitted(age: float = 70) -> Ward:

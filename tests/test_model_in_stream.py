@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import orjson
 
-from allocator.hospital import load_hospitals
 from streams.handlers import HandlerContext
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
 from tests import events as ev
+from tests.ward import HID
+from tests.ward import Ward as BaseWard
 
-FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"
-HID = "test-hosp"
 
 
 def prediction(unit: str, p: float = 0.9, uncertain: bool = False, needs=()) -> dict:
@@ -23,19 +17,9 @@ def prediction(unit: str, p: float = 0.9, uncertain: bool = False, needs=()) -> 
             "need_probs": {n: 0.9 for n in needs}, "uncertain": uncertain, "model_version": "test-1"}
 
 
-class Ward:
+class Ward(BaseWard):
     def __init__(self) -> None:
-        self.worker = InMemoryWorker(load_hospitals(FIXTURE), context=HandlerContext(model_available=True))
-        self.offset = 0
-
-    def send(self, item, pred: dict | None = None, error: dict | None = None) -> list:
-        before = len(self.worker.sink.decisions)
-        topic, key, value = ev.encode("wardflow.", item)
-        msg = RawMessage(topic=topic, partition=0, offset=self.offset, key=key, value=value, prediction=pred,
-                         prediction_error=error)
-        self.offset += 1
-        asyncio.run(self.worker.feed([msg]))
-        return self.worker.sink.decisions[before:]
+        super().__init__(context=HandlerContext(model_available=True))
 
     def override(self, minutes: float, decision_id: str, action: str, clinician: str = "dr-a", **extra) -> list:
         body = {"event_id": f"o-{self.offset}", "hospital_id": HID, "occurred_at": ev.at(minutes),
@@ -48,7 +32,7 @@ class Ward:
 
 def test_a_confident_prediction_places_the_patient_and_the_decision_carries_it():
     ward = Ward()
-    (d,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", event_id="a1"), prediction("SURGERY", 0.93))
+    (d,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", event_id="a1"), predicted=prediction("SURGERY", 0.93))
     assert (d.kind, d.unit, d.bed_id) == ("assignment", "SURG", "SURG-B1-A")
     assert d.prediction.target_unit == "SURGERY" and d.prediction.model_version == "test-1"
     assert "predicts SURGERY (93%)" in d.reasons[0].text
@@ -57,24 +41,24 @@ def test_a_confident_prediction_places_the_patient_and_the_decision_carries_it()
 def test_requested_unit_wins_over_the_model():
     ward = Ward()
     (d,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", requested_unit="MEDICINE", event_id="a1"),
-                     prediction("SURGERY"))
+                     predicted=prediction("SURGERY"))
     assert d.unit == "MED" and d.reasons[0].code == "requested_unit"
 
 
 def test_predicted_needs_drive_hard_constraints():
     ward = Ward()
     (d,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="F", event_id="a1"),
-                     prediction("MEDICINE", needs=["airborne_isolation"]))
+                     predicted=prediction("MEDICINE", needs=["airborne_isolation"]))
     assert d.bed_id == "MED-NP1"
 
 
 def test_uncertain_prediction_holds_a_bed_until_a_clinician_confirms():
     ward = Ward()
-    (nc,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", event_id="a1"), prediction("SURGERY", 0.4, True))
+    (nc,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", event_id="a1"), predicted=prediction("SURGERY", 0.4, True))
     assert nc.kind == "needs_confirmation" and nc.bed_id == "SURG-B1-A" and nc.details["hold_expires_at"]
     assert ward.bed("SURG-B1-A").status == "held"
     # Another patient cannot take the held bed meanwhile.
-    (other,) = ward.send(ev.admission(HID, "P2", "E2", 1, sex="M", event_id="a2"), prediction("SURGERY"))
+    (other,) = ward.send(ev.admission(HID, "P2", "E2", 1, sex="M", event_id="a2"), predicted=prediction("SURGERY"))
     assert other.bed_id == "SURG-B1-B"
     applied, assigned = ward.override(5, nc.decision_id, "confirm")
     assert (applied.kind, assigned.kind, assigned.bed_id) == ("override_applied", "assignment", "SURG-B1-A")
@@ -83,7 +67,7 @@ def test_uncertain_prediction_holds_a_bed_until_a_clinician_confirms():
 
 def test_an_unconfirmed_hold_lapses_and_says_so():
     ward = Ward()
-    (nc,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", event_id="a1"), prediction("SURGERY", 0.4, True))
+    (nc,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", event_id="a1"), predicted=prediction("SURGERY", 0.4, True))
     out = ward.send(ev.bed_status(HID, "MED-SR1", "cleaning", 31, event_id="b1"))  # 31 min > 30 min hold
     assert [d.kind for d in out] == ["hold_lapsed"] and out[0].bed_id == "SURG-B1-A"
     assert ward.bed("SURG-B1-A").status == "available"
@@ -94,7 +78,7 @@ def test_an_unconfirmed_hold_lapses_and_says_so():
 
 def test_reject_releases_the_bed_and_reassign_checks_hard_constraints():
     ward = Ward()
-    (nc,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="F", event_id="a1"), prediction("MEDICINE", 0.4, True))
+    (nc,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="F", event_id="a1"), predicted=prediction("MEDICINE", 0.4, True))
     assert nc.bed_id == "MED-B1-A"
     (refused,) = ward.override(2, nc.decision_id, "reassign", bed_id="MED-B2-A")  # a male bay
     assert refused.kind == "override_refused" and refused.details["code"] == "breach_refused"
@@ -105,7 +89,7 @@ def test_reject_releases_the_bed_and_reassign_checks_hard_constraints():
 
 def test_overrides_from_unlisted_clinicians_are_dead_lettered():
     ward = Ward()
-    (nc,) = ward.send(ev.admission(HID, "P1", "E1", 0, event_id="a1"), prediction("MEDICINE", 0.4, True))
+    (nc,) = ward.send(ev.admission(HID, "P1", "E1", 0, event_id="a1"), predicted=prediction("MEDICINE", 0.4, True))
     assert ward.override(2, nc.decision_id, "confirm", clinician="intruder") == []
     assert [d.code for d in ward.worker.sink.dead_letters] == ["unauthorized"]
     assert ward.bed(nc.bed_id).status == "held"
@@ -113,7 +97,7 @@ def test_overrides_from_unlisted_clinicians_are_dead_lettered():
 
 def test_predicted_discharge_needs_no_bed_and_a_failed_prediction_is_dead_lettered():
     ward = Ward()
-    (d,) = ward.send(ev.admission(HID, "P1", "E1", 0, event_id="a1"), prediction("DISCHARGE", 0.95))
+    (d,) = ward.send(ev.admission(HID, "P1", "E1", 0, event_id="a1"), predicted=prediction("DISCHARGE", 0.95))
     assert d.kind == "no_bed_needed" and d.bed_id is None
     out = ward.send(ev.admission(HID, "P2", "E2", 1, event_id="a2"),
                     error={"code": "inference_failed", "message": "admissions: the model failed on field 'text'"})

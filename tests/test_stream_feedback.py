@@ -6,32 +6,15 @@ path end to end on the broker.
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
-from allocator.hospital import load_hospitals
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
 from streams.state import TEXTS
 from tests import events as ev
+from tests.ward import HID
+from tests.ward import Ward as BaseWard
 
-FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"
-HID = "test-hosp"
 TEXT = "Contractions every four minutes, 38 weeks pregnant."
 
 
-class Ward:
-    def __init__(self) -> None:
-        self.worker = InMemoryWorker(load_hospitals(FIXTURE))
-        self.offset = 0
-
-    def send(self, item) -> list:
-        before = len(self.worker.sink.decisions)
-        topic, key, value = ev.encode("wardflow.", item)
-        asyncio.run(self.worker.feed([RawMessage(topic=topic, partition=0, offset=self.offset, key=key, value=value)]))
-        self.offset += 1
-        return self.worker.sink.decisions[before:]
-
+class Ward(BaseWard):
     @property
     def feedback(self):
         return self.worker.sink.feedback

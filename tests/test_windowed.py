@@ -7,7 +7,6 @@ a 5-minute boundary).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,14 +16,12 @@ import pytest
 from allocator.exceptions import HospitalConfigError
 from allocator.hospital import load_hospitals
 from streams import windowed
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
 from streams.state import JOURNAL, StagedTables, replay_journal
 from streams.windowed import ARRIVALS_WINDOW, OCCUPANCY_WINDOW, PAGES_WINDOW, WindowConfig
 from tests import events as ev
+from tests.ward import FIXTURE, HID
+from tests.ward import Ward as BaseWard
 
-FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"
-HID = "test-hosp"
 CFG = WindowConfig()  # 1 h windows advancing 5 min; occupancy in 5 min steps
 SICK = dict(resp_rate=26, spo2=90, on_oxygen=True, systolic_bp=95, heart_rate=118, consciousness="A",
             temperature_c=38.6)
@@ -39,21 +36,7 @@ def window(start_min: float, size_min: float = 60) -> tuple[float, float]:
     return ts(start_min), ts(start_min) + size_min * 60 - 0.1
 
 
-class Ward:
-    def __init__(self, hospitals=None) -> None:
-        self.worker = InMemoryWorker(hospitals or load_hospitals(FIXTURE))
-        self.offset = 0
-
-    def send(self, *items) -> list:
-        before = len(self.worker.sink.decisions)
-        msgs = []
-        for item in items:
-            topic, key, value = ev.encode("wardflow.", item)
-            msgs.append(RawMessage(topic=topic, partition=0, offset=self.offset, key=key, value=value))
-            self.offset += 1
-        asyncio.run(self.worker.feed(msgs))
-        return self.worker.sink.decisions[before:]
-
+class Ward(BaseWard):
     def count(self, table: str, item: str, start_min: float) -> int:
         """The count in the hopping window (1 h) starting `start_min` after 08:00."""
         return windowed.count_in(StagedTables(self.worker.tables).get, HID, item, table, window(start_min), CFG)

@@ -7,20 +7,14 @@ says: first come under greedy, the sicker patient under optimal.
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import pytest
 
-from allocator.hospital import load_hospitals
 from streams.handlers import HandlerContext
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
 from streams.settings import SettingsError, WardflowSettings, settings_from_args
 from tests import events as ev
+from tests.ward import HID
+from tests.ward import Ward as BaseWard
 
-FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"
-HID = "test-hosp"
 
 
 def prediction(unit: str, acuity: int, needs: tuple[str, ...] = ()) -> dict:
@@ -29,20 +23,14 @@ def prediction(unit: str, acuity: int, needs: tuple[str, ...] = ()) -> dict:
             "model_version": "test-model"}
 
 
-class Ward:
+class Ward(BaseWard):
     def __init__(self, policy: str) -> None:
-        self.worker = InMemoryWorker(load_hospitals(FIXTURE),
-                                     context=HandlerContext(model_available=True, policy=policy))  # type: ignore[arg-type]
-        self.offset = 0
+        super().__init__(context=HandlerContext(model_available=True, policy=policy))  # type: ignore[arg-type]
 
-    def send(self, item, predicted: dict | None = None) -> list:
-        before = len(self.worker.sink.decisions)
-        topic, key, value = ev.encode("wardflow.", item)
-        msg = RawMessage(topic=topic, partition=0, offset=self.offset, key=key, value=value, prediction=predicted)
-        self.offset += 1
-        asyncio.run(self.worker.feed([msg]))
+    def send(self, *items, predicted: dict | None = None, error: dict | None = None) -> list:
+        out = super().send(*items, predicted=predicted, error=error)
         assert not self.worker.sink.dead_letters, self.worker.sink.dead_letters
-        return self.worker.sink.decisions[before:]
+        return out
 
 
 def full_hospital(policy: str) -> tuple[Ward, dict[str, str]]:
@@ -60,8 +48,8 @@ def full_hospital(policy: str) -> tuple[Ward, dict[str, str]]:
 
 def two_waiting_then_a_bed(policy: str):
     ward, occupants = full_hospital(policy)
-    first = ward.send(ev.admission(HID, "PA", "EA", 20, sex="F", event_id="wa"), prediction("MEDICINE", acuity=4))
-    second = ward.send(ev.admission(HID, "PB", "EB", 30, sex="F", event_id="wb"), prediction("MEDICINE", acuity=1))
+    first = ward.send(ev.admission(HID, "PA", "EA", 20, sex="F", event_id="wa"), predicted=prediction("MEDICINE", acuity=4))
+    second = ward.send(ev.admission(HID, "PB", "EB", 30, sex="F", event_id="wb"), predicted=prediction("MEDICINE", acuity=1))
     assert "no_bed" in [d.kind for d in first] and "no_bed" in [d.kind for d in second]
     patient, encounter = occupants["MED-B1-A"].split("|")
     ward.send(ev.discharge(HID, patient, encounter, 40, event_id="d1"))
@@ -85,7 +73,7 @@ def test_optimal_gives_it_to_the_sicker_patient_and_says_why():
 
 def test_the_patient_left_waiting_gets_the_next_bed():
     ward, occupants = full_hospital("optimal")
-    ward.send(ev.admission(HID, "PA", "EA", 20, sex="F", event_id="wa"), prediction("MEDICINE", acuity=4))
+    ward.send(ev.admission(HID, "PA", "EA", 20, sex="F", event_id="wa"), predicted=prediction("MEDICINE", acuity=4))
     for bed, minute in (("MED-B1-A", 40), ("MED-B1-B", 50)):
         patient, encounter = occupants[bed].split("|")
         ward.send(ev.discharge(HID, patient, encounter, minute, event_id=f"d-{bed}"))
@@ -100,9 +88,9 @@ def test_the_patient_left_waiting_gets_the_next_bed():
 def test_optimal_keeps_the_negative_pressure_room_for_the_patient_who_needs_it():
     ward = Ward("optimal")
     # two men, one needing airborne isolation, arrive to an empty ward: the first must not take the NP room
-    first = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", event_id="a1"), prediction("MEDICINE", acuity=3))
+    first = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", event_id="a1"), predicted=prediction("MEDICINE", acuity=3))
     second = ward.send(ev.admission(HID, "P2", "E2", 1, sex="M", event_id="a2"),
-                       prediction("MEDICINE", acuity=2, needs=("airborne_isolation",)))
+                       predicted=prediction("MEDICINE", acuity=2, needs=("airborne_isolation",)))
     assert [d.bed_id for d in first if d.kind == "assignment"] != ["MED-NP1"]
     assert [d.bed_id for d in second if d.kind == "assignment"] == ["MED-NP1"]
 
