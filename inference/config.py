@@ -11,6 +11,13 @@ from inference.encoding import META_FEATURES
 from inference.exceptions import ModelConfigError, ModelNotFoundError
 from inference.labels import DEFAULT_LABELS, LabelSet
 
+RUN_ONLY_SETTINGS = ("threads", "progress", "eval_batch_size")  # how a run goes, not what it produces
+
+
+def result_settings(settings: Any) -> dict[str, Any]:
+    """A training settings dataclass as it bears on the model (cache keys, reports): run-only fields left out."""
+    return {k: v for k, v in asdict(settings).items() if k not in RUN_ONLY_SETTINGS}
+
 CONFIG_NAME = "triage_config.json"
 FORMAT_VERSION = 1
 

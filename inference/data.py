@@ -235,17 +235,22 @@ def by_split(examples: Iterable[Example]) -> dict[str, list[Example]]:
     return out
 
 
-def write_examples(examples: Iterable[Example], path: Path) -> int:
-    """JSONL in the hospital-file format (so `load_files` reads it back), with split and group."""
+def write_jsonl(records: Iterable[dict], path: Path) -> int:
+    """One JSON object per line (UTF-8, not escaped), parent folders made; returns the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     with open(path, "w", encoding="utf-8") as f:
-        for e in examples:
-            f.write(json.dumps({"text": e.text, "age": e.age, "sex": e.sex, "target_unit": e.unit, "acuity": e.acuity,
-                                "needs": list(e.needs), "split": e.split, "group": e.group}, ensure_ascii=False) + "\n")
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def write_examples(examples: Iterable[Example], path: Path) -> int:
+    """JSONL in the hospital-file format (so `load_files` reads it back), with split and group."""
+    return write_jsonl(({"text": e.text, "age": e.age, "sex": e.sex, "target_unit": e.unit, "acuity": e.acuity,
+                         "needs": list(e.needs), "split": e.split, "group": e.group} for e in examples), path)
 
 
 def corpus_examples(n_train: int, n_val: int, n_test: int, seed: int) -> list[Example]:

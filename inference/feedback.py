@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from inference.data import Example
+from inference.data import Example, write_jsonl
 from inference.exceptions import FeedbackDataError
 from inference.interface import MAX_AGE, VALID_SEXES
 from inference.labels import LabelSet
@@ -285,11 +285,4 @@ def load_feedback(paths: Sequence[Path], labels: LabelSet) -> FeedbackSet:
 
 
 def write_feedback(items: Iterable[FeedbackItem], path: Path) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for it in items:
-            f.write(json.dumps(it.to_record(), ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    return write_jsonl((it.to_record() for it in items), path)

@@ -32,7 +32,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -40,7 +40,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads crawl on a shared, busy CPU
 
-from inference.config import TriageConfig, load_config  # noqa: E402
+from inference.config import TriageConfig, load_config, result_settings  # noqa: E402
 from inference.data import Example, SPLITS, load_files  # noqa: E402
 from inference.exceptions import FeedbackDataError, InferenceError, ModelNotFoundError  # noqa: E402
 from inference.feedback import (FEEDBACK_DATA_FILE, FeedbackItem, FeedbackSet, items_fingerprint,  # noqa: E402
@@ -75,10 +75,7 @@ class FineTuneSettings:
     progress: bool = True
 
     def key(self) -> dict:
-        d = asdict(self)
-        for k in ("threads", "progress", "eval_batch_size"):
-            d.pop(k)
-        return d
+        return result_settings(self)
 
     def check(self) -> None:
         if not 0 < self.feedback_share <= 1:

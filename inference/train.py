@@ -15,7 +15,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from inference.calibration import fit_temperature_sigmoid, fit_temperature_softmax
-from inference.config import TriageConfig
+from inference.config import TriageConfig, result_settings
 from inference.data import Example, by_split, fingerprint
 from inference.encoding import meta_matrix, sigmoid, softmax
 from inference.labels import LabelSet
@@ -59,10 +59,7 @@ class TrainSettings:
     progress: bool = True
 
     def key(self) -> dict:
-        d = asdict(self)
-        for k in ("threads", "progress", "eval_batch_size"):
-            d.pop(k)
-        return d
+        return result_settings(self)
 
 
 @dataclass
