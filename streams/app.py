@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from allocator.hospital import Hospital, load_hospitals
-from streams.contract import INPUT_MODELS, DeadLetter, Decision, FeedbackOut, encode_output
+from streams.contract import INPUT_MODELS, DeadLetter, encode_output
 from streams.faust_transport import drain_changelog, tuned_app_class
 from streams.handlers import HandlerContext
 from streams.metrics import WorkerMetrics
@@ -81,7 +81,7 @@ def output_topic_names(settings: WardflowSettings) -> list[str]:
 
 
 class FaustSink:
-    """Sends decisions (waiting for the broker's ack) and dead letters through Faust topics."""
+    """Decisions, feedback and dead letters onto their Faust topics; `flush` waits for the broker's acks."""
 
     def __init__(self, decisions: faust.TopicT, dead_letters: faust.TopicT, feedback: faust.TopicT) -> None:
         self.decisions_topic = decisions

@@ -144,7 +144,6 @@ class EventProcessor:
             self.metrics.errors.labels(stage="apply").inc()
             return await self._dead_letter(msg, "internal_error", None,
                                            f"{name}: the worker failed to apply this event; it is kept here for replay")
-        state.refresh_census()
         censuses = [v for t, _, v in staged.writes() if t == CENSUS and v is not None]
         dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
         outputs = {"decisions": [encode_output(d).decode() for d in decisions],
