@@ -243,12 +243,11 @@ def _tensors(prep: Prepared, tok):
 def fine_tune(prep: Prepared, out_dir: Path) -> TriageConfig:
     """Fine-tune the parent on feedback + replay, refit temperatures, save to `out_dir`."""
     import torch
-    from torch import nn
     from tqdm.auto import tqdm
 
     from inference.model import load_model, save_model
     from inference.textenc import load_tokenizer, pad_id_of
-    from inference.train import _batch, _set_seed, fit_temperatures, predict_logits, tensorize, val_score
+    from inference.train import _set_seed, fit_temperatures, predict_logits, tensorize, train_step, val_score
 
     s = prep.settings
     out_dir = Path(out_dir)
@@ -291,19 +290,11 @@ def fine_tune(prep: Prepared, out_dir: Path) -> TriageConfig:
     while step < plan["total"]:
         epoch += 1
         for idx in length_batches(epoch_indices(rng, n_pool, n_fb, n_replay, n_slots), lengths, s.batch_size, rng):
-            net.train()
-            ids, mask, meta, yu, ya, yn = _batch(data, idx, pad_id)
-            u, a, n = net(ids, mask, meta)
-            loss = batch_loss(u, a, n, yu, ya, yn)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            loss = train_step(net, opt, sched, data, idx, pad_id, batch_loss)
             step += 1
-            losses.append(float(loss.item()))
+            losses.append(loss)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+            bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
             elapsed = time.monotonic() - t0
             if step == 8 or (step > 8 and step % 25 == 0):
                 # the whole schedule must fit the budget: steps so far at this pace, with a margin

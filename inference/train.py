@@ -91,6 +91,20 @@ def _batch(t: Tensors, idx: Sequence[int], pad_id: int):
             torch.from_numpy(t.needs[list(idx)]))
 
 
+
+def train_step(net, opt, sched, data: Tensors, idx: Sequence[int], pad_id: int, loss_fn) -> float:
+    """One optimiser step on one batch: forward, `loss_fn(u, a, n, yu, ya, yn)`, clipped backward; the loss."""
+    net.train()
+    ids, mask, meta, yu, ya, yn = _batch(data, idx, pad_id)
+    u, a, n = net(ids, mask, meta)
+    loss = loss_fn(u, a, n, yu, ya, yn)
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    return float(loss.item())
+
 def train_batches(t: Tensors, batch_size: int, rng: random.Random) -> list[list[int]]:
     """Shuffled batches of similar length: shuffle, sort within pools of 50 batches, shuffle batches."""
     order = list(range(len(t.ids)))
@@ -207,6 +221,9 @@ def train(examples: Sequence[Example], labels: LabelSet, out_dir: Path, settings
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     ce, bce = nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss(reduction="sum")
+
+    def loss_fn(u, a, n, yu, ya, yn):
+        return ce(u, yu) + ce(a, ya) + (bce(n, yn) / len(yu) if yn.shape[1] else 0.0)
     # intermediate checks on a fixed validation subset (cheap); the final fit uses all of it
     sub = sorted(random.Random(settings.seed + 1).sample(range(len(va.ids)), min(len(va.ids), settings.val_check_size)))
     va_check = Tensors([va.ids[i] for i in sub], va.meta[sub], va.unit[sub], va.acuity[sub], va.needs[sub])
@@ -218,18 +235,10 @@ def train(examples: Sequence[Example], labels: LabelSet, out_dir: Path, settings
     bar = tqdm(total=plan["total"], desc="train", disable=not settings.progress, unit="step")
     for epoch in range(settings.epochs):
         for idx in train_batches(tr, settings.batch_size, rng):
-            net.train()
-            ids, mask, meta, yu, ya, yn = _batch(tr, idx, pad_id)
-            u, a, n = net(ids, mask, meta)
-            loss = ce(u, yu) + ce(a, ya) + (bce(n, yn) / len(idx) if yn.shape[1] else 0.0)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            loss = train_step(net, opt, sched, tr, idx, pad_id, loss_fn)
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{max(best, 0):.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}", best=f"{max(best, 0):.3f}")
             elapsed = time.monotonic() - t0
             if step == 8 or (step > 8 and step % 25 == 0):
                 # the whole schedule must fit the budget: steps so far at this pace, a margin for checks
