@@ -7,9 +7,12 @@ the worker's state is read back from its changelog topics (what a restarted work
 from __future__ import annotations
 
 import asyncio
+import base64
+import random
+import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -18,6 +21,7 @@ from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals
 from streams.app import input_topic_names, output_topic_names
 from streams.broker import create_topics
 from streams.kafka_io import produce_all, read_until
+from aiokafka import AIOKafkaProducer
 from streams.settings import WardflowSettings
 from streams.contract import encode_output
 from streams.memory import InMemoryWorker
@@ -186,3 +190,166 @@ def _valid(value: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(body, dict) and "event_id" in body
+
+
+def _decision_ids(records) -> set[str]:
+    return {orjson.loads(r.value)["decision_id"] for r in records}
+
+
+def multi_kill_replay(broker, run_id, start_worker, *, kills: int, hours: float, seed: int,
+                      model_path=None, live_rate: float | None = None, partitions: int = 2) -> dict:
+    """Replay a simulated stretch (vitals included), kill -9 the worker `kills` times, let it finish.
+
+    Returns the figures and the records for the caller's assertions (with and without the model)."""
+    prefix = f"{run_id}."
+    hospitals = load_hospitals(DEMO_HOSPITAL_PATH)
+    hospital = next(iter(hospitals.values()))
+    start = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)
+    events = list(HospitalSimulator(hospital, seed=seed, start=start, malformed_rate=0.01, vitals=True).events(
+        until=start + timedelta(hours=hours)))
+    sentinel = ev.admission(hospital.hospital_id, "P-SENTINEL", "E-SENTINEL", 24 * 60 * 3, sex="F",
+                            requested_unit="MEDICINE", event_id="sentinel")
+    topic, key, value = ev.encode("", sentinel)
+    events.append(SimEvent(at=start, topic=topic, key=key, value=value))
+
+    settings = WardflowSettings(broker_url=broker.url, topic_prefix=prefix, topic_partitions=partitions)
+    asyncio.run(create_topics(broker.bootstrap, input_topic_names(settings) + output_topic_names(settings),
+                              partitions))
+    messages = [(prefix + e.topic, e.key, e.value) for e in events]
+    producer = None
+    if live_rate is None:
+        asyncio.run(produce_all(broker.bootstrap, messages))
+    else:  # published while the worker runs and dies, like a hospital that does not wait
+        producer = threading.Thread(target=lambda: asyncio.run(produce_paced(broker.bootstrap, messages, live_rate)),
+                                    daemon=True)
+        producer.start()
+    extra = {} if model_path is None else dict(model_path=model_path, allow_no_model=False)
+    extra["topic_partitions"] = partitions
+    worker = start_worker(wait=False, hospital_config=DEMO_HOSPITAL_PATH, **extra)
+    worker.wait_ready(90)
+    restarts: list[float] = []
+    rng = random.Random(seed)
+    seen = 0
+    for i in range(kills):
+        if i % 2:  # cut it off while it starts: joining, recovering tables or catching up
+            time.sleep(rng.uniform(0.5, 6.0))
+        else:  # or once it has made some progress
+            want = seen + rng.randint(20, 200)
+            recs = asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"],
+                                          lambda rs, w=want: len(_decision_ids(rs)) >= w, 120))
+            seen = len(_decision_ids(recs))
+        worker.kill()
+        killed = time.monotonic()
+        seen = len(_decision_ids(asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"],
+                                                        lambda rs: True, 10, settle_s=0.3))))
+        worker = start_worker(wait=False, hospital_config=DEMO_HOSPITAL_PATH, **extra)
+        if i % 2 == 0:
+            first_new = asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"],
+                                               lambda rs, s=seen: len(_decision_ids(rs)) > s, 120))
+            restarts.append(time.monotonic() - killed)
+            seen = len(_decision_ids(first_new))
+
+    def sentinel_decided(recs) -> bool:
+        return any(orjson.loads(r.value)["caused_by"] == "sentinel" for r in recs)
+
+    if producer is not None:
+        producer.join(timeout=120)
+    records = asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"], sentinel_decided, 240, settle_s=2.0))
+    assert worker.stop() == 0
+    return {"events": events, "records": records, "restarts": restarts, "hospitals": hospitals, "prefix": prefix,
+            "broker": broker.bootstrap}
+
+
+def _assert_nothing_lost_nothing_changed(run: dict) -> dict[str, set[str]]:
+    """Every valid admission exactly one placement-kind decision; every repeated id with the same bytes."""
+    records, events = run["records"], run["events"]
+    by_id: dict[str, set[bytes]] = defaultdict(set)
+    for r in records:
+        by_id[orjson.loads(r.value)["decision_id"]].add(r.value)
+    changed = {i: v for i, v in by_id.items() if len(v) > 1}
+    assert not changed, f"{len(changed)} decision ids re-emitted with other bytes, e.g. {next(iter(changed.values()))}"
+    admissions = {orjson.loads(e.value)["event_id"] for e in events if e.topic == "admissions" and _valid(e.value)}
+    per_admission: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        d = orjson.loads(r.value)
+        if d["caused_by"] in admissions and d.get("encounter_id"):
+            per_admission[d["caused_by"]].add(d["decision_id"])
+    return per_admission
+
+
+@pytest.mark.timeout(900)
+def test_eight_kills_during_a_6000_event_replay_lose_nothing(broker, run_id, start_worker):
+    run = multi_kill_replay(broker, run_id, start_worker, kills=8, hours=22, seed=11)
+    assert len(run["events"]) >= 6000
+    expected = InMemoryWorker(run["hospitals"], topic_prefix=run["prefix"])
+    asyncio.run(expected.feed(canonical_order(run["prefix"], run["events"])))
+    expected_bytes = {d.decision_id: encode_output(d) for d in expected.sink.decisions}
+    per_admission = _assert_nothing_lost_nothing_changed(run)
+    got = {orjson.loads(r.value)["decision_id"]: r.value for r in run["records"]}
+    missing = sorted(set(expected_bytes) - set(got))
+    extra = sorted(set(got) - set(expected_bytes))
+    print(f"\n{len(run['events'])} events, {len(expected_bytes)} decisions expected, {len(got)} seen; "
+          f"kill -> first new decision {[round(s, 1) for s in run['restarts']]} s")
+    assert not missing, f"{len(missing)} decisions lost, e.g. {[expected_bytes[m][:200] for m in missing[:3]]}"
+    assert not extra, f"{len(extra)} decisions invented, e.g. {[got[x][:200] for x in extra[:3]]}"
+    differ = [i for i, b in got.items() if expected_bytes[i] != b]
+    assert not differ, f"{len(differ)} decisions differ from the recomputation, e.g. {got[differ[0]][:300]!r}"
+    lost = [a for a in {d.caused_by for d in expected.sink.decisions if d.encounter_id} & set(admission_ids(run))
+            if not per_admission.get(a)]
+    assert not lost, f"{len(lost)} admissions without a decision, e.g. {lost[:5]}; {_where_lost(run, lost)}"
+
+
+def admission_ids(run: dict) -> set[str]:
+    return {orjson.loads(e.value)["event_id"] for e in run["events"] if e.topic == "admissions" and _valid(e.value)}
+
+
+async def produce_paced(bootstrap: str, messages, rate: float) -> None:
+    """Send in order at about `rate` messages a second, each acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        began = time.monotonic()
+        futures = []
+        for i, (topic, key, value) in enumerate(messages):
+            futures.append(await producer.send(topic, value=value, key=key))
+            ahead = i / rate - (time.monotonic() - began)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.timeout(900)
+def test_eight_kills_while_a_hospital_keeps_publishing(broker, run_id, start_worker):
+    run = multi_kill_replay(broker, run_id, start_worker, kills=8, hours=22, seed=7, live_rate=60.0, partitions=4)
+    expected = InMemoryWorker(run["hospitals"], topic_prefix=run["prefix"])
+    asyncio.run(expected.feed(canonical_order(run["prefix"], run["events"])))
+    per_admission = _assert_nothing_lost_nothing_changed(run)
+    lost = [a for a in {d.caused_by for d in expected.sink.decisions if d.encounter_id} & admission_ids(run)
+            if not per_admission.get(a)]
+    print(f"\n{len(run['events'])} events live; kill -> first new decision {[round(s, 1) for s in run['restarts']]} s")
+    assert not lost, f"{len(lost)} admissions without a decision, e.g. {lost[:5]}; {_where_lost(run, lost)}"
+
+
+def _where_lost(run: dict, lost: list[str]) -> str:
+    """Which stage lost them: never forwarded to `ordered`, or forwarded and not applied (or dead-lettered)."""
+    prefix = run["prefix"]
+    ordered = asyncio.run(read_until(run["broker"], [f"{prefix}ordered"], lambda r: False, 5))
+    letters = asyncio.run(read_until(run["broker"], [f"{prefix}dead-letters"], lambda r: False, 3))
+    in_ordered = {}
+    for r in ordered:
+        try:
+            in_ordered[orjson.loads(r.value)["event_id"]] = (r.partition, r.offset)
+        except Exception:  # noqa: BLE001 - malformed copies are expected too
+            pass
+    lettered = {}
+    for r in letters:
+        try:
+            body = orjson.loads(base64.b64decode(orjson.loads(r.value)["value"]) if orjson.loads(r.value).get("value_encoding") == "base64" else orjson.loads(r.value)["value"])
+            lettered[body["event_id"]] = orjson.loads(r.value)["code"]
+        except Exception:  # noqa: BLE001
+            pass
+    forwarded = sorted((in_ordered[i], i) for i in lost if i in in_ordered)
+    return (f"{len(forwarded)} of them are on `ordered` (first {forwarded[:3]}, last {forwarded[-3:]}), "
+            f"{sum(i in lettered for i in lost)} dead-lettered ({sorted(set(lettered[i] for i in lost if i in lettered))})")
