@@ -19,6 +19,7 @@ from allocator.hospital import Hospital, load_hospitals
 from streams.contract import INPUT_MODELS, DeadLetter, encode_output
 from streams.faust_transport import drain_changelog, tuned_app_class
 from streams.handlers import HandlerContext
+from streams.kafka_security import faust_credentials
 from streams.metrics import WorkerMetrics
 from streams.processor import EventProcessor, RawMessage
 from streams.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
@@ -132,14 +133,11 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     hospitals = hospitals if hospitals is not None else load_hospitals(settings.hospital_config)
     metrics = metrics or WorkerMetrics()
     model = load_model(settings) if model is _LOAD else model
-    broker_credentials = None
-    if settings.broker_username and settings.broker_password:
-        broker_credentials = faust.SASLCredentials(username=settings.broker_username,
-                                                   password=settings.broker_password.get_secret_value())
     app = tuned_app_class(settings.broker_fetch_max_wait_ms)(
         settings.app_id,
         broker=broker_urls(settings.broker_url),
-        broker_credentials=broker_credentials,
+        broker_credentials=faust_credentials(settings),
+        producer_max_request_size=settings.producer_max_request_bytes,
         store="memory://",  # state is rebuilt from the changelog topics on start
         datadir=str(settings.data_dir),
         topic_partitions=settings.topic_partitions,

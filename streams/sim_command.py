@@ -120,14 +120,15 @@ async def _publish(events: Iterator[Any], settings: Any, start: datetime, until:
     from streams.app import bootstrap_servers
     from streams.broker import create_topics
     from streams.contract import INPUT_MODELS
+    from streams.kafka_security import client_options
     from streams.sim_publish import publish
 
     bootstrap = bootstrap_servers(settings.broker_url)
-    config = _sasl(settings)
-    if not config:  # with SASL the platform team owns topic creation
+    config = client_options(settings)
+    if not settings.broker_username:  # with SASL the platform team owns topic creation
         try:
             await create_topics(bootstrap, [settings.topic(n) for n in INPUT_MODELS],
-                                partitions=settings.topic_partitions, replicas=settings.topic_replicas)
+                                partitions=settings.topic_partitions, replicas=settings.topic_replicas, **config)
         except Exception as exc:  # noqa: BLE001 - aiokafka raises several kinds; one clear line
             raise BrokerError(f"cannot create the input topics on {bootstrap}: {exc}") from exc
     stop = asyncio.Event()
@@ -176,14 +177,6 @@ def write_jsonl(events: Iterable[Any], out: IO[bytes], *, prefix: str) -> int:
         out.write(orjson.dumps(line) + b"\n")
         n += 1
     return n
-
-
-def _sasl(settings: Any) -> dict[str, Any]:
-    if not settings.broker_username:
-        return {}
-    password = settings.broker_password.get_secret_value() if settings.broker_password else ""
-    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
-            "sasl_plain_username": settings.broker_username, "sasl_plain_password": password}
 
 
 def _summary(data: dict[str, Any]) -> None:
