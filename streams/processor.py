@@ -35,6 +35,14 @@ from streams.validation import ContractViolation, dead_letter_payload, decode_ev
 
 log = logging.getLogger(__name__)
 
+# Dead-letter codes for contract-valid events that cannot be applied (the contract's own: validation.CODES).
+# docs/topics.md documents each; tests/test_topics_doc.py checks the code, this list and the document agree.
+STATE_CODES = (
+    "too_large", "unknown_hospital", "wrong_partition", "future_event", "stale_event", "unknown_unit", "unknown_bed",
+    "unknown_encounter", "patient_mismatch", "duplicate_encounter", "impossible_transition", "unknown_decision",
+    "unauthorized", "unknown_page", "inference_failed", "internal_error",
+)
+
 
 @dataclass(frozen=True)
 class RawMessage:

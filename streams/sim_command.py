@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "(default 480)")
     sim.add_argument("--start", type=_start, default=None,
                      help="simulated start, RFC 3339 with an offset, e.g. 2026-11-24T08:00:00+00:00 "
-                          "(default: now, rounded down to the hour, UTC)")
+                          "(default: --days before now, rounded down to the hour, UTC, so the simulated stretch ends "
+                          "now: the worker refuses events dated ahead of their arrival at the broker)")
     sim.add_argument("--hospital", default=None, metavar="HOSPITAL_ID",
                      help="which hospital of the config file to simulate (default: the first)")
     sim.add_argument("--initial-occupancy", type=_fraction, default=0.85,
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise StreamsError(f"--hospital {args.hospital!r} is not in {settings.hospital_config} "
                           f"(it has: {', '.join(hospitals)})")
     hospital = hospitals[args.hospital] if args.hospital else next(iter(hospitals.values()))
-    start = args.start or utc_hour()
+    start = args.start or utc_hour() - timedelta(days=args.days)
     until = start + timedelta(days=args.days)
     sim = HospitalSimulator(hospital, seed=args.seed, start=start, initial_occupancy=args.initial_occupancy,
                             requested_unit_rate=args.requested_unit_rate, malformed_rate=args.malformed_rate,
