@@ -224,6 +224,8 @@ class EventProcessor:
                 self.metrics.pages.labels(role=d.role or "").inc()
             elif d.kind == "escalation":
                 self.metrics.escalations.labels(role=d.role or "").inc()
+                if (d.details or {}).get("first_escalation"):
+                    self.metrics.pages_escalated.inc()
             elif d.kind == "surge_level" and d.details:
                 self.metrics.surge.labels(hospital=d.hospital_id).set(d.details["level"])
             elif d.kind == "news2" and d.details and d.details.get("complete"):
