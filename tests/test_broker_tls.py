@@ -95,3 +95,26 @@ def test_worker_places_a_patient_through_a_tls_only_broker(run_id, start_worker,
         assert asyncio.run(refused())
         assert asyncio.run(refused(security_protocol="SSL", ssl_context=no_cert))
         assert asyncio.run(refused(security_protocol="SSL", ssl_context=ssl.create_default_context()))
+
+
+def test_compose_speaks_tls_to_the_broker_and_guards_the_phi_topics():
+    from pathlib import Path
+
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())
+    kafka = compose["services"]["kafka"]["environment"]
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["CLIENT"] == protocols["EXTERNAL"] == "SASL_SSL"
+    assert all(p == "SASL_SSL" or f"{name}://127.0.0.1:" in kafka["KAFKA_LISTENERS"]
+               for name, p in protocols.items()), "plaintext listeners are loopback only"
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false" and "Authorizer" in kafka[
+        "KAFKA_AUTHORIZER_CLASS_NAME"]
+    worker = compose["services"]["worker"]
+    assert worker["environment"]["WARDFLOW_BROKER_CA_FILE"] == "/run/secrets/broker_ca"
+    assert "broker_ca" in worker["secrets"] and "broker_tls" in compose["services"]["kafka"]["secrets"]
+    script = "\n".join(compose["services"]["topics"]["command"])
+    assert "security.protocol=SASL_SSL" in script
+    for topic in ("ordered|", "journal-changelog|", "texts-changelog|"):
+        assert topic in script
+    assert "kafka-acls.sh" in script
