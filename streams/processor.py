@@ -313,7 +313,17 @@ def _duration(seconds: float) -> str:
 
 
 def _outputs_weight(staged: StagedTables, outputs: dict[str, list[str]], hospital_id: str) -> int:
-    """Bytes this event adds to its journal record: its outputs and its staged writes, as JSON."""
+    """Bytes this event adds to its journal record (its staged writes and its outputs), an upper bound.
+
+    Faust writes changelog values with the standard library's JSON, which escapes every non-ASCII
+    character (up to 3x the UTF-8 bytes) and the quotes inside the encoded outputs it embeds.
+    """
     writes = [[t, k, v.asdict() if hasattr(v, "asdict") else v] for t, k, v in staged.writes()]
     encoded = orjson.dumps(writes, default=str)
-    return len(encoded) + sum(len(o.encode()) for group in outputs.values() for o in group) + len(hospital_id)
+    out = "".join(o for group in outputs.values() for o in group).encode()
+    return (_escaped_bound(encoded) + _escaped_bound(out) + out.count(b'"') + len(hospital_id)) * 11 // 10
+
+
+def _escaped_bound(utf8: bytes) -> int:
+    non_ascii = len(utf8) - len(utf8.decode("utf-8", "replace").encode("ascii", "ignore"))
+    return len(utf8) + 2 * non_ascii

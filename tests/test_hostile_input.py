@@ -160,3 +160,55 @@ def test_events_off_their_hospitals_partition_are_refused(broker, run_id, start_
     on_zero = next(d for d in dead if d["code"] == "wrong_partition" and d.get("key") == HID)
     assert on_zero["partition"] == 0 and "belongs on partition 1" in on_zero["message"]
     assert worker.running and worker.errors() == []
+
+
+def test_an_event_whose_outputs_would_not_fit_one_record_is_dead_lettered_not_applied():
+    """The journal record (this event's writes and outputs, and the previous event's) must fit the
+    producer's limit, or a restart would fail on it again and again: such an event is refused whole."""
+    from streams.limits import Limits
+    from streams.memory import InMemoryWorker
+    from streams.processor import RawMessage
+    from allocator.hospital import load_hospitals
+
+    worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
+    worker.processor.limits = Limits(producer_max_request_bytes=60_000, max_message_bytes=40_000)
+    long_text = "Détresse respiratoire — " * 800  # ~20 kB of UTF-8, ~3x when JSON-escaped by Faust
+    items = [ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="a-1", text=long_text[:19_000]),
+             ev.admission(HID, "P2", "E2", 1, requested_unit="MEDICINE", event_id="a-2", text="Short note.")]
+    msgs = [RawMessage(topic=t, partition=0, offset=i, key=k, value=v)
+            for i, (t, k, v) in enumerate(ev.encode("wardflow.", item) for item in items)]
+    outcomes = asyncio.run(worker.feed(msgs))
+    assert [o.status for o in outcomes] == ["dead_letter", "applied"]
+    assert outcomes[0].code == "too_large" and "nothing was applied" in worker.sink.dead_letters[0].message
+    assert worker.tables["encounters"].get(f"{HID}|E1") is None
+    assert [d.caused_by for d in worker.sink.decisions] == ["a-2"]
+
+
+def test_the_last_resort_guard_dead_letters_and_moves_on(monkeypatch):
+    """A failure outside the handlers (here: the dedupe bookkeeping) on one message dead-letters it as
+    internal_error; the next message is processed as usual."""
+    from allocator.hospital import load_hospitals
+    from streams import dedupe
+    from streams.memory import InMemoryWorker
+    from streams.processor import RawMessage
+
+    worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
+    real = dedupe.remember
+    calls = []
+
+    def flaky(staged, hospital_id, event_id, *args):
+        calls.append(event_id)
+        if event_id == "a-1":
+            raise RuntimeError("bookkeeping bug")
+        return real(staged, hospital_id, event_id, *args)
+
+    monkeypatch.setattr("streams.processor.dedupe.remember", flaky)
+    items = [ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="a-1"),
+             ev.admission(HID, "P2", "E2", 1, requested_unit="MEDICINE", event_id="a-2")]
+    msgs = [RawMessage(topic=t, partition=0, offset=i, key=k, value=v)
+            for i, (t, k, v) in enumerate(ev.encode("wardflow.", item) for item in items)]
+    outcomes = asyncio.run(worker.feed(msgs))
+    assert [(o.status, o.code) for o in outcomes] == [("dead_letter", "internal_error"), ("applied", None)]
+    assert worker.sink.dead_letters[0].value is not None  # the original is kept for replay
+    assert [d.caused_by for d in worker.sink.decisions] == ["a-2"]
+    assert worker.tables["encounters"].get(f"{HID}|E1") is None  # nothing of it was applied
