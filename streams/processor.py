@@ -162,7 +162,9 @@ class EventProcessor:
         misplaced = self._misplaced(msg, event.hospital_id)
         if misplaced:
             return await self._dead_letter(msg, "wrong_partition", "hospital_id", f"{name}: {misplaced}")
-        reference = msg.timestamp if msg.timestamp else time.time()
+        # The broker's record time, or our own clock if that is earlier (a producer may set a record time
+        # from a wrong clock); on a replay our clock is later, so a replay decides as the first pass did.
+        reference = min(msg.timestamp, time.time()) if msg.timestamp else time.time()
         ahead = event.occurred_at.timestamp() - reference
         if ahead > limits.future_skew_s:
             return await self._dead_letter(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -72,7 +73,7 @@ class SequencerStage:
         """
         m = event.message
         at = None if self.limits.oversize(m.key, m.value) else event_time(m.value)
-        if at is not None and m.timestamp and at > m.timestamp + self.limits.future_skew_s:
+        if at is not None and at > min(m.timestamp or math.inf, time.time()) + self.limits.future_skew_s:
             at = None
         self.merger.add(m.topic, m.partition, m.offset, at, event, time.monotonic())
         return self.merger.pending() >= self.batch_size

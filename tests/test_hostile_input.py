@@ -212,3 +212,23 @@ def test_the_last_resort_guard_dead_letters_and_moves_on(monkeypatch):
     assert worker.sink.dead_letters[0].value is not None  # the original is kept for replay
     assert [d.caused_by for d in worker.sink.decisions] == ["a-2"]
     assert worker.tables["encounters"].get(f"{HID}|E1") is None  # nothing of it was applied
+
+
+def test_a_record_time_from_a_wrong_clock_does_not_let_a_future_event_in():
+    """The reference is the broker's record time, or our own clock when that is earlier: a producer that
+    stamps its records from a clock a month ahead cannot move a hospital's clock a month ahead."""
+    from allocator.hospital import load_hospitals
+    from streams.memory import InMemoryWorker
+    from streams.processor import RawMessage
+
+    worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
+    ahead = datetime.now(timezone.utc) + timedelta(days=30)
+    body = ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="a-1")[1]
+    body["occurred_at"] = ahead.isoformat()
+    late = RawMessage(topic="wardflow.admissions", partition=0, offset=0, key=HID.encode(),
+                      value=orjson.dumps(body), timestamp=ahead.timestamp())
+    skewed = dict(body, event_id="a-2", occurred_at=(datetime.now(timezone.utc) + timedelta(minutes=10)).isoformat())
+    ok = RawMessage(topic="wardflow.admissions", partition=0, offset=1, key=HID.encode(),
+                    value=orjson.dumps(dict(skewed, patient_id="P2", encounter_id="E2")), timestamp=time.time())
+    outcomes = asyncio.run(worker.feed([late, ok]))
+    assert [(o.status, o.code) for o in outcomes] == [("dead_letter", "future_event"), ("applied", None)]
