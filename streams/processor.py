@@ -273,7 +273,8 @@ class EventProcessor:
                         facts: dict | None) -> tuple[DeadLetter, bytes | None]:
         """The dead letter, with as much of the original as fits the producer's limit (sizes and hashes if cut)."""
         limits = self.limits
-        key = msg.key if msg.key is None or len(msg.key) <= limits.max_key_bytes else None
+        key_too_large = (facts or {}).get("key_size", 0) > limits.max_key_bytes
+        key = msg.key if msg.key is not None and len(msg.key) <= limits.max_key_bytes and not key_too_large else None
         received_at = datetime.now(timezone.utc)
         common = dict(topic=msg.topic, partition=msg.partition, offset=msg.offset, code=code, message=message,
                       field=field_name, received_at=received_at)
