@@ -164,7 +164,7 @@ class EventProcessor:
             return await self._dead_letter(msg, "wrong_partition", "hospital_id", f"{name}: {misplaced}")
         # The broker's record time, or our own clock if that is earlier (a producer may set a record time
         # from a wrong clock); on a replay our clock is later, so a replay decides as the first pass did.
-        reference = min(msg.timestamp, time.time()) if msg.timestamp else time.time()
+        reference = min(msg.timestamp, time.time()) if msg.timestamp and msg.timestamp > 0 else time.time()
         ahead = event.occurred_at.timestamp() - reference
         if ahead > limits.future_skew_s:
             return await self._dead_letter(

@@ -73,7 +73,8 @@ class SequencerStage:
         """
         m = event.message
         at = None if self.limits.oversize(m.key, m.value) else event_time(m.value)
-        if at is not None and at > min(m.timestamp or math.inf, time.time()) + self.limits.future_skew_s:
+        record_time = m.timestamp if m.timestamp and m.timestamp > 0 else math.inf  # -1: the record has none
+        if at is not None and at > min(record_time, time.time()) + self.limits.future_skew_s:
             at = None
         self.merger.add(m.topic, m.partition, m.offset, at, event, time.monotonic())
         return self.merger.pending() >= self.batch_size
