@@ -121,11 +121,12 @@ async def _publish(events: Iterator[Any], settings: Any, start: datetime, until:
     from streams.app import bootstrap_servers
     from streams.broker import create_topics
     from streams.contract import INPUT_MODELS
-    from streams.kafka_security import client_options
+    from streams.kafka_security import client_options, warn_if_plaintext
     from streams.sim_publish import publish
 
     bootstrap = bootstrap_servers(settings.broker_url)
     config = client_options(settings)
+    warn_if_plaintext(settings)
     if not settings.broker_username:  # with SASL the platform team owns topic creation
         try:
             await create_topics(bootstrap, [settings.topic(n) for n in INPUT_MODELS],
