@@ -28,9 +28,9 @@ from streams import dedupe
 from streams.contract import DeadLetter, Decision, encode_output
 from streams.exceptions import EventRejected
 from streams.handlers import HandlerContext, handle
+from streams.limits import Limits, fits, size_facts, utf8_prefix
 from streams.metrics import WorkerMetrics
 from streams.state import CENSUS, HospitalState, StagedTables, replay_journal
-from streams.limits import Limits, fits, size_facts, utf8_prefix
 from streams.validation import ContractViolation, dead_letter_payload, decode_event
 
 log = logging.getLogger(__name__)
