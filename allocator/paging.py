@@ -87,6 +87,7 @@ class Escalation:
     band: Band
     escalation_level: int
     reasons: tuple[str, ...]
+    first: bool = False  # the page's first escalation (counts the pages that escalated)
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ def _escalate(
         band=state.page_band,
         escalation_level=level,
         reasons=(reason, state.page_summary) if state.page_summary else (reason,),
+        first=len(state.page_ids) == 1,
     )
     state = replace(
         state,

@@ -19,6 +19,8 @@ from allocator.hospital import Hospital, load_hospitals
 from streams.contract import INPUT_MODELS, DeadLetter, encode_output
 from streams.faust_transport import drain_changelog, tuned_app_class
 from streams.handlers import HandlerContext
+from streams.kafka_security import faust_credentials
+from streams.limits import Limits, read_too_large
 from streams.metrics import WorkerMetrics
 from streams.processor import EventProcessor, RawMessage
 from streams.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
@@ -41,7 +43,7 @@ def raw_message(m: Any) -> RawMessage:
                           timestamp=m.timestamp)
     return RawMessage(topic=headers[H_TOPIC].decode(), partition=int(headers[H_PARTITION]),
                       offset=int(headers[H_OFFSET]), key=m.key, value=m.value, timestamp=m.timestamp,
-                      prediction=prediction, prediction_error=error)
+                      prediction=prediction, prediction_error=error, too_large=read_too_large(headers))
 
 
 def load_model(settings: WardflowSettings) -> TriageModel | None:
@@ -132,14 +134,11 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     hospitals = hospitals if hospitals is not None else load_hospitals(settings.hospital_config)
     metrics = metrics or WorkerMetrics()
     model = load_model(settings) if model is _LOAD else model
-    broker_credentials = None
-    if settings.broker_username and settings.broker_password:
-        broker_credentials = faust.SASLCredentials(username=settings.broker_username,
-                                                   password=settings.broker_password.get_secret_value())
     app = tuned_app_class(settings.broker_fetch_max_wait_ms)(
         settings.app_id,
         broker=broker_urls(settings.broker_url),
-        broker_credentials=broker_credentials,
+        broker_credentials=faust_credentials(settings),
+        producer_max_request_size=settings.producer_max_request_bytes,
         store="memory://",  # state is rebuilt from the changelog topics on start
         datadir=str(settings.data_dir),
         topic_partitions=settings.topic_partitions,
@@ -155,6 +154,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         producer_acks=-1,
     )
     windows = settings.window_config()
+    limits = Limits.from_settings(settings)
     tables = {
         name: app.Table(f"{settings.topic_prefix}{name}", value_type=value_type, partitions=settings.topic_partitions)
         for name, value_type in TABLE_TYPES.items()
@@ -171,7 +171,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
                      app.topic(settings.topic("feedback"), **raw))
     processor = EventProcessor(
         topic_prefix=settings.topic_prefix, hospitals=hospitals, tables=tables, sink=sink, metrics=metrics,
-        dedupe_retention=timedelta(hours=settings.dedupe_retention_hours),
+        dedupe_retention=timedelta(hours=settings.dedupe_retention_hours), limits=limits,
         context=HandlerContext(model_available=model is not None, clinical=settings.clinical_config(),
                                hold=timedelta(minutes=settings.hold_minutes), windows=windows,
                                policy=settings.allocation_policy),
@@ -179,7 +179,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     stage = SequencerStage(app, ordered, input_topics=input_topic_names(settings),
                            admissions_topic=settings.topic("admissions"), model=model,
                            batch_size=settings.inference_batch_size,
-                           max_wait_s=settings.sequencer_max_wait_ms / 1000, metrics=metrics)
+                           max_wait_s=settings.sequencer_max_wait_ms / 1000, metrics=metrics, limits=limits)
 
     @app.agent(inputs, concurrency=1, name=f"{settings.topic_prefix}sequencer")
     async def sequencer(stream: faust.StreamT) -> None:

@@ -42,8 +42,10 @@ def broker_binary() -> str:
         raise BrokerError(f"no Tansu broker binary found: {exc}") from exc
 
 
-async def wait_until_ready(bootstrap: str, timeout_s: float = 20.0) -> float:
-    """Poll a metadata request until the broker answers; returns the seconds it took."""
+async def wait_until_ready(bootstrap: str, timeout_s: float = 20.0, **client: object) -> float:
+    """Poll a metadata request until the broker answers; returns the seconds it took.
+
+    `client`: extra AIOKafkaAdminClient options (TLS: `streams.kafka_security.client_options`)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     started = time.monotonic()
@@ -58,17 +60,17 @@ async def wait_until_ready(bootstrap: str, timeout_s: float = 20.0) -> float:
             last_error = exc
             await asyncio.sleep(0.05)
     while time.monotonic() < deadline:
-        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000, **client)
         try:
-            await client.start()
-            await client.list_topics()
+            await admin.start()
+            await admin.list_topics()
             return time.monotonic() - started
         except Exception as exc:  # noqa: BLE001 - not up yet; retried until the deadline
             last_error = exc
             await asyncio.sleep(0.1)
         finally:
             with contextlib.suppress(Exception):
-                await client.close()
+                await admin.close()
     raise BrokerError(f"broker at {bootstrap} did not answer a metadata request within {timeout_s:.0f}s: {last_error}")
 
 

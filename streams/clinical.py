@@ -163,7 +163,8 @@ def _emit(log: DecisionLog, state, enc: EncounterState, action, details: dict | 
                                                   f"the page; escalated to the {action.role.replace('_', ' ')}."),
                                *[("news2", r) for r in action.reasons[:1]]],
                 page_id=action.page_id, role=action.role, pager=pager_for(hospital, enc.unit, action.role),
-                priority=str(action.priority), details={"escalation_level": action.escalation_level}, **common)
+                priority=str(action.priority),
+                details={"escalation_level": action.escalation_level, "first_escalation": action.first}, **common)
     elif isinstance(action, paging.ObservationsOverdue):
         log.add("observations_overdue", [("overdue", r) for r in action.reasons[:2]], role=action.role,
                 pager=pager_for(hospital, enc.unit, action.role), priority="urgent",

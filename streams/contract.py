@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 TIMESTAMP_EXAMPLE = "2026-11-24T08:15:00+00:00"
@@ -91,6 +91,9 @@ ClinicalText = _text(20_000, description="Chief complaint, triage or admission n
 Note = _text(1_000, required=False)
 OverrideReason = _text(5_000, required=False)
 Flag = Annotated[bool, Field(strict=True)]
+# An optional flag: absent or null both mean false (the contract's rule for optional fields).
+OptionalFlag = Annotated[bool, BeforeValidator(lambda v: False if v is None else v), Field(strict=True),
+                         WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "null"}]})]
 Sex = _choice("F", "M", "X")
 Arrival = _choice("ambulance", "walk_in", "referral", "transfer")
 Consciousness = _choice("A", "C", "V", "P", "U")
@@ -133,7 +136,8 @@ class Admission(InputEvent):
     arrival: Arrival | None = None
     requested_unit: Id | None = Field(None, description="The EHR's bed request; wins over model")
     weight_kg: WeightKg | None = None
-    spo2_scale2: Flag = Field(False, description="NEWS2 SpO2 scale 2 prescribed by a clinician")
+    spo2_scale2: OptionalFlag = Field(False, description="NEWS2 SpO2 scale 2 prescribed by a clinician; "
+                                      "null means false")
 
 
 MEASUREMENTS = (
@@ -202,7 +206,8 @@ class Override(InputEvent):
     clinician_id: Id
     reason: OverrideReason
     bed_id: Id | None = None
-    deliberate: Flag = Field(False, description="A reassign that knowingly breaks a hard rule")
+    deliberate: OptionalFlag = Field(False, description="A reassign that knowingly breaks a hard rule; "
+                                     "null means false")
 
     @model_validator(mode="after")
     def _reassign_names_bed(self) -> Override:
@@ -309,6 +314,12 @@ class DeadLetter(_Model):
     message: str
     field: str | None = None
     received_at: AwareDatetime
+    # When the original did not fit whole (too_large): its sizes and SHA-256s, and `value`/`key` hold a prefix.
+    truncated: bool | None = None
+    key_size: int | None = None
+    key_sha256: str | None = None
+    value_size: int | None = None
+    value_sha256: str | None = None
 
 
 class FeedbackOut(_Model):

@@ -41,11 +41,15 @@ def remember(staged: StagedTables, hospital_id: str, event_id: str, occurred_at:
     staged.put(SEEN_BUCKETS, bucket_key, DedupeBucket(event_ids=[*(current.event_ids if current else []), event_id]))
 
     meta: DedupeMeta | None = staged.get(SEEN_META, hospital_id)
-    high_water = occurred_at if meta is None else max(occurred_at, datetime.fromisoformat(meta.high_water))
+    previous = None if meta is None else datetime.fromisoformat(meta.high_water)
+    high_water = occurred_at if previous is None else max(occurred_at, previous)
     oldest = bucket if meta is None else min(meta.oldest_bucket, bucket)
     cutoff = _bucket(high_water - retention)  # buckets strictly before this one have expired
+    # Buckets exist only up to the previous high water's (and this event's): the sweep stops there, so a
+    # hospital silent for years, or a first event dated in year 1, costs a few steps, not one per hour between.
+    last_filled = _bucket(previous) if previous is not None else bucket
     forgotten = 0
-    while oldest < cutoff:
+    while oldest < cutoff and oldest <= last_filled:
         old_key = key(hospital_id, str(oldest))
         old: DedupeBucket | None = staged.get(SEEN_BUCKETS, old_key)
         if old is not None:
@@ -54,5 +58,6 @@ def remember(staged: StagedTables, hospital_id: str, event_id: str, occurred_at:
             forgotten += len(old.event_ids)
             staged.delete(SEEN_BUCKETS, old_key)
         oldest += 1
+    oldest = max(oldest, min(cutoff, bucket))  # nothing was filled between the last filled bucket and the cutoff
     staged.put(SEEN_META, hospital_id, DedupeMeta(high_water=high_water.isoformat(), oldest_bucket=oldest))
     return forgotten

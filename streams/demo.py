@@ -89,7 +89,9 @@ async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: D
 async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: EmbeddedBroker,
                 worker: WorkerProcess, console: Console) -> dict:
     hospital = next(iter(load_hospitals(settings.hospital_config).values()))
-    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    # The simulated day ends now: a day played fast from now on would be dated ahead of the broker's
+    # clock, and the worker refuses events from the future (future_event).
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=args.days)
     sim = HospitalSimulator(hospital, seed=args.seed, start=start, vitals=True)
     events = list(sim.events(until=start + timedelta(days=args.days)))
     figures = DemoFigures(to_publish=len(events))

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -20,9 +21,12 @@ class Record:
     timestamp_ms: int
 
 
-async def produce_all(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes | None]]) -> int:
-    """Send (topic, key, value) in order and wait for every ack; returns how many were sent."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+async def produce_all(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes | None]],
+                      **client: Any) -> int:
+    """Send (topic, key, value) in order and wait for every ack; returns how many were sent.
+
+    `client`: extra AIOKafkaProducer options (TLS and SASL: `streams.kafka_security.client_options`)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **client)
     await producer.start()
     try:
         futures = [await producer.send(topic, value=value, key=key) for topic, key, value in messages]
@@ -33,13 +37,13 @@ async def produce_all(bootstrap: str, messages: Iterable[tuple[str, bytes | None
 
 
 async def read_until(bootstrap: str, topics: Sequence[str], done: Callable[[list[Record]], bool],
-                     timeout_s: float, settle_s: float = 0.0) -> list[Record]:
+                     timeout_s: float, settle_s: float = 0.0, **client: Any) -> list[Record]:
     """Read from the beginning of `topics` until `done(records)` holds (then `settle_s` more), or time out.
 
     Returns what was read either way; callers assert on it, so a timeout fails with evidence.
     """
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+                                enable_auto_commit=False, group_id=None, **client)
     await consumer.start()
     records: list[Record] = []
     try:

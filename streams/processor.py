@@ -20,16 +20,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+import orjson
+from aiokafka.partitioner import murmur2
+
 from allocator.hospital import Hospital
 from streams import dedupe
 from streams.contract import DeadLetter, Decision, encode_output
 from streams.exceptions import EventRejected
 from streams.handlers import HandlerContext, handle
+from streams.limits import Limits, fits, size_facts, utf8_prefix
 from streams.metrics import WorkerMetrics
 from streams.state import CENSUS, HospitalState, StagedTables, replay_journal
 from streams.validation import ContractViolation, dead_letter_payload, decode_event
 
 log = logging.getLogger(__name__)
+
+# Dead-letter codes for contract-valid events that cannot be applied (the contract's own: validation.CODES).
+# docs/topics.md documents each; tests/test_topics_doc.py checks the code, this list and the document agree.
+STATE_CODES = (
+    "too_large", "unknown_hospital", "wrong_partition", "future_event", "stale_event", "unknown_unit", "unknown_bed",
+    "unknown_encounter", "patient_mismatch", "duplicate_encounter", "impossible_transition", "unknown_decision",
+    "unauthorized", "unknown_page", "inference_failed", "internal_error",
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ class RawMessage:
     timestamp: float | None = None  # seconds since the epoch, the broker's record time
     prediction: dict | None = None  # the model's output for an admission, from the sequencer
     prediction_error: dict | None = None  # why the model could not read it
+    too_large: dict | None = None  # the original's sizes and SHA-256s when the sequencer forwarded an excerpt
 
 
 class Sink(Protocol):
@@ -68,7 +81,7 @@ class EventProcessor:
     def __init__(self, *, topic_prefix: str, hospitals: Mapping[str, Hospital],
                  tables: Mapping[str, MutableMapping[str, Any]], sink: Sink, metrics: WorkerMetrics,
                  dedupe_retention: timedelta, context: HandlerContext | None = None,
-                 flush_warn_s: float = 10.0) -> None:
+                 flush_warn_s: float = 10.0, limits: Limits | None = None) -> None:
         self.prefix = topic_prefix
         self.hospitals = hospitals
         self.tables = tables
@@ -77,6 +90,7 @@ class EventProcessor:
         self.retention = dedupe_retention
         self.context = context or HandlerContext()
         self.flush_warn_s = flush_warn_s  # a broker acknowledgement slower than this is logged (and counted)
+        self.limits = limits or Limits()
         self._finished: set[str] = set()  # hospitals whose last journalled event this process has finished
 
     def forget_finished(self) -> None:
@@ -110,16 +124,53 @@ class EventProcessor:
         return topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
 
     async def process(self, msg: RawMessage) -> Outcome:
+        """One message, whatever it holds: applied, a duplicate, or dead-lettered; never an exception.
+
+        The last-resort guard makes a crash loop on one message impossible: anything unexpected
+        (a bug, an output that would not fit) dead-letters the message as `internal_error` and the
+        stream moves on. Only a failure to send the dead letter itself (the broker) propagates.
+        """
+        try:
+            return await self._process(msg)
+        except Exception:  # noqa: BLE001 - the guard: keep the message, keep the hospital going
+            log.exception("unexpected error on %s[%d]@%d; dead-lettered as internal_error",
+                          msg.topic, msg.partition, msg.offset)
+            self.metrics.errors.labels(stage="guard").inc()
+            name = self.contract_topic(msg.topic)
+            return await self._dead_letter(msg, "internal_error", None,
+                                           f"{name}: the worker failed on this message; it is kept here for replay")
+
+    async def _process(self, msg: RawMessage) -> Outcome:
         name = self.contract_topic(msg.topic)
         self.metrics.events_in.labels(topic=name).inc()
+        limits = self.limits
+        if msg.too_large is not None or limits.oversize(msg.key, msg.value):
+            return await self._too_large(msg, name)
         try:
             event = decode_event(name, msg.value)
         except ContractViolation as exc:
             return await self._dead_letter(msg, exc.code, exc.field, exc.message)
+        text = getattr(event, "text", None)
+        if isinstance(text, str) and len(text) > limits.max_text_chars:
+            return await self._dead_letter(msg, "too_large", "text",
+                                           f"{name}: field 'text' is longer than the {limits.max_text_chars} "
+                                           "characters this worker accepts")
         hospital = self.hospitals.get(event.hospital_id)
         if hospital is None:
             return await self._dead_letter(msg, "unknown_hospital", "hospital_id",
                                            f"{name}: field 'hospital_id' names no hospital this worker serves")
+        misplaced = self._misplaced(msg, event.hospital_id)
+        if misplaced:
+            return await self._dead_letter(msg, "wrong_partition", "hospital_id", f"{name}: {misplaced}")
+        # The broker's record time, or our own clock if that is earlier (a producer may set a record time
+        # from a wrong clock); on a replay our clock is later, so a replay decides as the first pass did.
+        reference = min(msg.timestamp, time.time()) if msg.timestamp and msg.timestamp > 0 else time.time()
+        ahead = event.occurred_at.timestamp() - reference
+        if ahead > limits.future_skew_s:
+            return await self._dead_letter(
+                msg, "future_event", "occurred_at",
+                f"{name}: field 'occurred_at' is {_duration(ahead)} ahead of the time the broker received the "
+                f"event (at most {_duration(limits.future_skew_s)} is accepted); check the sender's clock")
         if hospital.hospital_id not in self._finished:
             await self._finish_last_event(hospital.hospital_id)
         staged = StagedTables(self.tables)
@@ -148,6 +199,12 @@ class EventProcessor:
         dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
         outputs = {"decisions": [encode_output(d).decode() for d in decisions],
                    "feedback": [encode_output(f).decode() for f in result.feedback]}
+        weight = _outputs_weight(staged, outputs, hospital.hospital_id)
+        if weight > self.limits.max_output_bytes // 2:  # the journal holds this event's and the previous one's
+            return await self._dead_letter(
+                msg, "too_large", None,
+                f"{name}: applying this event would write {weight} bytes of decisions and state in one record, "
+                f"more than the {self.limits.max_output_bytes // 2} a record may carry; nothing was applied")
         # One broker round trip: the outputs and the journal record (this event's writes, the previous
         # event's, the outputs) are acknowledged together, with the previous event's individual writes.
         # This event's own writes are issued only then, so whatever of them a crash keeps, its journal
@@ -169,6 +226,8 @@ class EventProcessor:
                 self.metrics.pages.labels(role=d.role or "").inc()
             elif d.kind == "escalation":
                 self.metrics.escalations.labels(role=d.role or "").inc()
+                if (d.details or {}).get("first_escalation"):
+                    self.metrics.pages_escalated.inc()
             elif d.kind == "surge_level" and d.details:
                 self.metrics.surge.labels(hospital=d.hospital_id).set(d.details["level"])
             elif d.kind == "news2" and d.details and d.details.get("complete"):
@@ -181,13 +240,93 @@ class EventProcessor:
                 self.metrics.beds.labels(hospital=hospital.hospital_id, unit=census.unit, status=status).set(count)
         self.metrics.waiting.labels(hospital=hospital.hospital_id).set(len(state.waiting()))
 
-    async def _dead_letter(self, msg: RawMessage, code: str, field_name: str | None, message: str) -> Outcome:
-        value, value_encoding = dead_letter_payload(msg.value)
-        key, key_encoding = dead_letter_payload(msg.key)
-        letter = DeadLetter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key,
-                            key_encoding=key_encoding, value=value, value_encoding=value_encoding, code=code,
-                            message=message, field=field_name, received_at=datetime.now(timezone.utc))
-        await self.sink.send_dead_letter(msg.key, letter)
+    def _misplaced(self, msg: RawMessage, hospital_id: str) -> str | None:
+        """Why this event is not on its hospital's partition (a hospital's state lives on one), or None."""
+        if msg.key != hospital_id.encode():
+            return ("the message key must be the event's hospital_id (UTF-8), so that all of a hospital's "
+                    "events share one partition")
+        partitions = self.limits.partitions
+        if partitions and msg.partition != partition_for(msg.key, partitions):
+            return (f"it arrived on partition {msg.partition}, but its hospital_id belongs on partition "
+                    f"{partition_for(msg.key, partitions)} (Kafka's default murmur2 partitioner)")
+        return None
+
+    async def _too_large(self, msg: RawMessage, name: str) -> Outcome:
+        facts = msg.too_large or size_facts(msg.key, msg.value)
+        limits = self.limits
+        what = (f"key of {facts['key_size']} bytes (at most {limits.max_key_bytes})"
+                if facts["key_size"] > limits.max_key_bytes else
+                f"value of {facts['value_size']} bytes (at most {limits.max_message_bytes})")
+        return await self._dead_letter(msg, "too_large", None,
+                                       f"{name}: the message is too large: {what}; its size and SHA-256 are "
+                                       "kept here with as much of it as fits", facts=facts)
+
+    async def _dead_letter(self, msg: RawMessage, code: str, field_name: str | None, message: str,
+                           facts: dict | None = None) -> Outcome:
+        letter, key = self._fitting_letter(msg, code, field_name, message, facts)
+        await self.sink.send_dead_letter(key, letter)
         self.metrics.dead_letters.labels(code=code).inc()
         log.warning("dead letter %s at %s[%d]@%d: %s", code, msg.topic, msg.partition, msg.offset, message)
         return Outcome("dead_letter", code=code)
+
+    def _fitting_letter(self, msg: RawMessage, code: str, field_name: str | None, message: str,
+                        facts: dict | None) -> tuple[DeadLetter, bytes | None]:
+        """The dead letter, with as much of the original as fits the producer's limit (sizes and hashes if cut)."""
+        limits = self.limits
+        key_too_large = (facts or {}).get("key_size", 0) > limits.max_key_bytes
+        key = msg.key if msg.key is not None and len(msg.key) <= limits.max_key_bytes and not key_too_large else None
+        received_at = datetime.now(timezone.utc)
+        common = dict(topic=msg.topic, partition=msg.partition, offset=msg.offset, code=code, message=message,
+                      field=field_name, received_at=received_at)
+        if facts is None:
+            value, value_encoding = dead_letter_payload(msg.value)
+            key_text, key_encoding = dead_letter_payload(msg.key)
+            letter = DeadLetter(key=key_text, key_encoding=key_encoding, value=value, value_encoding=value_encoding,
+                                **common)
+            if fits(limits, key, encode_output(letter)):
+                return letter, key
+            facts = size_facts(msg.key, msg.value)
+        budget = max(0, (limits.max_output_bytes - len(key or b"") - 4096) // 6)  # JSON escapes: <= 6 bytes a byte
+        key_part = utf8_prefix(msg.key or b"", min(limits.max_key_bytes, budget)) if msg.key is not None else None
+        for share in (1.0, 0.5, 0.25, 0.0):
+            value_part = utf8_prefix(msg.value, int(budget * share)) if msg.value is not None else None
+            value, value_encoding = dead_letter_payload(value_part)
+            key_text, key_encoding = dead_letter_payload(key_part)
+            letter = DeadLetter(key=key_text, key_encoding=key_encoding, value=value, value_encoding=value_encoding,
+                                truncated=True, **facts, **common)
+            if fits(limits, key, encode_output(letter)):
+                return letter, key
+        return DeadLetter(key_encoding="utf-8", value_encoding="utf-8", truncated=True, **facts, **common), None
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the Java client and aiokafka) gives `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _duration(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} seconds"
+
+
+def _outputs_weight(staged: StagedTables, outputs: dict[str, list[str]], hospital_id: str) -> int:
+    """Bytes this event adds to its journal record (its staged writes and its outputs), an upper bound.
+
+    Faust writes changelog values with the standard library's JSON, which escapes every non-ASCII
+    character (up to 3x the UTF-8 bytes) and the quotes inside the encoded outputs it embeds.
+    """
+    writes = [[t, k, v.asdict() if hasattr(v, "asdict") else v] for t, k, v in staged.writes()]
+    encoded = orjson.dumps(writes, default=str)
+    out = "".join(o for group in outputs.values() for o in group).encode()
+    return (_escaped_bound(encoded) + _escaped_bound(out) + out.count(b'"') + len(hospital_id)) * 11 // 10
+
+
+def _escaped_bound(utf8: bytes) -> int:
+    non_ascii = len(utf8) - len(utf8.decode("utf-8", "replace").encode("ascii", "ignore"))
+    return len(utf8) + 2 * non_ascii

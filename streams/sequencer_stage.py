@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ import faust
 from faust.types import TP
 
 from inference.interface import TriageModel
+from streams.limits import Limits, fits, too_large_header, utf8_prefix
 from streams.metrics import WorkerMetrics
 from streams.sequencer import EventTimeMerger, Pending, event_time
 from streams.triage import predict, prediction_headers, triage_request
@@ -29,13 +31,15 @@ H_TOPIC, H_PARTITION, H_OFFSET = "wardflow-topic", "wardflow-partition", "wardfl
 
 class SequencerStage:
     def __init__(self, app: faust.App, ordered: faust.TopicT, *, input_topics: list[str], admissions_topic: str,
-                 model: TriageModel | None, batch_size: int, max_wait_s: float, metrics: WorkerMetrics) -> None:
+                 model: TriageModel | None, batch_size: int, max_wait_s: float, metrics: WorkerMetrics,
+                 limits: Limits | None = None) -> None:
         self.app = app
         self.ordered = ordered
         self.admissions_topic = admissions_topic
         self.model = model
         self.batch_size = batch_size
         self.metrics = metrics
+        self.limits = limits or Limits()
         self.input_topics = list(input_topics)
         self.merger = EventTimeMerger(input_topics, max_wait_s=max_wait_s)
         self._lock = asyncio.Lock()
@@ -60,9 +64,19 @@ class SequencerStage:
         return max(0, highwater - (committed or 0))
 
     def add(self, event: faust.EventT) -> bool:
-        """Queue one event; True when a full inference batch is waiting (release now)."""
+        """Queue one event; True when a full inference batch is waiting (release now).
+
+        Its place in the merge is its `occurred_at`, unless it cannot be trusted: an oversized message is
+        not parsed, and an event dated beyond the allowed skew past its broker time is released at once
+        (both are dead-lettered by the state agent). A far-future date would otherwise hold every later
+        event of its topic back behind it.
+        """
         m = event.message
-        self.merger.add(m.topic, m.partition, m.offset, event_time(m.value), event, time.monotonic())
+        at = None if self.limits.oversize(m.key, m.value) else event_time(m.value)
+        record_time = m.timestamp if m.timestamp and m.timestamp > 0 else math.inf  # -1: the record has none
+        if at is not None and at > min(record_time, time.time()) + self.limits.future_skew_s:
+            at = None
+        self.merger.add(m.topic, m.partition, m.offset, at, event, time.monotonic())
         return self.merger.pending() >= self.batch_size
 
     async def release_all(self) -> int:
@@ -80,15 +94,27 @@ class SequencerStage:
             sent = []
             for p in released:
                 m = p.item.message
-                extra = headers.get(id(p), [])
-                sent.append(await self.ordered.send(
-                    key=m.key, value=m.value, partition=m.partition, timestamp=m.timestamp,
-                    headers=[(H_TOPIC, m.topic.encode()), (H_PARTITION, str(m.partition).encode()),
-                             (H_OFFSET, str(m.offset).encode()), *extra]))
+                key, value, extra = m.key, m.value, headers.get(id(p), [])
+                if self.limits.oversize(key, value):  # never forwarded whole: an excerpt, sizes and hashes
+                    extra = [too_large_header(key, value)]
+                    key, value = self._excerpt(key, value)
+                out_headers = [(H_TOPIC, m.topic.encode()), (H_PARTITION, str(m.partition).encode()),
+                               (H_OFFSET, str(m.offset).encode()), *extra]
+                if not fits(self.limits, key, value, out_headers):  # cannot happen by the settings; kept safe
+                    out_headers = [*out_headers[:3], too_large_header(m.key, m.value)]
+                    key, value = self._excerpt(key, value)
+                sent.append(await self.ordered.send(key=key, value=value, partition=m.partition,
+                                                    timestamp=m.timestamp, headers=out_headers))
             for fut, p in zip(sent, released):
                 await fut
                 p.item.ack()  # the original is committed only once its copy is safely in `ordered`
             return len(released)
+
+    def _excerpt(self, key: bytes | None, value: bytes | None) -> tuple[bytes | None, bytes | None]:
+        """The start of an oversized message, small enough to forward with room to spare."""
+        half = self.limits.max_message_bytes // 2
+        return (None if key is None else utf8_prefix(key, min(len(key), self.limits.max_key_bytes)),
+                None if value is None else utf8_prefix(value, half))
 
     async def _learn_unknown_highwaters(self) -> None:
         """Ask the broker for log-end offsets the fetcher has not reported yet (e.g. just after a restart).
@@ -122,7 +148,9 @@ class SequencerStage:
         if self.model is None:
             return {}
         todo = [(p, req) for p in released if p.topic == self.admissions_topic
-                and (req := triage_request(p.item.message.value)) is not None]
+                and not self.limits.oversize(p.item.message.key, p.item.message.value)
+                and (req := triage_request(p.item.message.value)) is not None
+                and len(req.text) <= self.limits.max_text_chars]
         if not todo:
             return {}
         results = await predict(self.model, [r for _, r in todo], self.batch_size, self.metrics)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PATH = Path("models/triage/int8")
+OUTPUT_HEADROOM_BYTES = 16_384  # record framing and our headers on a forwarded message (a few hundred bytes)
 
 
 class SettingsError(StreamsError):
@@ -49,6 +50,27 @@ class WardflowSettings(BaseSettings):
     broker_fetch_max_wait_ms: int = Field(50, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency bound per hop)")
     sequencer_max_wait_ms: float = Field(200.0, ge=0, description="Longest wait for a silent input topic before releasing events in time order")
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval")
+    broker_tls: bool = Field(False, description="Speak TLS to the broker (SSL, or SASL_SSL with a username); "
+                             "on by itself when a CA file or client certificate is set")
+    broker_ca_file: Path | None = Field(None, description="CA bundle (PEM) the broker's certificate is verified "
+                                        "against (default: the system's CAs)")
+    broker_cert_file: Path | None = Field(None, description="Client certificate (PEM), for brokers that require mutual TLS")
+    broker_key_file: Path | None = Field(None, description="Client certificate's private key (PEM)")
+    broker_key_password: SecretStr | None = Field(None, description="Password of the client key, if encrypted")
+    broker_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism when broker_username is set")
+
+    # Size and time limits on input (bad input is dead-lettered, never forwarded whole)
+    producer_max_request_bytes: int = Field(1_048_576, ge=65_536, description="Largest request our producers send "
+                                            "(Kafka's max.request.size; keep <= the broker's message.max.bytes)")
+    max_message_bytes: int = Field(524_288, ge=1024, description="Largest input value accepted; larger ones are "
+                                   "dead-lettered as too_large")
+    max_key_bytes: int = Field(1024, ge=100, description="Largest input key accepted (a hospital_id is at most 100 "
+                               "characters); larger ones are dead-lettered as too_large")
+    max_text_chars: int = Field(20_000, ge=1, le=20_000, description="Longest admission text accepted (characters, "
+                                "at most the contract's 20000); longer ones are dead-lettered as too_large")
+    future_skew_minutes: float = Field(15.0, ge=0, description="An event dated more than this ahead of its broker "
+                                       "record time is dead-lettered as future_event")
 
     # Hospital and state
     hospital_config: Path = Field(DEMO_HOSPITAL_PATH, description="YAML file describing the hospital(s)")
@@ -108,6 +130,20 @@ class WardflowSettings(BaseSettings):
         if self.window_step_minutes > self.window_size_minutes:
             raise ValueError("window_step_minutes cannot exceed window_size_minutes")
         return self
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> "WardflowSettings":
+        room = self.producer_max_request_bytes - OUTPUT_HEADROOM_BYTES
+        if self.max_message_bytes + self.max_key_bytes > room:
+            raise ValueError(f"max_message_bytes + max_key_bytes must leave {OUTPUT_HEADROOM_BYTES} bytes of "
+                             f"producer_max_request_bytes for headers and framing (at most {room})")
+        if bool(self.broker_cert_file) != bool(self.broker_key_file):
+            raise ValueError("broker_cert_file and broker_key_file go together (a client certificate needs its key)")
+        return self
+
+    @property
+    def broker_uses_tls(self) -> bool:
+        return self.broker_tls or bool(self.broker_ca_file or self.broker_cert_file)
 
     def masked(self) -> dict[str, Any]:
         """The effective settings, secrets masked, for the one start-up log line."""

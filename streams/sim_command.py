@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "(default 480)")
     sim.add_argument("--start", type=_start, default=None,
                      help="simulated start, RFC 3339 with an offset, e.g. 2026-11-24T08:00:00+00:00 "
-                          "(default: now, rounded down to the hour, UTC)")
+                          "(default: --days before now, rounded down to the hour, UTC, so the simulated stretch ends "
+                          "now: the worker refuses events dated ahead of their arrival at the broker)")
     sim.add_argument("--hospital", default=None, metavar="HOSPITAL_ID",
                      help="which hospital of the config file to simulate (default: the first)")
     sim.add_argument("--initial-occupancy", type=_fraction, default=0.85,
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise StreamsError(f"--hospital {args.hospital!r} is not in {settings.hospital_config} "
                           f"(it has: {', '.join(hospitals)})")
     hospital = hospitals[args.hospital] if args.hospital else next(iter(hospitals.values()))
-    start = args.start or utc_hour()
+    start = args.start or utc_hour() - timedelta(days=args.days)
     until = start + timedelta(days=args.days)
     sim = HospitalSimulator(hospital, seed=args.seed, start=start, initial_occupancy=args.initial_occupancy,
                             requested_unit_rate=args.requested_unit_rate, malformed_rate=args.malformed_rate,
@@ -120,14 +121,16 @@ async def _publish(events: Iterator[Any], settings: Any, start: datetime, until:
     from streams.app import bootstrap_servers
     from streams.broker import create_topics
     from streams.contract import INPUT_MODELS
+    from streams.kafka_security import client_options, warn_if_plaintext
     from streams.sim_publish import publish
 
     bootstrap = bootstrap_servers(settings.broker_url)
-    config = _sasl(settings)
-    if not config:  # with SASL the platform team owns topic creation
+    config = client_options(settings)
+    warn_if_plaintext(settings)
+    if not settings.broker_username:  # with SASL the platform team owns topic creation
         try:
             await create_topics(bootstrap, [settings.topic(n) for n in INPUT_MODELS],
-                                partitions=settings.topic_partitions, replicas=settings.topic_replicas)
+                                partitions=settings.topic_partitions, replicas=settings.topic_replicas, **config)
         except Exception as exc:  # noqa: BLE001 - aiokafka raises several kinds; one clear line
             raise BrokerError(f"cannot create the input topics on {bootstrap}: {exc}") from exc
     stop = asyncio.Event()
@@ -176,14 +179,6 @@ def write_jsonl(events: Iterable[Any], out: IO[bytes], *, prefix: str) -> int:
         out.write(orjson.dumps(line) + b"\n")
         n += 1
     return n
-
-
-def _sasl(settings: Any) -> dict[str, Any]:
-    if not settings.broker_username:
-        return {}
-    password = settings.broker_password.get_secret_value() if settings.broker_password else ""
-    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
-            "sasl_plain_username": settings.broker_username, "sasl_plain_password": password}
 
 
 def _summary(data: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import faust
 
 from streams.app import bootstrap_servers, create_app, input_topic_names, output_topic_names
 from streams.broker import create_topics
+from streams.kafka_security import client_options, warn_if_plaintext
 from streams.settings import WardflowSettings
 
 log = logging.getLogger(__name__)
@@ -17,19 +18,16 @@ log = logging.getLogger(__name__)
 async def ensure_topics(settings: WardflowSettings) -> list[str]:
     """Create the contract topics if missing (production creates them up front; see deploy/)."""
     names = input_topic_names(settings) + output_topic_names(settings) + [settings.topic("ordered")]
-    client: dict[str, object] = {}
-    if settings.broker_username and settings.broker_password:
-        client = dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
-                      sasl_plain_username=settings.broker_username,
-                      sasl_plain_password=settings.broker_password.get_secret_value())
     return await create_topics(bootstrap_servers(settings.broker_url), names,
-                               partitions=settings.topic_partitions, replicas=settings.topic_replicas, **client)
+                               partitions=settings.topic_partitions, replicas=settings.topic_replicas,
+                               **client_options(settings))
 
 
 def run_worker(settings: WardflowSettings) -> int:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     logging.getLogger().setLevel(settings.log_level.upper())
     settings.log_effective()
+    warn_if_plaintext(settings)
     wapp = create_app(settings)  # loads and validates the hospital config first: fail fast
     created = asyncio.run(ensure_topics(settings))
     if created:

@@ -51,6 +51,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "wardflow_escalations_total": ("counter", frozenset({"role"})),
     "wardflow_surge_level": ("gauge", frozenset({"hospital"})),
     "wardflow_event_errors_total": ("counter", frozenset({"stage"})),
+    "wardflow_pages_escalated_total": ("counter", frozenset()),
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 # Labels Prometheus attaches to every scraped series.

@@ -206,6 +206,7 @@ def test_unacked_page_escalates_to_the_next_role_after_the_interval():
             priority="routine", band=Band.LOW, escalation_level=1,
             reasons=("Page p1 to nurse_in_charge was not acknowledged within 15 minutes; "
                      "escalating to ward_doctor.", describe_scoring(SCORES[Band.LOW])),
+            first=True,
         )
     ]
     assert (state.page_role, state.escalation_level, state.last_page_at) == (
@@ -219,8 +220,9 @@ def test_escalation_walks_the_chain_one_step_per_interval_and_stops_at_the_end()
     roles = []
     for minute in range(1, 121):
         state, actions = tick(state, at(minute), CFG)
-        roles += [(minute, a.role) for a in actions if isinstance(a, Escalation)]
-    assert roles == [(15, "ward_doctor"), (30, "critical_care_outreach"), (45, "rapid_response")]
+        roles += [(minute, a.role, a.first) for a in actions if isinstance(a, Escalation)]
+    # only the first escalation of a page counts it as escalated (the dashboard's share of pages)
+    assert roles == [(15, "ward_doctor", True), (30, "critical_care_outreach", False), (45, "rapid_response", False)]
     assert state.escalation_level == 3
 
 
