@@ -11,10 +11,12 @@ $WARDFLOW_TEST_ARTIFACTS), with latency.json: the time from the decision to the 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -47,6 +49,12 @@ def _decisions(records) -> list[dict]:
     return [orjson.loads(r.value) for r in records if r.topic.endswith("decisions")]
 
 
+def _in_thread(fn):
+    """Run `fn` off this thread: Playwright's sync API keeps an event loop running on it."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
+
+
 def _sign_in(page, base: str, user: str) -> None:
     page.goto(f"{base}/h/{HID}/")
     assert "/login" in page.url  # reading needs a sign-in by default
@@ -77,9 +85,12 @@ def test_board_in_a_browser(broker, run_id, start_worker, tmp_path):
     console_errors: list[str] = []
 
     try:
-        asyncio.run(produce_all(broker.bootstrap, [ev.encode(prefix, ev.admission(
-            HID, "P-1001", "E-1001", 0, sex="F", age=61, event_id="adm-1",
-            text="crushing chest pain with st elevation"))]))
+        # Event time now: the board stamps an override with the wall clock (or the hospital clock if that is
+        # ahead), and the worker lapses a hold 30 minutes of hospital time after the admission.
+        topic, admission = ev.admission(HID, "P-1001", "E-1001", 0, sex="F", age=61, event_id="adm-1",
+                                        text="crushing chest pain with st elevation")
+        admission["occurred_at"] = datetime.now(timezone.utc).isoformat()
+        asyncio.run(produce_all(broker.bootstrap, [ev.encode(prefix, (topic, admission))]))
         records = asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"],
                                          lambda rs: any(d["kind"] == "needs_confirmation" for d in _decisions(rs)),
                                          timeout_s=90))
@@ -140,9 +151,9 @@ def test_board_in_a_browser(broker, run_id, start_worker, tmp_path):
             before = page.request.get(f"{base}/h/{HID}/state.json").json()
 
             # The override is on `overrides`, from the clinician only; its assignment is on `decisions`.
-            out = asyncio.run(read_until(
+            out = _in_thread(lambda: asyncio.run(read_until(
                 broker.bootstrap, [f"{prefix}overrides", f"{prefix}decisions"],
-                lambda rs: any(d["kind"] == "assignment" for d in _decisions(rs)), timeout_s=10))
+                lambda rs: any(d["kind"] == "assignment" for d in _decisions(rs)), timeout_s=10)))
             overrides = [orjson.loads(r.value) for r in out if r.topic.endswith("overrides")]
             assert [(o["decision_id"], o["action"], o["clinician_id"]) for o in overrides] == [
                 (proposal["decision_id"], "confirm", "dr-a")]

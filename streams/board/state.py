@@ -148,7 +148,7 @@ class HospitalBoard:
     def _tick(self, at: str | None) -> None:
         t = parse_time(at)
         if t is not None and (self.clock is None or t > parse_time(self.clock)):
-            self.clock = at
+            self.clock = t.isoformat()  # one spelling (`Z` and `+00:00` both arrive), whichever source came first
 
     def _bed(self, bed_id: str | None, at: str, entry: BedEntry) -> None:
         t = parse_time(at)
