@@ -131,6 +131,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
                metrics: WorkerMetrics | None = None, model: TriageModel | None = _LOAD) -> WardflowApp:
     hospitals = hospitals if hospitals is not None else load_hospitals(settings.hospital_config)
     metrics = metrics or WorkerMetrics()
+    metrics.start_at_zero(list(INPUT_MODELS))
     model = load_model(settings) if model is _LOAD else model
     broker_credentials = None
     if settings.broker_username and settings.broker_password:

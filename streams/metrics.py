@@ -52,6 +52,18 @@ class WorkerMetrics:
                            registry=r)
         self.waiting = Gauge("wardflow_patients_waiting", "Patients waiting for a bed", ["hospital"], registry=r)
 
+    def start_at_zero(self, topics: tuple[str, ...] | list[str], stages: tuple[str, ...] = ("apply", "flush_slow",
+                                                                                             "inference")) -> None:
+        """Create the labelled counters whose label values are known up front, at 0.
+
+        A series that first appears at N is counted by Prometheus's `increase()` from N, not from
+        0: without this the first events of each topic after a worker start are invisible to
+        `WardflowNoEvents` and the rate panels (the Prometheus test found it)."""
+        for topic in topics:
+            self.events_in.labels(topic=topic)
+        for stage in stages:
+            self.errors.labels(stage=stage)
+
     def serve(self, port: int) -> None:
         if port:
             start_http_server(port, registry=self.registry)
