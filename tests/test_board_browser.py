@@ -27,8 +27,10 @@ from streams.broker import free_port
 from streams.kafka_io import produce_all, read_until
 from streams.runner import settings_env
 from tests import events as ev
-from tests.board_support import REPO, BoardProcess
+from streams.board.process import BoardProcess
 from tests.conftest import FIXTURES
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(420)]
 

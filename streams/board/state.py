@@ -272,7 +272,7 @@ class HospitalBoard:
         pending = None
         if e.status == "held" and e.encounter_id in self.queue:
             pending = self.queue[e.encounter_id].decision_id
-        features = [f for f, on in (("isolation", bed.negative_pressure), ("side room", bed.single_room),
+        features = [f for f, on in (("isolation", bed.negative_pressure),
                                     ("telemetry", bed.telemetry), ("bariatric", bed.bariatric),
                                     ("near station", bed.near_station)) if on]
         bay = "single room" if bed.single_room else ({"F": "female bay", "M": "male bay"}.get(bed.bay_sex or "")

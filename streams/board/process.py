@@ -1,4 +1,4 @@
-"""Running `wardflow board` as a child process in tests (the same command a hospital runs)."""
+"""Running `wardflow board` as a child process: for the demo and the tests (the same command a hospital runs)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from pathlib import Path
 
 from streams.runner import settings_env
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @dataclass
 class BoardProcess:
@@ -30,9 +28,10 @@ class BoardProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> "BoardProcess":
+        """Start it and wait until it has read the decisions topic to its end (`/healthz` 200)."""
         env = {**os.environ, **self.env, **settings_env(board_port=self.port, board_host="127.0.0.1")}
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "board"], cwd=REPO, env=env,
+        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "board"], env=env,
                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
