@@ -19,6 +19,10 @@ class BoardMetrics:
         self.actions = Counter("wardflow_board_actions", "Clinicians' actions on the board, by action and outcome "
                                "(published, refused_unlisted, refused_csrf, refused_stale, invalid)",
                                ["action", "outcome"], registry=r)
+        for action in ("confirm", "reassign", "reject"):  # at 0 from the start: rate() and increase() see the first
+            for outcome in ("published", "refused_unlisted", "refused_csrf", "refused_stale", "invalid",
+                            "refused_signed_out"):
+                self.actions.labels(action=action, outcome=outcome)
         self.sign_ins = Counter("wardflow_board_sign_ins", "Sign-in attempts by outcome", ["outcome"], registry=r)
         self.clients = Gauge("wardflow_board_live_clients", "Browsers following live updates", registry=r)
         self.view_errors = Counter("wardflow_board_view_errors", "Failed reads of the worker's views", registry=r)
