@@ -164,7 +164,9 @@ def test_board_in_a_browser(broker, run_id, start_worker, tmp_path):
             assert orjson.loads(assignment.value)["bed_id"] == bed
 
             # A restart rebuilds the same board from the topic and the views.
-            board.stop()
+            stopping = time.monotonic()
+            board.stop()  # SIGTERM with browsers still following it live: must not wait on their streams
+            assert time.monotonic() - stopping < 8, "the board did not stop promptly on SIGTERM"
             board = BoardProcess(env=env, port=board.port, log_path=tmp_path / "board2.log").start()
             after = page.request.get(f"{base}/h/{HID}/state.json").json()
             assert after == before

@@ -89,6 +89,10 @@ def test_repeats_are_ignored_and_pages_clear_when_acknowledged():
     assert (p["role"], p["escalations"], p["age"]) == ("critical_care_outreach", 1, "20m")
     assert b.apply_ack({"page_id": "pg1", "clinician_id": "dr-a"})
     assert b.unit_page("CARD")["pages"] == []
+    # an acknowledgement read before its page (they are on different topics) still clears it
+    assert b.apply_ack({"page_id": "pg2", "clinician_id": "dr-a"})
+    b.apply(decision("page", 3, 30, patient_id="P2", encounter_id="E2", unit="CARD", page_id="pg2", role="ward_doctor"))
+    assert b.unit_page("CARD")["pages"] == []
 
 
 def test_waiting_patients_come_from_the_view_with_the_reasons_they_were_given():

@@ -12,6 +12,7 @@ in a decision's `reasons`.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from allocator.hospital import Bed, Hospital
 
 QUEUE_KINDS = ("needs_confirmation", "no_bed", "override_refused")
+SEEN_LIMIT = 200_000  # decision ids remembered to ignore repeats
 TAKEN = ("occupied", "held")
 
 
@@ -138,6 +140,7 @@ class HospitalBoard:
     waiting_reasons: dict[str, list[dict]] = field(default_factory=dict)
     surge: dict[str, Any] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    seen_order: deque = field(default_factory=deque)  # bounds `seen`: repeats come soon after the original
     decisions_applied: int = 0
     view_beds: dict[str, BedEntry] | None = None
     view_waiting: list[dict] | None = None
@@ -161,6 +164,9 @@ class HospitalBoard:
         if not decision_id or decision_id in self.seen:
             return False
         self.seen.add(decision_id)
+        self.seen_order.append(decision_id)
+        if len(self.seen_order) > SEEN_LIMIT:
+            self.seen.discard(self.seen_order.popleft())
         self.decisions_applied += 1
         kind, at, enc = d.get("kind"), d.get("created_at"), d.get("encounter_id")
         self._tick(at)
@@ -205,10 +211,14 @@ class HospitalBoard:
                     self._bed(item.bed_id, at, BedEntry("available", at))
                 self.queue.pop(enc, None)
         elif kind == "page" and d.get("page_id"):
+            if d["page_id"] in self.acked:  # the acknowledgement was read first (another topic)
+                return True
             band = (d.get("details") or {}).get("band")
             self.pages[d["page_id"]] = Page(d["page_id"], at, d.get("unit"), pid, enc, d.get("role"),
                                             d.get("priority"), band)
         elif kind == "escalation" and d.get("page_id"):
+            if d["page_id"] in self.acked:
+                return True
             page = self.pages.get(d["page_id"])
             if page is None:
                 page = self.pages[d["page_id"]] = Page(d["page_id"], at, d.get("unit"), pid, enc, None, None, None)
@@ -229,7 +239,8 @@ class HospitalBoard:
         page_id = ack.get("page_id")
         if not page_id or page_id in self.acked:
             return False
-        self.acked[page_id] = str(ack.get("clinician_id", ""))
+        if self.pages.pop(page_id, None) is None:
+            self.acked[page_id] = str(ack.get("clinician_id", ""))  # its page has not been read yet
         return True
 
     def set_views(self, beds: dict | None, capacity: dict | None) -> bool:
@@ -304,8 +315,7 @@ class HospitalBoard:
 
     def unacknowledged_pages(self) -> list[dict[str, Any]]:
         return [asdict(p) | {"age": duration(p.created_at, self.clock)}
-                for p in sorted(self.pages.values(), key=lambda p: (p.created_at, p.page_id))
-                if p.page_id not in self.acked]
+                for p in sorted(self.pages.values(), key=lambda p: (p.created_at, p.page_id))]
 
     def due_reviews(self) -> list[dict[str, Any]]:
         return [asdict(r) | {"overdue": duration(r.due_at, self.clock)}
