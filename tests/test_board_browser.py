@@ -94,9 +94,12 @@ def test_board_in_a_browser(broker, run_id, start_worker, tmp_path):
         admission["occurred_at"] = datetime.now(timezone.utc).isoformat()
         asyncio.run(produce_all(broker.bootstrap, [ev.encode(prefix, (topic, admission))]))
         records = asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"],
-                                         lambda rs: any(d["kind"] == "needs_confirmation" for d in _decisions(rs)),
+                                         lambda rs: any(d["caused_by"] == "adm-1" for d in _decisions(rs)),
                                          timeout_s=90))
-        proposal = next(d for d in _decisions(records) if d["kind"] == "needs_confirmation")
+        caused = [d for d in _decisions(records) if d["caused_by"] == "adm-1"]
+        # uncertainty_threshold 1.0: every prediction short of certainty asks a clinician
+        assert caused and caused[0]["kind"] == "needs_confirmation", caused
+        proposal = caused[0]
         bed, unit = proposal.get("bed_id"), proposal.get("unit")
         assert bed and unit, f"the uncertain prediction should hold a bed: {proposal}"
         tile = f"#bed-{bed}"
