@@ -76,6 +76,9 @@ def test_the_worker_view_wins_when_newer_and_decisions_win_when_newer():
     b.set_views(view, None)
     assert b.bed_entry("CARD-B1-A").status == "dirty"
     assert b.clock == "2026-11-24T09:00:00+00:00"
+    # a worker that does not own the hospital (or is still recovering) answers with an older picture: ignored
+    assert not b.set_views({"as_of": None, "waiting": [], "holds": [], "beds": []}, None)
+    assert b.bed_entry("CARD-B1-A").status == "dirty"
 
 
 def test_repeats_are_ignored_and_pages_clear_when_acknowledged():

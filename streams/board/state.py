@@ -246,6 +246,10 @@ class HospitalBoard:
     def set_views(self, beds: dict | None, capacity: dict | None) -> bool:
         """The worker's latest `beds` and `capacity` views (None: unreachable; the decisions alone are shown)."""
         before = (self.view_beds, self.view_waiting, self.view_as_of, self.capacity)
+        if beds is not None and self.view_as_of is not None:
+            got = parse_time(beds.get("as_of"))
+            if got is None or got < parse_time(self.view_as_of):
+                return False  # an older picture (a worker not owning this hospital now, or one still recovering)
         if beds is None:
             self.view_beds = self.view_waiting = self.view_as_of = None
         else:
