@@ -65,6 +65,15 @@ def test_passwords_are_salted_scrypt_hashes():
     assert not verify_password("x", "plain-text")
 
 
+def test_a_short_session_secret_is_refused_and_an_empty_one_means_unset():
+    from streams.board.settings import BoardSettingsError, board_settings_from_args
+    import argparse
+
+    with pytest.raises(BoardSettingsError, match="board-session-secret: .*at least 32"):
+        board_settings_from_args(argparse.Namespace(setting_board_session_secret="short"))
+    assert board_settings_from_args(argparse.Namespace(setting_board_session_secret="")).board_session_secret is None
+
+
 def test_reading_needs_a_sign_in_and_every_response_has_security_headers(tmp_path):
     client, _, _ = make(tmp_path)
     r = client.get(f"/h/{HID}/", follow_redirects=False)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocator.hospital import DEMO_HOSPITAL_PATH
@@ -50,6 +50,16 @@ class BoardSettings(BaseSettings):
     board_audit_log: Path | None = Field(None, description="Also append every action (who, when, what, outcome) "
                                          "as JSON lines to this file")
     log_level: str = Field("INFO", description="Python log level")
+
+    @field_validator("board_session_secret", mode="before")
+    @classmethod
+    def _secret_long_enough(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or raw == "":
+            return None  # unset (compose passes an empty variable): a random key per start, logged
+        if len(str(raw)) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
