@@ -7,7 +7,7 @@
   var hid = body.dataset.hospital;
   if (!hid || body.dataset.live !== "1" || !window.EventSource) { return; }
   var live = document.getElementById("live");
-  var busy = false, again = false;
+  var busy = false, again = false, waiting = null;
 
   function remember() {
     var el = document.activeElement;
@@ -26,6 +26,12 @@
 
   function refresh() {
     if (busy) { again = true; return; }
+    var active = document.activeElement;
+    if (active && active.tagName === "SELECT" && live.contains(active)) {
+      // someone is choosing a bed: don't swap the list from under them; try again shortly
+      if (!waiting) { waiting = setTimeout(function () { waiting = null; refresh(); }, 1000); }
+      return;
+    }
     busy = true;
     fetch(window.location.pathname, { headers: { "X-Board-Fragment": "1" }, credentials: "same-origin", cache: "no-store" })
       .then(function (r) {
