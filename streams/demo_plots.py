@@ -87,7 +87,7 @@ def write_plots(history: DemoHistory, stem: Path) -> list[Path] | str:
         right.set_title(f"Waits for a bed, {len(history.waits_minutes)} patients (no bed -> bed)")
         right.set_xlabel("minutes")
     else:
-        right.text(0.5, 0.5, "nobody waited for a bed", ha="center", va="center")
+        right.text(0.5, 0.5, "no waiting patient was given a bed during the run", ha="center", va="center")
         right.set_axis_off()
     fig.tight_layout()
     written.append(stem.with_name(stem.name + "-waits.png"))
