@@ -29,4 +29,5 @@ def test_waits_pages_and_the_three_pngs(tmp_path):
 
 
 def test_nothing_scraped_says_so(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib comes with the train extra")
     assert "never read" in write_plots(DemoHistory(), tmp_path / "s")
