@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: demo test model bench schemas clean help
 help:
-	@echo "make demo    - broker + worker + a simulated hospital day, live (builds the model on first run)"
+	@echo "make demo    - broker + worker + bed board + a simulated hospital day, live (builds the model on first run)"
 	@echo "make test    - the whole test suite (creates .venv when missing)"
 	@echo "make model   - corpus -> train -> evaluate -> export -> quantize the default triage model"
 	@echo "make bench   - benchmarks in bench/ (JSON on stdout)"

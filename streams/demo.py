@@ -26,6 +26,7 @@ from rich.live import Live
 from allocator.hospital import load_hospitals
 from streams.app import input_topic_names, output_topic_names
 from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams.demo_plots import DemoHistory, write_plots
 from streams.demo_view import DemoFigures, describe_decision, render, scrape
 from streams.runner import WorkerProcess, settings_env
 from streams.settings import WardflowSettings, settings_from_args
@@ -58,7 +59,7 @@ class DemoClinicians:
 
 
 async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: DemoFigures, stop: asyncio.Event,
-                          clinicians: DemoClinicians) -> None:
+                          clinicians: DemoClinicians, history: DemoHistory) -> None:
     """Tail decisions and dead letters into the figures (and acknowledge pages) until told to stop."""
     consumer = AIOKafkaConsumer(settings.topic("decisions"), settings.topic("dead-letters"),
                                 bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
@@ -75,6 +76,7 @@ async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: D
                         figures.dead_letters_by_code[body["code"]] += 1
                         continue
                     figures.decisions_by_kind[body["kind"]] += 1
+                    history.decision(body)
                     figures.recent.append(describe_decision(body))
                     del figures.recent[:-20]
                     ack = clinicians.ack_for(body)
@@ -87,7 +89,7 @@ async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: D
 
 
 async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: EmbeddedBroker,
-                worker: WorkerProcess, console: Console) -> dict:
+                worker: WorkerProcess, console: Console, history: DemoHistory) -> dict:
     hospital = next(iter(load_hospitals(settings.hospital_config).values()))
     # The simulated day ends now: a day played fast from now on would be dated ahead of the broker's
     # clock, and the worker refuses events from the future (future_event).
@@ -97,7 +99,7 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     figures = DemoFigures(to_publish=len(events))
     stop = asyncio.Event()
     clinicians = DemoClinicians(hospital, settings, args.seed)
-    follower = asyncio.create_task(_follow_outputs(broker.bootstrap, settings, figures, stop, clinicians))
+    follower = asyncio.create_task(_follow_outputs(broker.bootstrap, settings, figures, stop, clinicians, history))
 
     def progress(sent: int, sim_at: datetime) -> None:
         figures.published, figures.sim_time = sent, sim_at.strftime("%a %H:%M")
@@ -114,6 +116,7 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
         while True:
             await asyncio.sleep(0.5)
             scrape(settings.metrics_port, figures)
+            history.sample(figures.occupancy, figures.waiting)
             if live is not None:
                 live.update(render(figures, title))
             elif time.monotonic() - last_line > 5:
@@ -145,6 +148,38 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     }
 
 
+def _start_board(settings: WardflowSettings, workdir: Path, run_id: str):
+    """The bed board on the demo's broker and worker; a fresh password for the first listed clinician."""
+    import secrets
+
+    from streams.board.auth import PasswordStore
+    from streams.board.process import BoardProcess
+
+    hospital = next(iter(load_hospitals(settings.hospital_config).values()))
+    user = hospital.clinicians[0] if hospital.clinicians else "demo-clinician"
+    password = secrets.token_urlsafe(12)
+    store = workdir / f"board-users-{run_id}.json"
+    PasswordStore(store).set_password(user, password)
+    port = 8080 if _port_free(8080) else free_port()
+    env = settings_env(broker_url=settings.broker_url, topic_prefix=settings.topic_prefix,
+                       hospital_config=settings.hospital_config, board_port=port,
+                       board_worker_views=f"http://127.0.0.1:{settings.web_port}", board_password_file=store,
+                       board_audit_log=workdir / f"board-audit-{run_id}.jsonl", board_session_secret=secrets.token_urlsafe(32))
+    board = BoardProcess(env=env, port=port, log_path=workdir / f"board-{run_id}.log").start()
+    return board, (user, password)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def run_demo(args: argparse.Namespace) -> int:
     console = Console(stderr=False)
     run_id = uuid.uuid4().hex[:8]
@@ -153,6 +188,7 @@ def run_demo(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(log_path=workdir / "broker.log")
     worker: WorkerProcess | None = None
+    board = None
     previous = signal.getsignal(signal.SIGINT)
     try:
         if not (Path(base.model_path) / "triage_config.json").exists() and not base.allow_no_model:
@@ -165,7 +201,7 @@ def run_demo(args: argparse.Namespace) -> int:
         broker.start()
         metrics_port = base.metrics_port if base.metrics_port else free_port()
         settings = base.model_copy(update={"broker_url": broker.url, "app_id": f"wardflow-demo-{run_id}",
-                                           "metrics_port": metrics_port, "web_port": 0})
+                                           "metrics_port": metrics_port, "web_port": free_port()})
         console.print(f"      broker at {broker.bootstrap} (ready in {broker.ready_after_s:.2f}s)")
         console.print("[b]2/4[/b] creating topics ...")
         asyncio.run(create_topics(broker.bootstrap, input_topic_names(settings) + output_topic_names(settings),
@@ -175,16 +211,31 @@ def run_demo(args: argparse.Namespace) -> int:
         worker = WorkerProcess(env=env, log_path=workdir / f"worker-{run_id}.log").start()
         join_s = worker.wait_ready(timeout_s=90)
         console.print(f"      worker ready after {join_s:.1f}s; metrics on http://127.0.0.1:{metrics_port}/metrics")
+        board, sign_in = _start_board(settings, workdir, run_id)
+        console.print(f"      bed board at [b]{board.url}/[/b] (sign in as {sign_in[0]}, password {sign_in[1]})")
         console.print("[b]4/4[/b] replaying a simulated hospital day (Ctrl-C stops everything) ...")
-        summary = asyncio.run(_demo(settings, args, broker, worker, console))
+        history = DemoHistory()
+        summary = asyncio.run(_demo(settings, args, broker, worker, console, history))
         summary["worker_ready_seconds"] = round(join_s, 1)
+        summary["board_url"] = f"{board.url}/"
         console.print_json(json.dumps(summary))
+        stem = workdir / f"summary-{run_id}"
+        stem.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+        plots = write_plots(history, stem)
+        console.print(f"summary: {stem.with_suffix('.json')}")
+        if isinstance(plots, str):
+            console.print(plots)
+        else:
+            console.print("plots: " + ", ".join(str(p) for p in plots))
         return 0
     except KeyboardInterrupt:
         console.print("\ninterrupted: stopping the worker and the broker ...")
         return 130
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
+        with contextlib.suppress(Exception):
+            if board is not None:
+                board.stop()
         with contextlib.suppress(Exception):
             if worker is not None:
                 worker.stop()

@@ -191,9 +191,10 @@ def place_waiting(state: HospitalState, ctx: HandlerContext, log: DecisionLog, a
         if patient.encounter_id != arrived:
             continue
         enc = encs[patient.encounter_id]
-        log.add("no_bed", [arrival_reason or trigger, *no_bed.reasons], patient_id=enc.patient_id,
-                encounter_id=enc.encounter_id, unit=None, prediction=enc.prediction,
-                role="bed_manager", pager=state.hospital.roster.get("bed_manager"), priority="urgent")
+        d = log.add("no_bed", [arrival_reason or trigger, *no_bed.reasons], patient_id=enc.patient_id,
+                    encounter_id=enc.encounter_id, unit=None, prediction=enc.prediction,
+                    role="bed_manager", pager=state.hospital.roster.get("bed_manager"), priority="urgent")
+        state.set_decision_owner(d.decision_id, enc.encounter_id)  # a clinician may reassign a waiting patient
     state.set_waiting([e for e in ids if e in encs and e not in placed])
 
 

@@ -1,7 +1,9 @@
-"""Read-only JSON views for bed boards and dashboards: census, windows and surge level, no patient data.
+"""Read-only JSON views for bed boards and dashboards: census, windows and surge level; bed tiles with ids only.
 
 Served by Faust's web server (`web_port`); table contents themselves are never exposed
-(`web_tables_enabled` is off). A worker answers for the hospitals whose partition it owns.
+(`web_tables_enabled` is off). `beds_snapshot` is what a bed board draws tiles from: each bed's
+status, since when, and who is in it as identifiers and acuity only (as `decisions` carries
+them), never a bed-status reason or any other free text. A worker answers for the hospitals whose partition it owns.
 """
 
 from __future__ import annotations
@@ -48,3 +50,29 @@ def capacity_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: 
     return {"hospital_id": hospital.hospital_id, "name": hospital.name, "as_of": clock,
             "units": units, "patients_waiting": len(state.waiting()), "surge_level": surge.get("level", 1),
             "surge_since": surge.get("since"), "last_window": window}
+
+
+def _acuity(prediction: dict | None) -> int | None:
+    value = (prediction or {}).get("acuity")
+    return value if isinstance(value, int) and 1 <= value <= 5 else None
+
+
+def beds_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: Hospital) -> dict[str, Any]:
+    """Every bed's status and occupant (identifiers and acuity), the waiting list and the held beds' patients."""
+    state = HospitalState(StagedTables(tables), hospital)
+    beds = []
+    for bed in hospital.beds:
+        b = state.bed(bed.bed_id)
+        enc = state.encounter(b.encounter_id) if b.encounter_id else None
+        beds.append({"bed_id": bed.bed_id, "unit": bed.unit, "status": b.status, "since": b.since or None,
+                     "encounter_id": b.encounter_id, "patient_id": enc.patient_id if enc else None,
+                     "acuity": _acuity(enc.prediction) if enc else None, "occupant_sex": b.occupant_sex})
+    waiting = []
+    for encounter_id in state.waiting():
+        enc = state.encounter(encounter_id)
+        if enc is None:
+            continue
+        waiting.append({"encounter_id": encounter_id, "patient_id": enc.patient_id, "target_unit": enc.target_unit,
+                        "since": enc.waiting_since or enc.admitted_at, "acuity": _acuity(enc.prediction)})
+    return {"hospital_id": hospital.hospital_id, "as_of": state.clock(), "beds": beds, "waiting": waiting,
+            "holds": state.holds()}

@@ -52,6 +52,13 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "wardflow_surge_level": ("gauge", frozenset({"hospital"})),
     "wardflow_event_errors_total": ("counter", frozenset({"stage"})),
     "wardflow_pages_escalated_total": ("counter", frozenset()),
+    # the bed board's own metrics (streams/board/metrics.py)
+    "wardflow_board_actions_total": ("counter", frozenset({"action", "outcome"})),
+    "wardflow_board_push_latency_seconds": ("histogram", frozenset()),
+    "wardflow_board_queue_items": ("gauge", frozenset({"hospital"})),
+    "wardflow_board_views_up": ("gauge", frozenset({"hospital"})),
+    "wardflow_board_live_clients": ("gauge", frozenset()),
+    "wardflow_board_caught_up": ("gauge", frozenset()),
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 # Labels Prometheus attaches to every scraped series.
@@ -460,7 +467,7 @@ def test_dashboard_structure() -> None:
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids are unique"
     rows = [p["title"] for p in dash["panels"] if p["type"] == "row"]
-    assert rows == ["Flow", "Latency", "Capacity", "Model", "Clinical"]
+    assert rows == ["Flow", "Latency", "Capacity", "Model", "Clinical", "Bed board"]
     for p in panels:
         gp = p["gridPos"]
         assert 0 <= gp["x"] and gp["x"] + gp["w"] <= 24, p["title"]
@@ -496,6 +503,7 @@ def test_dashboard_rows_show_their_metrics() -> None:
     assert {"wardflow_inference_batch_size", "wardflow_inference_latency_seconds",
             "wardflow_predictions_total"} <= metrics_in("Model")
     assert {"wardflow_news2_scores_total", "wardflow_pages_total", "wardflow_escalations_total"} <= metrics_in("Clinical")
+    assert {"wardflow_board_actions_total", "wardflow_board_push_latency_seconds"} <= metrics_in("Bed board")
     assert any(p["type"] in ("bargauge", "heatmap") for p in sections["Capacity"])
     assert any(p["type"] == "stat" and "wardflow_surge_level" in p["targets"][0]["expr"] for p in sections["Capacity"])
 

@@ -1,0 +1,119 @@
+"""The board's state as a pure function of decisions, page acks and the worker's views (no Kafka, no HTTP)."""
+
+from __future__ import annotations
+
+from allocator.hospital import load_hospitals
+from streams.board.state import HospitalBoard, duration
+from tests.conftest import FIXTURES
+
+HID = "board-hosp"
+
+
+def board() -> HospitalBoard:
+    return HospitalBoard(load_hospitals(FIXTURES / "board_hospital.yaml")[HID])
+
+
+def decision(kind: str, n: int, minute: int, **fields) -> dict:
+    return {"decision_id": f"d{n}", "kind": kind, "hospital_id": HID, "caused_by": f"e{n}",
+            "created_at": f"2026-11-24T08:{minute:02d}:00Z", "reasons": [{"code": kind, "text": f"{kind}."}], **fields}
+
+
+PRED = {"target_unit": "CARDIAC", "unit_probs": {"CARDIAC": 0.55}, "acuity": 2, "uncertain": True,
+        "model_version": "m1", "needs": ["telemetry"]}
+
+
+def test_a_held_proposal_is_queued_then_confirmed_onto_its_tile():
+    b = board()
+    b.apply(decision("needs_confirmation", 1, 0, patient_id="P1", encounter_id="E1", unit="CARD", bed_id="CARD-B1-A",
+                     prediction=PRED, details={"hold_expires_at": "2026-11-24T08:30:00+00:00"}))
+    tile = b.tile(b.hospital.bed("CARD-B1-A"))
+    assert (tile["status"], tile["patient_id"], tile["acuity"], tile["pending_decision"]) == ("held", "P1", 2, "d1")
+    [item] = b.queue_items()
+    assert item["actions"] == ["confirm", "reassign", "reject"] and item["prediction"]["probability"] == 0.55
+    b.apply(decision("override_applied", 2, 1, patient_id="P1", encounter_id="E1", bed_id="CARD-B1-A",
+                     details={"action": "confirm", "overridden_decision": "d1"}))
+    b.apply(decision("assignment", 3, 1, patient_id="P1", encounter_id="E1", unit="CARD", bed_id="CARD-B1-A",
+                     prediction=PRED))
+    tile = b.tile(b.hospital.bed("CARD-B1-A"))
+    assert (tile["status"], tile["patient_id"], tile["pending_decision"]) == ("occupied", "P1", None)
+    assert b.queue_items() == []
+    assert b.overview()["totals"]["occupied"] == 1
+
+
+def test_a_reject_frees_the_held_bed_and_leaves_the_patient_waiting_for_a_reassign():
+    b = board()
+    b.apply(decision("needs_confirmation", 1, 0, patient_id="P1", encounter_id="E1", unit="CARD", bed_id="CARD-B1-A",
+                     prediction=PRED))
+    b.apply(decision("override_applied", 2, 2, patient_id="P1", encounter_id="E1",
+                     details={"action": "reject", "overridden_decision": "d1"}))
+    assert b.bed_entry("CARD-B1-A").status == "available"
+    [item] = b.queue_items()
+    assert item["state"] == "rejected" and item["actions"] == ["reassign"] and item["decision_id"] == "d1"
+
+
+def test_a_lapsed_hold_and_a_refused_override_stay_actionable_on_the_original_decision():
+    b = board()
+    b.apply(decision("needs_confirmation", 1, 0, patient_id="P1", encounter_id="E1", unit="CARD", bed_id="CARD-B1-A"))
+    b.apply(decision("override_refused", 2, 1, patient_id="P1", encounter_id="E1", bed_id="ORTH-SR1",
+                     details={"action": "reassign", "code": "bed_unavailable"}))
+    [item] = b.queue_items()
+    assert (item["state"], item["refused_code"], item["decision_id"]) == ("refused", "bed_unavailable", "d1")
+    b.apply(decision("hold_lapsed", 3, 30, patient_id="P1", encounter_id="E1", bed_id="CARD-B1-A"))
+    [item] = b.queue_items()
+    assert item["state"] == "lapsed" and item["actions"] == ["reassign"]
+    assert b.bed_entry("CARD-B1-A").status == "available"
+
+
+def test_the_worker_view_wins_when_newer_and_decisions_win_when_newer():
+    b = board()
+    b.apply(decision("assignment", 1, 5, patient_id="P1", encounter_id="E1", unit="CARD", bed_id="CARD-B1-A"))
+    view = {"as_of": "2026-11-24T08:04:00+00:00", "waiting": [], "holds": [],
+            "beds": [{"bed_id": "CARD-B1-A", "unit": "CARD", "status": "available", "since": "2026-11-24T07:00:00+00:00"}]}
+    b.set_views(view, None)
+    assert b.bed_entry("CARD-B1-A").status == "occupied"  # the view has not caught up yet
+    view["beds"][0].update(status="dirty", since="2026-11-24T09:00:00+00:00")  # discharged later: no decision says so
+    view["as_of"] = "2026-11-24T09:00:00+00:00"
+    b.set_views(view, None)
+    assert b.bed_entry("CARD-B1-A").status == "dirty"
+    assert b.clock == "2026-11-24T09:00:00+00:00"
+    # a worker that does not own the hospital (or is still recovering) answers with an older picture: ignored
+    assert not b.set_views({"as_of": None, "waiting": [], "holds": [], "beds": []}, None)
+    assert b.bed_entry("CARD-B1-A").status == "dirty"
+
+
+def test_repeats_are_ignored_and_pages_clear_when_acknowledged():
+    b = board()
+    page = decision("page", 1, 0, patient_id="P1", encounter_id="E1", unit="CARD", page_id="pg1", role="ward_doctor",
+                    priority="urgent", details={"band": "medium"})
+    assert b.apply(page) and not b.apply(page)
+    b.apply(decision("escalation", 2, 20, patient_id="P1", encounter_id="E1", unit="CARD", page_id="pg1",
+                     role="critical_care_outreach", priority="emergency"))
+    [p] = b.unit_page("CARD")["pages"]
+    assert (p["role"], p["escalations"], p["age"]) == ("critical_care_outreach", 1, "20m")
+    assert b.apply_ack({"page_id": "pg1", "clinician_id": "dr-a"})
+    assert b.unit_page("CARD")["pages"] == []
+    # an acknowledgement read before its page (they are on different topics) still clears it
+    assert b.apply_ack({"page_id": "pg2", "clinician_id": "dr-a"})
+    b.apply(decision("page", 3, 30, patient_id="P2", encounter_id="E2", unit="CARD", page_id="pg2", role="ward_doctor"))
+    assert b.unit_page("CARD")["pages"] == []
+
+
+def test_waiting_patients_come_from_the_view_with_the_reasons_they_were_given():
+    b = board()
+    b.apply(decision("no_bed", 1, 0, patient_id="P9", encounter_id="E9", prediction=PRED))
+    b.set_views({"as_of": "2026-11-24T10:00:00+00:00", "holds": [], "beds": [],
+                 "waiting": [{"encounter_id": "E9", "patient_id": "P9", "target_unit": "CARDIAC",
+                              "since": "2026-11-24T08:00:00+00:00", "acuity": 2}]}, None)
+    [w] = b.unit_page("CARD")["waiting"]
+    assert (w["patient_id"], w["waited"], w["reasons"][0]["code"]) == ("P9", "2h 00m", "no_bed")
+    summary = b.overview()["units"][0]
+    assert (summary["unit"], summary["waiting"], summary["longest_wait"]) == ("CARD", 1, "2h 00m")
+    # once the worker says the patient no longer waits (placed by a transfer), the no_bed item is done
+    b.set_views({"as_of": "2026-11-24T10:05:00+00:00", "holds": [], "beds": [], "waiting": []}, None)
+    assert b.queue_items() == []
+
+
+def test_durations():
+    assert duration("2026-11-24T08:00:00Z", "2026-11-24T08:07:00+00:00") == "7m"
+    assert duration("2026-11-24T08:00:00Z", "2026-11-24T10:05:00Z") == "2h 05m"
+    assert duration(None, "2026-11-24T10:05:00Z") == ""
