@@ -8,6 +8,7 @@ raw message to `EventProcessor` and keeps going whatever the message holds.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from datetime import timedelta
@@ -22,6 +23,7 @@ from streams.handlers import HandlerContext
 from streams.kafka_security import faust_credentials
 from streams.limits import Limits, read_too_large
 from streams.metrics import WorkerMetrics
+from streams.positions import OrderedPositions
 from streams.processor import EventProcessor, RawMessage
 from streams.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
 from streams.triage import read_prediction
@@ -134,7 +136,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     hospitals = hospitals if hospitals is not None else load_hospitals(settings.hospital_config)
     metrics = metrics or WorkerMetrics()
     model = load_model(settings) if model is _LOAD else model
-    app = tuned_app_class(settings.broker_fetch_max_wait_ms)(
+    app = tuned_app_class(settings.broker_fetch_max_wait_ms, settings.broker_group_instance_id or None)(
         settings.app_id,
         broker=broker_urls(settings.broker_url),
         broker_credentials=faust_credentials(settings),
@@ -145,6 +147,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         topic_replication_factor=settings.topic_replicas,
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
         broker_commit_interval=settings.commit_interval_s,
         web_enabled=bool(settings.web_port),
         web_port=settings.web_port or 6066,
@@ -181,6 +184,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
                            batch_size=settings.inference_batch_size,
                            max_wait_s=settings.sequencer_max_wait_ms / 1000, metrics=metrics, limits=limits)
 
+    app.held_messages = stage.held_messages  # type: ignore[attr-defined]  # read by the consumer's wait_empty
     @app.agent(inputs, concurrency=1, name=f"{settings.topic_prefix}sequencer")
     async def sequencer(stream: faust.StreamT) -> None:
         """Input topics -> one event-time-ordered topic per hospital partition (no tables here)."""
@@ -193,8 +197,12 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         """Releases on a short beat: bounds the batching wait, and frees events held for a silent topic."""
         await stage.release_all()
 
+    # The last `ordered` offset applied per partition: recovered with the state, the truth about progress.
+    positions = OrderedPositions(app.Table(f"{settings.topic_prefix}positions", partitions=settings.topic_partitions))
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(app_: faust.App, revoked: set, **kwargs: Any) -> None:
+        positions.forget()
         stage.forget(sorted({tp.partition for tp in revoked}))
         processor.forget_finished()
         await drain_changelog(app_)  # the last event's writes reach the changelog before the next owner reads it
@@ -224,6 +232,21 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     async def state_agent(stream: faust.StreamT) -> None:
         """Every input event in event-time order, one at a time, per hospital partition: thin on purpose."""
         async for event in stream.events():
-            await processor.process(raw_message(event.message))
+            m = event.message
+            verdict = positions.check(m.partition, m.offset, time.monotonic())
+            if verdict.action == "skip":
+                continue
+            if verdict.action == "seek":  # events were skipped before us: go back for them, in order
+                metrics.errors.labels(stage="ordered_gap").inc()
+                log.warning("%s[%d]: offset %d arrived but %d is next to apply; seeking back to it",
+                            m.topic, m.partition, m.offset, verdict.expected)
+                await app.consumer.seek_wait({m.tp: verdict.expected})
+                continue
+            if verdict.action == "accept_gap":
+                metrics.errors.labels(stage="ordered_gap").inc()
+                log.error("%s[%d]: offsets %d..%d are no longer in the log; continuing at %d",
+                          m.topic, m.partition, verdict.expected, m.offset - 1, m.offset)
+            await processor.process(raw_message(m))
+            positions.applied(m.partition, m.offset)
 
     return WardflowApp(app=app, settings=settings, hospitals=hospitals, metrics=metrics, tables=tables)

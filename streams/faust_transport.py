@@ -32,13 +32,18 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import FutureMessage
 
 
-def tuned_app_class(fetch_max_wait_ms: int) -> type[faust.App]:
-    """A `faust.App` subclass whose consumer waits at most `fetch_max_wait_ms` per fetch."""
+def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None) -> type[faust.App]:
+    """A `faust.App` subclass whose consumer waits at most `fetch_max_wait_ms` per fetch.
+
+    `group_instance_id` turns on static group membership (KIP-345): a worker restarted under the
+    same id takes its partitions back at once instead of waiting for the group to notice that its
+    previous incarnation died (a session timeout) and rebalance."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the consumer starts its fetcher
+            consumer._group_instance_id = group_instance_id  # read when it starts its group coordinator
             return consumer
 
     class TunedConsumer(faust_aiokafka.Consumer):
@@ -54,6 +59,18 @@ def tuned_app_class(fetch_max_wait_ms: int) -> type[faust.App]:
                 self._held = getattr(self, "_held", set()) | held
                 tps -= held
             super().resume_partitions(tps)
+
+        async def wait_empty(self) -> None:
+            """Faust waits here, on a rebalance and at shutdown, until every message it handed out is acked.
+
+            The sequencer holds events back on purpose (event-time order, batching): they are not
+            forwarded and so not acked, and waiting for them hung SIGTERM until the kill timeout. They
+            are re-read from the committed offset by whoever owns the partition next, so they are
+            released from the wait here; the state agent's event in flight is still waited for."""
+            held = getattr(self.app, "held_messages", None)
+            if held is not None:
+                self._unacked_messages.difference_update(held())
+            await super().wait_empty()
 
         def release_held_partitions(self) -> None:
             """Start fetching the stream partitions held back during the rebalance (still assigned ones)."""

@@ -14,7 +14,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 # inside a bucket lands on the sizes that bucket holds (all batches of 1 give p50 = 1.0, not 0.5).
 BATCH_BUCKETS = (0.5, 1.5, 2.5, 3.5, 4.5, 6.5, 8.5, 12.5, 16.5, 24.5, 32.5, 48.5, 64.5, 128.5, 256.5, 512.5, 1024.5)
 # Every stage of wardflow_event_errors_total, exported at 0 from the start (a panel never says "No data").
-ERROR_STAGES = ("apply", "guard", "inference", "flush_slow")
+ERROR_STAGES = ("apply", "guard", "inference", "flush_slow", "ordered_gap")
 
 METRIC_NAMES = (
     "wardflow_events_in_total", "wardflow_dead_letters_total", "wardflow_decisions_total",
@@ -38,7 +38,8 @@ class WorkerMetrics:
         self.feedback = Counter("wardflow_feedback_records", "Feedback records for training, by source", ["source"], registry=r)
         self.duplicates = Counter("wardflow_duplicates", "Repeated event_ids ignored", ["topic"], registry=r)
         self.errors = Counter("wardflow_event_errors", "Unexpected processing trouble by stage (apply: the event was "
-                              "dead-lettered; flush_slow: a broker acknowledgement took longer than flush_warn_s)",
+                              "dead-lettered; flush_slow: a broker acknowledgement took longer than flush_warn_s; "
+                              "ordered_gap: the state agent was handed events past a gap and sought back)",
                               ["stage"], registry=r)
         self.latency = Histogram("wardflow_decision_latency_seconds",
                                  "From the event's arrival at the broker to its decisions acknowledged",

@@ -91,11 +91,13 @@ class EventProcessor:
         self.context = context or HandlerContext()
         self.flush_warn_s = flush_warn_s  # a broker acknowledgement slower than this is logged (and counted)
         self.limits = limits or Limits()
+        self._journal_weight: dict[str, int] = {}  # hospital -> bytes of its last journalled writes (this process)
         self._finished: set[str] = set()  # hospitals whose last journalled event this process has finished
 
     def forget_finished(self) -> None:
         """Partitions moved (rebalance): finish each hospital's last event again before its next one."""
         self._finished.clear()
+        self._journal_weight.clear()
 
     async def _finish_last_event(self, hospital_id: str) -> None:
         """First event of a hospital in this process: whatever a crash cut short is finished from the journal."""
@@ -200,17 +202,20 @@ class EventProcessor:
         outputs = {"decisions": [encode_output(d).decode() for d in decisions],
                    "feedback": [encode_output(f).decode() for f in result.feedback]}
         weight = _outputs_weight(staged, outputs, hospital.hospital_id)
-        if weight > self.limits.max_output_bytes // 2:  # the journal holds this event's and the previous one's
+        if weight > self.limits.max_output_bytes:
             return await self._dead_letter(
                 msg, "too_large", None,
                 f"{name}: applying this event would write {weight} bytes of decisions and state in one record, "
-                f"more than the {self.limits.max_output_bytes // 2} a record may carry; nothing was applied")
-        # One broker round trip: the outputs and the journal record (this event's writes, the previous
-        # event's, the outputs) are acknowledged together, with the previous event's individual writes.
-        # This event's own writes are issued only then, so whatever of them a crash keeps, its journal
-        # is durable and the first event after a restart finishes it (`_finish_last_event`).
+                f"more than the {self.limits.max_output_bytes} a record may carry; nothing was applied")
+        # The journal record carries the previous event's writes too. When both would not fit in one
+        # record, those writes are made durable first (one extra round trip) and left out of it.
+        previous = self._journal_weight.get(hospital.hospital_id, self.limits.max_output_bytes)
+        carry_previous = weight + previous <= self.limits.max_output_bytes
+        if not carry_previous:
+            await self._flush()
+        self._journal_weight[hospital.hospital_id] = weight
         await self.sink.send_outputs(hospital.hospital_id, outputs)
-        staged.write_journal(hospital.hospital_id, event.event_id, outputs)
+        staged.write_journal(hospital.hospital_id, event.event_id, outputs, carry_previous=carry_previous)
         await self._flush()
         staged.commit()
         for record in result.feedback:

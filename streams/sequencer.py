@@ -92,6 +92,10 @@ class EventTimeMerger:
                     self.forced_releases += 1
             out.append(queues[head.topic].popleft())
 
+    def held(self) -> list[Any]:
+        """Every item still queued (not released), on every partition."""
+        return [p.item for queues in self._queues.values() for q in queues.values() for p in q]
+
     def forget(self, partitions: Sequence[int]) -> None:
         """Drop queued events of revoked partitions: they will be read again by their new owner."""
         for p in partitions:

@@ -156,6 +156,10 @@ class SequencerStage:
         results = await predict(self.model, [r for _, r in todo], self.batch_size, self.metrics)
         return {id(p): prediction_headers(res) for (p, _), res in zip(todo, results)}
 
+    def held_messages(self) -> list[Any]:
+        """The consumer messages of events held back (never forwarded, so never acknowledged)."""
+        return [event.message for event in self.merger.held()]
+
     def forget(self, partitions: list[int]) -> None:
         self.merger.forget(partitions)
         for k in [k for k in self._listed_highwater if k[1] in partitions]:

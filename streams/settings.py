@@ -47,6 +47,12 @@ class WardflowSettings(BaseSettings):
     app_id: str = Field("wardflow", description="Faust app id: consumer group and changelog topic prefix")
     broker_session_timeout_s: float = Field(10.0, gt=0, description="Consumer session timeout")
     broker_rebalance_timeout_s: float = Field(10.0, gt=0, description="Consumer rebalance timeout")
+    broker_heartbeat_interval_s: float = Field(1.0, gt=0, description="Consumer heartbeat interval (well under a "
+                                               "third of the session timeout)")
+    broker_group_instance_id: str | None = Field(None, description="Static group membership: a stable id unique to "
+                                                 "this worker (its container or pod name). A worker restarted under "
+                                                 "the same id takes its partitions back without a rebalance; unset: "
+                                                 "dynamic membership")
     broker_fetch_max_wait_ms: int = Field(50, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency bound per hop)")
     sequencer_max_wait_ms: float = Field(200.0, ge=0, description="Longest wait for a silent input topic before releasing events in time order")
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval")
@@ -129,6 +135,8 @@ class WardflowSettings(BaseSettings):
     def _windows_fit(self) -> "WardflowSettings":
         if self.window_step_minutes > self.window_size_minutes:
             raise ValueError("window_step_minutes cannot exceed window_size_minutes")
+        if self.broker_heartbeat_interval_s * 3 > self.broker_session_timeout_s:
+            raise ValueError("broker_heartbeat_interval_s must be at most a third of broker_session_timeout_s")
         return self
 
     @model_validator(mode="after")

@@ -84,15 +84,17 @@ class StagedTables:
         for (table, k), value in self._staged.items():
             yield table, k, (None if value is _DELETED else value)
 
-    def write_journal(self, journal_key: str, event_id: str, outputs: dict[str, list[str]]) -> None:
+    def write_journal(self, journal_key: str, event_id: str, outputs: dict[str, list[str]], *,
+                      carry_previous: bool = True) -> None:
         """Write this event's writes, the previous event's and this event's outputs as ONE journal record.
 
         A crash may keep any subset of an event's individual changelog records, and they are made
         durable only by the next event's flush; the journal record is durable first, so a restart
         finishes both the previous and this event from it (`replay_journal`) and re-sends this
         event's outputs (decisions, feedback: deterministic, so a repeat is a harmless duplicate).
+        `carry_previous=False` when the caller has already made the previous event's writes durable.
         """
-        previous = self._tables[JOURNAL].get(journal_key) or {}
+        previous = (self._tables[JOURNAL].get(journal_key) or {}) if carry_previous else {}
         self._tables[JOURNAL][journal_key] = {
             "event_id": event_id,
             "previous_writes": previous.get("writes", []),

@@ -207,9 +207,10 @@ def multi_kill_replay(broker, run_id, start_worker, *, kills: int, hours: float,
     start = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)
     events = list(HospitalSimulator(hospital, seed=seed, start=start, malformed_rate=0.01, vitals=True).events(
         until=start + timedelta(hours=hours)))
-    sentinel = ev.admission(hospital.hospital_id, "P-SENTINEL", "E-SENTINEL", 24 * 60 * 3, sex="F",
-                            requested_unit="MEDICINE", event_id="sentinel")
-    topic, key, value = ev.encode("", sentinel)
+    topic, body = ev.admission(hospital.hospital_id, "P-SENTINEL", "E-SENTINEL", sex="F",
+                               requested_unit="MEDICINE", event_id="sentinel")
+    body["occurred_at"] = (start + timedelta(hours=hours, minutes=1)).isoformat()  # right after the last event
+    topic, key, value = ev.encode("", (topic, body))
     events.append(SimEvent(at=start, topic=topic, key=key, value=value))
 
     settings = WardflowSettings(broker_url=broker.url, topic_prefix=prefix, topic_partitions=partitions)
@@ -353,3 +354,23 @@ def _where_lost(run: dict, lost: list[str]) -> str:
     forwarded = sorted((in_ordered[i], i) for i in lost if i in in_ordered)
     return (f"{len(forwarded)} of them are on `ordered` (first {forwarded[:3]}, last {forwarded[-3:]}), "
             f"{sum(i in lettered for i in lost)} dead-lettered ({sorted(set(lettered[i] for i in lost if i in lettered))})")
+
+
+@pytest.mark.timeout(900)
+def test_eight_kills_with_the_model_repeat_every_decision_byte_for_byte(broker, run_id, start_worker):
+    """Predictions are made in batches whose make-up differs after every restart; a repeated decision
+    must still carry the bytes of the first one (the state agent applies the first copy on `ordered`)."""
+    from tests.inference_support import tiny_exported
+
+    run = multi_kill_replay(broker, run_id, start_worker, kills=8, hours=22, seed=5,
+                            model_path=tiny_exported() / "int8")
+    expected = InMemoryWorker(run["hospitals"], topic_prefix=run["prefix"])
+    asyncio.run(expected.feed(canonical_order(run["prefix"], run["events"])))
+    per_admission = _assert_nothing_lost_nothing_changed(run)
+    lost = [a for a in {d.caused_by for d in expected.sink.decisions if d.encounter_id} & admission_ids(run)
+            if not per_admission.get(a)]
+    predicted = sum(1 for r in run["records"] if b'"model_version"' in r.value)
+    print(f"\n{len(run['events'])} events with the model ({predicted} decisions carry a prediction); "
+          f"kill -> first new decision {[round(s, 1) for s in run['restarts']]} s")
+    assert predicted > 50
+    assert not lost, f"{len(lost)} admissions without a decision, e.g. {lost[:5]}; {_where_lost(run, lost)}"
