@@ -20,9 +20,10 @@ One page per episode:
   an ack of any page of the episode ends escalation for the episode. A lower score never
   cancels escalation of an unacknowledged page (a falsely reassuring reading must not
   silence a page nobody has seen).
-- The episode ends when every score for `episode_end_minutes` is below the paging bands
-  (0-4 without a red), and not before its escalation is over (acknowledged, or the chain
-  exhausted). The next paging score is a new episode.
+- The episode ends when every score for `episode_end_minutes` is below the episode's band
+  (the highest paged), and not before its escalation is over (acknowledged, or the chain
+  exhausted). The next paging score, the one that ends it included, is a new episode: a
+  patient who fell from 7+ to 5-6 and stayed there is the ward doctor's again.
 - Acks are judged on event time: an ack records its own `occurred_at`, even when it is
   processed after an escalation that its time preceded; the escalation already sent stands,
   and no further one follows.
@@ -64,7 +65,7 @@ _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 @dataclass(frozen=True)
 class PagingConfig:
     escalate_after_minutes: float = 15
-    episode_end_minutes: float = 240  # scores below the paging bands this long end an episode
+    episode_end_minutes: float = 60  # scores below the episode's band this long end it
     repeat_within_minutes: float = 10  # a suspected artefact waits this long for a repeat set
     overdue_grace_minutes: float = 15
     overdue_round_minutes: float = 240  # ward rounds every 4 hours from midnight UTC
@@ -215,7 +216,7 @@ class PagingState:
     page_summary: str | None = None  # describe_scoring of the paged score
     acked: bool = False
     acked_at: datetime | None = None
-    below_since: datetime | None = None  # first of the consecutive scores below the paging bands
+    below_since: datetime | None = None  # first of the consecutive scores below the episode's band
     # a suspected artefact waiting for a repeat (pending_page_id None: none)
     pending_page_id: str | None = None
     pending_since: datetime | None = None
@@ -329,14 +330,18 @@ def on_score(
     summary = describe_scoring(result)
     scoring = tuple(p for p in result.parameters if p.points)
 
-    if not cfg.paging_band(result.band):
-        actions: list[Action] = []
-        state = _clear_pending(state)  # a reassuring repeat: the suspect reading was an artefact
-        if state.in_episode:
+    if state.in_episode:
+        if result.band.rank < state.page_band.rank:
             below_since = state.below_since or now
             state = replace(state, below_since=below_since)
             if now - below_since >= _minutes(cfg.episode_end_minutes) and not _escalating(state, cfg):
                 state = _end_episode(state)
+        else:
+            state = replace(state, below_since=None)
+
+    if not cfg.paging_band(result.band):
+        actions: list[Action] = []
+        state = _clear_pending(state)  # a reassuring repeat: the suspect reading was an artefact
         if result.band != previous_band:
             actions.append(ReviewDue(band=result.band, total=result.total,
                                      monitoring_minutes=response.monitoring_minutes,
@@ -344,7 +349,6 @@ def on_score(
                                      nurse_assessment=result.band is Band.LOW, reasons=(summary, response.text)))
         return state, actions
 
-    state = replace(state, below_since=None)
     if state.in_episode and result.band.rank <= state.page_band.rank:
         return _clear_pending(state), []  # one page per episode: nothing new to say
 

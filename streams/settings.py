@@ -73,7 +73,7 @@ class WardflowSettings(BaseSettings):
     # NEWS2 and paging
     news2_max_obs_age_minutes: float = Field(60.0, gt=0, description="Newest value of a missing vital sign used if this recent")
     paging_escalate_after_minutes: float = Field(15.0, gt=0, description="Unacknowledged page escalates to the next role after")
-    paging_episode_end_minutes: float = Field(240.0, ge=0, description="Scores below the paging bands this long end an episode (one page per episode)")
+    paging_episode_end_minutes: float = Field(60.0, ge=0, description="Scores below the episode's band this long end it (one page per episode)")
     paging_repeat_within_minutes: float = Field(10.0, gt=0, description="A suspected probe artefact waits this long for a repeat set before it pages")
     paging_overdue_grace_minutes: float = Field(15.0, ge=0, description="Observations overdue this long past due are reported")
     paging_overdue_round_minutes: float = Field(240.0, gt=0, description="Ward rounds (overdue lists per unit) every this many minutes from midnight UTC")

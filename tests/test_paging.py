@@ -439,3 +439,15 @@ def test_next_action_at_is_never_later_than_the_first_tick_that_acts():
         else:
             assert first_acting is None or at(first_acting) >= due
             assert tick(state, max(due, at(t)) + timedelta(minutes=1), CFG)[1]  # and it does act once due
+
+
+def test_a_fall_below_the_episodes_band_for_the_configured_time_ends_it_and_the_lower_band_is_paged():
+    cfg = PagingConfig(episode_end_minutes=60)
+    state, _ = scored(Band.HIGH, 0, cfg=cfg)
+    state, _ = on_ack(state, "p1", at(5))
+    state, actions = scored(Band.MEDIUM, 30, state, page_id="p2", cfg=cfg)  # below the episode's band since 30
+    assert pages(actions) == []
+    state, actions = scored(Band.MEDIUM, 90, state, page_id="p3", cfg=cfg)  # 60 minutes below: a new episode
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p3", "ward_doctor")]
+    state, actions = scored(Band.HIGH, 100, state, page_id="p4", cfg=cfg)  # and a rise from it pages again
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p4", "critical_care_outreach")]
