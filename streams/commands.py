@@ -51,7 +51,7 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    if args.offline:  # the what-if simulator: the allocator's policies without Kafka
+    if args.offline and not args.paging_report:  # the what-if simulator: the allocator's policies without Kafka
         from allocator.commands import run_whatif_command
 
         return run_whatif_command(argparse.Namespace(

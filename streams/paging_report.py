@@ -79,6 +79,7 @@ class RunResult:
     acks_lost: int = 0
     repeats: int = 0
     dead_letters: Counter = field(default_factory=Counter)
+    kinds: Counter = field(default_factory=Counter)  # every decision by kind
     inputs: list[SimEvent] = field(default_factory=list)  # the closed loop's input stream, when kept
 
 
@@ -186,50 +187,55 @@ def legacy_config(clinical: ClinicalConfig) -> paging_legacy.PagingConfig:
 
 
 def run(hospital: Hospital, *, seed: int, start: datetime, days: float, clinical: ClinicalConfig,
-        ack_loss_rate: float, legacy: bool = False, keep_inputs: bool = False,
+        ack_loss_rate: float, legacy: bool = False, keep_inputs: bool = False, malformed_rate: float = 0.0,
         on_progress: Callable[[datetime], None] | None = None) -> RunResult:
     """One simulated stretch, closed loop in event time, through today's worker or (`legacy`) today's old rules."""
     until = start + timedelta(days=days)
-    sim = HospitalSimulator(hospital, seed=seed, start=start, vitals=True, malformed_rate=0.0)
+    sim = HospitalSimulator(hospital, seed=seed, start=start, vitals=True, malformed_rate=malformed_rate)
     staff = SimulatedClinicians(sim, ack_loss_rate=ack_loss_rate)
     sent: list[Sent] = []
     inputs: list[SimEvent] = []
     dead: Counter = Counter()
+    kinds: Counter = Counter()
     scorer = ChartScorer(clinical.max_obs_age, sim.worker_facts)
     if legacy:
         replica = LegacyClinical(legacy_config(clinical), scorer)
         for event in sim.events(until):
             if keep_inputs:
                 inputs.append(event)
+            if event.malformed is not None:
+                continue  # the worker would dead-letter it before it touched the clock
             for s in replica.process(event):
                 sent.append(s)
+                kinds[s.kind] += 1
                 staff.read(s.kind, s.created_at, s.page_id, s.encounter_id)
             if on_progress:
                 on_progress(event.at)
     else:
-        asyncio.run(_worker_loop(sim, staff, scorer, hospital, clinical, until, sent, dead,
+        asyncio.run(_worker_loop(sim, staff, scorer, hospital, clinical, until, sent, dead, kinds,
                                  inputs if keep_inputs else None, on_progress))
     return RunResult(sent=sent, scores=dict(scorer.scores), truth=sim.true_episodes(until), occupied_bed_days=sim.occupied_bed_days(),
                      until=until, acks_sent=staff.acks_sent, acks_lost=staff.acks_lost, repeats=staff.repeats,
-                     dead_letters=dead, inputs=inputs)
+                     dead_letters=dead, kinds=kinds, inputs=inputs)
 
 
 async def _worker_loop(sim: HospitalSimulator, staff: SimulatedClinicians, scorer: ChartScorer, hospital: Hospital,
                        clinical: ClinicalConfig,
-                       until: datetime, sent: list[Sent], dead: Counter, inputs: list[SimEvent] | None,
+                       until: datetime, sent: list[Sent], dead: Counter, kinds: Counter, inputs: list[SimEvent] | None,
                        on_progress: Callable[[datetime], None] | None) -> None:
     worker = InMemoryWorker({hospital.hospital_id: hospital}, topic_prefix=PREFIX,
                             context=HandlerContext(clinical=clinical))
     for offset, event in enumerate(sim.events(until)):
         if inputs is not None:
             inputs.append(event)
-        if event.topic == "vitals":
+        if event.topic == "vitals" and event.malformed is None:
             scorer.score(orjson.loads(event.value), event.at)
         outcome = await worker.processor.process(RawMessage(topic=PREFIX + event.topic, partition=0, offset=offset,
                                                             key=event.key, value=event.value))
         if outcome.status == "dead_letter":
             dead[outcome.code] += 1
         for d in outcome.decisions:
+            kinds[d.kind] += 1
             if d.kind in COUNTED:
                 sent.append(Sent(d.kind, d.created_at, d.encounter_id, d.page_id, d.role, d.pager is not None))
             staff.read(d.kind, d.created_at, d.page_id, d.encounter_id)
@@ -308,18 +314,24 @@ def _minutes(value: float | None) -> float | str | None:
 
 
 def report(hospital: Hospital, *, seed: int, start: datetime, days: float, clinical: ClinicalConfig,
-           ack_loss_rate: float, on_progress: Callable[[str, datetime], None] | None = None) -> dict[str, Any]:
-    """Today's worker and today's old rules over the same simulated stretch, side by side, with the targets."""
+           ack_loss_rate: float, malformed_rate: float = 0.0, current_run: RunResult | None = None,
+           on_progress: Callable[[str, datetime], None] | None = None) -> dict[str, Any]:
+    """Today's worker and today's old rules over the same simulated stretch, side by side, with the targets.
+
+    `current_run`: today's worker's run when the caller already made it (the same seed, start and days).
+    """
     cfg = clinical.paging
-    current_run = run(hospital, seed=seed, start=start, days=days, clinical=clinical, ack_loss_rate=ack_loss_rate,
-                      on_progress=(lambda at: on_progress("current", at)) if on_progress else None)
+    if current_run is None:
+        current_run = run(hospital, seed=seed, start=start, days=days, clinical=clinical, ack_loss_rate=ack_loss_rate,
+                          malformed_rate=malformed_rate, on_progress=(lambda at: on_progress("chart rules", at)) if on_progress else None)
     legacy_run = run(hospital, seed=seed, start=start, days=days, clinical=clinical, ack_loss_rate=ack_loss_rate,
-                     legacy=True, on_progress=(lambda at: on_progress("legacy", at)) if on_progress else None)
+                     malformed_rate=malformed_rate, legacy=True, on_progress=(lambda at: on_progress("legacy rules", at)) if on_progress else None)
     current = figures(current_run, escalate_after_minutes=cfg.escalate_after_minutes, chain=cfg.chain)
     legacy = figures(legacy_run, escalate_after_minutes=cfg.escalate_after_minutes, chain=cfg.chain)
     return {
         "simulation": {"hospital_id": hospital.hospital_id, "beds": len(hospital.beds), "seed": seed,
                        "start": start.isoformat(), "days": days, "ack_loss_rate": ack_loss_rate,
+                       "malformed_rate": malformed_rate,
                        "occupied_bed_days": round(current_run.occupied_bed_days, 1),
                        "escalate_after_minutes": cfg.escalate_after_minutes},
         **current,
