@@ -326,6 +326,15 @@ def report(hospital: Hospital, *, seed: int, start: datetime, days: float, clini
                           malformed_rate=malformed_rate, on_progress=(lambda at: on_progress("chart rules", at)) if on_progress else None)
     legacy_run = run(hospital, seed=seed, start=start, days=days, clinical=clinical, ack_loss_rate=ack_loss_rate,
                      malformed_rate=malformed_rate, legacy=True, on_progress=(lambda at: on_progress("legacy rules", at)) if on_progress else None)
+    return compare(current_run, legacy_run, hospital=hospital, seed=seed, start=start, days=days, clinical=clinical,
+                   ack_loss_rate=ack_loss_rate, malformed_rate=malformed_rate)
+
+
+def compare(current_run: RunResult, legacy_run: RunResult, *, hospital: Hospital, seed: int, start: datetime,
+            days: float, clinical: ClinicalConfig, ack_loss_rate: float, malformed_rate: float = 0.0,
+            source: str = "in memory") -> dict[str, Any]:
+    """The report: the current run's figures, the legacy run's under `legacy`, and the targets."""
+    cfg = clinical.paging
     current = figures(current_run, escalate_after_minutes=cfg.escalate_after_minutes, chain=cfg.chain)
     legacy = figures(legacy_run, escalate_after_minutes=cfg.escalate_after_minutes, chain=cfg.chain)
     return {
@@ -333,11 +342,20 @@ def report(hospital: Hospital, *, seed: int, start: datetime, days: float, clini
                        "start": start.isoformat(), "days": days, "ack_loss_rate": ack_loss_rate,
                        "malformed_rate": malformed_rate,
                        "occupied_bed_days": round(current_run.occupied_bed_days, 1),
-                       "escalate_after_minutes": cfg.escalate_after_minutes},
+                       "escalate_after_minutes": cfg.escalate_after_minutes, "current_rules_run": source,
+                       "legacy_rules_run": "in memory (allocator.paging_legacy)"},
         **current,
         "legacy": legacy,
         "targets": targets(current, legacy),
     }
+
+
+def sent_from_decision(body: dict[str, Any]) -> Sent | None:
+    """A decision as read off the decisions topic (JSON), for the figures; None if it is not about paging."""
+    if body.get("kind") not in COUNTED:
+        return None
+    return Sent(body["kind"], datetime.fromisoformat(body["created_at"]), body.get("encounter_id"),
+                body.get("page_id"), body.get("role"), body.get("pager") is not None)
 
 
 def _busy(f: dict[str, Any]) -> float:
@@ -345,16 +363,18 @@ def _busy(f: dict[str, Any]) -> float:
 
 
 def targets(current: dict[str, Any], legacy: dict[str, Any]) -> dict[str, Any]:
-    """Issue 13's targets, each judged on this run's figures."""
-    def minutes(f: dict[str, Any]) -> float:
+    """Issue 13's targets, each judged on this run's figures (None: the stretch had nothing to judge it on)."""
+    def minutes(f: dict[str, Any]) -> float | None:
         m = f["median_minutes_to_first_page"]
-        return math.inf if m in (None, "never") else m
+        return None if m is None else (math.inf if m == "never" else m)
 
+    recall, precision = current["deterioration_recall"], current["page_precision"]
+    now, before = minutes(current), minutes(legacy)
     fewer = _busy(legacy) / _busy(current) if _busy(current) else math.inf
     return {
-        "recall_is_100_percent": current["deterioration_recall"] == 1.0,
-        "median_minutes_no_worse_than_legacy": minutes(current) <= minutes(legacy),
-        "precision_at_least_0_8": (current["page_precision"] or 0) >= 0.8,
+        "recall_is_100_percent": None if recall is None else recall == 1.0,
+        "median_minutes_no_worse_than_legacy": None if now is None or before is None else now <= before,
+        "precision_at_least_0_8": None if precision is None else precision >= 0.8,
         "pages_plus_escalations_times_fewer_than_legacy": round(fewer, 2) if math.isfinite(fewer) else "all",
         "at_least_5_times_fewer": fewer >= 5,
     }

@@ -202,3 +202,12 @@ def test_the_cli_refuses_a_paging_report_without_offline():
     args = build_parser().parse_args(["simulate", "--paging-report", "--days", "0.1"])
     with pytest.raises(StreamsError, match="--offline"):
         args.func(args)
+
+
+def test_a_stretch_with_nothing_to_judge_says_so_rather_than_pass_or_fail():
+    empty = {"deterioration_recall": None, "median_minutes_to_first_page": None, "page_precision": None,
+             "pages_per_100_occupied_beds_per_day": 0.0, "escalations_per_100_occupied_beds_per_day": 0.0}
+    judged = pr.targets(empty, {**empty, "pages_per_100_occupied_beds_per_day": 3.0})
+    assert [judged[k] for k in ("recall_is_100_percent", "median_minutes_no_worse_than_legacy",
+                                "precision_at_least_0_8")] == [None, None, None]
+    assert judged["pages_plus_escalations_times_fewer_than_legacy"] == "all"
