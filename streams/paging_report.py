@@ -19,7 +19,9 @@ Figures (per run):
   observations at or after the onset whose NEWS2 (as the worker scores it) is in a paging band,
   and that band's role is "the chart's role". Over the deteriorations with a chart time, the
   share that got a page or escalation to the chart's role, or one above it in the chain,
-  between the deterioration's start and `escalate_after_minutes` after the chart time.
+  between the start of the patient's true need (the deterioration's start, or the start of
+  the true episode it began inside: still unwell on admission or from an earlier
+  deterioration) and `escalate_after_minutes` after the chart time.
 - `median_minutes_to_first_page`: over the same episodes, minutes from the onset to the first
   such page (0 when one already went out during the deterioration before the onset; an
   episode never reached counts as infinitely late, so a miss can only raise the median). The
@@ -262,6 +264,9 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
             reaching[s.encounter_id].append(s)
     window = timedelta(minutes=escalate_after_minutes)
     deteriorations = [e for e in result.truth if e.kind == "deterioration"]
+    by_encounter: dict[str, list[TrueEpisode]] = defaultdict(list)
+    for e in result.truth:
+        by_encounter[e.encounter_id].append(e)
     minutes, from_chart, recalled, never_called = [], [], 0, 0
     for e in deteriorations:
         called = None if e.onset is None else next(
@@ -273,14 +278,12 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
         due, role = called[0], DEFAULT_RESPONSES[called[1]].role
         if due + window > result.until:
             continue  # the stretch ends before the rules could be judged
+        since = _need_started(e, by_encounter[e.encounter_id])
         times = sorted(s.created_at for s in reaching[e.encounter_id]
-                       if e.started <= s.created_at <= e.ended and rank.get(s.role, -1) >= rank[role])
+                       if since <= s.created_at <= e.ended and rank.get(s.role, -1) >= rank[role])
         recalled += bool(times) and times[0] <= due + window
         minutes.append(max(0.0, (times[0] - e.onset).total_seconds() / 60) if times else math.inf)
         from_chart.append(max(0.0, (times[0] - due).total_seconds() / 60) if times else math.inf)
-    by_encounter: dict[str, list[TrueEpisode]] = defaultdict(list)
-    for e in result.truth:
-        by_encounter[e.encounter_id].append(e)
     pages = [s for s in result.sent if s.kind == "page"]
     true_pages = sum(any(e.started <= s.created_at <= e.ended for e in by_encounter.get(s.encounter_id or "", ()))
                      for s in pages)
@@ -307,6 +310,20 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
             "dead_letters": dict(result.dead_letters),
         },
     }
+
+
+def _need_started(episode: TrueEpisode, same_patient: list[TrueEpisode]) -> datetime:
+    """When the patient's continuous true need that contains `episode` began: a deterioration that starts while
+    the patient is still truly unwell (on admission, or from an earlier deterioration) is the same need, and a page
+    for it already reached the clinician."""
+    start = episode.started
+    changed = True
+    while changed:
+        changed = False
+        for other in same_patient:
+            if other.started < start <= other.ended:
+                start, changed = other.started, True
+    return start
 
 
 def _minutes(value: float | None) -> float | str | None:

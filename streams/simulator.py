@@ -161,6 +161,7 @@ class _Patient:
     deteriorating_until: datetime | None = None
     deterioration_started: datetime | None = None
     admitted_at: datetime | None = None  # physiology settles from the acuity's towards normal from here
+    chart_minutes: int | None = None  # the observation interval the chart gave the last complete set
     episode: _Episode | None = None  # the deterioration under way, for the truth
 
     @property
@@ -591,6 +592,9 @@ class HospitalSimulator:
             gap = timedelta(minutes=rng.uniform(220, 260))
         else:
             gap = timedelta(hours=rng.uniform(6, 12))
+        p.chart_minutes = _chart_minutes(obs, p) or p.chart_minutes
+        if p.chart_minutes:  # the nurse also keeps to the frequency the e-obs chart shows for the last full set
+            gap = min(gap, timedelta(minutes=0.9 * p.chart_minutes))
         self._schedule(at + gap, "vitals", p.encounter_id)
 
     def _on_repeat_vitals(self, at: datetime, encounter_id: str | None) -> None:
@@ -900,6 +904,14 @@ def _observations(rng: random.Random, p: _Patient, severity: float, settling: fl
         keep = set(rng.sample(sorted(obs), rng.randint(1, 4)))
         obs = {k: v for k, v in obs.items() if k in keep}
     return obs
+
+
+def _chart_minutes(obs: dict[str, Any], p: _Patient) -> int | None:
+    """The observation interval the NEWS2 chart gives a complete set as measured (None: a partial set)."""
+    if len(obs) < 7:
+        return None
+    result = score(Vitalset(**obs), scale2=p.spo2_scale2)
+    return DEFAULT_RESPONSES[result.band].monitoring_minutes
 
 
 class SimulatedClinicians:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -211,3 +212,15 @@ def test_a_stretch_with_nothing_to_judge_says_so_rather_than_pass_or_fail():
     assert [judged[k] for k in ("recall_is_100_percent", "median_minutes_no_worse_than_legacy",
                                 "precision_at_least_0_8")] == [None, None, None]
     assert judged["pages_plus_escalations_times_fewer_than_legacy"] == "all"
+
+
+def test_a_deterioration_that_starts_while_the_patient_is_still_truly_unwell_is_the_same_need():
+    """Paged at 10 for being unwell on admission (until 120); deteriorates from 100, chart high at 130: already reached."""
+    truth = [episode("E1", 0, 120, 0, kind="unwell_on_admission", role="critical_care_outreach"),
+             episode("E1", 100, 400, 100, role="critical_care_outreach")]
+    result = pr.RunResult(sent=[page("E1", 10, "critical_care_outreach")], scores={"E1": [(at(130), Band.HIGH)]},
+                          truth=truth, occupied_bed_days=1.0, until=at(1440))
+    assert pr.figures(result, escalate_after_minutes=15, chain=CHAIN)["deterioration_recall"] == 1.0
+    apart = [replace(truth[0], ended=at(90)), truth[1]]  # recovered before it started: a new need, not reached
+    result = replace(result, truth=apart)
+    assert pr.figures(result, escalate_after_minutes=15, chain=CHAIN)["deterioration_recall"] == 0.0
