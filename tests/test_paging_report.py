@@ -148,7 +148,7 @@ def quarter_day(demo):
 def test_simulated_clinicians_acknowledge_in_event_time_when_they_read_the_page(quarter_day):
     sent = {s.page_id: s for s in quarter_day.sent if s.kind in ("page", "escalation")}
     acks = [orjson.loads(e.value) for e in quarter_day.inputs if e.topic == "page-acks"]
-    assert acks and len(acks) == quarter_day.acks_sent and quarter_day.acks_lost > 0
+    assert 0 < len(acks) <= quarter_day.acks_sent and quarter_day.acks_lost > 0  # one may be read after the end
     for ack in acks:
         read_after = datetime.fromisoformat(ack["occurred_at"]) - sent[ack["page_id"]].created_at
         assert timedelta(minutes=1) <= read_after <= timedelta(minutes=10)
