@@ -47,13 +47,13 @@ examples:
                                                   # paging against the truth: today's rules vs the old ones
 
 --offline --paging-report runs the worker's own processing in memory (no broker) on the
-simulated stretch, with vitals, in a closed loop in event time: the simulated clinicians read each page a few
-minutes after it goes out and acknowledge it (a share of acknowledgements, --ack-loss-rate,
-is lost), and repeat a suspect set of observations when asked. It prints one JSON object on
-stdout: pages and escalations per 100 occupied beds per day, deterioration
-recall, median minutes to first page and page precision against the simulator's true
-deteriorations, and the same figures for the rules before issue 13 under "legacy" (the same
-seed, start and days). See docs/paging.md for the definitions.
+simulated stretch, with vitals, in a closed loop in event time: the simulated clinicians read
+each page a few minutes after it goes out and acknowledge it (a share, --ack-loss-rate, is
+lost), and repeat a suspect set of observations when asked. It prints one JSON object on
+stdout: pages and escalations per 100 occupied beds per day, deterioration recall, median
+minutes to first page and page precision against the simulator's true deteriorations, and
+the same figures for the rules before issue 13 under "legacy" (same seed, start and days).
+Definitions: docs/paging.md.
 """
 
 

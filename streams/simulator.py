@@ -24,6 +24,18 @@ until a case with that label comes up. An admission event is sent for every arri
 Same (hospital, seed, start) -> the same events, byte for byte. Malformed messages and vitals
 draw from their own random streams and id series, so toggling them leaves the other events'
 bytes unchanged.
+
+Vitals and the truth about them (for the paging report, `streams.paging_report`): each reading
+is the patient's true physiology plus measurement noise. The physiology on admission follows
+the triage acuity and settles towards normal with treatment; some patients deteriorate for a
+few hours; 1% of SpO2 readings are probe artefacts. The simulator keeps the truth
+(`true_episodes`: deteriorations and patients unwell on admission, with when their true
+physiology reached a band the NEWS2 chart pages for) and the occupied bed-days. The nurses
+observe by acuity and keep to the chart's frequency for the last full set. The ward's staff in
+reply to the worker's decisions (`SimulatedClinicians`: acks when a page is read, repeat sets
+when asked) join the stream through `acknowledge` and `repeat_observations`, at their own event
+times, drawing from their own random streams and id series, so the rest of the stream is the
+same whatever the worker decides.
 """
 
 from __future__ import annotations
