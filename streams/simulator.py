@@ -207,7 +207,6 @@ class TrueEpisode:
 class _Episode:
     started: datetime
     until: datetime
-    observed_at: list[datetime] = field(default_factory=list)
 
 
 @dataclass(order=True)
@@ -592,8 +591,6 @@ class HospitalSimulator:
         if "spo2" in obs and self._arng.random() < self.artefact_rate:  # a probe off the finger; the rest is true
             obs["spo2"] = self._arng.randint(40, 84)
             self._by_kind["probe_artefact"] += 1
-        if p.episode is not None:
-            p.episode.observed_at.append(at)
         body = {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}
         self._emit(at, "vitals", body, series="v")
         self._by_kind["vitals"] += 1
@@ -616,8 +613,6 @@ class HospitalSimulator:
             return
         severity = _severity(p, at) if p.deteriorating_until is not None and at < p.deteriorating_until else 0.0
         obs = _observations(self._crng, p, severity, self._settling(p, at), partial=False)
-        if p.episode is not None:
-            p.episode.observed_at.append(at)
         self._emit(at, "vitals", {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}, series="r",
                    malformable=False)
         self._by_kind["repeat_vitals"] += 1

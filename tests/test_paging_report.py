@@ -224,3 +224,16 @@ def test_a_deterioration_that_starts_while_the_patient_is_still_truly_unwell_is_
     apart = [replace(truth[0], ended=at(90)), truth[1]]  # recovered before it started: a new need, not reached
     result = replace(result, truth=apart)
     assert pr.figures(result, escalate_after_minutes=15, chain=CHAIN)["deterioration_recall"] == 0.0
+
+
+def test_both_rule_sets_see_the_same_simulated_patients_and_observations(quarter_day, demo):
+    """The same seed and start: only the clinicians' replies (acks, repeat sets) differ between the two runs."""
+    legacy = pr.run(demo, seed=11, start=T0, days=0.25, clinical=ClinicalConfig(), ack_loss_rate=0.2, legacy=True,
+                    keep_inputs=True)
+
+    def story(run: pr.RunResult) -> list[bytes]:
+        return [e.value for e in run.inputs
+                if e.topic != "page-acks" and "-r" not in orjson.loads(e.value)["event_id"]]
+
+    assert story(legacy) == story(quarter_day)
+    assert legacy.truth == quarter_day.truth and legacy.scores.keys() == quarter_day.scores.keys()
