@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 
 from allocator.hospital import load_hospitals
-from streams.app import input_topic_names, output_topic_names
+from streams.app import input_topic_names, load_model, output_topic_names
 from streams.broker import EmbeddedBroker, create_topics, free_port
 from streams.demo_view import DemoFigures, describe_decision, render, scrape
 from streams.runner import WorkerProcess, settings_env
@@ -74,9 +74,10 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     # replies sit in the published stream at their own event times and the demo shows, at any --speed, the
     # escalations the hospital would see (an ack sent live would reach the worker minutes of hospital time late).
     console.print("      simulating the day with its clinicians in memory (acks and repeats in event time) ...")
+    model = load_model(settings)  # the worker's own model, so the worker in memory pages as the live one will
     closed_loop = await asyncio.to_thread(
         paging_report.run, hospital, seed=args.seed, start=start, days=args.days, clinical=clinical,
-        ack_loss_rate=args.ack_loss_rate, malformed_rate=DEMO_MALFORMED_RATE, keep_inputs=True)
+        ack_loss_rate=args.ack_loss_rate, malformed_rate=DEMO_MALFORMED_RATE, keep_inputs=True, model=model)
     events = closed_loop.inputs
     figures = DemoFigures(to_publish=len(events))
     stop = asyncio.Event()

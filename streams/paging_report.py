@@ -47,12 +47,14 @@ import orjson
 
 from allocator import news2, paging_legacy
 from allocator.news2 import DEFAULT_RESPONSES
+from inference.interface import TriageModel
 from allocator.hospital import Hospital
 from streams.clinical import ClinicalConfig, page_id_for
 from streams.handlers import HandlerContext
 from streams.memory import InMemoryWorker
 from streams.processor import RawMessage
 from streams.simulator import HospitalSimulator, SimEvent, SimulatedClinicians, TrueEpisode
+from streams.triage import predict, prediction_headers, read_prediction, triage_request
 
 PREFIX = "wardflow."
 COUNTED = ("page", "escalation", "observations_overdue", "review_due", "repeat_observation")
@@ -190,8 +192,12 @@ def legacy_config(clinical: ClinicalConfig) -> paging_legacy.PagingConfig:
 
 def run(hospital: Hospital, *, seed: int, start: datetime, days: float, clinical: ClinicalConfig,
         ack_loss_rate: float, legacy: bool = False, keep_inputs: bool = False, malformed_rate: float = 0.0,
-        on_progress: Callable[[datetime], None] | None = None) -> RunResult:
-    """One simulated stretch, closed loop in event time, through today's worker or (`legacy`) today's old rules."""
+        model: TriageModel | None = None, on_progress: Callable[[datetime], None] | None = None) -> RunResult:
+    """One simulated stretch, closed loop in event time, through today's worker or (`legacy`) today's old rules.
+
+    `model`: the triage model the worker would run (the demo's), so the worker in memory places and judges
+    patients as the live one does; without it, as a worker with no model.
+    """
     until = start + timedelta(days=days)
     sim = HospitalSimulator(hospital, seed=seed, start=start, vitals=True, malformed_rate=malformed_rate)
     staff = SimulatedClinicians(sim, ack_loss_rate=ack_loss_rate)
@@ -215,7 +221,7 @@ def run(hospital: Hospital, *, seed: int, start: datetime, days: float, clinical
                 on_progress(event.at)
     else:
         asyncio.run(_worker_loop(sim, staff, scorer, hospital, clinical, until, sent, dead, kinds,
-                                 inputs if keep_inputs else None, on_progress))
+                                 inputs if keep_inputs else None, on_progress, model))
     return RunResult(sent=sent, scores=dict(scorer.scores), truth=sim.true_episodes(until), occupied_bed_days=sim.occupied_bed_days(),
                      until=until, acks_sent=staff.acks_sent, acks_lost=staff.acks_lost, repeats=staff.repeats,
                      dead_letters=dead, kinds=kinds, inputs=inputs)
@@ -224,16 +230,22 @@ def run(hospital: Hospital, *, seed: int, start: datetime, days: float, clinical
 async def _worker_loop(sim: HospitalSimulator, staff: SimulatedClinicians, scorer: ChartScorer, hospital: Hospital,
                        clinical: ClinicalConfig,
                        until: datetime, sent: list[Sent], dead: Counter, kinds: Counter, inputs: list[SimEvent] | None,
-                       on_progress: Callable[[datetime], None] | None) -> None:
+                       on_progress: Callable[[datetime], None] | None, model: TriageModel | None = None) -> None:
     worker = InMemoryWorker({hospital.hospital_id: hospital}, topic_prefix=PREFIX,
-                            context=HandlerContext(clinical=clinical))
+                            context=HandlerContext(clinical=clinical, model_available=model is not None))
     for offset, event in enumerate(sim.events(until)):
+        prediction = error = None
+        request = triage_request(event.value) if model is not None and event.topic == "admissions" else None
+        if request is not None:  # as the worker's sequencer stage does, one admission at a time
+            [result] = await predict(model, [request], batch_size=1, metrics=worker.processor.metrics)
+            prediction, error = read_prediction(dict(prediction_headers(result)))
         if inputs is not None:
             inputs.append(event)
         if event.topic == "vitals" and event.malformed is None:
             scorer.score(orjson.loads(event.value), event.at)
         outcome = await worker.processor.process(RawMessage(topic=PREFIX + event.topic, partition=0, offset=offset,
-                                                            key=event.key, value=event.value))
+                                                            key=event.key, value=event.value, prediction=prediction,
+                                                            prediction_error=error))
         if outcome.status == "dead_letter":
             dead[outcome.code] += 1
         for d in outcome.decisions:

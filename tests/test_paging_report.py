@@ -237,3 +237,25 @@ def test_both_rule_sets_see_the_same_simulated_patients_and_observations(quarter
 
     assert story(legacy) == story(quarter_day)
     assert legacy.truth == quarter_day.truth and legacy.scores.keys() == quarter_day.scores.keys()
+
+
+class _OneUnitModel:
+    """A stand-in triage model: every arrival to MEDICINE, confident (the closed loop must carry its predictions)."""
+
+    model_version = "test-1"
+
+    def predict_batch(self, requests):
+        from inference.interface import TriagePrediction
+
+        return [TriagePrediction(id=r.id, target_unit="MEDICINE", unit_probs={"MEDICINE": 0.9}, acuity=3,
+                                 acuity_probs={"3": 1.0}, needs=(), need_probs={}, uncertain=False,
+                                 model_version=self.model_version) for r in requests]
+
+
+def test_the_closed_loop_runs_the_workers_model_when_given_one(demo):
+    """The demo's in-memory run uses the live worker's model, so both place and page the same patients."""
+    with_model = pr.run(demo, seed=11, start=T0, days=0.02, clinical=ClinicalConfig(), ack_loss_rate=0.1,
+                        model=_OneUnitModel())
+    without = pr.run(demo, seed=11, start=T0, days=0.02, clinical=ClinicalConfig(), ack_loss_rate=0.1)
+    assert with_model.kinds["needs_confirmation"] < without.kinds["needs_confirmation"]
+    assert with_model.dead_letters == Counter()
