@@ -107,15 +107,17 @@ class Response:
     text: str
 
 
-# The RCP clinical response per band, mapped to roster roles. "Continuous monitoring" for high
+# The RCP clinical response per band, mapped to roster roles; `role` None: the response is the
+# ward's own (observations, a registered nurse's assessment), shown on the bed board, not paged.
+# "Continuous monitoring" for high
 # has no interval on the chart; 30 minutes is the overdue check a ward applies to it.
 DEFAULT_RESPONSES: Mapping[Band, Response] = MappingProxyType({
     Band.ZERO: Response(
         None, "routine", 12 * 60,
         "Continue routine NEWS2 monitoring at least every 12 hours.",
     ),
-    Band.LOW: Response(
-        "nurse_in_charge", "routine", 4 * 60,
+    Band.LOW: Response(  # the chart asks for a registered nurse's assessment, not a page
+        None, "routine", 4 * 60,
         "Observe at least every 4 hours; the registered nurse assesses and decides whether "
         "monitoring or escalation should increase.",
     ),

@@ -1,25 +1,47 @@
-"""Paging and escalation for NEWS2 scores, as pure functions over a small per-patient state.
+"""Who is interrupted, and when: NEWS2 paging as pure functions over a small per-patient state.
 
 The stream keeps one `PagingState` per patient in a table (`to_dict`/`from_dict`) and calls
-`on_score` for each complete score, `on_ack` for each page-ack and `tick` on a timer. Every
-function takes `now`, returns a new state and never reads a clock, so a replay of the same
-inputs gives the same actions.
+`on_score` for each complete score, `on_ack` for each page-ack, `tick` when the patient's
+`next_action_at` has come, and `overdue_round` at each ward round. Every function takes `now`
+and never reads a clock, so a replay of the same inputs gives the same actions.
 
-Decisions made here:
-- A rise is measured against the band of the last page, not the last score: high, medium,
-  high again inside the window is one page, not two.
-- A lower score never cancels escalation of an unacknowledged page: a falsely reassuring
-  reading (a probe artefact) must not silence an emergency page nobody has seen.
-- An escalation re-pages the next role and restarts the clock, so every role gets a full
-  `escalate_after_minutes` to answer; a late tick escalates one step, not several.
-- An ack for any page of the current episode (the first page or any escalation of it)
-  stops escalation; pages superseded by a newer page are unknown.
+The chart decides who is interrupted (RCP NEWS2, 2017):
+- 0 and 1-4: nobody is paged. The bed board gets a `ReviewDue` (observation frequency; at 1-4
+  a registered nurse's assessment) when the band changes.
+- a 3 in a single parameter: urgent ward-based review (ward doctor); 5-6: urgent response
+  (ward doctor); 7 or more: emergency response (critical care outreach), at once, never
+  delayed or batched.
+
+One page per episode:
+- A paging score with no episode open starts one and pages the band's role. While the
+  episode lasts, a score in the same or a lower band pages nobody; a higher band than any
+  paged in the episode re-pages (its own role, a new page id that needs its own ack).
+- An unacknowledged page escalates one role up the chain every `escalate_after_minutes`;
+  an ack of any page of the episode ends escalation for the episode. A lower score never
+  cancels escalation of an unacknowledged page (a falsely reassuring reading must not
+  silence a page nobody has seen).
+- The episode ends when every score for `episode_end_minutes` is below the episode's band
+  (the highest paged), and not before its escalation is over (acknowledged, or the chain
+  exhausted). The next paging score, the one that ends it included, is a new episode: a
+  patient who fell from 7+ to 5-6 and stayed there is the ward doctor's again.
+- Acks are judged on event time: an ack records its own `occurred_at`, even when it is
+  processed after an escalation that its time preceded; the escalation already sent stands,
+  and no further one follows.
+
+A single implausible reading (SpO2 scored 3 with a normal pulse and breathing: a probe off
+the finger) that would start or raise an episode asks for a repeat set within
+`repeat_within_minutes` before anyone is paged. A reassuring repeat pages nobody; a repeat
+that pages again (or the same reading again) pages at once; no repeat in time pages on the
+suspect reading. A total of 7 or more is never delayed.
+
+Overdue observations are a nursing task reported per unit at each ward round (one list by
+urgency); a patient whose last score was 5 or more is reported on their own, at once.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +49,7 @@ from allocator.news2 import (
     DEFAULT_RESPONSES,
     Band,
     News2Score,
+    ParameterScore,
     Priority,
     Response,
     band_label,
@@ -34,13 +57,19 @@ from allocator.news2 import (
 )
 
 DEFAULT_CHAIN = ("nurse_in_charge", "ward_doctor", "critical_care_outreach", "rapid_response")
+URGENT_OVERDUE_TOTAL = 5  # RCP: a NEWS2 of 5 or more is the urgent response threshold
+_DAY_MINUTES = 24 * 60
+_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
 class PagingConfig:
-    suppression_minutes: float = 60
     escalate_after_minutes: float = 15
+    episode_end_minutes: float = 60  # scores below the episode's band this long end it
+    repeat_within_minutes: float = 10  # a suspected artefact waits this long for a repeat set
     overdue_grace_minutes: float = 15
+    overdue_round_minutes: float = 240  # ward rounds every 4 hours from midnight UTC
+    trend_length: int = 5  # scores a page shows
     chain: tuple[str, ...] = DEFAULT_CHAIN
     responses: Mapping[Band, Response] = field(default_factory=lambda: DEFAULT_RESPONSES)
     overdue_role: str = "nurse_in_charge"  # observations are a nursing task
@@ -51,21 +80,36 @@ class PagingConfig:
             raise ValueError("the escalation chain must list at least one role, each once")
         if set(self.responses) != set(Band):
             raise ValueError("the response table must cover every NEWS2 band")
-        unreachable = sorted(
-            {r.role for r in self.responses.values() if r.role} - set(self.chain)
-        )
+        unreachable = sorted({r.role for r in self.responses.values() if r.role} - set(self.chain))
         if unreachable:
             raise ValueError(f"paged roles missing from the escalation chain: {unreachable}")
         if self.escalate_after_minutes <= 0:
             raise ValueError("escalate_after_minutes must be positive")
-        if self.suppression_minutes < 0 or self.overdue_grace_minutes < 0:
-            raise ValueError("suppression and grace minutes cannot be negative")
+        if not 0 < self.repeat_within_minutes < self.escalate_after_minutes:
+            raise ValueError("repeat_within_minutes must be positive and shorter than escalate_after_minutes: "
+                             "a suspected artefact may delay a page by less than an escalation would")
+        if self.episode_end_minutes < 0 or self.overdue_grace_minutes < 0:
+            raise ValueError("episode end and overdue grace minutes cannot be negative")
+        if not 0 < self.overdue_round_minutes <= _DAY_MINUTES or _DAY_MINUTES % self.overdue_round_minutes:
+            raise ValueError("overdue_round_minutes must divide a day (e.g. 240: rounds at 00, 04, 08, ... UTC)")
+        if self.trend_length < 1:
+            raise ValueError("trend_length must be at least 1")
+
+    def paging_band(self, band: Band) -> bool:
+        return self.responses[band].role is not None
 
 
 class AckOutcome(StrEnum):
     ACKED = "acked"
     ALREADY_ACKED = "already_acked"
     UNKNOWN = "unknown"  # never sent, or superseded by a newer page
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    at: datetime
+    total: int
+    band: Band
 
 
 @dataclass(frozen=True)
@@ -76,6 +120,9 @@ class Page:
     band: Band
     total: int
     reasons: tuple[str, ...]
+    scoring: tuple[ParameterScore, ...] = ()  # the parameters that scored
+    trend: tuple[TrendPoint, ...] = ()  # the last scores, oldest first, this one last
+    monitoring_minutes: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,17 +138,64 @@ class Escalation:
 
 
 @dataclass(frozen=True)
+class ReviewDue:
+    """A board task, never a page: the observation frequency and, at 1-4, a nurse's assessment."""
+
+    band: Band
+    total: int
+    monitoring_minutes: int
+    next_obs_due_at: datetime
+    nurse_assessment: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RepeatObservation:
+    """A board task for the bedside nurse: repeat the set by `repeat_by`, or the page goes out."""
+
+    suspect: str
+    repeat_by: datetime
+    band: Band
+    total: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ObservationsOverdue:
+    """One patient whose last score was 5 or more, overdue: reported on their own, at once."""
+
     due_at: datetime
     band: Band
+    total: int
     role: str
     reasons: tuple[str, ...]
 
 
-Action = Page | Escalation | ObservationsOverdue
+@dataclass(frozen=True)
+class OverduePatient:
+    encounter_id: str
+    band: Band
+    total: int
+    due_at: datetime
+    minutes_overdue: int
 
-_TIMES = ("last_page_at", "last_obs_at", "next_obs_due_at", "acked_at", "overdue_reported_for")
-_BANDS = ("last_band", "page_band")
+
+@dataclass(frozen=True)
+class OverdueRound:
+    """A unit's overdue observations at one ward round, most urgent first."""
+
+    unit: str | None
+    round_at: datetime
+    role: str
+    patients: tuple[OverduePatient, ...]
+    reasons: tuple[str, ...]
+
+
+Action = Page | Escalation | ReviewDue | RepeatObservation | ObservationsOverdue
+
+_TIMES = ("last_page_at", "last_obs_at", "next_obs_due_at", "acked_at", "overdue_reported_for", "below_since",
+          "pending_since")
+_BANDS = ("last_band", "page_band", "pending_band")
 
 
 @dataclass(frozen=True)
@@ -109,17 +203,28 @@ class PagingState:
     """One patient's paging state; the default is a patient never scored."""
 
     last_band: Band | None = None  # band of the latest score
-    last_page_at: datetime | None = None  # when the latest page or escalation went out
-    last_page_id: str | None = None
-    page_role: str | None = None  # role holding the latest page
-    acked: bool = False
-    escalation_level: int | None = None  # index of page_role in the chain
+    last_total: int | None = None
     last_obs_at: datetime | None = None
     next_obs_due_at: datetime | None = None
-    page_band: Band | None = None  # band the current episode was paged for
-    page_ids: tuple[str, ...] = ()  # the episode: first page, then its escalations
+    trend: tuple[TrendPoint, ...] = ()
+    # the open episode (page_band None: none)
+    page_band: Band | None = None  # the highest band paged in the episode
+    page_ids: tuple[str, ...] = ()  # the current page, then its escalations
+    last_page_id: str | None = None
+    last_page_at: datetime | None = None  # when the latest page or escalation went out
+    page_role: str | None = None  # role holding the latest page
+    escalation_level: int | None = None  # index of page_role in the chain
     page_summary: str | None = None  # describe_scoring of the paged score
+    acked: bool = False
     acked_at: datetime | None = None
+    below_since: datetime | None = None  # first of the consecutive scores below the episode's band
+    # a suspected artefact waiting for a repeat (pending_page_id None: none)
+    pending_page_id: str | None = None
+    pending_since: datetime | None = None
+    pending_band: Band | None = None
+    pending_total: int | None = None
+    pending_reasons: tuple[str, ...] = ()
+    pending_scoring: tuple[tuple[str, Any, int], ...] = ()
     overdue_reported_for: datetime | None = None  # due time already reported overdue
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,8 +235,12 @@ class PagingState:
                 value = value.isoformat()
             elif f.name in _BANDS and value is not None:
                 value = value.value
-            elif f.name == "page_ids":
+            elif f.name == "trend":
+                value = [[t.at.isoformat(), t.total, t.band.value] for t in value]
+            elif f.name in ("page_ids", "pending_reasons"):
                 value = list(value)
+            elif f.name == "pending_scoring":
+                value = [list(p) for p in value]
             data[f.name] = value
         return data
 
@@ -146,10 +255,18 @@ class PagingState:
                 value = datetime.fromisoformat(value)
             elif name in _BANDS and value is not None:
                 value = Band(value)
-            elif name == "page_ids":
+            elif name == "trend":
+                value = tuple(TrendPoint(datetime.fromisoformat(a), t, Band(b)) for a, t, b in value)
+            elif name in ("page_ids", "pending_reasons"):
                 value = tuple(value)
+            elif name == "pending_scoring":
+                value = tuple(tuple(p) for p in value)
             values[name] = value
         return cls(**values)
+
+    @property
+    def in_episode(self) -> bool:
+        return self.page_band is not None
 
 
 def escalation_page_id(first_page_id: str, level: int) -> str:
@@ -161,58 +278,101 @@ def _minutes(value: float) -> timedelta:
     return timedelta(minutes=value)
 
 
-def _should_page(state: PagingState, band: Band, now: datetime, cfg: PagingConfig) -> bool:
-    if cfg.responses[band].role is None:
-        return False
-    if state.last_page_at is None or state.page_band is None:
-        return True
-    if band.rank > state.page_band.rank:
-        return True
-    return now - state.last_page_at >= _minutes(cfg.suppression_minutes)
+def suspect_artefact(result: News2Score) -> str | None:
+    """The parameter that looks like a measurement artefact, or None.
+
+    SpO2 scored 3 while breathing and pulse both scored 0: real hypoxaemia that deep comes with
+    a fast breath or pulse; a probe off the finger or a cold hand does not.
+    """
+    points = {p.name: p.points for p in result.parameters}
+    if points["spo2"] == 3 and points["resp_rate"] == 0 and points["heart_rate"] == 0:
+        return "spo2"
+    return None
+
+
+def _escalating(state: PagingState, cfg: PagingConfig) -> bool:
+    return (state.in_episode and not state.acked and state.escalation_level is not None
+            and state.escalation_level + 1 < len(cfg.chain))
+
+
+def _end_episode(state: PagingState) -> PagingState:
+    return replace(state, page_band=None, page_ids=(), last_page_id=None, last_page_at=None, page_role=None,
+                   escalation_level=None, page_summary=None, acked=False, acked_at=None, below_since=None)
+
+
+def _clear_pending(state: PagingState) -> PagingState:
+    return replace(state, pending_page_id=None, pending_since=None, pending_band=None, pending_total=None,
+                   pending_reasons=(), pending_scoring=())
+
+
+def _page(state: PagingState, page_id: str, band: Band, total: int, reasons: tuple[str, ...],
+          scoring: tuple[ParameterScore, ...], now: datetime, cfg: PagingConfig) -> tuple[PagingState, Page]:
+    response = cfg.responses[band]
+    page = Page(page_id=page_id, role=response.role, priority=response.priority, band=band, total=total,
+                reasons=reasons, scoring=scoring, trend=state.trend, monitoring_minutes=response.monitoring_minutes)
+    state = replace(state, page_band=band, page_ids=(page_id,), last_page_id=page_id, last_page_at=now,
+                    page_role=response.role, escalation_level=cfg.chain.index(response.role),
+                    page_summary=reasons[0], acked=False, acked_at=None, below_since=None)
+    return _clear_pending(state), page
 
 
 def on_score(
     state: PagingState, result: News2Score, now: datetime, cfg: PagingConfig, page_id: str
 ) -> tuple[PagingState, list[Action]]:
-    """Record a complete score and page its band's role unless a recent page already covers it.
+    """Record a complete score and do what the chart and the open episode call for.
 
     `page_id` is the caller's deterministic id for the page this score would send.
     """
     response = cfg.responses[result.band]
-    state = replace(
-        state,
-        last_band=result.band,
-        last_obs_at=now,
-        next_obs_due_at=now + _minutes(response.monitoring_minutes),
-    )
-    if not _should_page(state, result.band, now, cfg):
-        return state, []
+    previous_band = state.last_band
+    trend = (*state.trend, TrendPoint(now, result.total, result.band))[-cfg.trend_length:]
+    state = replace(state, last_band=result.band, last_total=result.total, last_obs_at=now, trend=trend,
+                    next_obs_due_at=now + _minutes(response.monitoring_minutes))
     summary = describe_scoring(result)
-    page = Page(
-        page_id=page_id,
-        role=response.role,
-        priority=response.priority,
-        band=result.band,
-        total=result.total,
-        reasons=(summary, response.text),
-    )
-    state = replace(
-        state,
-        last_page_at=now,
-        last_page_id=page_id,
-        page_role=response.role,
-        acked=False,
-        acked_at=None,
-        escalation_level=cfg.chain.index(response.role),
-        page_band=result.band,
-        page_ids=(page_id,),
-        page_summary=summary,
-    )
+    scoring = tuple(p for p in result.parameters if p.points)
+
+    if state.in_episode:
+        if result.band.rank < state.page_band.rank:
+            below_since = state.below_since or now
+            state = replace(state, below_since=below_since)
+            if now - below_since >= _minutes(cfg.episode_end_minutes) and not _escalating(state, cfg):
+                state = _end_episode(state)
+        else:
+            state = replace(state, below_since=None)
+
+    if not cfg.paging_band(result.band):
+        actions: list[Action] = []
+        state = _clear_pending(state)  # a reassuring repeat: the suspect reading was an artefact
+        if result.band != previous_band:
+            actions.append(ReviewDue(band=result.band, total=result.total,
+                                     monitoring_minutes=response.monitoring_minutes,
+                                     next_obs_due_at=state.next_obs_due_at,
+                                     nurse_assessment=result.band is Band.LOW, reasons=(summary, response.text)))
+        return state, actions
+
+    if state.in_episode and result.band.rank <= state.page_band.rank:
+        return _clear_pending(state), []  # one page per episode: nothing new to say
+
+    suspect = suspect_artefact(result)
+    if suspect and result.total < 7 and state.pending_page_id is None:
+        repeat_by = now + _minutes(cfg.repeat_within_minutes)
+        value = next(p.value for p in result.parameters if p.name == suspect)
+        ask = RepeatObservation(
+            suspect=suspect, repeat_by=repeat_by, band=result.band, total=result.total,
+            reasons=(summary, f"SpO2 {value}% with normal pulse and breathing looks like a probe artefact: repeat "
+                              f"the observations within {cfg.repeat_within_minutes:g} minutes; the page goes out "
+                              "if they confirm it or do not come."))
+        state = replace(state, pending_page_id=page_id, pending_since=now, pending_band=result.band,
+                        pending_total=result.total, pending_reasons=(summary, response.text),
+                        pending_scoring=tuple((p.name, p.value, p.points) for p in scoring))
+        return state, [ask]
+
+    state, page = _page(state, page_id, result.band, result.total, (summary, response.text), scoring, now, cfg)
     return state, [page]
 
 
 def on_ack(state: PagingState, page_id: str, now: datetime) -> tuple[PagingState, AckOutcome]:
-    """Mark the current episode acknowledged; unknown or superseded ids change nothing."""
+    """Mark the episode acknowledged at the ack's own (event) time; unknown or superseded ids change nothing."""
     if page_id not in state.page_ids:
         return state, AckOutcome.UNKNOWN
     if state.acked:
@@ -220,83 +380,120 @@ def on_ack(state: PagingState, page_id: str, now: datetime) -> tuple[PagingState
     return replace(state, acked=True, acked_at=now), AckOutcome.ACKED
 
 
-def _escalate(
-    state: PagingState, now: datetime, cfg: PagingConfig
-) -> tuple[PagingState, list[Action]]:
-    if state.last_page_at is None or state.acked or state.escalation_level is None:
+def _repeat_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
+    if state.pending_page_id is None or now < state.pending_since + _minutes(cfg.repeat_within_minutes):
         return state, []
-    if state.escalation_level + 1 >= len(cfg.chain):
-        return state, []
-    if now - state.last_page_at < _minutes(cfg.escalate_after_minutes):
+    if state.in_episode and state.pending_band.rank <= state.page_band.rank:
+        return _clear_pending(state), []
+    reasons = (*state.pending_reasons,
+               f"The suspect reading was not repeated within {cfg.repeat_within_minutes:g} minutes, so it is paged.")
+    scoring = tuple(ParameterScore(n, v, p) for n, v, p in state.pending_scoring)
+    state, page = _page(state, state.pending_page_id, state.pending_band, state.pending_total, reasons, scoring,
+                        now, cfg)
+    return state, [page]
+
+
+def _escalate(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
+    if not _escalating(state, cfg) or now - state.last_page_at < _minutes(cfg.escalate_after_minutes):
         return state, []
     level = state.escalation_level + 1
     role = cfg.chain[level]
     page_id = escalation_page_id(state.page_ids[0], level)
-    reason = (
-        f"Page {state.last_page_id} to {state.page_role} was not acknowledged within "
-        f"{cfg.escalate_after_minutes:g} minutes; escalating to {role}."
-    )
-    action = Escalation(
-        page_id=page_id,
-        role=role,
-        from_role=state.page_role,
-        priority=cfg.responses[state.page_band].priority,
-        band=state.page_band,
-        escalation_level=level,
-        reasons=(reason, state.page_summary) if state.page_summary else (reason,),
-        first=len(state.page_ids) == 1,
-    )
-    state = replace(
-        state,
-        last_page_at=now,
-        last_page_id=page_id,
-        page_role=role,
-        escalation_level=level,
-        page_ids=state.page_ids + (page_id,),
-    )
+    reason = (f"Page {state.last_page_id} to {state.page_role} was not acknowledged within "
+              f"{cfg.escalate_after_minutes:g} minutes; escalating to {role}.")
+    action = Escalation(page_id=page_id, role=role, from_role=state.page_role,
+                        priority=cfg.responses[state.page_band].priority, band=state.page_band,
+                        escalation_level=level,
+                        reasons=(reason, state.page_summary) if state.page_summary else (reason,),
+                        first=len(state.page_ids) == 1)
+    state = replace(state, last_page_at=now, last_page_id=page_id, page_role=role, escalation_level=level,
+                    page_ids=state.page_ids + (page_id,))
     return state, [action]
 
 
-def _overdue(
-    state: PagingState, now: datetime, cfg: PagingConfig
-) -> tuple[PagingState, list[Action]]:
+def _urgent(state: PagingState) -> bool:
+    return state.last_total is not None and state.last_total >= URGENT_OVERDUE_TOTAL
+
+
+def _overdue_due(state: PagingState) -> datetime | None:
+    """The due time not yet reported, if any."""
     due = state.next_obs_due_at
     if due is None or state.last_band is None or state.overdue_reported_for == due:
-        return state, []
-    if now <= due + _minutes(cfg.overdue_grace_minutes):
+        return None
+    return due
+
+
+def _urgent_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
+    due = _overdue_due(state)
+    if due is None or not _urgent(state) or now <= due + _minutes(cfg.overdue_grace_minutes):
         return state, []
     interval = cfg.responses[state.last_band].monitoring_minutes
     action = ObservationsOverdue(
-        due_at=due,
-        band=state.last_band,
-        role=cfg.overdue_role,
-        reasons=(
-            f"Observations were due at {due.isoformat()} (every {interval:g} minutes for "
-            f"NEWS2 {band_label(state.last_band)}) and are more than "
-            f"{cfg.overdue_grace_minutes:g} minutes overdue.",
-        ),
-    )
+        due_at=due, band=state.last_band, total=state.last_total, role=cfg.overdue_role,
+        reasons=(f"Observations were due at {due.isoformat()} (every {interval:g} minutes for NEWS2 "
+                 f"{state.last_total}, {band_label(state.last_band)}) and are more than "
+                 f"{cfg.overdue_grace_minutes:g} minutes overdue.",))
     return replace(state, overdue_reported_for=due), [action]
 
 
 def next_action_at(state: PagingState, cfg: PagingConfig) -> datetime | None:
-    """The earliest time `tick` could act on this state (None: nothing is pending until new vitals or an ack).
+    """The earliest time `tick` could act on this state (None: nothing until new vitals or an ack).
 
     Lets the caller skip everyone whose time has not come without reading their state: `tick` at
-    any earlier time returns no action. (Overdue observations act strictly after this time.)
+    any earlier time returns no action. (Urgent overdue observations act strictly after this time.)
     """
     times = []
-    if (state.last_page_at is not None and not state.acked and state.escalation_level is not None
-            and state.escalation_level + 1 < len(cfg.chain)):
+    if state.pending_page_id is not None:
+        times.append(state.pending_since + _minutes(cfg.repeat_within_minutes))
+    if _escalating(state, cfg):
         times.append(state.last_page_at + _minutes(cfg.escalate_after_minutes))
-    if (state.next_obs_due_at is not None and state.last_band is not None
-            and state.overdue_reported_for != state.next_obs_due_at):
-        times.append(state.next_obs_due_at + _minutes(cfg.overdue_grace_minutes))
+    due = _overdue_due(state)
+    if due is not None and _urgent(state):
+        times.append(due + _minutes(cfg.overdue_grace_minutes))
     return min(times) if times else None
 
 
 def tick(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
-    """Time-driven actions: escalate an unacknowledged page, report overdue observations."""
+    """Time-driven actions: page an unrepeated suspect reading, escalate, report an urgent patient overdue."""
+    state, repeat = _repeat_overdue(state, now, cfg)
     state, escalations = _escalate(state, now, cfg)
-    state, overdue = _overdue(state, now, cfg)
-    return state, escalations + overdue
+    state, overdue = _urgent_overdue(state, now, cfg)
+    return state, repeat + escalations + overdue
+
+
+def previous_round(now: datetime, cfg: PagingConfig) -> datetime:
+    """The latest ward round at or before `now` (rounds every `overdue_round_minutes` from midnight UTC)."""
+    step = _minutes(cfg.overdue_round_minutes)
+    return _EPOCH + step * ((now - _EPOCH) // step)
+
+
+def overdue_round(
+    patients: Iterable[tuple[str, str | None, PagingState]], round_at: datetime, cfg: PagingConfig
+) -> tuple[list[OverdueRound], dict[str, PagingState]]:
+    """Each unit's overdue patients at this round, most urgent first, and their updated states.
+
+    `patients` are (encounter_id, unit, state). Patients whose last score was 5 or more are left
+    out: `tick` reports them on their own, at once. A due time is reported once.
+    """
+    by_unit: dict[str | None, list[OverduePatient]] = {}
+    updated: dict[str, PagingState] = {}
+    grace = _minutes(cfg.overdue_grace_minutes)
+    for encounter_id, unit, state in patients:
+        due = _overdue_due(state)
+        if due is None or _urgent(state) or round_at <= due + grace:
+            continue
+        by_unit.setdefault(unit, []).append(OverduePatient(
+            encounter_id=encounter_id, band=state.last_band, total=state.last_total, due_at=due,
+            minutes_overdue=int((round_at - due).total_seconds() // 60)))
+        updated[encounter_id] = replace(state, overdue_reported_for=due)
+    rounds = []
+    for unit in sorted(by_unit, key=lambda u: (u is None, u or "")):
+        listed = tuple(sorted(by_unit[unit], key=lambda p: (-p.band.rank, -p.total, -p.minutes_overdue,
+                                                             p.encounter_id)))
+        n = len(listed)
+        reason = (f"Ward round {round_at.isoformat()}: {n} patient{'s' if n != 1 else ''} "
+                  f"{'have' if n != 1 else 'has'} observations more than {cfg.overdue_grace_minutes:g} minutes "
+                  "overdue, most urgent first.")
+        rounds.append(OverdueRound(unit=unit, round_at=round_at, role=cfg.overdue_role, patients=listed,
+                                   reasons=(reason,)))
+    return rounds, updated

@@ -64,7 +64,7 @@ def _parameters(result: news2.News2Score) -> list[dict]:
 
 def handle_vitals(event: Vitals, state, enc: EncounterState, cfg: ClinicalConfig, pregnant: bool,
                   log: DecisionLog) -> None:
-    """Record the observations; score when complete; page per the chart's response."""
+    """Record the observations; score when complete; do what the chart and the open episode call for."""
     now = event.occurred_at
     hid = state.hid
     latest = _observations(state.observations(enc.encounter_id))
@@ -99,6 +99,8 @@ def handle_vitals(event: Vitals, state, enc: EncounterState, cfg: ClinicalConfig
 
 
 def handle_page_ack(event: PageAck, state, cfg: ClinicalConfig, log: DecisionLog) -> None:
+    """An ack ends the episode's escalation as of its own `occurred_at` (event time), even when it is
+    processed after an escalation its time preceded: that escalation stands, no further one follows."""
     encounter_id = state.page_owner(event.page_id)
     if encounter_id is None:
         raise EventRejected("unknown_page", "page_id", "page-acks: field 'page_id' names no page of this hospital")
@@ -110,11 +112,12 @@ def handle_page_ack(event: PageAck, state, cfg: ClinicalConfig, log: DecisionLog
 
 
 def tick(state, now: datetime, cfg: ClinicalConfig, log: DecisionLog) -> None:
-    """Escalate unacknowledged pages and report overdue observations as of `now` (hospital time).
+    """Time-driven paging as of `now` (hospital time): unrepeated suspect readings, escalations, urgent
+    overdue observations, and each unit's overdue list when a ward round has come.
 
     Only patients whose next time-driven action is due are read: the active list keeps, per
     encounter, when that is (`paging.next_action_at`), so an event costs O(patients due), not
-    O(patients watched).
+    O(patients watched); a ward round (a few a day) reads everyone watched.
     """
     active = state.paging_active()
     stamp = now.timestamp()
@@ -129,6 +132,38 @@ def tick(state, now: datetime, cfg: ClinicalConfig, log: DecisionLog) -> None:
         for action in actions:
             _emit(log, state, enc, action, None)
         _save_paging(state, encounter_id, pstate, cfg)
+    _ward_round(state, now, cfg, log)
+
+
+def _ward_round(state, now: datetime, cfg: ClinicalConfig, log: DecisionLog) -> None:
+    """At the first event after a ward round time: one overdue list per unit (the latest round only)."""
+    round_at = paging.previous_round(now, cfg.paging)
+    last = state.last_ward_round()
+    if last is not None and datetime.fromisoformat(last) >= round_at:
+        return
+    state.set_last_ward_round(round_at.isoformat())
+    if last is None:
+        return  # the first event this worker sees for the hospital: the next round is the first
+    entries, encounters = [], {}
+    for encounter_id in state.paging_active():
+        enc = state.encounter(encounter_id)
+        raw = state.paging(encounter_id)
+        if enc is None or enc.status == "discharged" or raw is None:
+            continue
+        encounters[encounter_id] = enc
+        entries.append((encounter_id, enc.unit, paging.PagingState.from_dict(raw)))
+    rounds, updated = paging.overdue_round(entries, round_at, cfg.paging)
+    for encounter_id, pstate in updated.items():
+        _save_paging(state, encounter_id, pstate, cfg)
+    hospital = state.hospital
+    for r in rounds:
+        patients = [{"encounter_id": p.encounter_id, "patient_id": encounters[p.encounter_id].patient_id,
+                     "bed_id": encounters[p.encounter_id].bed_id, "band": p.band.value, "total": p.total,
+                     "due_at": p.due_at.isoformat(), "minutes_overdue": p.minutes_overdue} for p in r.patients]
+        log.add("observations_overdue", [("overdue_round", r.reasons[0])], unit=r.unit, role=r.role,
+                pager=pager_for(hospital, r.unit, r.role), priority="routine",
+                details={"round_at": r.round_at.isoformat(), "patients": [
+                    {k: v for k, v in p.items() if v is not None} for p in patients]})
 
 
 def forget(state, encounter_id: str) -> None:
@@ -149,23 +184,50 @@ def _save_paging(state, encounter_id: str, pstate: paging.PagingState, cfg: Clin
         state.set_paging_active(active)
 
 
+def _trend(trend) -> list[dict]:
+    return [{"at": t.at.isoformat(), "total": t.total, "band": t.band.value} for t in trend]
+
+
+def _trend_text(trend) -> str:
+    return "NEWS2 trend: " + ", ".join(f"{t.total} at {t.at:%H:%M}" for t in trend) + "."
+
+
+def _role_words(role: str) -> str:
+    return role.replace("_", " ")
+
+
 def _emit(log: DecisionLog, state, enc: EncounterState, action, details: dict | None) -> None:
     hospital = state.hospital
     common = dict(patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=enc.unit)
     if isinstance(action, paging.Page):
         state.set_page_owner(action.page_id, enc.encounter_id)
-        log.add("page", [("news2", action.reasons[0]), ("response", action.reasons[1])], page_id=action.page_id,
-                role=action.role, pager=pager_for(hospital, enc.unit, action.role), priority=str(action.priority),
-                details=details, **common)
+        page_details = {**(details or {}), "total": action.total, "band": action.band.value,
+                        "scoring": [{"name": p.name, "value": p.value, "points": p.points} for p in action.scoring],
+                        "trend": _trend(action.trend), "observe_every_minutes": action.monitoring_minutes}
+        reasons = [("news2", action.reasons[0]), ("response", action.reasons[1]),
+                   *[("repeat_not_taken", r) for r in action.reasons[2:]], ("trend", _trend_text(action.trend))]
+        log.add("page", reasons, page_id=action.page_id, role=action.role,
+                pager=pager_for(hospital, enc.unit, action.role), priority=str(action.priority),
+                details=page_details, **common)
     elif isinstance(action, paging.Escalation):
         state.set_page_owner(action.page_id, enc.encounter_id)
-        log.add("escalation", [("unacknowledged", f"The {action.from_role.replace('_', ' ')} has not acknowledged "
-                                                  f"the page; escalated to the {action.role.replace('_', ' ')}."),
-                               *[("news2", r) for r in action.reasons[:1]]],
+        log.add("escalation", [("unacknowledged", f"The {_role_words(action.from_role)} has not acknowledged "
+                                                  f"the page; escalated to the {_role_words(action.role)}."),
+                               *[("news2", r) for r in action.reasons[1:2]]],
                 page_id=action.page_id, role=action.role, pager=pager_for(hospital, enc.unit, action.role),
-                priority=str(action.priority),
-                details={"escalation_level": action.escalation_level, "first_escalation": action.first}, **common)
+                priority=str(action.priority), details={"escalation_level": action.escalation_level, "first_escalation": action.first}, **common)
+    elif isinstance(action, paging.ReviewDue):
+        log.add("review_due", [("news2", action.reasons[0]), ("review", action.reasons[1])], priority="routine",
+                details={"total": action.total, "band": action.band.value,
+                         "observe_every_minutes": action.monitoring_minutes,
+                         "next_obs_due_at": action.next_obs_due_at.isoformat(),
+                         "nurse_assessment": action.nurse_assessment}, **common)
+    elif isinstance(action, paging.RepeatObservation):
+        log.add("repeat_observation", [("news2", action.reasons[0]), ("suspected_artefact", action.reasons[1])],
+                priority="urgent", details={"suspect": action.suspect, "repeat_by": action.repeat_by.isoformat(),
+                                            "total": action.total, "band": action.band.value}, **common)
     elif isinstance(action, paging.ObservationsOverdue):
         log.add("observations_overdue", [("overdue", r) for r in action.reasons[:2]], role=action.role,
                 pager=pager_for(hospital, enc.unit, action.role), priority="urgent",
-                details={"due_at": action.due_at.isoformat(), "band": action.band.value}, **common)
+                details={"due_at": action.due_at.isoformat(), "band": action.band.value, "total": action.total},
+                **common)

@@ -51,7 +51,7 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    if args.offline:  # the what-if simulator: the allocator's policies without Kafka
+    if args.offline and not args.paging_report:  # the what-if simulator: the allocator's policies without Kafka
         from allocator.commands import run_whatif_command
 
         return run_whatif_command(argparse.Namespace(
@@ -60,6 +60,16 @@ def _simulate(args: argparse.Namespace) -> int:
     from streams import sim_command
 
     return sim_command.run(args)
+
+
+def _share(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return x
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -115,5 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", default="480", help="time compression; 480 = a day in 3 minutes; 'max' = no pacing")
     p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     p.add_argument("--no-live", action="store_true", help="no live screen; print a summary at the end only")
+    p.add_argument("--ack-loss-rate", type=_share, default=0.1,
+                   help="share of page acknowledgements the simulated clinicians lose (default 0.1)")
     add_settings_arguments(p)
     p.set_defaults(func=_demo)

@@ -219,7 +219,8 @@ class Override(InputEvent):
 
 
 class PageAck(InputEvent):
-    """The paged clinician acknowledged; stops escalation."""
+    """The paged clinician acknowledged; stops escalation of the page's episode as of `occurred_at` (when
+    the page was read), even when the ack is processed after an escalation that time preceded."""
 
     page_id: Id
     clinician_id: Id
@@ -271,6 +272,8 @@ DecisionKind = Literal[
     "news2",
     "no_bed_needed",
     "override_refused",
+    "review_due",
+    "repeat_observation",
 ]
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import signal
 import time
 import uuid
@@ -19,53 +18,34 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.live import Live
 
 from allocator.hospital import load_hospitals
-from streams.app import input_topic_names, output_topic_names
+from streams.app import input_topic_names, load_model, output_topic_names
 from streams.broker import EmbeddedBroker, create_topics, free_port
 from streams.demo_plots import DemoHistory, write_plots
 from streams.demo_view import DemoFigures, describe_decision, render, scrape
 from streams.runner import WorkerProcess, settings_env
 from streams.settings import WardflowSettings, settings_from_args
-from streams.simulator import HospitalSimulator
+from streams import paging_report
 from streams.sim_publish import publish
 
 log = logging.getLogger(__name__)
+DEMO_MALFORMED_RATE = 0.01  # a few broken messages, to show the dead letters
 
 
 def _speed(value: str) -> float:
     return 0.0 if str(value).lower() == "max" else float(value)
 
 
-class DemoClinicians:
-    """Acknowledge most pages a few simulated minutes after they go out, as a ward would (seeded)."""
-
-    def __init__(self, hospital, settings: WardflowSettings, seed: int, ack_share: float = 0.85) -> None:
-        self.rng = random.Random(seed)
-        self.settings = settings
-        self.clinician = hospital.clinicians[0] if hospital.clinicians else "demo-clinician"
-        self.ack_share = ack_share
-
-    def ack_for(self, decision: dict) -> tuple[str, bytes, bytes] | None:
-        if decision["kind"] not in ("page", "escalation") or self.rng.random() > self.ack_share:
-            return None
-        at = datetime.fromisoformat(decision["created_at"]) + timedelta(minutes=self.rng.uniform(2, 10))
-        body = {"event_id": f"demo-ack-{decision['page_id']}", "hospital_id": decision["hospital_id"],
-                "occurred_at": at.isoformat(), "page_id": decision["page_id"], "clinician_id": self.clinician}
-        return self.settings.topic("page-acks"), decision["hospital_id"].encode(), orjson.dumps(body)
-
-
 async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: DemoFigures, stop: asyncio.Event,
-                          clinicians: DemoClinicians, history: DemoHistory) -> None:
-    """Tail decisions and dead letters into the figures (and acknowledge pages) until told to stop."""
+                          paging_sent: list, history: DemoHistory) -> None:
+    """Tail decisions and dead letters into the figures (and the pages, for the paging report) until told to stop."""
     consumer = AIOKafkaConsumer(settings.topic("decisions"), settings.topic("dead-letters"),
                                 bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await consumer.start()
-    await producer.start()
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=250)
@@ -79,12 +59,10 @@ async def _follow_outputs(bootstrap: str, settings: WardflowSettings, figures: D
                     history.decision(body)
                     figures.recent.append(describe_decision(body))
                     del figures.recent[:-20]
-                    ack = clinicians.ack_for(body)
-                    if ack is not None:
-                        figures.acks_sent += 1
-                        await producer.send(ack[0], value=ack[2], key=ack[1])
+                    sent = paging_report.sent_from_decision(body)
+                    if sent is not None:
+                        paging_sent.append(sent)
     finally:
-        await producer.stop()
         await consumer.stop()
 
 
@@ -94,12 +72,21 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     # The simulated day ends now: a day played fast from now on would be dated ahead of the broker's
     # clock, and the worker refuses events from the future (future_event).
     start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=args.days)
-    sim = HospitalSimulator(hospital, seed=args.seed, start=start, vitals=True)
-    events = list(sim.events(until=start + timedelta(days=args.days)))
+    clinical = settings.clinical_config()
+    # The day and its clinicians in event time: they read each page a few simulated minutes after it goes out and
+    # acknowledge it then (a share of acks lost), and repeat a suspect set when asked. Run once in memory, so their
+    # replies sit in the published stream at their own event times and the demo shows, at any --speed, the
+    # escalations the hospital would see (an ack sent live would reach the worker minutes of hospital time late).
+    console.print("      simulating the day with its clinicians in memory (acks and repeats in event time) ...")
+    model = load_model(settings)  # the worker's own model, so the worker in memory pages as the live one will
+    closed_loop = await asyncio.to_thread(
+        paging_report.run, hospital, seed=args.seed, start=start, days=args.days, clinical=clinical,
+        ack_loss_rate=args.ack_loss_rate, malformed_rate=DEMO_MALFORMED_RATE, keep_inputs=True, model=model)
+    events = closed_loop.inputs
     figures = DemoFigures(to_publish=len(events))
     stop = asyncio.Event()
-    clinicians = DemoClinicians(hospital, settings, args.seed)
-    follower = asyncio.create_task(_follow_outputs(broker.bootstrap, settings, figures, stop, clinicians, history))
+    paging_sent: list = []
+    follower = asyncio.create_task(_follow_outputs(broker.bootstrap, settings, figures, stop, paging_sent, history))
 
     def progress(sent: int, sim_at: datetime) -> None:
         figures.published, figures.sim_time = sent, sim_at.strftime("%a %H:%M")
@@ -126,7 +113,7 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
                               f"dead letters {sum(figures.dead_letters_by_code.values())}")
             if not worker.running:
                 raise RuntimeError(f"the worker stopped unexpectedly; see {worker.log_path}")
-            if publisher.done() and figures.events_in >= figures.published + figures.acks_sent:
+            if publisher.done() and figures.events_in >= figures.published:
                 drained_at = time.monotonic()
                 await asyncio.sleep(1.0)  # let the last decisions reach the screen
                 scrape(settings.metrics_port, figures)
@@ -139,12 +126,24 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     stop.set()
     await follower
     elapsed = (drained_at or time.monotonic()) - started
+    console.print("      the same day under the rules before issue 13, in memory, for the paging report ...")
+    legacy = await asyncio.to_thread(
+        paging_report.run, hospital, seed=args.seed, start=start, days=args.days, clinical=clinical,
+        ack_loss_rate=args.ack_loss_rate, malformed_rate=DEMO_MALFORMED_RATE, legacy=True)
+    live = paging_report.RunResult(sent=paging_sent, scores=closed_loop.scores, truth=closed_loop.truth,
+                                   occupied_bed_days=closed_loop.occupied_bed_days, until=closed_loop.until,
+                                   acks_sent=closed_loop.acks_sent, acks_lost=closed_loop.acks_lost,
+                                   repeats=closed_loop.repeats, dead_letters=figures.dead_letters_by_code)
+    report = paging_report.compare(live, legacy, hospital=hospital, seed=args.seed, start=start, days=args.days,
+                                   clinical=clinical, ack_loss_rate=args.ack_loss_rate,
+                                   malformed_rate=DEMO_MALFORMED_RATE, source="the live worker on the broker")
     return {
         "events_published": figures.published, "events_processed": int(figures.events_in),
         "wall_seconds": round(elapsed, 1), "events_per_second": round(figures.events_in / elapsed, 1),
         "decisions": dict(figures.decisions_by_kind), "dead_letters": dict(figures.dead_letters_by_code),
         "latency_p50_s_at_most": figures.latency_quantile(0.5), "latency_p99_s_at_most": figures.latency_quantile(0.99),
-        "patients_waiting": int(figures.waiting), "page_acks_sent_by_demo_clinicians": figures.acks_sent,
+        "patients_waiting": int(figures.waiting), "page_acks_in_the_stream": closed_loop.acks_sent,
+        "paging_report": report,
     }
 
 

@@ -28,7 +28,6 @@ class DemoFigures:
     latency_buckets: list[tuple[float, float]] = field(default_factory=list)
     latency_count: float = 0.0
     recent: list[str] = field(default_factory=list)
-    acks_sent: int = 0  # page acknowledgements sent by the demo's simulated clinicians
 
     def latency_quantile(self, q: float) -> float | None:
         """Upper bound of the histogram bucket holding quantile `q` (what Prometheus would interpolate)."""

@@ -100,9 +100,11 @@ class WardflowSettings(BaseSettings):
 
     # NEWS2 and paging
     news2_max_obs_age_minutes: float = Field(60.0, gt=0, description="Newest value of a missing vital sign used if this recent")
-    paging_suppression_minutes: float = Field(60.0, ge=0, description="No repeat page for the same band within this time")
     paging_escalate_after_minutes: float = Field(15.0, gt=0, description="Unacknowledged page escalates to the next role after")
-    paging_overdue_grace_minutes: float = Field(15.0, ge=0, description="Observations overdue this long past due give a decision")
+    paging_episode_end_minutes: float = Field(60.0, ge=0, description="Scores below the episode's band this long end it (one page per episode)")
+    paging_repeat_within_minutes: float = Field(10.0, gt=0, description="A suspected probe artefact waits this long for a repeat set before it pages")
+    paging_overdue_grace_minutes: float = Field(15.0, ge=0, description="Observations overdue this long past due are reported")
+    paging_overdue_round_minutes: float = Field(240.0, gt=0, description="Ward rounds (overdue lists per unit) every this many minutes from midnight UTC")
 
     # Observability
     metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics port (0 disables)")
@@ -115,9 +117,11 @@ class WardflowSettings(BaseSettings):
 
         return ClinicalConfig(
             max_obs_age=timedelta(minutes=self.news2_max_obs_age_minutes),
-            paging=PagingConfig(suppression_minutes=self.paging_suppression_minutes,
-                                escalate_after_minutes=self.paging_escalate_after_minutes,
-                                overdue_grace_minutes=self.paging_overdue_grace_minutes),
+            paging=PagingConfig(escalate_after_minutes=self.paging_escalate_after_minutes,
+                                episode_end_minutes=self.paging_episode_end_minutes,
+                                repeat_within_minutes=self.paging_repeat_within_minutes,
+                                overdue_grace_minutes=self.paging_overdue_grace_minutes,
+                                overdue_round_minutes=self.paging_overdue_round_minutes),
         )
 
     def window_config(self) -> "WindowConfig":

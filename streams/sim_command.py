@@ -43,6 +43,17 @@ examples:
   wardflow simulate                               # one day in ~3 minutes to WARDFLOW_BROKER_URL
   wardflow simulate --days 2 --speed max --vitals # two days, as fast as the broker takes them
   wardflow simulate --dry-run --days 0.25 --output quarter-day.jsonl
+  wardflow simulate --offline --paging-report --days 7 --start 2026-11-24T08:00:00+00:00
+                                                  # paging against the truth: today's rules vs the old ones
+
+--offline --paging-report runs the worker's own processing in memory (no broker) on the
+simulated stretch, with vitals, in a closed loop in event time: the simulated clinicians read
+each page a few minutes after it goes out and acknowledge it (a share, --ack-loss-rate, is
+lost), and repeat a suspect set of observations when asked. It prints one JSON object on
+stdout: pages and escalations per 100 occupied beds per day, deterioration recall, median
+minutes to first page and page precision against the simulator's true deteriorations, and
+the same figures for the rules before issue 13 under "legacy" (same seed, start and days).
+Definitions: docs/paging.md.
 """
 
 
@@ -77,6 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--dry-run", action="store_true",
                      help="write the events as JSON lines (topic, key, value) instead of publishing")
+    out.add_argument("--paging-report", action="store_true",
+                     help="with --offline: no broker; run the worker in memory on the simulated stretch (with vitals, "
+                          "simulated clinicians acknowledging pages in event time) and print the paging report (JSON) "
+                          "on stdout: today's rules and the old ones (under 'legacy') over the same stretch")
+    out.add_argument("--ack-loss-rate", type=_fraction, default=0.1,
+                     help="with --offline: share of page acknowledgements that are lost (default 0.1)")
     out.add_argument("--output", metavar="FILE", default=None, help="with --dry-run: write here instead of stdout")
     add_settings_arguments(parser)
 
@@ -86,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
     from allocator.hospital import load_hospitals
     from streams.simulator import HospitalSimulator, utc_hour
 
+    if args.paging_report and not getattr(args, "offline", False):
+        raise StreamsError("--paging-report needs --offline (the report runs the worker in memory, no broker)")
+    if args.paging_report and args.dry_run:
+        raise StreamsError("--paging-report and --dry-run are alternatives: choose one")
     settings = settings_from_args(args)
     hospitals = load_hospitals(settings.hospital_config)
     if args.hospital is not None and args.hospital not in hospitals:
@@ -94,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     hospital = hospitals[args.hospital] if args.hospital else next(iter(hospitals.values()))
     start = args.start or utc_hour() - timedelta(days=args.days)
     until = start + timedelta(days=args.days)
+    if args.paging_report:
+        return _offline(args, settings, hospital, start)
     sim = HospitalSimulator(hospital, seed=args.seed, start=start, initial_occupancy=args.initial_occupancy,
                             requested_unit_rate=args.requested_unit_rate, malformed_rate=args.malformed_rate,
                             arrivals_per_day=args.arrivals_per_day, vitals=args.vitals)
@@ -112,6 +135,52 @@ def run(args: argparse.Namespace) -> int:
     if report.failed:
         return 1
     return 130 if report.stopped else 0
+
+
+def _offline(args: argparse.Namespace, settings: Any, hospital: Any, start: datetime) -> int:
+    """The closed loop in memory, the paging report on stdout, the decisions by kind on stderr."""
+    import orjson
+    from tqdm import tqdm
+
+    from streams import paging_report
+
+    import logging
+
+    clinical = settings.clinical_config()
+    total = round(args.days * 24 * 60)
+    # Broken messages (--malformed-rate) are counted in the summary, not logged one by one.
+    logging.getLogger("streams.processor").setLevel(logging.ERROR)
+    bars: dict[str, Any] = {}
+
+    def progress(label: str, at: datetime) -> None:
+        bar = bars.get(label)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[label] = tqdm(total=total, unit="sim-min", file=sys.stderr, dynamic_ncols=True, disable=None,
+                                     desc=label, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+        minute = max(0, min(total, round((at - start).total_seconds() / 60)))
+        if minute >= bar.n + 10 or minute == total:
+            bar.n = minute
+            bar.set_postfix_str(f"{at.astimezone(start.tzinfo):%a %H:%M} sim", refresh=True)
+
+    try:
+        current = paging_report.run(hospital, seed=args.seed, start=start, days=args.days, clinical=clinical,
+                                    ack_loss_rate=args.ack_loss_rate, malformed_rate=args.malformed_rate,
+                                    on_progress=lambda at: progress("chart rules", at))
+        report = paging_report.report(hospital, seed=args.seed, start=start, days=args.days, clinical=clinical,
+                                      ack_loss_rate=args.ack_loss_rate, malformed_rate=args.malformed_rate,
+                                      current_run=current, on_progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    _summary({"offline": {"decisions": dict(sorted(current.kinds.items())),
+                          "dead_letters": dict(sorted(current.dead_letters.items())),
+                          "acks_sent": current.acks_sent, "acks_lost": current.acks_lost,
+                          "repeat_observations": current.repeats}})
+    sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.flush()
+    return 0
 
 
 async def _publish(events: Iterator[Any], settings: Any, start: datetime, until: datetime, speed: float) -> Any:

@@ -24,6 +24,18 @@ until a case with that label comes up. An admission event is sent for every arri
 Same (hospital, seed, start) -> the same events, byte for byte. Malformed messages and vitals
 draw from their own random streams and id series, so toggling them leaves the other events'
 bytes unchanged.
+
+Vitals and the truth about them (for the paging report, `streams.paging_report`): each reading
+is the patient's true physiology plus measurement noise. The physiology on admission follows
+the triage acuity and settles towards normal with treatment; some patients deteriorate for a
+few hours; 1% of SpO2 readings are probe artefacts. The simulator keeps the truth
+(`true_episodes`: deteriorations and patients unwell on admission, with when their true
+physiology reached a band the NEWS2 chart pages for) and the occupied bed-days. The nurses
+observe by acuity and keep to the chart's frequency for the last full set. The ward's staff in
+reply to the worker's decisions (`SimulatedClinicians`: acks when a page is read, repeat sets
+when asked) join the stream through `acknowledge` and `repeat_observations`, at their own event
+times, drawing from their own random streams and id series, so the rest of the stream is the
+same whatever the worker decides.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ import orjson
 
 from allocator.hospital import Hospital
 from allocator.matching import Policy, assign
+from allocator.news2 import DEFAULT_RESPONSES, Vitalset, score
 from allocator.placement import Assignment, BedSnapshot, PatientToPlace, place
 from allocator.waiting import WaitingPatient
 from inference.corpus import ClinicalCase, sample_case
@@ -92,6 +105,8 @@ _ICU_DISPOSITIONS = (("died", 0.45), ("other_hospital", 0.35), ("home", 0.2))  #
 _MAINTENANCE = ("maintenance: bed rail repair", "maintenance: mattress replacement",
                 "maintenance: call bell fault", "maintenance: oxygen outlet check", "estates: leak in ceiling")
 _MAINTENANCE_PER_DAY_PER_BED = 3 / 300
+RECOVERY_HOURS = 12.0  # time constant of an admission's abnormal physiology settling with treatment
+ARTEFACT_RATE = 0.01  # share of SpO2 readings that are probe artefacts (40-84% with the rest true)
 
 
 @dataclass(frozen=True)
@@ -157,11 +172,41 @@ class _Patient:
     bed_id: str | None = None
     deteriorating_until: datetime | None = None
     deterioration_started: datetime | None = None
+    admitted_at: datetime | None = None  # physiology settles from the acuity's towards normal from here
+    chart_minutes: int | None = None  # the observation interval the chart gave the last complete set
+    episode: _Episode | None = None  # the deterioration under way, for the truth
 
     @property
     def worker_needs(self) -> frozenset[str]:
         """What the worker places a requested patient on: only the structured weight."""
         return frozenset({"bariatric"}) if (self.case.weight_kg or 0) >= BARIATRIC_WEIGHT_KG else frozenset()
+
+
+@dataclass(frozen=True)
+class TrueEpisode:
+    """A time when a patient truly needed a clinician, as only the simulator knows it.
+
+    `kind` "deterioration": the physiology worsens from `started` until treated or the patient
+    leaves (`ended`). `kind` "unwell_on_admission": the patient arrived with a true (noise-free)
+    physiology the NEWS2 chart pages for, from admission until treatment settles it below the
+    paging bands. `onset`: when the true physiology first reached a band the chart pages for (a
+    3 in one parameter, or 5 or more); None if it never did. `onset_role`: the role the chart
+    pages at `onset`.
+    """
+
+    kind: str
+    encounter_id: str
+    patient_id: str
+    started: datetime
+    ended: datetime
+    onset: datetime | None
+    onset_role: str | None
+
+
+@dataclass
+class _Episode:
+    started: datetime
+    until: datetime
 
 
 @dataclass(order=True)
@@ -198,9 +243,17 @@ class HospitalSimulator:
         self._rng = random.Random(f"sim|{tag}")       # the clinical story
         self._vrng = random.Random(f"vitals|{tag}")   # observations
         self._mrng = random.Random(f"malformed|{tag}")  # broken messages
+        self._arng = random.Random(f"artefacts|{tag}")  # probe artefacts in otherwise true readings
+        self._crng = random.Random(f"clinicians|{tag}")  # what the ward's staff do in reply to decisions
+        self.artefact_rate = ARTEFACT_RATE if vitals else 0.0
+        self._episodes: list[TrueEpisode] = []
+        self._unwell: dict[str, TrueEpisode] = {}  # encounter -> unwell on admission
+        self._facts: dict[str, tuple[float, bool, bool]] = {}  # encounter -> (age, scale2, obstetric as the worker sees it)
+        self._occupied_s = 0.0  # occupied bed-seconds so far
+        self._occupied_since: datetime | None = None
         self._id_prefix = f"sim-{seed}-{self.start:%Y%m%d%H%M}"
         self._key = hospital.hospital_id.encode("utf-8")
-        self._serial = {"": 0, "v": 0, "m": 0}
+        self._serial = {"": 0, "v": 0, "m": 0, "r": 0, "a": 0}
         self._encounter_no = self._rng.randrange(10_000_000, 90_000_000) * 10
         self._patient_ids: set[str] = set()
         self._labels = self._admitting_labels()
@@ -232,11 +285,40 @@ class HospitalSimulator:
                    "manual_place": self._on_manual_place, "discharge": self._on_discharge,
                    "step_down": self._on_step_down, "repatriate": self._on_repatriate,
                    "isolation": self._on_isolation, "cleaning": self._on_cleaning, "clean": self._on_clean,
-                   "maintenance": self._on_maintenance, "vitals": self._on_vitals}
+                   "maintenance": self._on_maintenance, "vitals": self._on_vitals,
+                   "repeat_vitals": self._on_repeat_vitals, "ack": self._on_ack}
         while self._queue and self._queue[0].at <= until:
             action = heapq.heappop(self._queue)
+            self._count_occupied(action.at)
             actions[action.kind](action.at, action.arg)
             yield from self._drain()
+        self._count_occupied(until)
+
+    def acknowledge(self, page_id: str, at: datetime, clinician_id: str) -> None:
+        """A clinician reads page `page_id` at `at` (event time): a `page-acks` event at that time."""
+        self._schedule(at, "ack", f"{page_id}\n{clinician_id}")
+
+    def repeat_observations(self, encounter_id: str, at: datetime) -> None:
+        """The bedside nurse repeats the observations at `at`: a full set of the patient's true physiology."""
+        self._schedule(at, "repeat_vitals", encounter_id)
+
+    def true_episodes(self, until: datetime) -> list[TrueEpisode]:
+        """Every deterioration that started before `until`; ones still under way end at `until`."""
+        open_ = [self._close_episode(p, min(until, p.episode.until), keep=False)
+                 for p in self._patients.values() if p.episode is not None]
+        unwell = [replace(e, ended=min(e.ended, until)) for e in self._unwell.values() if e.started < until]
+        return sorted([*self._episodes, *open_, *unwell], key=lambda e: (e.started, e.kind, e.encounter_id))
+
+    def occupied_bed_days(self) -> float:
+        """Occupied beds integrated over the simulated time so far, in bed-days."""
+        return self._occupied_s / 86400
+
+    def worker_facts(self, encounter_id: str) -> tuple[float, bool, bool] | None:
+        """(age, SpO2 scale 2, obstetric) as a worker without a model knows them, for a replica of its rules."""
+        p = self._patients.get(encounter_id)
+        if p is not None:
+            self._facts[encounter_id] = (p.case.age, p.spo2_scale2, self._obstetric(p))
+        return self._facts.get(encounter_id)
 
     def stats(self) -> SimStats:
         return SimStats(by_topic=dict(sorted(self._by_topic.items())), by_kind=dict(sorted(self._by_kind.items())),
@@ -290,7 +372,10 @@ class HospitalSimulator:
         if p.label == DISCHARGE_LABEL:
             self._schedule(at + self._hours(2, 5), "ed_discharge", p.encounter_id)
             return
+        p.admitted_at = at
         self._schedule_stay(at, p, census=census)
+        if self.vitals:
+            self._unwell_on_admission(p)
         if p.requested:
             self._by_kind["requested_unit"] += 1
             if not self._worker_match(at, arrived=p):
@@ -431,6 +516,7 @@ class HospitalSimulator:
             median, sigma = LENGTH_OF_STAY.get(p.label, DEFAULT_LENGTH_OF_STAY)
             total = timedelta(days=self._rng.lognormvariate(math.log(median) + sigma**2, sigma))
             stay = total * self._rng.random()
+            p.admitted_at = at - (total - stay)  # part-way through: their physiology has settled as much
         else:
             stay = self._length_of_stay(p.label)
         if p.label == "ICU" and self._rng.random() < STEP_DOWN_SHARE:
@@ -453,6 +539,12 @@ class HospitalSimulator:
         self._emit(at, "discharges", {"patient_id": p.patient_id, "encounter_id": p.encounter_id,
                                       "disposition": disposition})
         self._by_kind[kind] += 1
+        if p.episode is not None:
+            self._close_episode(p, min(at, p.episode.until))
+        unwell = self._unwell.get(p.encounter_id)
+        if unwell is not None and unwell.ended > at:
+            self._unwell[p.encounter_id] = replace(unwell, ended=at)
+        self.worker_facts(p.encounter_id)
         del self._patients[p.encounter_id]  # closed: pending actions for it find nothing and do nothing
         if p.bed_id:
             self._vacate(at, p.bed_id, terminal=bool(p.needs & {"contact_isolation", "airborne_isolation"}))
@@ -486,14 +578,20 @@ class HospitalSimulator:
         rng = self._vrng
         if p.deteriorating_until is None and rng.random() < 0.012:  # ~1 in 10 over a stay's sets
             p.deterioration_started, p.deteriorating_until = at, at + timedelta(hours=rng.uniform(4, 12))
+            p.episode = _Episode(at, p.deteriorating_until)
         severity = 0.0
         if p.deteriorating_until is not None and p.deterioration_started is not None:
             if at >= p.deteriorating_until:  # treated (or escalated): back to the baseline
                 p.deteriorating_until = p.deterioration_started = None
+                if p.episode is not None:
+                    self._close_episode(p, p.episode.until)
             else:
-                span = (p.deteriorating_until - p.deterioration_started).total_seconds()
-                severity = min(1.0, 1.5 * (at - p.deterioration_started).total_seconds() / span)
-        body = {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **_observations(rng, p, severity)}
+                severity = _severity(p, at)
+        obs = _observations(rng, p, severity, self._settling(p, at))
+        if "spo2" in obs and self._arng.random() < self.artefact_rate:  # a probe off the finger; the rest is true
+            obs["spo2"] = self._arng.randint(40, 84)
+            self._by_kind["probe_artefact"] += 1
+        body = {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}
         self._emit(at, "vitals", body, series="v")
         self._by_kind["vitals"] += 1
         unit = self.hospital.bed(p.bed_id).unit if p.bed_id else None
@@ -503,7 +601,87 @@ class HospitalSimulator:
             gap = timedelta(minutes=rng.uniform(220, 260))
         else:
             gap = timedelta(hours=rng.uniform(6, 12))
+        p.chart_minutes = _chart_minutes(obs, p) or p.chart_minutes
+        if p.chart_minutes:  # the nurse also keeps to the frequency the e-obs chart shows for the last full set
+            gap = min(gap, timedelta(minutes=0.9 * p.chart_minutes))
         self._schedule(at + gap, "vitals", p.encounter_id)
+
+    def _on_repeat_vitals(self, at: datetime, encounter_id: str | None) -> None:
+        """A repeat the worker asked for: a full set of the true physiology (no artefact), off the regular round."""
+        p = self._patients.get(encounter_id or "")
+        if p is None:
+            return
+        severity = _severity(p, at) if p.deteriorating_until is not None and at < p.deteriorating_until else 0.0
+        obs = _observations(self._crng, p, severity, self._settling(p, at), partial=False)
+        self._emit(at, "vitals", {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}, series="r",
+                   malformable=False)
+        self._by_kind["repeat_vitals"] += 1
+
+    def _on_ack(self, at: datetime, arg: str | None) -> None:
+        page_id, clinician_id = (arg or "\n").split("\n")
+        self._emit(at, "page-acks", {"page_id": page_id, "clinician_id": clinician_id}, series="a", malformable=False)
+        self._by_kind["page_ack"] += 1
+
+    def _settling(self, p: _Patient, at: datetime) -> float:
+        """How much of the acuity's abnormal physiology is left (1 on admission, towards 0 with treatment)."""
+        if p.admitted_at is None:
+            return 1.0
+        return math.exp(-max(0.0, (at - p.admitted_at).total_seconds()) / (RECOVERY_HOURS * 3600))
+
+    def _true_response(self, p: _Patient, at: datetime, severity: float) -> str | None:
+        """The role the chart pages for the patient's true (noise-free) physiology at `at` (None: no page)."""
+        true = _true_physiology(p, severity, self._settling(p, at))
+        result = score(Vitalset(resp_rate=true[0], spo2=min(100.0, true[1]), on_oxygen=true[5], systolic_bp=true[2],
+                                heart_rate=true[3], consciousness="A", temperature_c=true[4]), scale2=p.spo2_scale2)
+        return DEFAULT_RESPONSES[result.band].role
+
+    def _close_episode(self, p: _Patient, ended: datetime, *, keep: bool = True) -> TrueEpisode:
+        """The truth about `p`'s deterioration: when its noise-free physiology first called for a page."""
+        ep = p.episode
+        onset = role = None
+        t = ep.started
+        while t <= ended:
+            role = self._true_response(p, t, _severity_at(ep.started, ep.until, t))
+            if role is not None:
+                onset = t
+                break
+            t += timedelta(minutes=1)
+        episode = TrueEpisode(kind="deterioration", encounter_id=p.encounter_id, patient_id=p.patient_id,
+                              started=ep.started, ended=ended, onset=onset, onset_role=role)
+        if keep:
+            self._episodes.append(episode)
+            p.episode = None
+        return episode
+
+    def _unwell_on_admission(self, p: _Patient) -> None:
+        """A patient admitted with a true physiology the chart pages for: a true episode until it settles."""
+        at = p.admitted_at
+        role = self._true_response(p, at, 0.0)
+        if role is None:
+            return
+        t = at
+        while self._true_response(p, t, 0.0) is not None and t < at + timedelta(days=3):
+            t += timedelta(minutes=5)
+        self._unwell[p.encounter_id] = TrueEpisode(kind="unwell_on_admission", encounter_id=p.encounter_id,
+                                                   patient_id=p.patient_id, started=at, ended=t, onset=at,
+                                                   onset_role=role)
+
+    def _obstetric(self, p: _Patient) -> bool:
+        """Whether the worker (without a model) judges the patient to be on an obstetric unit's chart."""
+        if p.bed_id:
+            units = [self.hospital.unit(self.hospital.bed(p.bed_id).unit)]
+        elif p.requested:
+            units = list(self.hospital.units_serving(p.label))
+        else:
+            units = []
+        return bool(units) and all(u.obstetric for u in units)
+
+    def _count_occupied(self, at: datetime) -> None:
+        at = max(at, self.start)
+        if self._occupied_since is not None and at > self._occupied_since:
+            self._occupied_s += len(self._occupant) * (at - self._occupied_since).total_seconds()
+        if self._occupied_since is None or at > self._occupied_since:
+            self._occupied_since = at
 
     # ------------------------------------------------------------------ helpers
 
@@ -607,13 +785,14 @@ class HospitalSimulator:
         self._seq += 1
         heapq.heappush(self._queue, _Action(at.replace(microsecond=0), self._seq, kind, arg))
 
-    def _emit(self, at: datetime, topic: str, fields: dict[str, Any], series: str = "") -> None:
+    def _emit(self, at: datetime, topic: str, fields: dict[str, Any], series: str = "",
+              malformable: bool = True) -> None:
         body = {"event_id": self._next_id(series), "hospital_id": self.hospital.hospital_id,
                 "occurred_at": at.isoformat(timespec="seconds"), **fields}
         self._out.append(SimEvent(at, topic, self._key, orjson.dumps(body)))
         self._by_topic[topic] += 1
         rate = self.malformed_rate
-        if rate and self._mrng.random() < rate / (1 - rate):  # so that ~rate of all messages are broken
+        if malformable and rate and self._mrng.random() < rate / (1 - rate):  # so that ~rate of all messages are broken
             kind = _weighted(self._mrng, tuple(MALFORMED_MIX.items()))
             self._out.append(self._malformed_event(kind, at, topic, body))
             self._by_topic[self._out[-1].topic] += 1
@@ -683,31 +862,100 @@ def _wrong_type(rng: random.Random, topic: str, body: dict[str, Any]) -> dict[st
     return body
 
 
-_BASELINES = {  # (resp_rate, spo2, systolic_bp, heart_rate, temperature_c) by acuity
+_BASELINES = {  # (resp_rate, spo2, systolic_bp, heart_rate, temperature_c) by acuity, on admission
     1: (24, 92, 100, 112, 37.9), 2: (21, 94, 112, 100, 37.6), 3: (18, 96, 124, 88, 37.1),
     4: (16, 97, 128, 78, 36.9), 5: (15, 98, 126, 74, 36.8),
 }
+_SETTLED = _BASELINES[4]  # where treatment takes an admission's physiology
 
 
-def _observations(rng: random.Random, p: _Patient, severity: float) -> dict[str, Any]:
-    """One set of observations around the patient's baseline, worse by `severity` (0..1)."""
-    rr, spo2, sbp, hr, temp = _BASELINES.get(p.acuity, _BASELINES[3])
+def _severity_at(started: datetime, until: datetime, at: datetime) -> float:
+    span = (until - started).total_seconds()
+    return min(1.0, max(0.0, 1.5 * (at - started).total_seconds() / span))
+
+
+def _severity(p: _Patient, at: datetime) -> float:
+    return _severity_at(p.deterioration_started, p.deteriorating_until, at)
+
+
+def _true_physiology(p: _Patient, severity: float, settling: float) -> tuple[float, float, float, float, float, bool]:
+    """Noise-free (resp_rate, spo2, systolic_bp, heart_rate, temperature_c, on_oxygen).
+
+    The acuity's physiology on admission settles towards normal with treatment (`settling` 1 -> 0)
+    and worsens with a deterioration's `severity` (0..1). Oxygen follows the true saturation (or
+    the patient's need), as prescribed, not one noisy reading.
+    """
+    base = _BASELINES.get(p.acuity, _BASELINES[3])
+    rr, spo2, sbp, hr, temp = (n + (b - n) * settling for b, n in zip(base, _SETTLED))
     if p.spo2_scale2:
         spo2 = 90  # target 88-92% for hypercapnic patients
-    rr = round(rr + 10 * severity + rng.gauss(0, 1.5))
-    spo2 = min(100, round(spo2 - 7 * severity + rng.gauss(0, 1.0)))
-    on_oxygen = spo2 < 93 or "respiratory_support" in p.needs
+    rr, spo2, sbp = rr + 10 * severity, spo2 - 7 * severity, sbp - 35 * severity
+    hr, temp = hr + 30 * severity, temp + 1.0 * severity
+    return rr, spo2, sbp, hr, temp, spo2 < 93 or "respiratory_support" in p.needs
+
+
+def _observations(rng: random.Random, p: _Patient, severity: float, settling: float = 1.0,
+                  partial: bool = True) -> dict[str, Any]:
+    """One set of observations: the true physiology plus measurement noise."""
+    rr, spo2, sbp, hr, temp, on_oxygen = _true_physiology(p, severity, settling)
+    rr = round(rr + rng.gauss(0, 1.5))
+    spo2 = min(100, round(spo2 + rng.gauss(0, 1.0)))
     obs: dict[str, Any] = {
         "resp_rate": max(6, rr), "spo2": max(70, spo2), "on_oxygen": on_oxygen,
-        "systolic_bp": max(60, round(sbp - 35 * severity + rng.gauss(0, 8))),
-        "heart_rate": max(35, round(hr + 30 * severity + rng.gauss(0, 6))),
+        "systolic_bp": max(60, round(sbp + rng.gauss(0, 8))),
+        "heart_rate": max(35, round(hr + rng.gauss(0, 6))),
         "consciousness": "C" if severity > 0.8 and rng.random() < 0.5 else "A",
-        "temperature_c": round(temp + 1.0 * severity + rng.gauss(0, 0.3), 1),
+        "temperature_c": round(temp + rng.gauss(0, 0.3), 1),
     }
-    if rng.random() < 0.15:  # a partial set: the nurse was interrupted, the monitor sent some only
+    if partial and rng.random() < 0.15:  # a partial set: the nurse was interrupted, the monitor sent some only
         keep = set(rng.sample(sorted(obs), rng.randint(1, 4)))
         obs = {k: v for k, v in obs.items() if k in keep}
     return obs
+
+
+def _chart_minutes(obs: dict[str, Any], p: _Patient) -> int | None:
+    """The observation interval the NEWS2 chart gives a complete set as measured (None: a partial set)."""
+    if len(obs) < 7:
+        return None
+    result = score(Vitalset(**obs), scale2=p.spo2_scale2)
+    return DEFAULT_RESPONSES[result.band].monitoring_minutes
+
+
+class SimulatedClinicians:
+    """The ward's staff, in event time: they read each page and escalation a few minutes after it
+    goes out and acknowledge it (`occurred_at` = when they read it), except a share of
+    acknowledgements that are lost; and the bedside nurse repeats a suspect set within minutes.
+
+    Feed it the worker's decisions (`read`) as they come; it schedules the replies in the
+    simulator's own event stream, so they reach the worker in event-time order at any speed.
+    """
+
+    def __init__(self, sim: HospitalSimulator, *, ack_loss_rate: float = 0.1, read_minutes: tuple[float, float] = (1, 10),
+                 repeat_minutes: tuple[float, float] = (2, 8)) -> None:
+        if not 0.0 <= ack_loss_rate <= 1.0:
+            raise ValueError(f"ack_loss_rate must be between 0 and 1, got {ack_loss_rate}")
+        self.sim = sim
+        self.ack_loss_rate = ack_loss_rate
+        self.read_minutes = read_minutes
+        self.repeat_minutes = repeat_minutes
+        self.clinician_id = sim.hospital.clinicians[0] if sim.hospital.clinicians else "sim-clinician"
+        self._rng = random.Random(f"acks|{sim.seed}|{sim.hospital.hospital_id}|{sim.start.isoformat()}")
+        self.acks_sent = 0
+        self.acks_lost = 0
+        self.repeats = 0
+
+    def read(self, kind: str, created_at: datetime, page_id: str | None = None, encounter_id: str | None = None) -> None:
+        if kind in ("page", "escalation") and page_id:
+            if self._rng.random() < self.ack_loss_rate:
+                self.acks_lost += 1
+                return
+            self.acks_sent += 1
+            self.sim.acknowledge(page_id, created_at + timedelta(minutes=self._rng.uniform(*self.read_minutes)),
+                                 self.clinician_id)
+        elif kind == "repeat_observation" and encounter_id:
+            self.repeats += 1
+            self.sim.repeat_observations(encounter_id,
+                                         created_at + timedelta(minutes=self._rng.uniform(*self.repeat_minutes)))
 
 
 def utc_hour(now: datetime | None = None) -> datetime:

@@ -30,7 +30,7 @@ SEEN_META = "seen_meta"
 OBSERVATIONS = "observations"  # hid|encounter -> {parameter: [value, observed_at]}
 PAGING = "paging"  # hid|encounter -> PagingState.to_dict()
 PAGES = "pages"  # hid|page_id -> encounter_id (acks name the page)
-PAGING_ACTIVE = "paging_active"  # hid -> {encounter: when its next escalation/overdue check is due}
+PAGING_ACTIVE = "paging_active"  # hid -> {encounter: when its next paging action is due}; hid|ward_round -> last round
 CLOCK = "clock"  # hid -> latest event time seen (the hospital's own clock)
 DECISION_INDEX = "decision_index"  # hid|decision_id -> encounter_id (overrides name the decision)
 HOLDS = "holds"  # hid -> encounters with a bed held for confirmation
@@ -217,6 +217,13 @@ class HospitalState:
 
     def set_paging_active(self, due: dict[str, float | None]) -> None:
         self.staged.put(PAGING_ACTIVE, self.hid, dict(due))
+
+    def last_ward_round(self) -> str | None:
+        """The latest ward round whose overdue observations were reported (ISO time), if any."""
+        return self.staged.get(PAGING_ACTIVE, key(self.hid, "ward_round"))
+
+    def set_last_ward_round(self, at: str) -> None:
+        self.staged.put(PAGING_ACTIVE, key(self.hid, "ward_round"), at)
 
     def clock(self) -> str | None:
         return self.staged.get(CLOCK, self.hid)

@@ -61,8 +61,8 @@ def test_escalated_pages_never_exceed_pages():
     """One page escalated up the whole chain is one escalated page, whatever the number of escalations."""
     worker = InMemoryWorker(load_hospitals(FIXTURE))
     items = [ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="a1"),
-             ev.vitals(HID, "P1", "E1", 5, event_id="v1", resp_rate=22, spo2=97, on_oxygen=False, systolic_bp=120,
-                       heart_rate=80, consciousness="A", temperature_c=37.0)]  # NEWS2 low: nurse first
+             ev.vitals(HID, "P1", "E1", 5, event_id="v1", resp_rate=25, spo2=95, on_oxygen=False, systolic_bp=120,
+                       heart_rate=100, consciousness="A", temperature_c=37.0)]  # NEWS2 5: urgent response
     items += [ev.bed_status(HID, "SURG-SR1", "dirty", m, event_id=f"tick-{m}") for m in range(20, 200, 15)]
     msgs = [RawMessage(topic=f"wardflow.{t}", partition=0, offset=i, key=k, value=v)
             for i, (t, k, v) in enumerate(ev.encode("", item) for item in items)]

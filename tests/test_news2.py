@@ -267,7 +267,7 @@ def test_describe_scoring_scale2_saturation():
     ("band", "role", "priority", "minutes"),
     [
         (Band.ZERO, None, "routine", 720),
-        (Band.LOW, "nurse_in_charge", "routine", 240),
+        (Band.LOW, None, "routine", 240),  # the chart asks for a nurse's assessment, not a page
         (Band.LOW_SINGLE_RED, "ward_doctor", "urgent", 60),
         (Band.MEDIUM, "ward_doctor", "urgent", 60),
         (Band.HIGH, "critical_care_outreach", "emergency", 30),

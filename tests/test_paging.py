@@ -1,22 +1,29 @@
-"""Paging and escalation over a controllable clock: every function takes `now`."""
+"""Paging by the NEWS2 chart, one page per episode, over a controllable clock: every function takes `now`."""
 import json
+import random
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from allocator.news2 import Band, Vitalset, describe_scoring, rename_roles, score
-from allocator.news2 import DEFAULT_RESPONSES
+from allocator.news2 import DEFAULT_RESPONSES, Band, Vitalset, describe_scoring, rename_roles, score
 from allocator.paging import (
     AckOutcome,
     Escalation,
     ObservationsOverdue,
+    OverdueRound,
     Page,
     PagingConfig,
     PagingState,
+    RepeatObservation,
+    ReviewDue,
     escalation_page_id,
+    next_action_at,
     on_ack,
     on_score,
+    overdue_round,
+    previous_round,
+    suspect_artefact,
     tick,
 )
 
@@ -26,332 +33,355 @@ NORMAL = Vitalset(
     resp_rate=16, spo2=97, on_oxygen=False, systolic_bp=120, heart_rate=70, consciousness="A",
     temperature_c=37.0,
 )
-# One vital set per band.
-SCORES = {
-    Band.ZERO: score(NORMAL, scale2=False),
-    Band.LOW: score(replace(NORMAL, heart_rate=95), scale2=False),
-    Band.LOW_SINGLE_RED: score(replace(NORMAL, resp_rate=26), scale2=False),
-    Band.MEDIUM: score(replace(NORMAL, heart_rate=115, on_oxygen=True, temperature_c=35.5),
-                       scale2=False),
-    Band.HIGH: score(replace(NORMAL, resp_rate=26, spo2=91, on_oxygen=True), scale2=False),
+VITALS = {
+    Band.ZERO: NORMAL,
+    Band.LOW: replace(NORMAL, heart_rate=95),  # 1
+    Band.LOW_SINGLE_RED: replace(NORMAL, resp_rate=26),  # 3 in one parameter
+    Band.MEDIUM: replace(NORMAL, heart_rate=115, on_oxygen=True, temperature_c=35.5),  # 2 + 2 + 1
+    Band.HIGH: replace(NORMAL, resp_rate=26, spo2=91, on_oxygen=True),  # 3 + 3 + 2
 }
+SCORES = {band: score(v, scale2=False) for band, v in VITALS.items()}
+PROBE_OFF = score(replace(NORMAL, spo2=40), scale2=False)  # SpO2 40% with normal pulse and breathing
 
 
 def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def scored(band: Band, minutes: float, state: PagingState | None = None, page_id: str = "p1",
-           cfg: PagingConfig = CFG):
-    return on_score(state or PagingState(), SCORES[band], at(minutes), cfg, page_id=page_id)
+def scored(band, minutes: float, state: PagingState | None = None, page_id: str = "p1", cfg: PagingConfig = CFG):
+    result = SCORES[band] if isinstance(band, Band) else band
+    return on_score(state or PagingState(), result, at(minutes), cfg, page_id=page_id)
+
+
+def pages(actions) -> list:
+    return [a for a in actions if isinstance(a, Page)]
 
 
 def test_score_sets_are_in_the_intended_bands():
     assert {band: s.band for band, s in SCORES.items()} == {band: band for band in Band}
+    assert PROBE_OFF.band is Band.LOW_SINGLE_RED and PROBE_OFF.total == 3
 
 
-# --- paging on a new score ---
+# --- each band's response ---
 
-def test_zero_band_pages_nobody_but_sets_the_12_hour_obs_due_time():
+def test_zero_pages_nobody_and_puts_the_12_hourly_observations_on_the_board():
     state, actions = scored(Band.ZERO, 0)
-    assert actions == []
-    assert state.last_band is Band.ZERO and state.last_page_id is None
-    assert state.last_obs_at == T0 and state.next_obs_due_at == at(12 * 60)
+    assert actions == [ReviewDue(band=Band.ZERO, total=0, monitoring_minutes=720, next_obs_due_at=at(720),
+                                 nurse_assessment=False, reasons=(describe_scoring(SCORES[Band.ZERO]),
+                                                                  DEFAULT_RESPONSES[Band.ZERO].text))]
+    assert state.last_page_id is None and state.next_obs_due_at == at(720)
 
 
-def test_low_band_informs_the_nurse_in_charge():
+def test_one_to_four_pages_nobody_and_asks_for_a_nurse_assessment_on_the_board():
     state, actions = scored(Band.LOW, 0)
-    assert actions == [
-        Page(
-            page_id="p1", role="nurse_in_charge", priority="routine", band=Band.LOW, total=1,
-            reasons=(describe_scoring(SCORES[Band.LOW]),
-                     DEFAULT_RESPONSES[Band.LOW].text),
-        )
-    ]
-    assert (state.last_page_id, state.page_role, state.escalation_level) == (
-        "p1", "nurse_in_charge", 0,
-    )
-    assert state.acked is False and state.last_page_at == T0
-    assert state.next_obs_due_at == at(4 * 60)
+    [review] = actions
+    assert isinstance(review, ReviewDue) and review.nurse_assessment is True
+    assert (review.band, review.total, review.monitoring_minutes) == (Band.LOW, 1, 240)
+    assert "registered nurse" in review.reasons[1]
+    assert state.last_page_id is None and state.page_band is None
+
+
+def test_the_board_hears_about_a_non_paging_band_once_per_change_not_per_score():
+    state, first = scored(Band.LOW, 0)
+    state, again = scored(Band.LOW, 240, state, page_id="p2")
+    assert len(first) == 1 and again == []
+    assert state.next_obs_due_at == at(480)  # the due time still moves with every set
+    _, zero = scored(Band.ZERO, 480, state, page_id="p3")
+    assert [type(a) for a in zero] == [ReviewDue]
 
 
 @pytest.mark.parametrize(
-    ("band", "role", "priority", "level", "due_minutes"),
+    ("band", "role", "priority", "due_minutes", "wording"),
     [
-        (Band.LOW_SINGLE_RED, "ward_doctor", "urgent", 1, 60),
-        (Band.MEDIUM, "ward_doctor", "urgent", 1, 60),
-        (Band.HIGH, "critical_care_outreach", "emergency", 2, 30),
+        (Band.LOW_SINGLE_RED, "ward_doctor", "urgent", 60, "urgent ward-based review"),
+        (Band.MEDIUM, "ward_doctor", "urgent", 60, "urgent"),
+        (Band.HIGH, "critical_care_outreach", "emergency", 30, "emergency"),
     ],
 )
-def test_higher_bands_page_their_role(band, role, priority, level, due_minutes):
+def test_paging_bands_page_the_charts_role_at_once(band, role, priority, due_minutes, wording):
     state, actions = scored(band, 0)
     [page] = actions
-    assert (page.role, page.priority, page.band) == (role, priority, band)
-    assert "NEWS2" in page.reasons[0]
-    assert state.escalation_level == level and state.page_role == role
-    assert state.next_obs_due_at == at(due_minutes)
+    assert (page.page_id, page.role, page.priority, page.band) == ("p1", role, priority, band)
+    assert page.reasons[0] == describe_scoring(SCORES[band]) and wording in page.reasons[1].lower()
+    assert state.page_role == role and state.next_obs_due_at == at(due_minutes)
+    assert state.last_page_at == T0 and state.acked is False
 
 
-def test_same_band_within_suppression_window_is_not_paged_again():
+def test_a_page_carries_the_parameters_that_scored_and_the_trend():
+    state, _ = scored(Band.ZERO, 0)
+    state, _ = scored(Band.LOW, 60, state, page_id="p2")
+    _, actions = scored(Band.HIGH, 120, state, page_id="p3")
+    [page] = pages(actions)
+    assert [(p.name, p.points) for p in page.scoring] == [("resp_rate", 3), ("spo2", 3), ("on_oxygen", 2)]
+    assert [(t.at, t.total, t.band) for t in page.trend] == [
+        (at(0), 0, Band.ZERO), (at(60), 1, Band.LOW), (at(120), 8, Band.HIGH)]
+
+
+def test_the_trend_keeps_only_the_configured_number_of_scores():
+    cfg = PagingConfig(trend_length=3)
+    state = PagingState()
+    for i in range(5):
+        state, _ = scored(Band.ZERO, i * 60, state, cfg=cfg)
+    assert [t.at for t in state.trend] == [at(120), at(180), at(240)]
+
+
+# --- one page per episode ---
+
+def test_the_same_band_again_is_the_same_episode_however_long_it_lasts():
     state, _ = scored(Band.MEDIUM, 0)
-    state, actions = scored(Band.MEDIUM, 59, state, page_id="p2")
-    assert actions == []
-    assert state.last_page_id == "p1" and state.last_page_at == T0
-    assert state.last_obs_at == at(59)  # the observation still counts
+    for minute in (60, 120, 600):
+        state, actions = scored(Band.MEDIUM, minute, state, page_id=f"p{minute}")
+        assert pages(actions) == []
+    assert state.page_ids == ("p1",)
 
 
-def test_same_band_pages_again_once_the_window_has_passed():
-    state, _ = scored(Band.MEDIUM, 0)
+def test_a_higher_band_re_pages_its_own_role():
+    state, _ = scored(Band.LOW_SINGLE_RED, 0)
     state, actions = scored(Band.MEDIUM, 60, state, page_id="p2")
-    assert [a.page_id for a in actions] == ["p2"]
-    assert state.last_page_id == "p2"
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p2", "ward_doctor")]
+    state, actions = scored(Band.HIGH, 70, state, page_id="p3")
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p3", "critical_care_outreach")]
+    assert state.page_band is Band.HIGH and state.page_ids == ("p3",)
 
 
-def test_suppression_window_is_configurable():
-    cfg = PagingConfig(suppression_minutes=10)
+def test_a_fall_does_not_page_and_a_rise_back_to_the_paged_band_does_not_either():
+    state, _ = scored(Band.HIGH, 0)
+    state, fall = scored(Band.MEDIUM, 30, state, page_id="p2")
+    state, back = scored(Band.HIGH, 60, state, page_id="p3")
+    assert pages(fall) == [] and pages(back) == []
+    assert state.last_band is Band.HIGH and state.page_band is Band.HIGH
+
+
+def test_the_episode_ends_after_scores_stay_below_the_paging_bands_for_the_configured_time():
+    cfg = PagingConfig(episode_end_minutes=240)
     state, _ = scored(Band.MEDIUM, 0, cfg=cfg)
-    _, actions = scored(Band.MEDIUM, 10, state, page_id="p2", cfg=cfg)
-    assert len(actions) == 1
-
-
-@pytest.mark.parametrize(
-    ("first", "second", "role"),
-    [
-        (Band.ZERO, Band.LOW, "nurse_in_charge"),
-        (Band.LOW, Band.LOW_SINGLE_RED, "ward_doctor"),
-        (Band.LOW_SINGLE_RED, Band.MEDIUM, "ward_doctor"),
-        (Band.MEDIUM, Band.HIGH, "critical_care_outreach"),
-        (Band.LOW, Band.HIGH, "critical_care_outreach"),
-    ],
-)
-def test_a_rise_in_band_always_pages_even_inside_the_window(first, second, role):
-    state, _ = scored(first, 0)
-    state, actions = scored(second, 1, state, page_id="p2")
-    assert [(a.page_id, a.role) for a in actions] == [("p2", role)]
-
-
-def test_a_fall_in_band_inside_the_window_does_not_page():
-    state, _ = scored(Band.HIGH, 0)
-    state, actions = scored(Band.MEDIUM, 10, state, page_id="p2")
-    assert actions == []
-    assert state.last_band is Band.MEDIUM and state.page_band is Band.HIGH
-
-
-def test_rise_is_measured_against_the_band_last_paged_not_the_last_score():
-    state, _ = scored(Band.HIGH, 0)
-    state, _ = scored(Band.MEDIUM, 10, state, page_id="p2")
-    state, actions = scored(Band.HIGH, 20, state, page_id="p3")
-    assert actions == []
-
-
-def test_a_lower_band_after_the_window_pages_its_own_role():
-    state, _ = scored(Band.HIGH, 0)
     state, _ = on_ack(state, "p1", at(5))
-    state, actions = scored(Band.MEDIUM, 61, state, page_id="p2")
-    assert [(a.role, a.band) for a in actions] == [("ward_doctor", Band.MEDIUM)]
-    assert state.escalation_level == 1 and state.acked is False
+    state, _ = scored(Band.LOW, 60, state, page_id="p2", cfg=cfg)  # below since 60
+    state, _ = scored(Band.ZERO, 299, state, page_id="p3", cfg=cfg)  # 239 minutes below: still on
+    assert state.page_band is Band.MEDIUM
+    state, _ = scored(Band.ZERO, 300, state, page_id="p4", cfg=cfg)  # 240 minutes below: over
+    assert state.page_band is None and state.page_ids == () and state.below_since is None
+    _, actions = scored(Band.MEDIUM, 400, state, page_id="p5", cfg=cfg)
+    assert [a.page_id for a in pages(actions)] == ["p5"]  # a new episode, a new page
 
 
-def test_zero_after_a_page_pages_nobody_and_keeps_the_page_open():
-    state, _ = scored(Band.LOW, 0)
-    state, actions = scored(Band.ZERO, 70, state, page_id="p2")
+def test_a_paging_score_before_the_end_keeps_the_episode_and_restarts_the_count():
+    cfg = PagingConfig(episode_end_minutes=240)
+    state, _ = scored(Band.MEDIUM, 0, cfg=cfg)
+    state, _ = on_ack(state, "p1", at(5))
+    state, _ = scored(Band.LOW, 60, state, page_id="p2", cfg=cfg)
+    state, actions = scored(Band.MEDIUM, 200, state, page_id="p3", cfg=cfg)
+    assert pages(actions) == [] and state.below_since is None
+    state, _ = scored(Band.LOW, 260, state, page_id="p4", cfg=cfg)
+    state, _ = scored(Band.LOW, 400, state, page_id="p5", cfg=cfg)  # 140 below since 260: still on
+    assert state.page_band is Band.MEDIUM
+
+
+def test_an_episode_whose_page_is_still_escalating_does_not_end():
+    cfg = PagingConfig(episode_end_minutes=20, escalate_after_minutes=15)
+    state, _ = scored(Band.MEDIUM, 0, cfg=cfg)  # never acknowledged
+    state, _ = scored(Band.ZERO, 1, state, page_id="p2", cfg=cfg)
+    state, _ = scored(Band.ZERO, 25, state, page_id="p3", cfg=cfg)
+    assert state.page_band is Band.MEDIUM  # outreach has not been reached yet: keep escalating
+    _, actions = tick(state, at(25), cfg)
+    assert [a.role for a in actions if isinstance(a, Escalation)] == ["critical_care_outreach"]
+
+
+# --- acknowledgements and escalation ---
+
+def test_an_unacknowledged_page_escalates_after_the_configured_time_one_role_at_a_time():
+    state, _ = scored(Band.MEDIUM, 0)
+    same, actions = tick(state, at(14.99), CFG)
+    assert actions == [] and same == state
+    state, actions = tick(state, at(15), CFG)
+    assert actions == [Escalation(
+        page_id=escalation_page_id("p1", 2), role="critical_care_outreach", from_role="ward_doctor",
+        priority="urgent", band=Band.MEDIUM, escalation_level=2,
+        reasons=("Page p1 to ward_doctor was not acknowledged within 15 minutes; escalating to "
+                 "critical_care_outreach.", describe_scoring(SCORES[Band.MEDIUM])), first=True)]
+    state, actions = tick(state, at(29), CFG)
     assert actions == []
-    assert state.last_page_id == "p1" and state.acked is False
+    state, actions = tick(state, at(30), CFG)
+    assert [a.role for a in actions] == ["rapid_response"]
+    assert [a.first for a in actions] == [False]  # the page escalated once, however far it goes
+    _, actions = tick(state, at(300), CFG)
+    assert not [a for a in actions if isinstance(a, Escalation)]  # the end of the chain
 
 
-# --- acknowledgements ---
-
-def test_ack_marks_the_page_acknowledged():
+def test_an_ack_ends_escalation_for_the_whole_episode():
     state, _ = scored(Band.MEDIUM, 0)
     state, outcome = on_ack(state, "p1", at(3))
-    assert outcome is AckOutcome.ACKED
-    assert state.acked is True and state.acked_at == at(3)
+    assert outcome is AckOutcome.ACKED and state.acked_at == at(3)
+    state, _ = scored(Band.MEDIUM, 60, state, page_id="p2")
+    _, actions = tick(state, at(120), CFG)
+    assert not [a for a in actions if isinstance(a, Escalation)]
 
 
-def test_second_ack_is_reported_as_already_acked():
+def test_acking_the_escalation_or_the_first_page_both_stop_it():
+    state, _ = scored(Band.MEDIUM, 0)
+    state, _ = tick(state, at(15), CFG)
+    for page_id in ("p1", escalation_page_id("p1", 2)):
+        acked, outcome = on_ack(state, page_id, at(20))
+        assert outcome is AckOutcome.ACKED
+        assert not [a for a in tick(acked, at(40), CFG)[1] if isinstance(a, Escalation)]
+
+
+def test_a_higher_band_page_needs_its_own_ack():
+    state, _ = scored(Band.MEDIUM, 0)
+    state, _ = on_ack(state, "p1", at(2))
+    state, _ = scored(Band.HIGH, 30, state, page_id="p2")
+    assert state.acked is False
+    after, outcome = on_ack(state, "p1", at(31))  # the superseded page: nothing left to stop
+    assert outcome is AckOutcome.UNKNOWN and after == state
+    _, actions = tick(state, at(45), CFG)
+    assert [a.role for a in actions if isinstance(a, Escalation)] == ["rapid_response"]
+
+
+def test_a_second_ack_is_already_acked_and_an_unknown_one_changes_nothing():
     state, _ = scored(Band.MEDIUM, 0)
     state, _ = on_ack(state, "p1", at(3))
     again, outcome = on_ack(state, "p1", at(4))
     assert outcome is AckOutcome.ALREADY_ACKED and again == state
+    assert on_ack(state, "nope", at(4)) == (state, AckOutcome.UNKNOWN)
+    assert on_ack(PagingState(), "p1", T0) == (PagingState(), AckOutcome.UNKNOWN)
 
 
-def test_ack_for_an_unknown_page_changes_nothing():
+def test_a_late_ack_read_before_the_escalation_is_recorded_at_its_own_time():
+    """An ack processed after its escalation went out still ends the episode's escalation, at its event time."""
     state, _ = scored(Band.MEDIUM, 0)
-    after, outcome = on_ack(state, "nope", at(3))
-    assert outcome is AckOutcome.UNKNOWN and after == state
+    state, _ = tick(state, at(15), CFG)  # escalated before the ack arrived
+    state, outcome = on_ack(state, "p1", at(9))
+    assert outcome is AckOutcome.ACKED and state.acked_at == at(9)
+    assert not [a for a in tick(state, at(60), CFG)[1] if isinstance(a, Escalation)]
 
 
-def test_ack_for_a_superseded_page_is_unknown():
-    state, _ = scored(Band.LOW, 0)
-    state, _ = scored(Band.HIGH, 5, state, page_id="p2")
-    after, outcome = on_ack(state, "p1", at(6))
-    assert outcome is AckOutcome.UNKNOWN and after.acked is False
-
-
-def test_ack_with_no_page_ever_sent_is_unknown():
-    state, outcome = on_ack(PagingState(), "p1", T0)
-    assert outcome is AckOutcome.UNKNOWN and state == PagingState()
-
-
-# --- escalation ---
-
-def test_unacked_page_escalates_to_the_next_role_after_the_interval():
-    state, _ = scored(Band.LOW, 0)
-    same, actions = tick(state, at(14.99), CFG)
-    assert actions == [] and same == state
-    state, actions = tick(state, at(15), CFG)
-    assert actions == [
-        Escalation(
-            page_id=escalation_page_id("p1", 1), role="ward_doctor", from_role="nurse_in_charge",
-            priority="routine", band=Band.LOW, escalation_level=1,
-            reasons=("Page p1 to nurse_in_charge was not acknowledged within 15 minutes; "
-                     "escalating to ward_doctor.", describe_scoring(SCORES[Band.LOW])),
-            first=True,
-        )
-    ]
-    assert (state.page_role, state.escalation_level, state.last_page_at) == (
-        "ward_doctor", 1, at(15),
-    )
-    assert state.last_page_id == escalation_page_id("p1", 1)
-
-
-def test_escalation_walks_the_chain_one_step_per_interval_and_stops_at_the_end():
-    state, _ = scored(Band.LOW, 0)
-    roles = []
-    for minute in range(1, 121):
-        state, actions = tick(state, at(minute), CFG)
-        roles += [(minute, a.role, a.first) for a in actions if isinstance(a, Escalation)]
-    # only the first escalation of a page counts it as escalated (the dashboard's share of pages)
-    assert roles == [(15, "ward_doctor", True), (30, "critical_care_outreach", False), (45, "rapid_response", False)]
-    assert state.escalation_level == 3
-
-
-def test_a_late_tick_escalates_only_one_step():
-    state, _ = scored(Band.LOW, 0)
-    state, actions = tick(state, at(50), CFG)
-    assert [a.role for a in actions] == ["ward_doctor"]
-    state, actions = tick(state, at(64), CFG)
-    assert actions == []
-    _, actions = tick(state, at(65), CFG)
-    assert [a.role for a in actions] == ["critical_care_outreach"]
-
-
-def test_high_band_escalates_from_outreach_to_rapid_response_then_stops():
-    state, _ = scored(Band.HIGH, 0)
-    state, actions = tick(state, at(15), CFG)
-    assert [(a.role, a.priority) for a in actions] == [("rapid_response", "emergency")]
-    _, actions = tick(state, at(60), CFG)
-    assert [a for a in actions if isinstance(a, Escalation)] == []
-
-
-def test_ack_stops_escalation():
-    state, _ = scored(Band.MEDIUM, 0)
-    state, _ = on_ack(state, "p1", at(10))
-    _, actions = tick(state, at(20), CFG)
-    assert actions == []
-
-
-def test_acking_the_escalation_page_or_the_original_both_stop_escalation():
-    state, _ = scored(Band.LOW, 0)
-    state, _ = tick(state, at(15), CFG)
-    for page_id in ("p1", escalation_page_id("p1", 1)):
-        acked, outcome = on_ack(state, page_id, at(20))
-        assert outcome is AckOutcome.ACKED
-        assert tick(acked, at(40), CFG)[1] == []
-
-
-def test_a_lower_score_does_not_cancel_escalation_of_an_unacked_page():
+def test_a_lower_score_never_cancels_escalation_of_an_unacknowledged_page():
     state, _ = scored(Band.HIGH, 0)
     state, _ = scored(Band.ZERO, 5, state, page_id="p2")
     _, actions = tick(state, at(15), CFG)
     assert [a.role for a in actions] == ["rapid_response"]
 
 
-def test_escalate_after_is_configurable():
-    cfg = PagingConfig(escalate_after_minutes=5)
-    state, _ = scored(Band.MEDIUM, 0, cfg=cfg)
-    _, actions = tick(state, at(5), cfg)
-    assert [a.role for a in actions] == ["critical_care_outreach"]
+# --- a probe artefact asks for a repeat before anyone is paged; a 7 never waits ---
+
+def test_spo2_40_with_normal_pulse_and_breathing_is_a_suspected_artefact():
+    assert suspect_artefact(PROBE_OFF) == "spo2"
+    assert suspect_artefact(score(replace(NORMAL, spo2=40, heart_rate=125), scale2=False)) is None
+    assert suspect_artefact(score(replace(NORMAL, spo2=40, resp_rate=23), scale2=False)) is None
+    assert suspect_artefact(SCORES[Band.LOW_SINGLE_RED]) is None  # breathing 26: nothing implausible
 
 
-def test_a_new_page_starts_a_fresh_escalation_from_its_own_role():
-    state, _ = scored(Band.LOW, 0)
-    state, _ = tick(state, at(15), CFG)  # -> ward_doctor
-    state, actions = scored(Band.HIGH, 20, state, page_id="p2")
-    assert state.escalation_level == 2 and state.page_role == "critical_care_outreach"
-    state, actions = tick(state, at(34), CFG)
+def test_an_artefact_asks_for_a_repeat_and_pages_nobody():
+    state, actions = scored(PROBE_OFF, 0)
+    assert actions == [RepeatObservation(
+        suspect="spo2", repeat_by=at(CFG.repeat_within_minutes), band=Band.LOW_SINGLE_RED, total=3,
+        reasons=(describe_scoring(PROBE_OFF),
+                 f"SpO2 40% with normal pulse and breathing looks like a probe artefact: repeat the "
+                 f"observations within {CFG.repeat_within_minutes:g} minutes; the page goes out if they "
+                 "confirm it or do not come."))]
+    assert state.pending_page_id == "p1" and state.page_ids == ()
+
+
+def test_a_reassuring_repeat_clears_the_suspicion_without_a_page():
+    state, _ = scored(PROBE_OFF, 0)
+    state, actions = scored(Band.ZERO, 4, state, page_id="p2")
+    assert pages(actions) == [] and state.pending_page_id is None
+    assert tick(state, at(60), CFG)[1] == []
+
+
+def test_a_repeat_that_confirms_pages_at_once():
+    state, _ = scored(PROBE_OFF, 0)
+    state, actions = scored(PROBE_OFF, 5, state, page_id="p2")  # the same reading twice is no artefact
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p2", "ward_doctor")]
+    assert state.pending_page_id is None
+
+
+def test_no_repeat_in_time_pages_on_the_suspect_reading():
+    state, _ = scored(PROBE_OFF, 0)
+    assert next_action_at(state, CFG) == at(CFG.repeat_within_minutes)
+    _, actions = tick(state, at(CFG.repeat_within_minutes) - timedelta(seconds=1), CFG)
     assert actions == []
-    _, actions = tick(state, at(35), CFG)
-    assert [a.page_id for a in actions] == [escalation_page_id("p2", 3)]
+    state, actions = tick(state, at(CFG.repeat_within_minutes), CFG)
+    [page] = actions
+    assert (page.page_id, page.role, page.total) == ("p1", "ward_doctor", 3)
+    assert "not repeated" in page.reasons[-1]
+    assert state.page_ids == ("p1",) and state.pending_page_id is None
 
 
-# --- overdue observations ---
+def test_seven_or_more_pages_at_once_even_with_an_implausible_reading():
+    seven = score(replace(NORMAL, spo2=40, on_oxygen=True, temperature_c=39.2), scale2=False)
+    assert seven.total == 7 and suspect_artefact(seven) == "spo2"
+    _, actions = scored(seven, 0)
+    assert [type(a) for a in actions] == [Page] and actions[0].priority == "emergency"
 
-def test_overdue_observations_reported_once_per_due_time():
+
+# --- overdue observations: per unit per ward round; a 5 or more on its own at once ---
+
+def test_rounds_fall_on_the_configured_interval_from_midnight_utc():
+    cfg = PagingConfig(overdue_round_minutes=240)
+    assert previous_round(datetime(2024, 3, 1, 13, 59, tzinfo=timezone.utc), cfg) == datetime(
+        2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+    assert previous_round(datetime(2024, 3, 1, 16, 0, tzinfo=timezone.utc), cfg) == datetime(
+        2024, 3, 1, 16, 0, tzinfo=timezone.utc)
+
+
+def test_a_ward_round_lists_each_units_overdue_patients_by_urgency_in_one_decision():
+    low, _ = scored(Band.LOW, 0)  # due at 240
+    zero, _ = scored(Band.ZERO, -600)  # due at 120
+    red, _ = scored(Band.LOW_SINGLE_RED, 100)  # due at 160
+    fresh, _ = scored(Band.LOW, 200)  # due at 440: not overdue
+    red, _ = on_ack(red, "p1", at(101))
+    patients = [("E1", "MED", low), ("E2", "MED", zero), ("E3", "MED", red), ("E4", "MED", fresh),
+                ("E5", "SURG", zero)]
+    rounds, updated = overdue_round(patients, at(300), CFG)
+    assert [(r.unit, [p.encounter_id for p in r.patients]) for r in rounds] == [
+        ("MED", ["E3", "E1", "E2"]), ("SURG", ["E5"])]
+    med = rounds[0]
+    assert isinstance(med, OverdueRound) and med.role == "nurse_in_charge" and med.round_at == at(300)
+    assert [(p.band, p.due_at, p.minutes_overdue) for p in med.patients] == [
+        (Band.LOW_SINGLE_RED, at(160), 140), (Band.LOW, at(240), 60), (Band.ZERO, at(120), 180)]
+    assert "3 patients" in med.reasons[0]
+    assert set(updated) == {"E1", "E2", "E3", "E5"}
+    again, _ = overdue_round([(e, u, updated.get(e, s)) for e, u, s in patients], at(540), CFG)
+    assert [(r.unit, [p.encounter_id for p in r.patients]) for r in again] == [("MED", ["E4"])]  # once per due time
+
+
+def test_within_the_grace_time_nobody_is_overdue_yet():
+    state, _ = scored(Band.LOW, 0)
+    assert overdue_round([("E1", "MED", state)], at(240 + CFG.overdue_grace_minutes), CFG) == ([], {})
+
+
+def test_a_patient_whose_last_score_was_5_or_more_is_overdue_on_their_own_at_once():
     state, _ = scored(Band.MEDIUM, 0)
     state, _ = on_ack(state, "p1", at(1))
-    state, actions = tick(state, at(75), CFG)  # due at 60, grace 15: not yet overdue
+    assert next_action_at(state, CFG) == at(60 + CFG.overdue_grace_minutes)
+    _, actions = tick(state, at(75), CFG)
     assert actions == []
     state, actions = tick(state, at(75.01), CFG)
-    assert actions == [
-        ObservationsOverdue(
-            due_at=at(60), band=Band.MEDIUM, role="nurse_in_charge",
-            reasons=("Observations were due at 2024-03-01T13:00:00+00:00 (every 60 minutes "
-                     "for NEWS2 medium) and are more than 15 minutes overdue.",),
-        )
-    ]
-    assert state.overdue_reported_for == at(60)
-    state, actions = tick(state, at(200), CFG)
-    assert actions == []
-    # A new set moves the due time; a later lapse is reported again.
-    state, _ = scored(Band.MEDIUM, 210, state, page_id="p2")
-    state, _ = on_ack(state, "p2", at(211))
-    state, actions = tick(state, at(285), CFG)
-    assert actions == []
-    _, actions = tick(state, at(286), CFG)
-    assert [a.due_at for a in actions] == [at(270)]
+    assert actions == [ObservationsOverdue(
+        due_at=at(60), band=Band.MEDIUM, total=5, role="nurse_in_charge",
+        reasons=("Observations were due at 2024-03-01T13:00:00+00:00 (every 60 minutes for NEWS2 5, "
+                 "medium) and are more than 15 minutes overdue.",))]
+    assert tick(state, at(200), CFG)[1] == []  # once per due time
+    assert overdue_round([("E1", "MED", state)], at(240), CFG)[0] == []  # never again in a round
 
 
-def test_overdue_grace_is_configurable():
-    cfg = PagingConfig(overdue_grace_minutes=0)
-    state, _ = scored(Band.ZERO, 0, cfg=cfg)
-    assert tick(state, at(720), cfg)[1] == []
-    assert len(tick(state, at(720.01), cfg)[1]) == 1
-
-
-def test_no_overdue_before_any_observation():
-    assert tick(PagingState(), at(10_000), CFG) == (PagingState(), [])
-
-
-def test_escalation_and_overdue_can_come_from_one_tick():
+def test_an_urgent_patient_is_not_left_for_the_round():
     state, _ = scored(Band.HIGH, 0)
-    _, actions = tick(state, at(46), CFG)  # obs due at 30 + 15 grace; page unacked
-    assert [type(a) for a in actions] == [Escalation, ObservationsOverdue]
+    state, _ = on_ack(state, "p1", at(1))
+    assert overdue_round([("E1", "MED", state)], at(240), CFG) == ([], {})
 
 
 # --- determinism, serialisation, config ---
 
-def test_same_inputs_give_the_same_actions():
-    def run():
-        state, out = scored(Band.LOW, 0)
-        actions = list(out)
-        for minute in (10, 15, 31, 47, 300):
-            state, out = tick(state, at(minute), CFG)
-            actions += out
-        return state, actions
-
-    assert run() == run()
-
-
 def test_state_round_trips_through_json():
-    state, _ = scored(Band.HIGH, 0)
-    state, _ = tick(state, at(46), CFG)
+    state, _ = scored(Band.LOW, 0)
+    state, _ = scored(PROBE_OFF, 30, state, page_id="p2")
+    state, _ = scored(Band.HIGH, 35, state, page_id="p3")
+    state, _ = tick(state, at(50), CFG)
     data = json.loads(json.dumps(state.to_dict()))
     assert PagingState.from_dict(data) == state
     assert PagingState.from_dict(json.loads(json.dumps(PagingState().to_dict()))) == PagingState()
-
-
-def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ValueError, match="colour"):
         PagingState.from_dict({**PagingState().to_dict(), "colour": "red"})
 
@@ -363,8 +393,13 @@ def test_from_dict_rejects_unknown_keys():
         {"chain": ("nurse_in_charge", "nurse_in_charge")},
         {"chain": ("nurse_in_charge", "rapid_response")},  # ward_doctor pages are unreachable
         {"escalate_after_minutes": 0},
-        {"suppression_minutes": -1},
+        {"episode_end_minutes": -1},
+        {"repeat_within_minutes": 0},
+        {"repeat_within_minutes": 20, "escalate_after_minutes": 15},  # a repeat must not outlast an escalation
         {"overdue_grace_minutes": -1},
+        {"overdue_round_minutes": 0},
+        {"overdue_round_minutes": 7 * 60},  # must divide a day
+        {"trend_length": 0},
     ],
 )
 def test_config_rejects_inconsistent_settings(bad):
@@ -384,20 +419,16 @@ def test_renamed_roles_page_and_escalate_under_their_new_names():
 
 
 def test_next_action_at_is_never_later_than_the_first_tick_that_acts():
-    """The worker only ticks a patient once `next_action_at` has come: no action may be missed by that."""
-    import random
-
-    from allocator.paging import next_action_at
-
+    """The worker ticks a patient only once `next_action_at` has come: no action may be missed by that."""
     rng = random.Random(5)
+    choices = [*SCORES.values(), PROBE_OFF]
     for trial in range(300):
         state, t = PagingState(), 0.0
         for step in range(rng.randrange(1, 6)):
             t += rng.uniform(0, 90)
             kind = rng.random()
             if kind < 0.6:
-                band = rng.choice(list(SCORES))
-                state, _ = on_score(state, SCORES[band], at(t), CFG, page_id=f"p{trial}-{step}")
+                state, _ = on_score(state, rng.choice(choices), at(t), CFG, page_id=f"p{trial}-{step}")
             elif kind < 0.8 and state.page_ids:
                 state, _ = on_ack(state, rng.choice(state.page_ids), at(t))
             else:
@@ -409,3 +440,15 @@ def test_next_action_at_is_never_later_than_the_first_tick_that_acts():
         else:
             assert first_acting is None or at(first_acting) >= due
             assert tick(state, max(due, at(t)) + timedelta(minutes=1), CFG)[1]  # and it does act once due
+
+
+def test_a_fall_below_the_episodes_band_for_the_configured_time_ends_it_and_the_lower_band_is_paged():
+    cfg = PagingConfig(episode_end_minutes=60)
+    state, _ = scored(Band.HIGH, 0, cfg=cfg)
+    state, _ = on_ack(state, "p1", at(5))
+    state, actions = scored(Band.MEDIUM, 30, state, page_id="p2", cfg=cfg)  # below the episode's band since 30
+    assert pages(actions) == []
+    state, actions = scored(Band.MEDIUM, 90, state, page_id="p3", cfg=cfg)  # 60 minutes below: a new episode
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p3", "ward_doctor")]
+    state, actions = scored(Band.HIGH, 100, state, page_id="p4", cfg=cfg)  # and a rise from it pages again
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p4", "critical_care_outreach")]

@@ -346,3 +346,53 @@ def test_simulate_command_publishes_to_the_broker(broker, run_id, capsys) -> Non
     summary = orjson.loads(capsys.readouterr().err)
     assert summary["published"]["failed"] == 0
     assert summary["published"]["sent"] == sum(summary["simulation"]["by_topic"].values()) > 200
+
+
+# ---------------------------------------------------------------- the truth about paging (issue 13)
+
+
+def test_the_simulator_knows_who_truly_deteriorates_and_when(days_run) -> None:
+    sim, events = days_run
+    until = START + timedelta(days=DAYS)
+    truth = sim.true_episodes(until)
+    kinds = Counter(e.kind for e in truth)
+    assert kinds["deterioration"] >= 20 and kinds["unwell_on_admission"] >= 5, kinds
+    for e in truth:
+        assert e.started <= e.ended <= until
+        assert e.onset is None or e.started <= e.onset <= e.ended
+        assert (e.onset is None) == (e.onset_role is None)
+    admitted = {_body(e)["encounter_id"]: e.at for e in events if e.topic == "admissions" and not e.malformed}
+    for e in truth:
+        if e.kind == "unwell_on_admission" and e.encounter_id in admitted and admitted[e.encounter_id] >= START:
+            assert e.started == admitted[e.encounter_id] and e.onset == e.started
+    assert truth == sim.true_episodes(until)  # asking twice changes nothing
+
+
+def test_some_spo2_readings_are_probe_artefacts_and_the_rest_of_the_set_stays_true(days_run) -> None:
+    sim, events = days_run
+    assert sim.stats().by_kind["probe_artefact"] > 10
+    low = [_body(e) for e in events if e.topic == "vitals" and not e.malformed and _body(e).get("spo2", 100) < 85]
+    assert low and any(b.get("heart_rate", 0) < 91 and b.get("resp_rate", 0) < 21 for b in low)
+
+
+def test_occupied_bed_days_integrate_the_occupied_beds(days_run) -> None:
+    sim, _ = days_run
+    occupied_now = sim.stats().occupied_beds
+    assert 0.6 * occupied_now * DAYS < sim.occupied_bed_days() < 1.4 * occupied_now * DAYS
+
+
+def test_clinicians_replies_join_the_stream_at_their_event_time(demo: Hospital) -> None:
+    sim = HospitalSimulator(demo, seed=7, start=START, vitals=True, malformed_rate=0.0)
+    events = sim.events(START + timedelta(hours=2))
+    first_vitals = next(e for e in events if e.topic == "vitals")
+    encounter = _body(first_vitals)["encounter_id"]
+    sim.acknowledge("pg-x-1", first_vitals.at + timedelta(minutes=3), "dr-a")
+    sim.repeat_observations(encounter, first_vitals.at + timedelta(minutes=4))
+    rest = list(events)
+    assert [e.at for e in rest] == sorted(e.at for e in rest)
+    ack = next(e for e in rest if e.topic == "page-acks")
+    assert _body(ack)["page_id"] == "pg-x-1" and ack.at == first_vitals.at + timedelta(minutes=3)
+    repeat = next(e for e in rest if e.topic == "vitals" and _body(e)["encounter_id"] == encounter)
+    assert repeat.at == first_vitals.at + timedelta(minutes=4) and "-r1" in _body(repeat)["event_id"]
+    assert {"resp_rate", "spo2", "on_oxygen", "systolic_bp", "heart_rate", "consciousness",
+            "temperature_c"} <= set(_body(repeat))
