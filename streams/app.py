@@ -240,7 +240,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
                 metrics.errors.labels(stage="ordered_gap").inc()
                 log.warning("%s[%d]: offset %d arrived but %d is next to apply; seeking back to it",
                             m.topic, m.partition, m.offset, verdict.expected)
-                await app.consumer.seek_wait({m.tp: verdict.expected})
+                await app.consumer.seek(m.tp, verdict.expected)
                 continue
             if verdict.action == "accept_gap":
                 metrics.errors.labels(stage="ordered_gap").inc()
