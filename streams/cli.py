@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-COMMAND_MODULES = ("streams.commands", "inference.commands", "allocator.commands")
+COMMAND_MODULES = ("streams.commands", "inference.commands", "allocator.commands", "streams.gateway.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
