@@ -23,7 +23,7 @@ from streams.metrics import WorkerMetrics
 from streams.processor import EventProcessor, RawMessage
 from streams.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
 from streams.triage import read_prediction
-from streams.views import capacity_snapshot
+from streams.views import beds_snapshot, capacity_snapshot
 from inference.interface import TriageModel
 from streams.exceptions import ModelMissingError
 from streams.settings import WardflowSettings
@@ -211,6 +211,14 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         if hospital is None:
             return web.json({"error": f"unknown hospital {hospital_id!r}"}, status=404)
         return web.json(capacity_snapshot(tables, hospital, windows))
+
+    @app.page("/hospitals/{hospital_id}/beds/")
+    async def beds_view(web: Any, request: Any, hospital_id: str) -> Any:
+        """Each bed's status and encounter (identifiers, no free text): what `wardflow hl7` serves as FHIR Locations."""
+        hospital = hospitals.get(hospital_id)
+        if hospital is None:
+            return web.json({"error": f"unknown hospital {hospital_id!r}"}, status=404)
+        return web.json(beds_snapshot(tables, hospital))
 
     @app.agent(ordered, concurrency=1, name=f"{settings.topic_prefix}state")
     async def state_agent(stream: faust.StreamT) -> None:

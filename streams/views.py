@@ -48,3 +48,23 @@ def capacity_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: 
     return {"hospital_id": hospital.hospital_id, "name": hospital.name, "as_of": clock,
             "units": units, "patients_waiting": len(state.waiting()), "surge_level": surge.get("level", 1),
             "surge_since": surge.get("since"), "last_window": window}
+
+
+def beds_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: Hospital) -> dict[str, Any]:
+    """Every bed's status with the encounter in it (identifiers only, never free text): the FHIR Location feed.
+
+    Unlike the capacity view this names encounters and patients: serve it to the gateway and bed
+    boards on a restricted network, like the input topics.
+    """
+    state = HospitalState(StagedTables(tables), hospital)
+    beds = {}
+    for bed in hospital.beds:
+        b = state.bed(bed.bed_id)
+        entry: dict[str, Any] = {"unit": bed.unit, "status": b.status, "since": b.since}
+        if b.encounter_id and b.status in ("occupied", "held"):
+            enc = state.encounter(b.encounter_id)
+            entry["encounter_id"] = b.encounter_id
+            if enc is not None:
+                entry["patient_id"] = enc.patient_id
+        beds[bed.bed_id] = entry
+    return {"hospital_id": hospital.hospital_id, "as_of": state.clock(), "beds": beds}

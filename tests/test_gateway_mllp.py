@@ -72,8 +72,8 @@ def run(coro_fn: Callable[..., Awaitable], *args):
 
 
 async def start_gateway(broker, run_id: str, **extra) -> tuple[Gateway, int]:
-    settings = GatewaySettings(broker_url=broker.url, topic_prefix=f"{run_id}.", hospital_config=FIXTURE,
-                               hl7_host="127.0.0.1", hl7_port=0, fhir_port=0, metrics_port=0, **extra)
+    values = {"hl7_host": "127.0.0.1", "hl7_port": 0, "fhir_port": 0, "metrics_port": 0, **extra}
+    settings = GatewaySettings(broker_url=broker.url, topic_prefix=f"{run_id}.", hospital_config=FIXTURE, **values)
     names = [settings.topic(n) for n in INPUT_MODELS] + [settings.topic("dead-letters")]
     await create_topics(broker.bootstrap, names, partitions=2)
     gateway = Gateway(settings, load_hospitals(FIXTURE)["test-hosp"], GatewayMetrics())

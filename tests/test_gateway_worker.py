@@ -33,6 +33,11 @@ def hl7(trigger: str, ctl: str, minute: int, patient: str, loc: str = "", *extra
     return "\r".join(segs).encode()
 
 
+def get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
+
+
 def capacity(port: int) -> dict[str, dict[str, int]]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/hospitals/test-hosp/capacity/", timeout=10) as resp:
         snap = json.load(resp)
@@ -61,7 +66,10 @@ def test_each_trigger_changes_the_tables_on_the_real_worker(broker, run_id, star
         raise AssertionError(f"{what}: tables never got there; last {snap}")
 
     async def scenario():
-        gw, port = await start_gateway(broker, run_id)
+        fhir_port = free_port()
+        gw, port = await start_gateway(broker, run_id, fhir_port=fhir_port, fhir_host="127.0.0.1",
+                                       fhir_worker_url=f"http://127.0.0.1:{web_port}")
+        fhir = f"http://127.0.0.1:{fhir_port}/fhir"
         try:
             c = await Client.connect(port)
             # A01: admitted to the unit PV1-3 names -> an assignment on MED
@@ -71,6 +79,16 @@ def test_each_trigger_changes_the_tables_on_the_real_worker(broker, run_id, star
             assert assigned["kind"] == "assignment" and assigned["unit"] == "MED"
             first_bed = assigned["bed_id"]
             await until(lambda s: s["MED"] == {"occupied": 1}, "A01 occupies a MED bed")
+            # FHIR out: the bed as a Location (occupied), WardFlow's assignment as the Encounter's planned location
+            locs = {e["resource"]["id"]: e["resource"] for e in (await asyncio.to_thread(get, f"{fhir}/Location"))["entry"]}
+            assert locs[first_bed]["operationalStatus"]["code"] == "O"
+            for _ in range(50):  # the gateway reads the decisions topic on its own
+                encs = (await asyncio.to_thread(get, f"{fhir}/Encounter"))["entry"]
+                if encs and encs[0]["resource"]["location"][0]["status"] == "planned":
+                    break
+                await asyncio.sleep(0.2)
+            assert [(e["resource"]["id"], e["resource"]["location"][0]["location"]["reference"],
+                     e["resource"]["location"][0]["status"]) for e in encs] == [("V-P1", f"Location/{first_bed}", "planned")]
             # the same message again: AA, no new decision, nothing changes
             assert msa(await c.send(a01)) == ("AA", "M-1")
             # A02 to the side room: the first bed becomes dirty
@@ -84,6 +102,8 @@ def test_each_trigger_changes_the_tables_on_the_real_worker(broker, run_id, star
             assert msa(await c.send(a20)) == ("AA", "M-4")
             await until(lambda s: s["SURG"] == {"closed": 1} and s["MED"] == {"occupied": 1, "dirty": 1},
                         "A12 and A20")
+            locs = {e["resource"]["id"]: e["resource"] for e in (await asyncio.to_thread(get, f"{fhir}/Location"))["entry"]}
+            assert (locs["SURG-SR1"]["operationalStatus"]["code"], locs["MED-SR1"]["operationalStatus"]["code"]) == ("C", "H")
             # ORU^R01 with LOINC vitals for the stay
             oru = hl7("R01", "M-5", 4, "P1", "", "OBR|1|||vitals",
                       "OBX|1|NM|9279-1^RR^LN||18|/min|||||F", "OBX|2|NM|8867-4^HR^LN||80|/min|||||F",
