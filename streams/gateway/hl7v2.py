@@ -52,6 +52,7 @@ ADT_SUPPORTED = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", 
 ADT_NOT_YET = ("A13", "A17")  # cancel discharge, swap: need contract and state-machine support (issue 15 part 3)
 VITAL_STATUSES = frozenset("FCRAUP")  # OBX-11: final, corrected, results entered, amended, changed to final, preliminary
 NULL = '""'  # the HL7 explicit null
+READ_SEGMENTS = frozenset(("MSH", "EVN", "PID", "PV1", "PV2", "NTE", "OBR", "OBX", "DG1", "NPU"))
 
 
 class Hl7Refused(Exception):
@@ -186,7 +187,8 @@ def decode_text(raw: bytes, header: Header) -> str:
         seg = seg.rstrip(" ")
         if len(seg) == 3:
             seg += header.field_sep  # a bare `PV1`: a segment with no fields
-        segments.append(seg)
+        if not segments or seg[:3] in READ_SEGMENTS:
+            segments.append(seg)  # the others (IN1, GT1, NK1, Z-segments ...) are never read: not parsed
     if _LOST_TERMINATORS.search(segments[0]):
         raise Hl7Refused("AR", SEGMENT_SEQUENCE_ERROR, "lost_segment_terminators",
                          "segments are separated by spaces, not carriage returns: the message was mangled on the way",
@@ -238,7 +240,11 @@ class _Msg:
             value = seg.extract_field(1, n, repetition, component, subcomponent)
         except (IndexError, KeyError):
             return ""
-        value = self.m.unescape(value).strip() if value else ""
+        if not value:
+            return ""
+        if self.m.esc in value:
+            value = self.m.unescape(value)
+        value = value.strip()
         return "" if value == NULL else value
 
     def repetitions(self, seg: hl7.Segment, n: int) -> int:
