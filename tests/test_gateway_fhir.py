@@ -19,7 +19,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from allocator.hospital import load_hospitals
 from streams.broker import free_port
-from streams.contract import Admission, BedStatusChange, Discharge, Transfer, Vitals
+from streams.contract import Admission, BedStatusChange, Cancellation, Discharge, Transfer, Vitals
 from streams.gateway.fhir_map import (DecisionsProjection, FhirRefused, bundle_events, location_resources,
                                       validate_bundle)
 from streams.kafka_io import read_until
@@ -71,6 +71,8 @@ def test_encounter_with_an_active_bed_is_a_transfer_and_finished_a_discharge(hos
     (d,) = events(bundle(encounter("finished", period={"start": "2026-11-24T08:00:00Z",
                                                        "end": "2026-11-24T10:00:00Z"})), hospital)
     assert isinstance(d.event, Discharge) and d.event.occurred_at.hour == 10
+    (c,) = events(bundle(encounter("entered-in-error")), hospital)
+    assert isinstance(c.event, Cancellation) and (c.topic, c.event.cancels) == ("cancellations", "admission")
 
 
 def test_vital_signs_observations_with_ucum_units(hospital):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from allocator.hospital import load_hospitals
-from streams.contract import Admission, BedStatusChange, Discharge, Transfer, Vitals
+from streams.contract import Admission, BedStatusChange, Cancellation, Swap, Transfer, Vitals
 from streams.gateway.hl7v2 import Hl7Refused, Mapped, build_ack, map_message, parse, read_header, vital_values, _Msg
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "hl7-samples"
@@ -42,7 +42,9 @@ EXPECTED = {
     "hapi_A04_1.hl7": ("ok", []),
     "hapi_A05_1.hl7": ("ok", []),
     "hapi_A08_1.hl7": ("ok", []),
-    "hapi_A17_1.hl7": ("AR", "not_supported_yet", "MSH-9.2"),
+    # the second patient has no PV1: the stay is PID-18, and WardFlow knows her bed
+    "hapi_A17_1.hl7": ("ok", [("swaps", {"patient_id": "3678347", "encounter_id": "292007135",
+                                         "other_patient_id": "0877410", "other_encounter_id": "292007138"})]),
     "ipf_A01_1.hl7": ("AE", "missing_field", "PID-7"),            # no date of birth: age is required
     "ipf_A01_2.hl7": ("AE", "missing_field", "PV1-19"),
     "ipf_A01_3.hl7": ("AE", "missing_segment", "PID"),
@@ -73,12 +75,13 @@ EXPECTED = {
     "msfc_A07_1.hl7": ("ok", [("discharges", {"patient_id": "PATID1234", "encounter_id": "5001",
                                               "disposition": "changed from inpatient to outpatient (A07)"})]),
     "msfc_A08_1.hl7": ("ok", []),
-    "msfc_A11_1.hl7": ("ok", [("discharges", {"patient_id": "PATID1234", "encounter_id": "40007716",
-                                              "disposition": "admission cancelled (A11)"})]),
-    "msfc_A13_1.hl7": ("AR", "not_supported_yet", "MSH-9.2"),
+    "msfc_A11_1.hl7": ("ok", [("cancellations", {"patient_id": "PATID1234", "encounter_id": "40007716",
+                                                 "cancels": "admission"})]),
+    "msfc_A13_1.hl7": ("ok", [("cancellations", {"patient_id": "PATID1234", "encounter_id": "40007716",
+                                                 "cancels": "discharge", "bed_id": "MED-SR1"})]),
     "msfc_R01_1.hl7": ("ok", []),                                 # a lab result: nothing to score
     "nl7_A04_1.hl7": ("ok", []),
-    "nl7_A17_1.hl7": ("AR", "not_supported_yet", "MSH-9.2"),
+    "nl7_A17_1.hl7": ("AE", "missing_field", "PID-3"),            # no patient identifiers at all
     "nodehl7_A01_1.hl7": ("AR", "lost_segment_terminators", "MSH"),
     "pyhl7_A04_1.hl7": ("AR", "batch_not_supported", "FHS"),
 }
@@ -188,7 +191,18 @@ def test_a02_needs_a_bed_not_a_unit(hospital):
 def test_a12_cancel_transfer_moves_back_to_pv1_3(hospital):
     m = map_message(adt("A12", "MED^MED-B1^MED-B1-B"), hospital)
     (out,) = m.events
-    assert isinstance(out.event, Transfer) and out.event.to_bed_id == "MED-B1-B"
+    assert isinstance(out.event, Cancellation)
+    assert (out.topic, out.event.cancels, out.event.bed_id) == ("cancellations", "transfer", "MED-B1-B")
+
+
+def test_a17_swap_needs_two_patients(hospital):
+    with pytest.raises(Hl7Refused) as info:
+        map_message(adt("A17", "MED^MED-B1^MED-B1-B"), hospital)
+    assert (info.value.code, info.value.where) == ("missing_segment", "PID")
+    two = adt("A17", "MED^MED-B1^MED-B1-B") + b"\rPID|2||P-2^^^HOSP^MR||ROE^ANN||19500101|F\rPV1|1|I|||||||||||||||||V-2"
+    (out,) = map_message(two, hospital).events
+    assert isinstance(out.event, Swap)
+    assert (out.event.encounter_id, out.event.other_patient_id, out.event.other_encounter_id) == ("V-1", "P-2", "V-2")
 
 
 @pytest.mark.parametrize("code,status", [("C", "closed"), ("H", "dirty"), ("I", "blocked"), ("K", "blocked"),

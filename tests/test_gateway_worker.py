@@ -115,10 +115,23 @@ def test_each_trigger_changes_the_tables_on_the_real_worker(broker, run_id, star
             assert msa(await c.send(a01b)) == ("AA", "M-7")
             assert msa(await c.send(hl7("A11", "M-8", 7, "P2", "MED", sex="M"))) == ("AA", "M-8")
             await until(lambda s: s["MED"] == {"dirty": 3} and s["SURG"] == {"closed": 1}, "A03 and A11 free beds")
-            got = await decisions(3, settle_s=3.0)
+            # A13: P1's discharge is cancelled, back in the first bed; A17 swaps P1 with a new patient P3
+            assert msa(await c.send(hl7("A13", "M-9", 8, "P1", f"MED^{room}^{first_bed}"))) == ("AA", "M-9")
+            a01c = hl7("A01", "M-10", 9, "P3", "MED", "PV2|||^Abdominal pain")
+            assert msa(await c.send(a01c)) == ("AA", "M-10")
+            swap = hl7("A17", "M-11", 10, "P1", "", "PID|2||P3^^^H^MR||ROE^ANN||19500101|F",
+                       "PV1|1|I|||||||||||||||||V-P3")
+            assert msa(await c.send(swap)) == ("AA", "M-11")
+            got = await decisions(9, settle_s=3.0)
             # the vitals gave a NEWS2 score; the resent A01 added nothing
-            assert [(d["kind"], d["caused_by"].split(":")[-2]) for d in got] == \
-                [("assignment", "M-1"), ("news2", "M-5"), ("assignment", "M-7")]
+            assert [(d["kind"], d["caused_by"].split(":")[-2]) for d in got] == [
+                ("assignment", "M-1"), ("cancellation_applied", "M-3"), ("news2", "M-5"), ("assignment", "M-7"),
+                ("cancellation_applied", "M-8"), ("cancellation_applied", "M-9"), ("assignment", "M-10"),
+                ("swap_applied", "M-11"), ("swap_applied", "M-11")]
+            third_bed = got[6]["bed_id"]
+            assert [(d["encounter_id"], d["bed_id"]) for d in got[7:]] == [("V-P1", third_bed), ("V-P3", first_bed)]
+            snap = await until(lambda s: s["MED"] == {"occupied": 2, "dirty": 2}, "A13 reopens, A17 swaps")
+            assert snap["SURG"] == {"closed": 1}
             await c.close()
         finally:
             await gw.stop()

@@ -5,7 +5,8 @@ errata, and its models keep R4's fields (the package's default models are R5, wh
 Encounter.class to a list, moved Encounter.reasonCode, and would silently drop R4 fields).
 
 In:
-- Encounter: read as the event its state implies. `finished`/`cancelled` -> discharge;
+- Encounter: read as the event its state implies. `finished` -> discharge; `cancelled` or
+  `entered-in-error` -> the admission is cancelled (its bed freed);
   a `location[]` entry with status `active` naming a bed -> transfer to that bed; otherwise
   (`planned`, `arrived`, `triaged`, `in-progress` without an active bed) -> admission, which
   needs the Patient (birthDate, gender) in the same Bundle and a reason (`reasonCode` text
@@ -34,7 +35,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
 from allocator.hospital import Hospital
-from streams.contract import Admission, BedStatusChange, Discharge, InputEvent, Transfer, Vitals
+from streams.contract import Admission, BedStatusChange, Cancellation, Discharge, InputEvent, Transfer, Vitals
 from streams.gateway.hl7v2 import BED_STATUS, LOINC, UNITS, Outbound
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -186,9 +187,10 @@ def _encounter(ctx: _Ctx, r: dict[str, Any], where: str, key: str, received_at: 
                                   f"Location/{target} is no bed or unit of hospital {ctx.hospital.hospital_id}") from None
             unit = unit or target
     common = {"patient_id": patient_id, "encounter_id": encounter_id}
-    if status in ("finished", "cancelled", "entered-in-error"):
-        disposition = {"finished": None, "cancelled": "encounter cancelled", "entered-in-error": "entered in error"}
-        ctx.add("discharges", Discharge, key, at, where, disposition=disposition[status], **common)
+    if status == "finished":
+        ctx.add("discharges", Discharge, key, at, where, **common)
+    elif status in ("cancelled", "entered-in-error"):
+        ctx.add("cancellations", Cancellation, key, at, where, cancels="admission", **common)
     elif "active" in beds:
         ctx.add("transfers", Transfer, key, at, where, to_bed_id=beds["active"], **common)
     elif status in ("planned", "arrived", "triaged", "in-progress"):

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from allocator.hospital import Hospital
 from allocator.locations import Hl7Profile, Location, resolve_location
-from streams.contract import Admission, BedStatusChange, Discharge, InputEvent, Transfer, Vitals
+from streams.contract import Admission, BedStatusChange, Cancellation, Discharge, InputEvent, Swap, Transfer, Vitals
 
 AckCode = Literal["AA", "AE", "AR"]
 
@@ -48,8 +48,7 @@ _ERROR_NAMES = {100: "Segment sequence error", 101: "Required field missing", 10
                 202: "Unsupported processing id", 203: "Unsupported version id", 204: "Unknown key identifier",
                 207: "Application internal error"}
 
-ADT_SUPPORTED = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A20")
-ADT_NOT_YET = ("A13", "A17")  # cancel discharge, swap: need contract and state-machine support (issue 15 part 3)
+ADT_SUPPORTED = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A17", "A20")
 VITAL_STATUSES = frozenset("FCRAUP")  # OBX-11: final, corrected, results entered, amended, changed to final, preliminary
 NULL = '""'  # the HL7 explicit null
 READ_SEGMENTS = frozenset(("MSH", "EVN", "PID", "PV1", "PV2", "NTE", "OBR", "OBX", "DG1", "NPU"))
@@ -596,11 +595,6 @@ def map_message(raw: bytes, hospital: Hospital) -> Mapped:
     ctx = _Ctx(header, _Msg(message), hospital, profile, ZoneInfo(profile.timezone))
     kind = (header.message_type, header.trigger)
     if header.message_type == "ADT":
-        if header.trigger in ADT_NOT_YET:
-            raise Hl7Refused("AR", UNSUPPORTED_EVENT_CODE, "not_supported_yet",
-                             f"ADT^{header.trigger} is not supported yet: WardFlow's contract has no "
-                             f"{'cancel discharge' if header.trigger == 'A13' else 'swap'} event (see docs/hl7.md)",
-                             segment="MSH", field=9, component=2)
         if header.trigger not in ADT_SUPPORTED:
             raise Hl7Refused("AR", UNSUPPORTED_EVENT_CODE, "unsupported_trigger",
                              f"ADT trigger {header.trigger or '(empty)'!r} is not one WardFlow handles "
@@ -687,6 +681,62 @@ def _transfer(ctx: _Ctx) -> str | None:
     return None
 
 
+def _cancel_transfer(ctx: _Ctx) -> str | None:
+    """A12: PV1-3 holds the location the patient returns to (the standard's rule for A12)."""
+    patient, encounter, _pid_seg, pv1, at = _who(ctx)
+    loc = location(ctx.msg, pv1, 3)
+    _require(loc.point_of_care, "PV1", 3, "assigned patient location", component=1)
+    _unit, bed = map_location(ctx.hospital, ctx.profile, loc, "PV1", 3, need_bed=True)
+    ctx.add("cancellations", Cancellation, at, patient_id=patient, encounter_id=encounter, cancels="transfer",
+            bed_id=bed)
+    return None
+
+
+def _cancel_admission(ctx: _Ctx) -> str | None:
+    patient, encounter, _pid_seg, _pv1, at = _who(ctx, pv1_required=False)
+    ctx.add("cancellations", Cancellation, at, patient_id=patient, encounter_id=encounter, cancels="admission")
+    return None
+
+
+def _cancel_discharge(ctx: _Ctx) -> str | None:
+    """A13: the stay reopens; in the PV1-3 bed when it names one, else the patient waits for a bed."""
+    patient, encounter, _pid_seg, pv1, at = _who(ctx)
+    loc = location(ctx.msg, pv1, 3)
+    bed = None
+    if loc.point_of_care:
+        _unit, bed = map_location(ctx.hospital, ctx.profile, loc, "PV1", 3, need_bed=False)
+    ctx.add("cancellations", Cancellation, at, patient_id=patient, encounter_id=encounter, cancels="discharge",
+            bed_id=bed)
+    return None
+
+
+def _swap(ctx: _Ctx) -> str | None:
+    """A17: two PID (+PV1) groups; each patient takes the other's bed (WardFlow knows where they are)."""
+    groups: list[list[hl7.Segment]] = []
+    for seg in ctx.msg.m:
+        seg_id = str(seg[0]).strip()
+        if seg_id == "PID":
+            groups.append([seg])
+        elif groups and seg_id == "PV1" and len(groups[-1]) == 1:
+            groups[-1].append(seg)
+    if len(groups) != 2:
+        raise Hl7Refused("AE", SEGMENT_SEQUENCE_ERROR, "missing_segment",
+                         f"an A17 needs two PID segments (one per patient), got {len(groups)}", segment="PID",
+                         sequence=min(len(groups) + 1, 2))
+    at = _adt_time(ctx)
+    ids = []
+    for n, group in enumerate(groups, start=1):
+        try:
+            ids.append((patient_id(ctx.msg, group[0], ctx.profile),
+                        encounter_id(ctx.msg, group[0], group[1] if len(group) > 1 else None, ctx.profile)))
+        except Hl7Refused as exc:
+            exc.sequence = n
+            raise
+    (p1, e1), (p2, e2) = ids
+    ctx.add("swaps", Swap, at, patient_id=p1, encounter_id=e1, other_patient_id=p2, other_encounter_id=e2)
+    return None
+
+
 def _discharge(disposition: str | None) -> Callable[[_Ctx], str | None]:
     def handle(ctx: _Ctx) -> str | None:
         patient, encounter, _pid_seg, pv1, at = _who(ctx, pv1_required=False)
@@ -761,9 +811,11 @@ _ADT: dict[str, Callable[[_Ctx], str | None]] = {
     "A07": _discharge("changed from inpatient to outpatient (A07)"),
     "A08": _no_bed_action("patient information update: no bed movement"),
     "A02": _transfer,
-    "A12": _transfer,  # cancel transfer: PV1-3 holds the location the patient returns to
+    "A12": _cancel_transfer,
     "A03": _discharge(None),
-    "A11": _discharge("admission cancelled (A11)"),
+    "A11": _cancel_admission,
+    "A13": _cancel_discharge,
+    "A17": _swap,
     "A20": _bed_status,
 }
 
