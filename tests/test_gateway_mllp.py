@@ -263,6 +263,32 @@ def test_tls(broker, run_id, tmp_path):
 
 
 @pytest.mark.broker
+def test_a_broker_that_stops_answering_gets_ae_not_aa(run_id, tmp_path):
+    """Its own broker, stopped mid-session: the next message is AE 207 (resend), never AA."""
+    from streams.broker import EmbeddedBroker
+
+    own = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+
+    async def scenario():
+        gw, port = await start_gateway(own, run_id, publish_timeout_s=2.0)
+        try:
+            c = await Client.connect(port)
+            assert msa(await c.send(adt("D-1"))) == ("AA", "D-1")
+            await asyncio.to_thread(own.stop)
+            nak = await c.send(adt("D-2"))
+            err = next(s for s in nak if s[0] == "ERR")
+            assert msa(nak) == ("AE", "D-2") and err[3].startswith("207^")
+            await c.close()
+        finally:
+            await gw.stop()
+
+    try:
+        run(scenario)
+    finally:
+        own.stop()
+
+
+@pytest.mark.broker
 def test_broker_down_gives_ae_and_nothing_is_claimed(run_id, tmp_path):
     """No broker answering: the gateway cannot even start (a clear error), so no message is ever AA'd unstored."""
     from streams.broker import free_port

@@ -141,7 +141,8 @@ def read_header(raw: bytes) -> Header:
         raise Hl7Refused("AR", SEGMENT_SEQUENCE_ERROR, "not_hl7", "the message does not start with an MSH segment",
                          segment="MSH")
     sep = data[3:4]
-    first = _SEGMENT_SPLIT.split(data.decode("latin-1"), maxsplit=1)[0]
+    ends = [i for i in (data.find(b"\r", 0, 4096), data.find(b"\n", 0, 4096)) if i >= 0]
+    first = data[: min(ends) if ends else 4096].decode("latin-1")
     fields = first.split(sep.decode("latin-1"))
     enc = fields[1] if len(fields) > 1 else ""
     ok_len = len(enc) == 4 or (len(enc) == 5 and enc[4] == "#")
@@ -195,8 +196,8 @@ def decode_text(raw: bytes, header: Header) -> str:
     return "\r".join(segments)
 
 
-def parse(raw: bytes) -> tuple[Header, hl7.Message]:
-    header = read_header(raw)
+def parse(raw: bytes, header: Header | None = None) -> tuple[Header, hl7.Message]:
+    header = header or read_header(raw)
     text = decode_text(raw, header)
     try:
         message = hl7.parse(text)
@@ -580,13 +581,16 @@ _SOURCE_OF = {"patient_id": ("PID", 3), "encounter_id": ("PV1", 19), "age": ("PI
               "to_bed_id": ("PV1", 3), "bed_id": ("NPU", 1), "disposition": ("PV1", 36)}
 
 
-def map_message(raw: bytes, hospital: Hospital) -> Mapped:
-    """Bytes of one HL7 v2 message -> the contract events it means, or Hl7Refused saying why not."""
+def map_message(raw: bytes, hospital: Hospital, header: Header | None = None) -> Mapped:
+    """Bytes of one HL7 v2 message -> the contract events it means, or Hl7Refused saying why not.
+
+    `header`: `read_header(raw)` when the caller has it already.
+    """
     profile = hospital.hl7
     if profile is None:
         raise Hl7Refused("AR", APPLICATION_INTERNAL_ERROR, "no_hl7_profile",
                          f"hospital {hospital.hospital_id} has no `hl7:` section in its hospital file")
-    header, message = parse(raw)
+    header, message = parse(raw, header)
     _require(header.control_id, "MSH", 10, "message control id")
     _require(header.message_type, "MSH", 9, "message type", component=1)
     if not re.match(r"^2\.\d", header.version):

@@ -183,7 +183,7 @@ class Hl7Service:
             self._answered.move_to_end(key)
             return hit[1]
         try:
-            mapped = map_message(raw, self.hospital)
+            mapped = map_message(raw, self.hospital, header)
         except Hl7Refused as refused:
             return await self._refuse(raw, header, refused, now, key, digest)
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the listener; the message is kept

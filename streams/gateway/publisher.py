@@ -49,7 +49,9 @@ class Publisher:
         self.settings = settings
         self.key = hospital_id.encode()
         self._producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap(), acks="all", linger_ms=1,
-                                          max_request_size=max_request_bytes, **settings.producer_config())
+                                          max_request_size=max_request_bytes,
+                                          request_timeout_ms=int(settings.publish_timeout_s * 1000),
+                                          **settings.producer_config())
 
     async def start(self) -> None:
         try:
@@ -64,9 +66,14 @@ class Publisher:
     async def _send_all(self, items: Sequence[tuple[str, bytes]]) -> None:
         try:
             futures = [await self._producer.send(topic, value=value, key=self.key) for topic, value in items]
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=self.settings.publish_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - timeout or any broker error: the caller NAKs with AE
+            done, pending = await asyncio.wait(futures, timeout=self.settings.publish_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any broker error: the caller NAKs with AE
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+        if pending:
+            raise PublishError(f"no acknowledgement within {self.settings.publish_timeout_s} s")
+        for fut in done:
+            if (exc := fut.exception()) is not None:
+                raise PublishError(f"{type(exc).__name__}: {exc}") from exc
 
     async def publish(self, events: Sequence[Outbound]) -> None:
         if events:
