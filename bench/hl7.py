@@ -152,6 +152,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def main_async(args: argparse.Namespace) -> dict:
     run = uuid.uuid4().hex[:8]
+    load_start = os.getloadavg()[0]
     hospital = load_hospitals(DEMO_HOSPITAL_PATH)[HOSPITAL]
     total = args.messages
     msgs = [message(i, run) for i in range(total)]
@@ -197,6 +198,8 @@ async def main_async(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "hl7", "host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
         "hospital": HOSPITAL, "connections": args.connections,
+        # The machine may be shared: the 1-minute load average says how busy it was around the run.
+        "loadavg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "mix": {"ADT^A02": 0.4, "ORU^R01 (5 LOINC vitals)": 0.4, "ADT^A20": 0.2},
         "ceiling_events_per_s": round(ceiling_rate, 1),
         "sustained": {"messages": total, "messages_per_s": round(rate, 1), "acks": codes,
