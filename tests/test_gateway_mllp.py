@@ -214,6 +214,25 @@ def test_framing_faults_never_lose_duplicate_or_stop_the_listener(broker, run_id
 
 
 @pytest.mark.broker
+def test_an_oversized_frame_is_kept_and_nakd_and_the_connection_goes_on(broker, run_id):
+    async def scenario():
+        gw, port = await start_gateway(broker, run_id, hl7_max_message_bytes=64 * 1024)
+        try:
+            c = await Client.connect(port)
+            nak = await c.send(adt("O-1", extra="\rNTE|1||" + "y" * 100_000))
+            assert msa(nak) == ("AR", "O-1")
+            assert msa(await c.send(adt("O-2"))) == ("AA", "O-2")
+            await c.close()
+            got = await records(broker, run_id, ["dead-letters"], 1)
+            (letter,) = [orjson.loads(r.value) for r in got]
+            assert letter["code"] == "too_large" and len(letter["value"]) == 64 * 1024
+        finally:
+            await gw.stop()
+
+    run(scenario)
+
+
+@pytest.mark.broker
 def test_several_connections_at_once_each_message_once(broker, run_id):
     async def client(port: int, n: int) -> list[str]:
         c = await Client.connect(port)

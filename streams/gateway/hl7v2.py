@@ -225,11 +225,6 @@ class _Msg:
     def has(self, seg_id: str) -> bool:
         return seg_id in self.by_id
 
-    def raw_field(self, seg: hl7.Segment, n: int) -> hl7.Field | str | None:
-        if seg is None or len(seg) <= n:
-            return None
-        return seg[n]
-
     def value(self, seg_id: str | hl7.Segment, n: int, component: int = 1, repetition: int = 1,
               subcomponent: int = 1) -> str:
         """A leaf value, unescaped and stripped; '' for absent or the HL7 null."""
@@ -496,7 +491,7 @@ def _unit_converter(msg: _Msg, obx: hl7.Segment, vc: VitalCode, seq: int) -> Cal
                      f"(e.g. {next(iter(accepted))})", segment="OBX", field=6, sequence=seq)
 
 
-def vital_values(msg: _Msg) -> tuple[dict[str, float | bool | str], datetime | None, list[hl7.Segment]]:
+def vital_values(msg: _Msg) -> tuple[dict[str, float | bool | str], list[hl7.Segment]]:
     """The vital signs in the OBX segments, units checked and converted; later OBX win for one parameter."""
     values: dict[str, float | bool | str] = {}
     used: list[hl7.Segment] = []
@@ -540,7 +535,7 @@ def vital_values(msg: _Msg) -> tuple[dict[str, float | bool | str], datetime | N
         else:
             values[vc.parameter] = number
         used.append(obx)
-    return values, None, used
+    return values, used
 
 
 # --------------------------------------------------------------------------- the mapping
@@ -790,7 +785,7 @@ def _bed_status(ctx: _Ctx) -> str | None:
 
 
 def _vitals(ctx: _Ctx) -> str | None:
-    values, _, used = vital_values(ctx.msg)
+    values, used = vital_values(ctx.msg)
     if not values:
         _pid(ctx)
         return "no vital sign WardFlow scores (LOINC or MDC coded) in this result: nothing to do"
