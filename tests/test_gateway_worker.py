@@ -132,6 +132,20 @@ def test_each_trigger_changes_the_tables_on_the_real_worker(broker, run_id, star
             assert [(d["encounter_id"], d["bed_id"]) for d in got[7:]] == [("V-P1", third_bed), ("V-P3", first_bed)]
             snap = await until(lambda s: s["MED"] == {"occupied": 2, "dirty": 2}, "A13 reopens, A17 swaps")
             assert snap["SURG"] == {"closed": 1}
+            # A08 and A05 change nothing; A06 admits (outpatient -> inpatient), A07 releases the bed again;
+            # an A04 registration of an inpatient admits, of an outpatient does nothing
+            for message, ctl in ((hl7("A08", "M-12", 11, "P3", "MED"), "M-12"),
+                                 (hl7("A05", "M-13", 12, "P4", "MED"), "M-13"),
+                                 (hl7("A06", "M-14", 13, "P4", "SURG", "PV2|||^Post-op review"), "M-14"),
+                                 (hl7("A07", "M-15", 14, "P4", "OPD"), "M-15"),
+                                 (hl7("A04", "M-16", 15, "P5", "SURG", "PV2|||^Fever"), "M-16"),
+                                 (hl7("A04", "M-17", 16, "P6", "").replace(b"PV1|1|I|", b"PV1|1|O|"), "M-17")):
+                assert msa(await c.send(message)) == ("AA", ctl)
+            got = await decisions(11, settle_s=3.0)
+            assert [(d["kind"], d["caused_by"].split(":")[-2]) for d in got[9:]] == [
+                ("assignment", "M-14"), ("assignment", "M-16")]
+            snap = await until(lambda s: s["SURG"] == {"closed": 1, "dirty": 1, "occupied": 1}, "A06, A07, A04")
+            assert snap["MED"] == {"occupied": 2, "dirty": 2}
             await c.close()
         finally:
             await gw.stop()
