@@ -318,3 +318,39 @@ def test_nak_for_garbage_still_answers():
         read_header(b"hello")
     ack = build_ack(None, info.value.ack, NOW, ack_control_id="X", error=info.value)
     assert segs(ack)[1][:2] == ["MSA", "AR"]
+
+
+# --------------------------------------------------------------------------- settings and CLI
+
+
+def test_gateway_settings_refuse_what_they_cannot_use(tmp_path):
+    from streams.cli import main
+    from streams.gateway.settings import GatewaySettings, GatewaySettingsError
+
+    with pytest.raises(GatewaySettingsError, match="has no `hl7:` section"):
+        GatewaySettings(hospital_config=Path(__file__).parent / "fixtures" / "stream_hospital.yaml").load_hospital()
+    with pytest.raises(GatewaySettingsError, match="not in"):
+        GatewaySettings(hospital_config=FIXTURE, hospital_id="nope").load_hospital()
+    assert GatewaySettings(hospital_config=FIXTURE).load_hospital().hospital_id == "test-hosp"
+    assert main(["hl7", "--hl7-tls-cert", str(tmp_path / "c.pem")]) == 2  # a certificate without its key
+
+
+def test_location_table_is_validated_against_the_hospital(tmp_path):
+    from allocator.hospital import HospitalConfigError
+
+    text = FIXTURE.read_text()
+    bad = text.replace("{point_of_care: PREOP, unit: SURG}", "{point_of_care: PREOP, unit: NOWARD}")
+    (tmp_path / "h.yaml").write_text(bad)
+    with pytest.raises(HospitalConfigError, match=r"hl7\.locations\[4\]\.unit: names no unit"):
+        load_hospitals(tmp_path / "h.yaml")
+    bad = text.replace("bed_id: MED-SR1}", "bed_id: SURG-SR1}")
+    (tmp_path / "h.yaml").write_text(bad)
+    with pytest.raises(HospitalConfigError, match="is on unit 'SURG', not 'MED'"):
+        load_hospitals(tmp_path / "h.yaml")
+    bad = text.replace('bed_id: "{bed}"}          # MED^', 'bed_id: "{ward}"}          # MED^')
+    (tmp_path / "h.yaml").write_text(bad)
+    with pytest.raises(HospitalConfigError, match=r"uses \{ward\}"):
+        load_hospitals(tmp_path / "h.yaml")
+    (tmp_path / "h.yaml").write_text(text.replace("timezone: Europe/London", "timezone: Mars/Olympus"))
+    with pytest.raises(HospitalConfigError, match="IANA time zone"):
+        load_hospitals(tmp_path / "h.yaml")
