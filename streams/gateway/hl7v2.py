@@ -51,7 +51,9 @@ _ERROR_NAMES = {100: "Segment sequence error", 101: "Required field missing", 10
 ADT_SUPPORTED = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A17", "A20")
 VITAL_STATUSES = frozenset("FCRAUP")  # OBX-11: final, corrected, results entered, amended, changed to final, preliminary
 NULL = '""'  # the HL7 explicit null
-READ_SEGMENTS = frozenset(("MSH", "EVN", "PID", "PV1", "PV2", "NTE", "OBR", "OBX", "DG1", "NPU"))
+# The segments read, and the last field read in each: the rest of a message is never parsed.
+READ_FIELDS = {"MSH": 18, "EVN": 6, "PID": 18, "PV1": 50, "PV2": 12, "NTE": 3, "OBR": 7, "OBX": 14, "DG1": 4, "NPU": 2}
+READ_SEGMENTS = frozenset(READ_FIELDS)
 
 
 class Hl7Refused(Exception):
@@ -187,8 +189,12 @@ def decode_text(raw: bytes, header: Header) -> str:
         seg = seg.rstrip(" ")
         if len(seg) == 3:
             seg += header.field_sep  # a bare `PV1`: a segment with no fields
-        if not segments or seg[:3] in READ_SEGMENTS:
-            segments.append(seg)  # the others (IN1, GT1, NK1, Z-segments ...) are never read: not parsed
+        if segments and seg[:3] not in READ_SEGMENTS:
+            continue  # IN1, GT1, NK1, Z-segments ...: never read, so not parsed
+        last = READ_FIELDS.get(seg[:3])
+        if last is not None:  # fields past the last one read are not parsed either (MSH-1 is the separator)
+            seg = header.field_sep.join(seg.split(header.field_sep, last + 1)[: last + (0 if seg[:3] == "MSH" else 1)])
+        segments.append(seg)
     if _LOST_TERMINATORS.search(segments[0]):
         raise Hl7Refused("AR", SEGMENT_SEQUENCE_ERROR, "lost_segment_terminators",
                          "segments are separated by spaces, not carriage returns: the message was mangled on the way",
