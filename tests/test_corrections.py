@@ -108,3 +108,15 @@ def test_contract_rules():
     with pytest.raises(ContractViolation) as info:
         decode_event("swaps", orjson.dumps(body))
     assert info.value.field == "other_encounter_id"
+
+
+def test_beds_view_names_encounters_not_text():
+    from streams.views import beds_snapshot
+
+    w = Ward()
+    bed = admit(w, "P1", "E1", 0)
+    snap = beds_snapshot(w.worker.tables, load_hospitals(FIXTURE)[HID])
+    assert snap["beds"][bed] == {"unit": "MED", "status": "occupied", "since": ev.at(0), "encounter_id": "E1",
+                                 "patient_id": "P1"}
+    assert snap["beds"]["SURG-SR1"]["status"] == "available" and "encounter_id" not in snap["beds"]["SURG-SR1"]
+    assert "cough" not in str(snap)
