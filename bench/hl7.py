@@ -14,7 +14,7 @@ Targets: >= 2,000 messages/s sustained on 2 cores; p99 ACK < 50 ms at half that 
 
 ONE JSON object on stdout, progress on stderr.
 
-    python bench/hl7.py [--messages 20000] [--connections 16] [--latency-s 20] [--out reports/hl7.json]
+    python bench/hl7.py [--messages 20000] [--connections 16] [--processes 1] [--latency-s 20] [--out reports/hl7.json]
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ async def main_async(args: argparse.Namespace) -> dict:
             port = free_port()
             env = {**os.environ, "PYTHONPATH": str(ROOT), "WARDFLOW_BROKER_URL": broker.url,
                    "WARDFLOW_TOPIC_PREFIX": prefix, "WARDFLOW_HL7_PORT": str(port), "WARDFLOW_HL7_HOST": "127.0.0.1",
-                   "WARDFLOW_FHIR_PORT": "0", "WARDFLOW_METRICS_PORT": "0", "WARDFLOW_LOG_LEVEL": "WARNING"}
+                   "WARDFLOW_FHIR_PORT": "0", "WARDFLOW_METRICS_PORT": "0", "WARDFLOW_LOG_LEVEL": "WARNING",
+                   "WARDFLOW_HL7_PROCESSES": str(args.processes)}
             gateway = subprocess.Popen([sys.executable, "-m", "streams.cli", "hl7"], env=env,
                                        stdout=subprocess.PIPE, stderr=open(Path(tmp) / "gateway.log", "w"), text=True)
             line = gateway.stdout.readline()
@@ -197,7 +198,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             broker.stop()
     return {
         "benchmark": "hl7", "host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-        "hospital": HOSPITAL, "connections": args.connections,
+        "hospital": HOSPITAL, "connections": args.connections, "gateway_processes": args.processes,
         # The machine may be shared: the 1-minute load average says how busy it was around the run.
         "loadavg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "mix": {"ADT^A02": 0.4, "ORU^R01 (5 LOINC vitals)": 0.4, "ADT^A20": 0.2},
@@ -217,6 +218,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20000, help="messages in the sustained phase (default 20000)")
     parser.add_argument("--connections", type=int, default=16, help="MLLP connections (default 16)")
+    parser.add_argument("--processes", type=int, default=1, help="gateway listener processes (--hl7-processes, default 1)")
     parser.add_argument("--latency-s", type=float, default=20.0, help="length of the paced phase (default 20 s)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()

@@ -321,3 +321,46 @@ def test_broker_down_gives_ae_and_nothing_is_claimed(run_id, tmp_path):
             await gw.start()
 
     run(scenario)
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_wardflow_hl7_command_with_two_listener_processes(broker, run_id):
+    """The CLI as an integration engineer runs it: two processes share the port; every message once."""
+    import os
+    import sys
+
+    from streams.broker import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "WARDFLOW_BROKER_URL": broker.url,
+           "WARDFLOW_TOPIC_PREFIX": f"{run_id}.", "WARDFLOW_HOSPITAL_CONFIG": str(FIXTURE), "WARDFLOW_FHIR_PORT": "0",
+           "WARDFLOW_METRICS_PORT": "0", "WARDFLOW_HL7_HOST": "127.0.0.1", "WARDFLOW_HL7_PORT": str(port),
+           "WARDFLOW_HL7_PROCESSES": "2"}
+    run(lambda: create_topics(broker.bootstrap, [f"{run_id}.{n}" for n in INPUT_MODELS], partitions=2))
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "hl7"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "MLLP on 127.0.0.1:" in proc.stdout.readline()
+
+        async def scenario():
+            async def client(n: int) -> list[str]:
+                for _ in range(100):  # the second process may still be starting: retry the connect
+                    try:
+                        c = await Client.connect(port)
+                        break
+                    except OSError:
+                        await asyncio.sleep(0.1)
+                codes = [msa(await c.send(adt(f"Q{n}-{i}")))[0] for i in range(5)]
+                await c.close()
+                return codes
+
+            results = await asyncio.gather(*(client(n) for n in range(6)))
+            assert all(code == "AA" for codes in results for code in codes)
+            got = await records(broker, run_id, ["transfers"], 30)
+            assert len({orjson.loads(r.value)["event_id"] for r in got}) == len(got) == 30
+
+        run(scenario)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0

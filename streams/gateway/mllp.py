@@ -276,7 +276,8 @@ class MllpServer:
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._connection, self.settings.hl7_host, self.settings.hl7_port,
-                                                  ssl=self.ssl_context(), limit=2 ** 16)
+                                                  ssl=self.ssl_context(), limit=2 ** 16,
+                                                  reuse_port=self.settings.hl7_processes > 1 or None)
         port = self._server.sockets[0].getsockname()[1]
         log.info("MLLP listener on %s:%d%s", self.settings.hl7_host, port,
                  " (TLS)" if self.settings.hl7_tls_cert else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import signal
 from dataclasses import dataclass
 
@@ -46,15 +47,17 @@ class Gateway:
         await self.publisher.stop()
 
 
-async def serve(settings: GatewaySettings, hospital: Hospital) -> int:
+async def serve(settings: GatewaySettings, hospital: Hospital, *, announce: bool = True) -> int:
     metrics = GatewayMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
     gateway = Gateway(settings, hospital, metrics)
     ports = await gateway.start()
-    print(f"wardflow hl7: MLLP on {settings.hl7_host}:{ports['hl7']}"
-          + (f", FHIR R4 on http://{settings.fhir_host}:{ports['fhir']}/fhir" if "fhir" in ports else "")
-          + f" for hospital {hospital.hospital_id}; Ctrl-C stops", flush=True)
+    if announce:
+        print(f"wardflow hl7: MLLP on {settings.hl7_host}:{ports['hl7']}"
+              + (f" ({settings.hl7_processes} processes)" if settings.hl7_processes > 1 else "")
+              + (f", FHIR R4 on http://{settings.fhir_host}:{ports['fhir']}/fhir" if "fhir" in ports else "")
+              + f" for hospital {hospital.hospital_id}; Ctrl-C stops", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -66,8 +69,31 @@ async def serve(settings: GatewaySettings, hospital: Hospital) -> int:
     return 0
 
 
+def _listener_process(settings: GatewaySettings, hospital: Hospital) -> None:
+    """An extra MLLP listener on the same port (SO_REUSEPORT): no FHIR, its own producer and metrics port."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(settings, hospital, announce=False))
+    except KeyboardInterrupt:
+        pass
+
+
 def run_gateway(settings: GatewaySettings) -> int:
     logging.getLogger().setLevel(settings.log_level.upper())
     log.info("effective settings: %s", settings.masked())
     hospital = settings.load_hospital()
-    return asyncio.run(serve(settings, hospital))
+    extra: list[multiprocessing.process.BaseProcess] = []
+    ctx = multiprocessing.get_context("spawn")
+    for i in range(1, settings.hl7_processes):
+        child = settings.model_copy(update={"fhir_port": 0,
+                                            "metrics_port": settings.metrics_port + i if settings.metrics_port else 0})
+        proc = ctx.Process(target=_listener_process, args=(child, hospital), name=f"wardflow-hl7-{i}", daemon=True)
+        proc.start()
+        extra.append(proc)
+    try:
+        return asyncio.run(serve(settings, hospital))
+    finally:
+        for proc in extra:
+            proc.terminate()
+        for proc in extra:
+            proc.join(timeout=10)

@@ -43,6 +43,8 @@ class GatewaySettings(BaseSettings):
     hl7_max_message_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest HL7 message accepted in one frame")
     hl7_idle_timeout_s: float = Field(300.0, gt=0, description="Close a connection silent this long (a partial frame is dead-lettered)")
     hl7_max_connections: int = Field(64, ge=1, description="Connections served at once; more wait in the accept queue")
+    hl7_processes: int = Field(1, ge=1, le=64, description="MLLP listener processes sharing the port (SO_REUSEPORT); "
+                                                           "process i > 0 serves metrics on metrics_port + i")
     publish_timeout_s: float = Field(10.0, gt=0, description="Longest wait for the broker's acknowledgement before a NAK AE")
     dedupe_cache_size: int = Field(100_000, ge=0, description="Recent control ids remembered to answer a resend without republishing")
 
@@ -60,6 +62,8 @@ class GatewaySettings(BaseSettings):
             raise ValueError("hl7_tls_cert and hl7_tls_key go together: set both or neither")
         if self.hl7_tls_client_ca is not None and self.hl7_tls_cert is None:
             raise ValueError("hl7_tls_client_ca needs hl7_tls_cert and hl7_tls_key")
+        if self.hl7_processes > 1 and self.hl7_port == 0:
+            raise ValueError("hl7_processes > 1 needs a fixed hl7_port (the processes share it)")
         return self
 
     def topic(self, name: str) -> str:
