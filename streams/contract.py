@@ -134,6 +134,8 @@ class Admission(InputEvent):
     requested_unit: Id | None = Field(None, description="The EHR's bed request; wins over model")
     weight_kg: WeightKg | None = None
     spo2_scale2: Flag = Field(False, description="NEWS2 SpO2 scale 2 prescribed by a clinician")
+    bed_id: Id | None = Field(None, description="The bed the EHR already admitted the patient to (HL7 PV1-3): "
+                                                "recorded as is instead of chosen")
 
 
 MEASUREMENTS = (

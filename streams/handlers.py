@@ -233,6 +233,10 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
     state.set_text(event.encounter_id, event.text)  # for feedback while the stay is open; dropped at discharge
     common = dict(patient_id=event.patient_id, encounter_id=event.encounter_id, prediction=prediction)
 
+    if event.bed_id is not None:
+        _admit_to_ehr_bed(event, state, log, enc, at)
+        return
+
     if event.requested_unit:
         label = _resolve_requested_unit(state, event.requested_unit)
         enc = enc.derive(target_unit=label, unit_source="requested")
@@ -279,6 +283,26 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
                     unit=placed.unit, bed_id=placed.bed_id, details={"hold_expires_at": until}, **common)
     else:
         d = log.add("needs_confirmation", [why, *placed.reasons], **common)
+    state.set_decision_owner(d.decision_id, enc.encounter_id)
+
+
+def _admit_to_ehr_bed(event: Admission, state: HospitalState, log: DecisionLog, enc: EncounterState, at: str) -> None:
+    """The EHR already put the patient in a bed: record it (the bed board must match the EHR), don't choose one."""
+    bed = state.hospital.bed(event.bed_id or "")
+    if bed is None:
+        raise EventRejected("unknown_bed", "bed_id", "admissions: field 'bed_id' names no bed of this hospital")
+    current = state.bed(bed.bed_id)
+    if current.status in ("occupied", "held"):
+        raise EventRejected("impossible_transition", "bed_id",
+                            "admissions: field 'bed_id' is a bed occupied or held for another patient")
+    unit = state.hospital.unit(bed.unit)
+    enc = enc.derive(status="placed", bed_id=bed.bed_id, unit=bed.unit, target_unit=unit.serves[0] if unit.serves
+                     else None, unit_source="requested")
+    _occupy(state, bed.bed_id, enc, at)
+    state.set_encounter(enc)
+    d = log.add("assignment", [("ehr_bed", f"The EHR admitted the patient to bed {bed.bed_id}; recorded as is.")],
+                patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=bed.unit, bed_id=bed.bed_id,
+                prediction=enc.prediction)
     state.set_decision_owner(d.decision_id, enc.encounter_id)
 
 

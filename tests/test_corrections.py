@@ -120,3 +120,14 @@ def test_beds_view_names_encounters_not_text():
                                  "patient_id": "P1"}
     assert snap["beds"]["SURG-SR1"]["status"] == "available" and "encounter_id" not in snap["beds"]["SURG-SR1"]
     assert "cough" not in str(snap)
+
+
+def test_an_admission_to_the_ehrs_bed_is_recorded_not_chosen():
+    w = Ward()
+    (d,) = w.send(ev.admission(HID, "P1", "E1", 0, requested_unit="MED", bed_id="MED-SR1"))
+    assert (d.kind, d.bed_id, d.unit, d.reasons[0].code) == ("assignment", "MED-SR1", "MED", "ehr_bed")
+    assert beds(w) == {"MED-SR1": ("occupied", "E1")}
+    assert w.send(ev.admission(HID, "P2", "E2", 1, bed_id="MED-SR1")) == []
+    assert w.worker.sink.dead_letters[-1].code == "impossible_transition"
+    assert w.send(ev.admission(HID, "P3", "E3", 2, bed_id="NOPE")) == []
+    assert w.worker.sink.dead_letters[-1].code == "unknown_bed"

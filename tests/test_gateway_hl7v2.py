@@ -62,7 +62,7 @@ EXPECTED = {
     "msfc_A01_2.hl7": ("ok", [("admissions", {"patient_id": "10006579", "encounter_id": "40007716", "age": 80.0,
                                               "sex": "M", "requested_unit": "SURG", "spo2_scale2": False})]),
     "msfc_A01_3.hl7": ("ok", [("admissions", {"patient_id": "PATID1234", "encounter_id": "40007716", "age": 32.0,
-                                              "sex": "M", "requested_unit": "MED", "spo2_scale2": False})]),
+                                              "sex": "M", "requested_unit": "MED", "bed_id": "MED-SR1"})]),
     "msfc_A02_1.hl7": ("ok", [("transfers", {"patient_id": "PATID1234", "encounter_id": "40007716", "to_bed_id": "MED-SR1"})]),
     "msfc_A03_1.hl7": ("ok", [("discharges", {"patient_id": "PATID1234", "encounter_id": "40007716",
                                               "disposition": "discharge disposition Admitted as Inpatient (HL7 table 0112)"})]),
@@ -71,7 +71,7 @@ EXPECTED = {
     "msfc_A04_3.hl7": ("ok", []),
     "msfc_A05_1.hl7": ("ok", []),
     "msfc_A06_1.hl7": ("ok", [("admissions", {"patient_id": "PATID1234", "encounter_id": "5001", "age": 59.0, "sex": "M",
-                                              "requested_unit": "SURG", "spo2_scale2": False})]),
+                                              "requested_unit": "SURG", "bed_id": "SURG-SR1"})]),
     "msfc_A07_1.hl7": ("ok", [("discharges", {"patient_id": "PATID1234", "encounter_id": "5001",
                                               "disposition": "changed from inpatient to outpatient (A07)"})]),
     "msfc_A08_1.hl7": ("ok", []),
@@ -158,7 +158,8 @@ def test_a01_with_reason_is_an_admission_to_the_mapped_unit(hospital):
     (out,) = m.events
     assert out.topic == "admissions" and isinstance(out.event, Admission)
     e = out.event
-    assert (e.patient_id, e.encounter_id, e.age, e.sex, e.requested_unit) == ("P-1", "V-1", 78.0, "F", "MED")
+    assert (e.patient_id, e.encounter_id, e.age, e.sex, e.requested_unit, e.bed_id) == \
+        ("P-1", "V-1", 78.0, "F", "MED", "MED-B1-A")
     assert e.text == "Fall at home&hip pain"  # escape sequences come from python-hl7
     assert e.occurred_at == datetime(2026, 11, 24, 8, 15, tzinfo=timezone.utc)
 

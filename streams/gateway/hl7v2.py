@@ -659,12 +659,9 @@ def _admit(ctx: _Ctx) -> str | None:
     unit = bed = None
     if loc.point_of_care:
         unit, bed = map_location(ctx.hospital, ctx.profile, loc, "PV1", 3, need_bed=False)
-    # The bed the EHR named is checked against the table but only its unit is requested: the contract's
-    # admission has no 'already in this bed' field, and a follow-up transfer would leave the bed WardFlow
-    # picked marked dirty. An A02 moves the patient to the EHR's bed (docs/hl7.md, known gaps).
-    del bed
+    # A bed in PV1-3: the EHR already put the patient there, and the worker records it; a unit: WardFlow chooses.
     ctx.add("admissions", Admission, at, patient_id=patient, encounter_id=encounter, age=age, sex=sex, text=text,
-            requested_unit=unit)
+            requested_unit=unit, bed_id=bed)
     return None
 
 
