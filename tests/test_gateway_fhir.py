@@ -65,6 +65,13 @@ def test_encounter_in_progress_with_a_planned_unit_is_an_admission(hospital):
         ("P1", "E1", 78.0, "F", "MED", "Fall at home, hip pain")
 
 
+def test_a_created_encounter_in_an_active_bed_is_an_admission_to_that_bed(hospital):
+    body = orjson.loads(bundle(PATIENT, encounter(locations=[("MED-SR1", "active")], reasonCode=[{"text": "Sepsis"}])))
+    body["entry"][1]["request"]["method"] = "POST"
+    (out,) = events(orjson.dumps(body), hospital)
+    assert isinstance(out.event, Admission) and (out.event.bed_id, out.event.requested_unit) == ("MED-SR1", "MED")
+
+
 def test_encounter_with_an_active_bed_is_a_transfer_and_finished_a_discharge(hospital):
     (t,) = events(bundle(encounter(locations=[("MED-B1-A", "completed"), ("MED-SR1", "active")])), hospital)
     assert isinstance(t.event, Transfer) and t.event.to_bed_id == "MED-SR1"

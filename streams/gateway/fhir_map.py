@@ -6,7 +6,8 @@ Encounter.class to a list, moved Encounter.reasonCode, and would silently drop R
 
 In:
 - Encounter: read as the event its state implies. `finished` -> discharge; `cancelled` or
-  `entered-in-error` -> the admission is cancelled (its bed freed);
+  `entered-in-error` -> the admission is cancelled (its bed freed); created (`POST` in a
+  transaction or batch) -> admission, in the `active` bed when one is named;
   a `location[]` entry with status `active` naming a bed -> transfer to that bed; otherwise
   (`planned`, `arrived`, `triaged`, `in-progress` without an active bed) -> admission, which
   needs the Patient (birthDate, gender) in the same Bundle and a reason (`reasonCode` text
@@ -146,7 +147,7 @@ def bundle_events(data: dict[str, Any], hospital: Hospital, received_at: datetim
             raise FhirRefused("not-supported", f"Bundle.entry[{i}].request.method", "DELETE is not supported")
         key = f"{kind}/{r.get('id') or i}/{(r.get('meta') or {}).get('versionId') or digest}"
         if kind == "Encounter":
-            _encounter(ctx, r, where, key, received_at)
+            _encounter(ctx, r, where, key, received_at, created=method == "POST")
         elif kind == "Observation":
             _observation(ctx, r, where, key)
         elif kind == "Location":
@@ -154,7 +155,8 @@ def bundle_events(data: dict[str, Any], hospital: Hospital, received_at: datetim
     return ctx.events
 
 
-def _encounter(ctx: _Ctx, r: dict[str, Any], where: str, key: str, received_at: datetime) -> None:
+def _encounter(ctx: _Ctx, r: dict[str, Any], where: str, key: str, received_at: datetime, *,
+               created: bool = False) -> None:
     status = r.get("status")
     if status not in ENCOUNTER_STATUSES:
         raise FhirRefused("code-invalid", f"{where}.status", f"{where}.status must be one of {', '.join(ENCOUNTER_STATUSES)}")
@@ -191,7 +193,7 @@ def _encounter(ctx: _Ctx, r: dict[str, Any], where: str, key: str, received_at: 
         ctx.add("discharges", Discharge, key, at, where, **common)
     elif status in ("cancelled", "entered-in-error"):
         ctx.add("cancellations", Cancellation, key, at, where, cancels="admission", **common)
-    elif "active" in beds:
+    elif "active" in beds and not created:
         ctx.add("transfers", Transfer, key, at, where, to_bed_id=beds["active"], **common)
     elif status in ("planned", "arrived", "triaged", "in-progress"):
         patient = ctx.patients.get(patient_ref or "")
@@ -216,7 +218,8 @@ def _encounter(ctx: _Ctx, r: dict[str, Any], where: str, key: str, received_at: 
         if not text:
             raise FhirRefused("required", f"{where}.reasonCode",
                               f"{where}.reasonCode (text or display) is required: WardFlow places by the reason")
-        ctx.add("admissions", Admission, key, at, where, age=age, sex=sex, text=text, requested_unit=unit, **common)
+        ctx.add("admissions", Admission, key, at, where, age=age, sex=sex, text=text, requested_unit=unit,
+                bed_id=beds.get("active"), **common)
     # onleave / unknown: nothing for the bed picture
 
 
