@@ -67,8 +67,9 @@ def test_each_trigger_changes_the_tables_on_the_real_worker(broker, run_id, star
 
     async def scenario():
         fhir_port = free_port()
+        # No resend cache in the gateway: a resent message reaches the worker, which must ignore it.
         gw, port = await start_gateway(broker, run_id, fhir_port=fhir_port, fhir_host="127.0.0.1",
-                                       fhir_worker_url=f"http://127.0.0.1:{web_port}")
+                                       fhir_worker_url=f"http://127.0.0.1:{web_port}", dedupe_cache_size=0)
         fhir = f"http://127.0.0.1:{fhir_port}/fhir"
         try:
             c = await Client.connect(port)
@@ -89,8 +90,10 @@ def test_each_trigger_changes_the_tables_on_the_real_worker(broker, run_id, star
                 await asyncio.sleep(0.2)
             assert [(e["resource"]["id"], e["resource"]["location"][0]["location"]["reference"],
                      e["resource"]["location"][0]["status"]) for e in encs] == [("V-P1", f"Location/{first_bed}", "planned")]
-            # the same message again: AA, no new decision, nothing changes
+            # the same message again: AA, published again with the same event ids, no new decision
             assert msa(await c.send(a01)) == ("AA", "M-1")
+            resent = await read_until(broker.bootstrap, [f"{prefix}admissions"], lambda rs: len(rs) >= 2, timeout_s=20)
+            assert len(resent) == 2 and resent[0].value == resent[1].value
             # A02 to the side room: the first bed becomes dirty
             assert msa(await c.send(hl7("A02", "M-2", 1, "P1", "MED^MED-SR1^MED-SR1"))) == ("AA", "M-2")
             await until(lambda s: s["MED"] == {"occupied": 1, "dirty": 1}, "A02 moves the patient")
