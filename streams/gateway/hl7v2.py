@@ -125,7 +125,7 @@ class Mapped:
 _CHARSETS = {"": "utf-8", "ASCII": "ascii", "8859/1": "latin-1", "8859/2": "iso8859-2", "8859/3": "iso8859-3",
              "8859/4": "iso8859-4", "8859/5": "iso8859-5", "8859/6": "iso8859-6", "8859/7": "iso8859-7",
              "8859/8": "iso8859-8", "8859/9": "iso8859-9", "8859/15": "iso8859-15", "UNICODE UTF-8": "utf-8",
-             "UNICODE": "utf-8", "UTF-8": "utf-8", "UNICODE UTF-16": "utf-16", "ISO IR192": "utf-8",
+             "UNICODE": "utf-8", "UTF-8": "utf-8", "ISO IR192": "utf-8",
              "ISO IR6": "ascii", "ISO IR100": "latin-1", "WINDOWS-1252": "cp1252", "CP1252": "cp1252"}
 _SEGMENT_SPLIT = re.compile(r"\r\n|\n\r|\r|\n")
 _LOST_TERMINATORS = re.compile(r" (EVN|PID|PV1|PV2|OBR|OBX|NK1|NPU|MRG)\|")
@@ -160,7 +160,8 @@ def read_header(raw: bytes) -> Header:
 
     header = Header(field_sep=sep.decode(), encoding=enc, sending_app=get(3), sending_facility=get(4),
                     receiving_app=get(5), receiving_facility=get(6), message_type=get(9, 1), trigger=get(9, 2),
-                    control_id=get(10), processing_id=get(11) or "P", version=get(12), charset=get(18))
+                    control_id=get(10), processing_id=get(11) or "P", version=get(12),
+                    charset=get(18).split(enc[1])[0].strip())  # MSH-18 may repeat: the first is the message's
     return header
 
 
@@ -178,10 +179,6 @@ def decode_text(raw: bytes, header: Header) -> str:
         raise Hl7Refused("AE", DATA_TYPE_ERROR, "bad_charset",
                          f"the bytes are not valid {codec} (MSH-18 {header.charset or 'empty, read as UTF-8'}) "
                          f"at byte {exc.start}", segment="MSH", field=18) from None
-    if "\ufffd" in text[: text.find("\r") if "\r" in text else len(text)][:12]:
-        raise Hl7Refused("AR", DATA_TYPE_ERROR, "bad_encoding_characters",
-                         "MSH-2 holds a replacement character: the encoding characters were corrupted",
-                         segment="MSH", field=2)
     segments = []
     for seg in _SEGMENT_SPLIT.split(text.strip("\r\n")):
         if not seg.strip():
