@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
 import ssl
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -255,6 +256,7 @@ def test_several_connections_at_once_each_message_once(broker, run_id):
 
 
 @pytest.mark.broker
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
 def test_tls(broker, run_id, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
