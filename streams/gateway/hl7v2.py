@@ -51,8 +51,14 @@ _ERROR_NAMES = {100: "Segment sequence error", 101: "Required field missing", 10
 ADT_SUPPORTED = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A17", "A20")
 VITAL_STATUSES = frozenset("FCRAUP")  # OBX-11: final, corrected, results entered, amended, changed to final, preliminary
 NULL = '""'  # the HL7 explicit null
-# The segments read, and the last field read in each: the rest of a message is never parsed.
-READ_FIELDS = {"MSH": 18, "EVN": 6, "PID": 18, "PV1": 50, "PV2": 12, "NTE": 3, "OBR": 7, "OBX": 14, "DG1": 4, "NPU": 2}
+# The fields read in each segment read: everything else (names, addresses, insurance, Z-segments ...)
+# is blanked before python-hl7 parses the message, which is faster and keeps PHI out of memory.
+# MSH is read from the raw bytes (`read_header`); python-hl7 only needs its separators.
+READ_FIELDS: dict[str, frozenset[int]] = {
+    "MSH": frozenset(), "EVN": frozenset({1, 2, 4, 6}), "PID": frozenset({3, 7, 8, 18}),
+    "PV1": frozenset({2, 3, 19, 36, 50}), "PV2": frozenset({3, 12}), "NTE": frozenset({3}),
+    "OBR": frozenset({7}), "OBX": frozenset({2, 3, 5, 6, 11, 14}), "DG1": frozenset({3, 4}),
+    "NPU": frozenset({1, 2})}
 READ_SEGMENTS = frozenset(READ_FIELDS)
 
 
@@ -96,6 +102,7 @@ class Header:
     processing_id: str = "P"
     version: str = ""
     charset: str = ""
+    sent_at: str = ""  # MSH-7
 
     @property
     def kind(self) -> str:
@@ -161,7 +168,8 @@ def read_header(raw: bytes) -> Header:
     header = Header(field_sep=sep.decode(), encoding=enc, sending_app=get(3), sending_facility=get(4),
                     receiving_app=get(5), receiving_facility=get(6), message_type=get(9, 1), trigger=get(9, 2),
                     control_id=get(10), processing_id=get(11) or "P", version=get(12),
-                    charset=get(18).split(enc[1])[0].strip())  # MSH-18 may repeat: the first is the message's
+                    charset=get(18).split(enc[1])[0].strip(),  # MSH-18 may repeat: the first is the message's
+                    sent_at=get(7))
     return header
 
 
@@ -186,16 +194,19 @@ def decode_text(raw: bytes, header: Header) -> str:
         seg = seg.rstrip(" ")
         if len(seg) == 3:
             seg += header.field_sep  # a bare `PV1`: a segment with no fields
-        if segments and seg[:3] not in READ_SEGMENTS:
-            continue  # IN1, GT1, NK1, Z-segments ...: never read, so not parsed
-        last = READ_FIELDS.get(seg[:3])
-        if last is not None:  # fields past the last one read are not parsed either (MSH-1 is the separator)
-            seg = header.field_sep.join(seg.split(header.field_sep, last + 1)[: last + (0 if seg[:3] == "MSH" else 1)])
-        segments.append(seg)
-    if _LOST_TERMINATORS.search(segments[0]):
-        raise Hl7Refused("AR", SEGMENT_SEQUENCE_ERROR, "lost_segment_terminators",
-                         "segments are separated by spaces, not carriage returns: the message was mangled on the way",
-                         segment="MSH")
+        if not segments:
+            if _LOST_TERMINATORS.search(seg):
+                raise Hl7Refused("AR", SEGMENT_SEQUENCE_ERROR, "lost_segment_terminators",
+                                 "segments are separated by spaces, not carriage returns: the message was mangled "
+                                 "on the way", segment="MSH")
+            segments.append(f"MSH{header.field_sep}{header.encoding}")
+            continue
+        keep = READ_FIELDS.get(seg[:3])
+        if keep is None:
+            continue  # IN1, GT1, NK1, Z-segments ...: never read, so never parsed
+        fields = seg.split(header.field_sep, max(keep) + 1) if keep else [seg[:3]]
+        segments.append(header.field_sep.join(f if i == 0 or i in keep else "" for i, f in enumerate(fields)
+                                              if i <= max(keep, default=0)))
     return "\r".join(segments)
 
 
@@ -283,9 +294,9 @@ def parse_ts(value: str, tz: ZoneInfo, *, where: tuple[str, int]) -> datetime:
                          segment=where[0], field=where[1]) from None
 
 
-def _first_ts(msg: _Msg, tz: ZoneInfo, places: Sequence[tuple[str, int]]) -> datetime:
+def _first_ts(msg: _Msg, tz: ZoneInfo, places: Sequence[tuple[str, int]], header: Header) -> datetime:
     for seg, n in places:
-        value = msg.value(seg, n)
+        value = header.sent_at if (seg, n) == ("MSH", 7) else msg.value(seg, n)
         if value:
             return parse_ts(value, tz, where=(seg, n))
     seg, n = places[-1]
@@ -630,7 +641,7 @@ def _pv1(ctx: _Ctx, required: bool) -> hl7.Segment | None:
 
 
 def _adt_time(ctx: _Ctx) -> datetime:
-    return _first_ts(ctx.msg, ctx.tz, (("EVN", 6), ("EVN", 2), ("MSH", 7)))
+    return _first_ts(ctx.msg, ctx.tz, (("EVN", 6), ("EVN", 2), ("MSH", 7)), ctx.header)
 
 
 def _who(ctx: _Ctx, pv1_required: bool = True) -> tuple[str, str, hl7.Segment, hl7.Segment | None, datetime]:
@@ -797,7 +808,7 @@ def _vitals(ctx: _Ctx) -> str | None:
     if ctx.msg.value(first, 14):
         at = parse_ts(ctx.msg.value(first, 14), ctx.tz, where=("OBX", 14))
     else:
-        at = _first_ts(ctx.msg, ctx.tz, (("OBR", 7), ("MSH", 7)))
+        at = _first_ts(ctx.msg, ctx.tz, (("OBR", 7), ("MSH", 7)), ctx.header)
     ctx.add("vitals", Vitals, at, patient_id=patient, encounter_id=encounter, **values)
     return None
 
