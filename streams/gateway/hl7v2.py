@@ -480,14 +480,15 @@ _ACVPU_TEXT = {"ALERT": "A", "CONFUSION": "C", "NEW CONFUSION": "C", "VOICE": "V
 def vital_code(msg: _Msg, obx: hl7.Segment) -> VitalCode | None:
     """What OBX-3 measures, if it is a vital sign WardFlow scores; coding system from CE.3 / CE.6."""
     for base in (1, 4):  # identifier and alternate identifier
-        code = msg.value(obx, 3, base)
-        text = msg.value(obx, 3, base + 1)
         system = msg.value(obx, 3, base + 2).upper()
-        if system in ("LN", "LOINC") and code in LOINC:
-            return LOINC[code]
-        if system == "MDC":
+        if system in ("LN", "LOINC"):
+            code = msg.value(obx, 3, base)
+            if code in LOINC:
+                return LOINC[code]
+        elif system == "MDC":
             # The numeric code decides; the mnemonic only when no code is sent (a wrong code is not guessed).
-            name = MDC_NUMERIC.get(code) if code else text
+            code = msg.value(obx, 3, base)
+            name = MDC_NUMERIC.get(code) if code else msg.value(obx, 3, base + 1)
             if name in MDC:
                 return MDC[name]
     return None
@@ -495,8 +496,8 @@ def vital_code(msg: _Msg, obx: hl7.Segment) -> VitalCode | None:
 
 def _unit_converter(msg: _Msg, obx: hl7.Segment, vc: VitalCode, seq: int) -> Callable[[float], float]:
     accepted = UNITS[vc.unit_kind]
-    candidates = [msg.value(obx, 6, 1).lower(), msg.value(obx, 6, 2).lower()]
-    for unit in candidates:
+    for component in (1, 2):  # the unit's code, else its text
+        unit = msg.value(obx, 6, component).lower()
         if unit in accepted:
             return accepted[unit]
     shown = msg.value(obx, 6, 1) or "(none)"
