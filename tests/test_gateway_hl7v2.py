@@ -355,3 +355,15 @@ def test_location_table_is_validated_against_the_hospital(tmp_path):
     (tmp_path / "h.yaml").write_text(text.replace("timezone: Europe/London", "timezone: Mars/Olympus"))
     with pytest.raises(HospitalConfigError, match="IANA time zone"):
         load_hospitals(tmp_path / "h.yaml")
+
+
+def test_the_example_messages_in_docs_map_on_the_demo_hospital():
+    import re
+
+    from allocator.hospital import DEMO_HOSPITAL_PATH
+
+    demo = load_hospitals(DEMO_HOSPITAL_PATH)["st-elsewhere"]
+    text = (Path(__file__).resolve().parents[1] / "docs" / "hl7.md").read_text(encoding="utf-8")
+    messages = [m.strip() for block in re.findall(r"```\n(MSH.*?)```", text, re.S) for m in block.split("\n\n")]
+    topics = [o.topic for m in messages for o in map_message(m.replace("\n", "\r").encode(), demo).events]
+    assert topics == ["admissions", "transfers", "vitals", "bed-status"]
