@@ -208,3 +208,14 @@ def test_bundles_over_http(broker, run_id):
             await gw.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=90))
+
+
+def test_the_example_bundle_in_docs_is_an_admission_on_the_demo_hospital():
+    import re
+
+    from allocator.hospital import DEMO_HOSPITAL_PATH
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "fhir.md").read_text(encoding="utf-8")
+    body = re.search(r"```json\n(.*?)```", text, re.S).group(1).encode()
+    (out,) = events(body, load_hospitals(DEMO_HOSPITAL_PATH)["st-elsewhere"])
+    assert isinstance(out.event, Admission) and out.event.requested_unit == "W14"
