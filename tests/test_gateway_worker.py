@@ -107,6 +107,8 @@ def test_each_trigger_changes_the_tables_on_the_real_worker(broker, run_id, star
                         "A12 and A20")
             locs = {e["resource"]["id"]: e["resource"] for e in (await asyncio.to_thread(get, f"{fhir}/Location"))["entry"]}
             assert (locs["SURG-SR1"]["operationalStatus"]["code"], locs["MED-SR1"]["operationalStatus"]["code"]) == ("C", "H")
+            free_surg = await asyncio.to_thread(get, f"{fhir}/Location?partof=Location/SURG&operational-status=U")
+            assert sorted(e["resource"]["id"] for e in free_surg["entry"]) == ["SURG-B1-A", "SURG-B1-B"]
             # ORU^R01 with LOINC vitals for the stay
             oru = hl7("R01", "M-5", 4, "P1", "", "OBR|1|||vitals",
                       "OBX|1|NM|9279-1^RR^LN||18|/min|||||F", "OBX|2|NM|8867-4^HR^LN||80|/min|||||F",

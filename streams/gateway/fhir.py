@@ -107,8 +107,12 @@ class FhirApp:
             "date": datetime.now(timezone.utc).date().isoformat(), "format": ["json"],
             "software": {"name": "WardFlow gateway"},
             "rest": [{"mode": "server", "interaction": [{"code": "transaction"}, {"code": "batch"}],
-                      "resource": [{"type": t, "interaction": [{"code": "search-type"}]}
-                                   for t in ("Location", "Encounter", "CommunicationRequest")]}]})
+                      "resource": [{"type": "Location", "interaction": [{"code": "search-type"}],
+                                    "searchParam": [{"name": n, "type": t} for n, t in (
+                                        ("_id", "token"), ("partof", "reference"), ("operational-status", "token"),
+                                        ("type", "token"))]},
+                                   *({"type": t, "interaction": [{"code": "search-type"}]}
+                                     for t in ("Encounter", "CommunicationRequest"))]}]})
 
     async def _beds(self) -> dict[str, dict[str, Any]] | web.Response:
         url = f"{self.settings.fhir_worker_url.rstrip('/')}/hospitals/{self.hospital.hospital_id}/beds/"
@@ -123,10 +127,25 @@ class FhirApp:
         return view.get("beds", {})
 
     async def locations(self, request: web.Request) -> web.Response:
+        """Search parameters: `_id`, `partof` (Location/<unit>), `operational-status` (a v2-0116 code), `type` (wa, bd)."""
         beds = await self._beds()
         if isinstance(beds, web.Response):
             return beds
-        return _json(searchset(location_resources(self.hospital, beds), self._base(request)))
+        found = location_resources(self.hospital, beds)
+        q = request.query
+        if "_id" in q:
+            wanted = set(q["_id"].split(","))
+            found = [r for r in found if r["id"] in wanted]
+        if "partof" in q:
+            unit = q["partof"].removeprefix("Location/")
+            found = [r for r in found if r.get("partOf", {}).get("reference") == f"Location/{unit}"]
+        if "operational-status" in q:
+            codes = {c.split("|")[-1] for c in q["operational-status"].split(",")}
+            found = [r for r in found if r.get("operationalStatus", {}).get("code") in codes]
+        if "type" in q:
+            kinds = {c.split("|")[-1] for c in q["type"].split(",")}
+            found = [r for r in found if r["physicalType"]["coding"][0]["code"] in kinds]
+        return _json(searchset(found, self._base(request)))
 
     async def encounters(self, request: web.Request) -> web.Response:
         beds = await self._beds()
