@@ -219,3 +219,13 @@ def test_the_example_bundle_in_docs_is_an_admission_on_the_demo_hospital():
     body = re.search(r"```json\n(.*?)```", text, re.S).group(1).encode()
     (out,) = events(body, load_hospitals(DEMO_HOSPITAL_PATH)["st-elsewhere"])
     assert isinstance(out.event, Admission) and out.event.requested_unit == "W14"
+
+
+def test_a_search_without_worker_state_says_so(hospital):
+    from streams.gateway.fhir_map import searchset
+
+    bundle_out = searchset(location_resources(hospital, {}), "http://x/fhir", "the worker holds no state")
+    Bundle.model_validate(bundle_out)
+    assert bundle_out["entry"][-1]["search"]["mode"] == "outcome"
+    assert bundle_out["entry"][-1]["resource"]["issue"][0]["severity"] == "warning"
+    assert bundle_out["total"] == len(bundle_out["entry"]) - 1

@@ -51,6 +51,7 @@ class FhirApp:
         self.hospital = hospital
         self.publisher = publisher
         self.projection = DecisionsProjection()
+        self._stateless = False  # the worker's view said it holds no state for this hospital
         self._consumer_task: asyncio.Task | None = None
         self.app = web.Application(client_max_size=MAX_BODY)
         self.app.add_routes([
@@ -124,7 +125,9 @@ class FhirApp:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return _json(operation_outcome([FhirRefused("transient", "", f"the worker's beds view ({url}) did not "
                                                                          f"answer: {exc}")]), 503)
-        return view.get("beds", {})
+        beds = view.get("beds", {})
+        self._stateless = view.get("as_of") is None
+        return beds
 
     async def locations(self, request: web.Request) -> web.Response:
         """Search parameters: `_id`, `partof` (Location/<unit>), `operational-status` (a v2-0116 code), `type` (wa, bd)."""
@@ -145,13 +148,20 @@ class FhirApp:
         if "type" in q:
             kinds = {c.split("|")[-1] for c in q["type"].split(",")}
             found = [r for r in found if r["physicalType"]["coding"][0]["code"] in kinds]
-        return _json(searchset(found, self._base(request)))
+        return _json(searchset(found, self._base(request), self._no_state_warning()))
 
     async def encounters(self, request: web.Request) -> web.Response:
         beds = await self._beds()
         if isinstance(beds, web.Response):
             return beds
-        return _json(searchset(self.projection.encounter_resources(beds), self._base(request)))
+        return _json(searchset(self.projection.encounter_resources(beds), self._base(request), self._no_state_warning()))
+
+    def _no_state_warning(self) -> str | None:
+        if not self._stateless:
+            return None
+        return (f"the worker at {self.settings.fhir_worker_url} holds no state for hospital "
+                f"{self.hospital.hospital_id}: either no event has arrived yet, or another worker owns its partition "
+                "(point --fhir-worker-url at that worker); every bed shows as unoccupied")
 
     async def communication_requests(self, request: web.Request) -> web.Response:
         return _json(searchset(self.projection.communication_requests(), self._base(request)))

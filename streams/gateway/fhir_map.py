@@ -405,8 +405,12 @@ class DecisionsProjection:
         return out
 
 
-def searchset(resources: list[dict[str, Any]], base: str) -> dict[str, Any]:
+def searchset(resources: list[dict[str, Any]], base: str, warning: str | None = None) -> dict[str, Any]:
+    """A searchset Bundle; `warning` adds an OperationOutcome entry (search mode `outcome`)."""
+    entries = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+               for r in resources]
+    if warning:
+        entries.append({"resource": operation_outcome([FhirRefused("informational", "", warning)], "warning"),
+                        "search": {"mode": "outcome"}})
     return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-            "timestamp": datetime.now(timezone.utc).isoformat(),
-            "entry": [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-                      for r in resources]}
+            "timestamp": datetime.now(timezone.utc).isoformat(), "entry": entries}
