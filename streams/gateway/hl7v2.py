@@ -60,6 +60,7 @@ READ_FIELDS: dict[str, frozenset[int]] = {
     "OBR": frozenset({7}), "OBX": frozenset({2, 3, 5, 6, 11, 14}), "DG1": frozenset({3, 4}),
     "NPU": frozenset({1, 2})}
 READ_SEGMENTS = frozenset(READ_FIELDS)
+_LAST_READ = {seg: max(fields, default=0) for seg, fields in READ_FIELDS.items()}
 
 
 class Hl7Refused(Exception):
@@ -204,9 +205,9 @@ def decode_text(raw: bytes, header: Header) -> str:
         keep = READ_FIELDS.get(seg[:3])
         if keep is None:
             continue  # IN1, GT1, NK1, Z-segments ...: never read, so never parsed
-        fields = seg.split(header.field_sep, max(keep) + 1) if keep else [seg[:3]]
-        segments.append(header.field_sep.join(f if i == 0 or i in keep else "" for i, f in enumerate(fields)
-                                              if i <= max(keep, default=0)))
+        last = _LAST_READ[seg[:3]]
+        fields = seg.split(header.field_sep, last + 1)[: last + 1]
+        segments.append(header.field_sep.join([f if i == 0 or i in keep else "" for i, f in enumerate(fields)]))
     return "\r".join(segments)
 
 
