@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/allocator.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/hl7.py
 
 schemas: $(STAMP)
 	$(BIN)/wardflow schemas --out schemas

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from allocator.exceptions import HospitalConfigError
+from allocator.locations import ENCOUNTER_SOURCES, TEXT_SOURCES, Hl7Profile, LocationRule, template_problem
 from allocator.surge import LevelThresholds, SurgeConfig
 from allocator.weights import ESI_LEVELS, RESERVE_FEATURES, AllocationWeights, Reserve, ScarceBedCosts
 
@@ -103,6 +104,7 @@ class Hospital:
     clinicians: tuple[str, ...] = ()
     allocation: AllocationWeights = AllocationWeights()
     surge: SurgeConfig = SurgeConfig()
+    hl7: Hl7Profile | None = None  # the HL7 v2 / FHIR gateway's mapping table (streams.gateway); optional
     _unit_by_code: Mapping[str, Unit] = field(init=False, repr=False, compare=False, hash=False)
     _bed_by_id: Mapping[str, Bed] = field(init=False, repr=False, compare=False, hash=False)
     _beds_by_unit: Mapping[str, tuple[Bed, ...]] = field(init=False, repr=False, compare=False, hash=False)
@@ -132,7 +134,7 @@ class Hospital:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Hospital, (self.hospital_id, self.name, self.units, self.beds, dict(self.roster), self.clinicians,
-                           self.allocation, self.surge))
+                           self.allocation, self.surge, self.hl7))
 
     def unit(self, code: str) -> Unit:
         """The unit with this code; KeyError if there is none."""
@@ -293,6 +295,24 @@ class _SurgeSpec(_Spec):
     min_dwell_minutes: Annotated[float, Field(ge=0, allow_inf_nan=False)] = _SURGE.min_dwell_minutes
 
 
+class _LocationSpec(_Spec):
+    point_of_care: Text
+    room: Text | None = None
+    bed: Text | None = None
+    facility: Text | None = None
+    unit: Text
+    bed_id: Text | None = None
+
+
+class _Hl7Spec(_Spec):
+    timezone: Text
+    locations: list[_LocationSpec] = []
+    free_text: list[Literal[TEXT_SOURCES]] = ["PV2-3", "NTE", "DG1-4"]  # type: ignore[valid-type]
+    encounter_id: Annotated[list[Literal[ENCOUNTER_SOURCES]], Field(min_length=1)] = ["PV1-19", "PID-18"]  # type: ignore[valid-type]
+    patient_id_types: list[Text] = ["MR"]
+    inpatient_classes: list[Text] = ["I"]
+
+
 class _HospitalSpec(_Spec):
     hospital_id: Text
     name: Text
@@ -301,6 +321,7 @@ class _HospitalSpec(_Spec):
     allocation: _AllocationSpec | None = None
     surge: _SurgeSpec | None = None
     units: Annotated[list[_UnitSpec], Field(min_length=1)]
+    hl7: _Hl7Spec | None = None
 
 
 class _FileSpec(_Spec):
@@ -498,7 +519,47 @@ def _build_hospital(spec: _HospitalSpec, where: str, problems: _Problems) -> Hos
         clinicians=tuple(spec.clinicians),
         allocation=_build_allocation(spec.allocation, f"{where}.allocation", set(unit_where), problems),
         surge=_build_surge(spec.surge, f"{where}.surge", problems),
+        hl7=_build_hl7(spec.hl7, f"{where}.hl7", {u.code: u for u in units}, {b.bed_id: b for b in beds}, problems),
     )
+
+
+def _build_hl7(spec: _Hl7Spec | None, where: str, units: Mapping[str, Unit], beds: Mapping[str, Bed],
+               problems: _Problems) -> Hl7Profile | None:
+    """The HL7 mapping table, checked against this hospital's units and beds so a typo cannot misplace anyone."""
+    if spec is None:
+        return None
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(spec.timezone)
+    except (ValueError, KeyError, OSError):
+        problems.add(f"{where}.timezone", f"is not an IANA time zone (e.g. Europe/London), got {spec.timezone!r}")
+    rules: list[LocationRule] = []
+    seen: dict[tuple[Any, ...], str] = {}
+    for i, loc in enumerate(spec.locations):
+        l_where = f"{where}.locations[{i}]"
+        if loc.bed is not None and loc.room is None:
+            problems.add(f"{l_where}.bed", "needs `room` too (HL7 names a bed within a room)")
+        ident = (loc.point_of_care, loc.room, loc.bed, loc.facility)
+        if ident in seen:
+            problems.add(l_where, f"matches the same locations as {seen[ident]}")
+        seen.setdefault(ident, l_where)
+        if loc.unit not in units:
+            problems.add(f"{l_where}.unit", f"names no unit of this hospital, got {loc.unit!r}")
+        rule = LocationRule(point_of_care=loc.point_of_care, unit=loc.unit, room=loc.room, bed=loc.bed,
+                            facility=loc.facility, bed_id=loc.bed_id)
+        if loc.bed_id is not None:
+            if rule.is_template or "{" in loc.bed_id:
+                if (problem := template_problem(loc.bed_id)) is not None:
+                    problems.add(f"{l_where}.bed_id", problem)
+            elif loc.bed_id not in beds:
+                problems.add(f"{l_where}.bed_id", f"names no bed of this hospital, got {loc.bed_id!r}")
+            elif loc.unit in units and beds[loc.bed_id].unit != loc.unit:
+                problems.add(f"{l_where}.bed_id", f"bed {loc.bed_id!r} is on unit {beds[loc.bed_id].unit!r}, not {loc.unit!r}")
+        rules.append(rule)
+    return Hl7Profile(timezone=spec.timezone, locations=tuple(rules), free_text=tuple(spec.free_text),
+                      encounter_id=tuple(spec.encounter_id), patient_id_types=tuple(spec.patient_id_types),
+                      inpatient_classes=tuple(spec.inpatient_classes))
 
 
 def _build_surge(spec: _SurgeSpec | None, where: str, problems: _Problems) -> SurgeConfig:

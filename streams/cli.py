@@ -11,7 +11,8 @@ import importlib
 import logging
 import sys
 
-COMMAND_MODULES = ("streams.commands", "inference.commands", "allocator.commands", "streams.board.run")
+COMMAND_MODULES = ("streams.commands", "inference.commands", "allocator.commands", "streams.board.run",
+                   "streams.gateway.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

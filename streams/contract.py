@@ -138,6 +138,8 @@ class Admission(InputEvent):
     weight_kg: WeightKg | None = None
     spo2_scale2: OptionalFlag = Field(False, description="NEWS2 SpO2 scale 2 prescribed by a clinician; "
                                       "null means false")
+    bed_id: Id | None = Field(None, description="The bed the EHR already admitted the patient to (HL7 PV1-3): "
+                                                "recorded as is instead of chosen")
 
 
 MEASUREMENTS = (
@@ -226,6 +228,45 @@ class PageAck(InputEvent):
     clinician_id: Id
 
 
+CancelKind = _choice("admission", "transfer", "discharge")
+
+
+class Cancellation(InputEvent):
+    """The EHR cancelled an earlier admission, transfer or discharge (HL7 v2 A11, A12, A13)."""
+
+    patient_id: Id
+    encounter_id: Id
+    cancels: CancelKind = Field(description="admission: the stay never was, its bed is freed; transfer: back to "
+                                            "`bed_id`; discharge: the stay is open again")
+    bed_id: Id | None = Field(None, description="transfer: the bed the patient returns to (required); discharge: the "
+                                                "bed the patient is back in, when known (else a bed is found)")
+
+    @model_validator(mode="after")
+    def _transfer_names_bed(self) -> Cancellation:
+        if self.cancels == "transfer" and self.bed_id is None:
+            raise PydanticCustomError(
+                "missing_field", "is required when cancels is 'transfer'", {"field": "bed_id"}
+            )
+        return self
+
+
+class Swap(InputEvent):
+    """Two patients exchanged beds, as the EHR records it (HL7 v2 A17)."""
+
+    patient_id: Id
+    encounter_id: Id
+    other_patient_id: Id
+    other_encounter_id: Id
+
+    @model_validator(mode="after")
+    def _two_encounters(self) -> Swap:
+        if self.encounter_id == self.other_encounter_id:
+            raise PydanticCustomError(
+                "invalid_value", "must differ from encounter_id", {"field": "other_encounter_id"}
+            )
+        return self
+
+
 INPUT_MODELS: dict[str, type[InputEvent]] = {
     "admissions": Admission,
     "vitals": Vitals,
@@ -234,6 +275,8 @@ INPUT_MODELS: dict[str, type[InputEvent]] = {
     "bed-status": BedStatusChange,
     "overrides": Override,
     "page-acks": PageAck,
+    "cancellations": Cancellation,
+    "swaps": Swap,
 }
 
 # --------------------------------------------------------------------------- outputs
@@ -274,6 +317,8 @@ DecisionKind = Literal[
     "override_refused",
     "review_due",
     "repeat_observation",
+    "cancellation_applied",
+    "swap_applied",
 ]
 
 

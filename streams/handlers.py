@@ -18,7 +18,8 @@ from allocator.placement import Assignment, BedSnapshot, NoBed, PatientToPlace
 from allocator.waiting import WaitingPatient
 from streams import capacity, clinical, windowed
 from streams.clinical import ClinicalConfig
-from streams.contract import Admission, BedStatusChange, Discharge, InputEvent, Override, PageAck, Transfer, Vitals
+from streams.contract import (Admission, BedStatusChange, Cancellation, Discharge, InputEvent, Override, PageAck, Swap,
+                              Transfer, Vitals)
 from streams.decisions import DecisionLog
 from streams.exceptions import EventRejected
 from streams.records import BedState, EncounterState
@@ -233,6 +234,10 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
     state.set_text(event.encounter_id, event.text)  # for feedback while the stay is open; dropped at discharge
     common = dict(patient_id=event.patient_id, encounter_id=event.encounter_id, prediction=prediction)
 
+    if event.bed_id is not None:
+        _admit_to_ehr_bed(event, state, log, enc, at)
+        return
+
     if event.requested_unit:
         label = _resolve_requested_unit(state, event.requested_unit)
         enc = enc.derive(target_unit=label, unit_source="requested")
@@ -279,6 +284,26 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
                     unit=placed.unit, bed_id=placed.bed_id, details={"hold_expires_at": until}, **common)
     else:
         d = log.add("needs_confirmation", [why, *placed.reasons], **common)
+    state.set_decision_owner(d.decision_id, enc.encounter_id)
+
+
+def _admit_to_ehr_bed(event: Admission, state: HospitalState, log: DecisionLog, enc: EncounterState, at: str) -> None:
+    """The EHR already put the patient in a bed: record it (the bed board must match the EHR), don't choose one."""
+    bed = state.hospital.bed(event.bed_id or "")
+    if bed is None:
+        raise EventRejected("unknown_bed", "bed_id", "admissions: field 'bed_id' names no bed of this hospital")
+    current = state.bed(bed.bed_id)
+    if current.status in ("occupied", "held"):
+        raise EventRejected("impossible_transition", "bed_id",
+                            "admissions: field 'bed_id' is a bed occupied or held for another patient")
+    unit = state.hospital.unit(bed.unit)
+    enc = enc.derive(status="placed", bed_id=bed.bed_id, unit=bed.unit, target_unit=unit.serves[0] if unit.serves
+                     else None, unit_source="requested")
+    _occupy(state, bed.bed_id, enc, at)
+    state.set_encounter(enc)
+    d = log.add("assignment", [("ehr_bed", f"The EHR admitted the patient to bed {bed.bed_id}; recorded as is.")],
+                patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=bed.unit, bed_id=bed.bed_id,
+                prediction=enc.prediction)
     state.set_decision_owner(d.decision_id, enc.encounter_id)
 
 
@@ -441,6 +466,130 @@ def handle_page_ack(event: PageAck, state: HospitalState, ctx: HandlerContext, l
     clinical.handle_page_ack(event, state, ctx.clinical, log)
 
 
+def _close_stay(state: HospitalState, enc: EncounterState) -> None:
+    state.set_encounter(enc.derive(status="discharged", bed_id=None, waiting_since=None, hold_until=None))
+    state.set_open_encounter(enc.patient_id, None)
+    state.set_text(enc.encounter_id, None)
+    clinical.forget(state, enc.encounter_id)
+    if enc.encounter_id in state.waiting():
+        state.set_waiting([e for e in state.waiting() if e != enc.encounter_id])
+    if enc.encounter_id in state.holds():
+        state.set_holds([e for e in state.holds() if e != enc.encounter_id])
+
+
+def handle_cancellation(event: Cancellation, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+    """The EHR takes back an admission (the bed is freed), a transfer (back to `bed_id`) or a discharge (the stay reopens).
+
+    A cancelled transfer is not a label correction: no feedback record, unlike a transfer.
+    """
+    at = _ts(event)
+    common = dict(patient_id=event.patient_id, encounter_id=event.encounter_id)
+    if event.cancels == "discharge":
+        _reopen(event, state, ctx, log, at)
+        return
+    enc = _open_encounter(state, "cancellations", event.patient_id, event.encounter_id)
+    if event.cancels == "admission":
+        bed_id = enc.bed_id
+        freed_clean = False
+        if bed_id:
+            if state.bed(bed_id).status == "held":  # proposed, never slept in: free at once
+                state.set_bed(bed_id, BedState(status=AVAILABLE, since=at, reason="admission cancelled"))
+                freed_clean = True
+            else:
+                _vacate(state, bed_id, at, reason="admission cancelled")
+        _close_stay(state, enc)
+        text = (f"The EHR cancelled the admission; bed {bed_id} is released"
+                + (" and free at once." if freed_clean else " for cleaning.") if bed_id
+                else "The EHR cancelled the admission; no bed was taken.")
+        log.add("cancellation_applied", [("admission_cancelled", text)], unit=enc.unit, bed_id=bed_id, **common)
+        if freed_clean:
+            place_waiting(state, ctx, log, at)
+        return
+    # transfer: back to the bed the patient came from
+    target_id = event.bed_id or ""
+    bed = state.hospital.bed(target_id)
+    if bed is None:
+        raise EventRejected("unknown_bed", "bed_id", "cancellations: field 'bed_id' names no bed of this hospital")
+    if enc.bed_id != target_id:
+        target = state.bed(target_id)
+        if target.status in ("occupied", "held") and target.encounter_id not in (None, enc.encounter_id):
+            raise EventRejected("impossible_transition", "bed_id",
+                                "cancellations: field 'bed_id' is a bed occupied by another patient")
+        if enc.bed_id:
+            _vacate(state, enc.bed_id, at, reason="transfer cancelled")
+        enc = enc.derive(status="placed", bed_id=target_id, unit=bed.unit, waiting_since=None)
+        _occupy(state, target_id, enc, at)
+        state.set_encounter(enc)
+        if enc.encounter_id in state.waiting():
+            state.set_waiting([e for e in state.waiting() if e != enc.encounter_id])
+    log.add("cancellation_applied", [("transfer_cancelled", f"The EHR cancelled the transfer; the patient is back "
+                                                            f"in bed {target_id}.")],
+            unit=bed.unit, bed_id=target_id, **common)
+
+
+def _reopen(event: Cancellation, state: HospitalState, ctx: HandlerContext, log: DecisionLog, at: str) -> None:
+    enc = state.encounter(event.encounter_id)
+    if enc is None:
+        raise EventRejected("unknown_encounter", "encounter_id",
+                            "cancellations: field 'encounter_id' refers to no encounter (never admitted)")
+    if enc.patient_id != event.patient_id:
+        raise EventRejected("patient_mismatch", "patient_id",
+                            "cancellations: field 'patient_id' is not the patient of this encounter")
+    if enc.status != "discharged":
+        raise EventRejected("impossible_transition", "cancels",
+                            "cancellations: the encounter is not discharged, so there is no discharge to cancel")
+    if state.open_encounter_of(enc.patient_id) is not None:
+        raise EventRejected("impossible_transition", "patient_id",
+                            "cancellations: the patient already has another open encounter")
+    common = dict(patient_id=enc.patient_id, encounter_id=enc.encounter_id)
+    state.set_open_encounter(enc.patient_id, enc.encounter_id)
+    if event.bed_id is not None:
+        bed = state.hospital.bed(event.bed_id)
+        if bed is None:
+            raise EventRejected("unknown_bed", "bed_id", "cancellations: field 'bed_id' names no bed of this hospital")
+        current = state.bed(event.bed_id)
+        if current.status in ("occupied", "held"):
+            raise EventRejected("impossible_transition", "bed_id",
+                                "cancellations: field 'bed_id' is a bed occupied or held for another patient")
+        enc = enc.derive(status="placed", bed_id=event.bed_id, unit=bed.unit, waiting_since=None)
+        _occupy(state, event.bed_id, enc, at)
+        state.set_encounter(enc)
+        log.add("cancellation_applied", [("discharge_cancelled", f"The EHR cancelled the discharge; the stay is open "
+                                                                 f"again in bed {event.bed_id}.")],
+                unit=bed.unit, bed_id=event.bed_id, **common)
+        return
+    log.add("cancellation_applied", [("discharge_cancelled", "The EHR cancelled the discharge; the stay is open again "
+                                                             "and needs a bed.")], **common)
+    if enc.target_unit:
+        _arrive(state, ctx, log, enc.derive(waiting_since=None), at,
+                ("discharge_cancelled", "The stay reopened by a cancelled discharge needs a bed."))
+    else:
+        state.set_encounter(enc.derive(status="awaiting_confirmation"))
+
+
+def handle_swap(event: Swap, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
+    """Two patients exchanged beds at once (as the EHR records it, like a transfer)."""
+    at = _ts(event)
+    one = _open_encounter(state, "swaps", event.patient_id, event.encounter_id)
+    two = _open_encounter(state, "swaps", event.other_patient_id, event.other_encounter_id)
+    if not one.bed_id or not two.bed_id:
+        field_name = "encounter_id" if not one.bed_id else "other_encounter_id"
+        raise EventRejected("impossible_transition", field_name, f"swaps: field '{field_name}' is not in a bed, "
+                                                                 "so there is nothing to swap")
+    bed_one, bed_two = one.bed_id, two.bed_id
+    unit_one, unit_two = state.hospital.bed(bed_one).unit, state.hospital.bed(bed_two).unit  # type: ignore[union-attr]
+    one = one.derive(status="placed", bed_id=bed_two, unit=unit_two)
+    two = two.derive(status="placed", bed_id=bed_one, unit=unit_one)
+    _occupy(state, bed_two, one, at)
+    _occupy(state, bed_one, two, at)
+    state.set_encounter(one)
+    state.set_encounter(two)
+    for enc, bed_id, unit, was in ((one, bed_two, unit_two, bed_one), (two, bed_one, unit_one, bed_two)):
+        log.add("swap_applied", [("beds_swapped", f"The EHR swapped two patients' beds: this patient moved from "
+                                                  f"{was} to {bed_id}.")],
+                patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=unit, bed_id=bed_id)
+
+
 HANDLERS: dict[type, Callable[..., None]] = {
     Admission: handle_admission,
     Transfer: handle_transfer,
@@ -449,6 +598,8 @@ HANDLERS: dict[type, Callable[..., None]] = {
     Vitals: handle_vitals,
     Override: handle_override,
     PageAck: handle_page_ack,
+    Cancellation: handle_cancellation,
+    Swap: handle_swap,
 }
 
 

@@ -18,6 +18,7 @@ from streams.contract import (
     OUTPUT_MODELS,
     Admission,
     BedStatusChange,
+    Cancellation,
     DeadLetter,
     Decision,
     Discharge,
@@ -25,6 +26,7 @@ from streams.contract import (
     PageAck,
     PredictionOut,
     ReasonOut,
+    Swap,
     Transfer,
     Vitals,
     encode_output,
@@ -58,6 +60,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "bed_id": "B3",
     },
     "page-acks": {**BASE, "page_id": "pg1", "clinician_id": "C1"},
+    "cancellations": {**BASE, **ENC, "cancels": "transfer", "bed_id": "B12"},
+    "swaps": {**BASE, **ENC, "other_patient_id": "P2", "other_encounter_id": "E2"},
 }
 
 MODEL_OF = {
@@ -68,6 +72,8 @@ MODEL_OF = {
     "bed-status": BedStatusChange,
     "overrides": Override,
     "page-acks": PageAck,
+    "cancellations": Cancellation,
+    "swaps": Swap,
 }
 
 

@@ -70,7 +70,7 @@ FORBIDDEN_LABELS = frozenset({
 })
 
 TOPIC_NAMES = ("admissions", "vitals", "transfers", "discharges", "bed-status", "overrides", "page-acks",
-               "decisions", "dead-letters", "feedback")
+               "cancellations", "swaps", "decisions", "dead-letters", "feedback")
 WORKER_PORTS = ("9108", "6066")
 DATASOURCE_UID = "wardflow-prometheus"
 REQUIRED_ALERTS = {
@@ -644,3 +644,9 @@ def test_promtool_checks_config_rules_and_rule_unit_tests(tmp_path: Path) -> Non
     tests.write_text(textwrap.dedent(RULE_TESTS).format(alerts=json.dumps(str(ALERTS))))
     result = subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_topic_list_covers_the_contract() -> None:
+    from streams.contract import INPUT_MODELS, OUTPUT_MODELS
+
+    assert set(TOPIC_NAMES) == {*INPUT_MODELS, *OUTPUT_MODELS}

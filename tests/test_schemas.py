@@ -24,7 +24,7 @@ def required_of(model: Any) -> set[str]:
 
 def test_write_schemas_writes_one_valid_file_per_topic(tmp_path: Path) -> None:
     paths = write_schemas(tmp_path / "out")
-    assert len(paths) == len(TOPICS) == 10
+    assert len(paths) == len(TOPICS) == 12
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         f"wardflow.{topic}.schema.json" for topic in TOPICS
     )

@@ -57,4 +57,4 @@ def test_schemas_command_writes_one_file_per_topic(tmp_path, capsys):
     assert main(["schemas", "--out", str(tmp_path)]) == 0
     written = sorted(p.name for p in tmp_path.iterdir())
     assert "wardflow.admissions.schema.json" in written and "wardflow.dead-letters.schema.json" in written
-    assert len(written) == 10  # 7 input topics, decisions, dead-letters, feedback
+    assert len(written) == 12  # 9 input topics, decisions, dead-letters, feedback
