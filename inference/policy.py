@@ -96,6 +96,7 @@ class Esi2(_M):
     infant_fever_at_least: Num
     under5_resp_rate_above: Num
     apnoea_episodes: Flag
+    news2_score_at_least: Num
 
 
 class DangerBand(_M):

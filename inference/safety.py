@@ -100,6 +100,9 @@ def floors(sig: Signals, age: float, model_acuity: int | None, policy: TriagePol
             add("news2_heart_rate", 2, f"HR {_g(hr_hi)}", e2.adult_heart_rate_at_least)
         if hr_lo is not None and hr_lo <= e2.adult_heart_rate_at_most.value:
             add("news2_heart_rate", 2, f"HR {_g(hr_lo)}", e2.adult_heart_rate_at_most)
+        news = sig.highest("news2")
+        if news is not None and news >= e2.news2_score_at_least.value:
+            add("news2_score", 2, f"NEWS2 {_g(news)}", e2.news2_score_at_least)
     t_lo, t_hi = sig.lowest("temperature_c"), sig.highest("temperature_c")
     if t_lo is not None and t_lo <= e2.temperature_at_most.value:
         add("hypothermia", 2, f"T {_g(t_lo)} C", e2.temperature_at_most)

@@ -85,6 +85,7 @@ class Signals:
     gestation_weeks: float | None = None
     postpartum: bool = False
     hypercapnic_target: bool = False    # a stated SpO2 target of 88-92% (BTS; NEWS2 scale 2)
+    news2: tuple[Value, ...] = ()       # a NEWS2 total stated in the note
     ignored: tuple[Ignored, ...] = field(default_factory=tuple)
 
     # worst values -------------------------------------------------------------------------
@@ -141,7 +142,7 @@ _SPO2_KW = (r"(?:spo2|sp\s?o2|spo₂|sao2|o2\s*sat(?:uration)?s?|oxygen\s+sat(?:
 _HR_KW = (r"(?:hr|heart\s*rate|pulse(?:\s+rate)?|p|pr|ventricular\s+rate|apex(?:\s+beat)?|"
           r"(?:fast\s+)?af(?:\s+(?:at|@|with\s+(?:a\s+)?rate\s+of|rate))?|svt(?:\s+(?:at|@))?|"
           r"sinus\s+tach(?:y|ycardia)?(?:\s+(?:at|@))?|tachycardic(?:\s+(?:at|to|@))?|"
-          r"bradycardic(?:\s+(?:at|to|@))?|(?:complete\s+heart\s+block|chb)(?:,?\s+(?:at|with\s+(?:a\s+)?rate\s+of|rate))?)")
+          r"bradycardic(?:\s+(?:at|to|@))?|(?:(?:broad|narrow)\s+complex\s+)?tachy(?:cardia)?(?:\s+(?:at|of|@))?|(?:complete\s+heart\s+block|chb)(?:,?\s+(?:at|with\s+(?:a\s+)?rate\s+of|rate))?)")
 _RR_KW = (r"(?:rr|resp(?:iratory)?\s*rate|resps?|respirations?|r|breathing\s+(?:at|rate(?:\s+of)?)|"
           r"tachypno(?:e|ei)c(?:\s+(?:at|to|@))?)")
 _TEMP_KW = r"(?:temp(?:erature)?|t|tymp(?:anic)?|pyrexi(?:a|al)|febrile|fever(?:\s+of)?|core\s+temp)"
@@ -219,7 +220,9 @@ _GESTATION = re.compile(
     r"\b(?P<w>\d{1,2})(?:\s*\+\s*\d)?\s*/\s*40\b"
     r"|\b(?P<w2>\d{1,2})(?:\s*\+\s*\d)?\s*(?:weeks?|wks?|/52)['’]?\s*(?:pregnant|gestation|preg\b|pg\b|pregnancy|"
     r"of\s+pregnancy|ga\b|into\s+(?:her\s+)?pregnancy|iup)"
-    r"|\b(?:ga|gestation(?:al\s+age)?|pregnant)\s*(?:of|at|,)?\s*(?P<w3>\d{1,2})(?:\s*\+\s*\d)?\s*(?:weeks?|wks?|/40|/52)", _I)
+    r"|\b(?:ga|gestation(?:al\s+age)?|pregnant)\s*(?:of|at|,)?\s*(?P<w3>\d{1,2})(?:\s*\+\s*\d)?\s*(?:weeks?|wks?|/40|/52)"
+    r"|\b(?:i'?m|i\s+am|she\s+is|she's|currently|now)\s+(?P<w4>\d{1,2})(?:\s*\+\s*\d)?\s*(?:weeks?|wks?)\b(?!\s+(?:ago|of|since|post))",
+    _I)
 _PREGNANT = re.compile(r"(?P<pre>\b(?:\w+\W+){0,3})(?P<w>pregnant|pregnancy|\biup\b|primigravida|multigravida|"
                        r"\bprimip\b|\bmultip\b)", _I)
 _PREG_NEG = re.compile(r"\b(?:not|never|no|denies|denied|negative|neg|could|possib\w*|chance|if|trying|planning|"
@@ -227,18 +230,19 @@ _PREG_NEG = re.compile(r"\b(?:not|never|no|denies|denied|negative|neg|could|poss
 _PREG_POS_AFTER = re.compile(r"^\s*(?:test|upt|hcg)?\s*(?:is\s+|was\s+|:\s*)?(?:positive|pos\b|\+ve)", _I)
 _PREG_NEG_AFTER = re.compile(r"^\s*(?:tests?|status|unknown|unlikely|excluded|ruled\s+out|negative|neg\b|"
                              r"(?:is\s+|was\s+)(?:negative|neg\b|excluded|unlikely))", _I)
-_POSTPARTUM = re.compile(r"\b(?:post-?partum|post-?natal|puerper\w+|(?:day|d)\s*\d+\s+post\s+(?:delivery|partum|lscs|"
-                         r"c-?section|caesarean|nvd|svd)|\d+\s+(?:days?|weeks?)\s+(?:post|after)\s+(?:delivery|"
+_POSTPARTUM = re.compile(r"\b(?:post-?partum|post-?natal|puerper\w+|(?:day|d)\s*\d+\s+(?:post|after)\s+(?:\w+\s+)?"
+                         r"(?:delivery|partum|lscs|c-?section|caesarean|nvd|svd|birth)|\d+\s+(?:days?|weeks?)\s+(?:post|after)\s+(?:delivery|"
                          r"birth|lscs|c-?section|caesarean|nvd|svd|giving\s+birth))\b", _I)
 _HYPERCAPNIC = re.compile(r"(?:target|aim|goal|keep)\w*\W+(?:\w+\W+){0,3}88\s*(?:-|–|to)\s*92|\bscale\s*2\b|"
                           r"co2\s+retainer|retains\s+co2|hypercapnic\s+(?:resp\w*\s+)?failure", _I)
+_NEWS = re.compile(r"(?<![\w/])news\s*2?\s*(?:score)?\s*(?:of|=|:|was|is)?\s*(?P<a>\d{1,2})(?!\.?\d)", _I)
 _NUMBERED = re.compile(r"^\d{1,3}(?:\.\d+)?$")
 
 # plausible ranges (inclusive) per sign, in the stored unit
 PLAUSIBLE: dict[str, tuple[float, float]] = {
     "spo2": (40.0, 100.0), "heart_rate": (10.0, 300.0), "resp_rate": (1.0, 80.0), "systolic": (30.0, 300.0),
     "diastolic": (10.0, 200.0), "gcs": (3.0, 15.0), "temperature_c": (25.0, 45.0), "glucose_mmol": (0.5, 100.0),
-    "ketones_mmol": (0.0, 20.0), "lactate_mmol": (0.0, 30.0),
+    "ketones_mmol": (0.0, 20.0), "lactate_mmol": (0.0, 30.0), "news2": (0.0, 20.0),
 }
 
 
@@ -263,7 +267,7 @@ def _value(m: re.Match, *, decade_width: float = 10.0) -> tuple[float, float]:
 
 def _not_today(text: str, start: int) -> bool:
     """A target, goal or baseline just before the sign's name: not today's reading."""
-    window = re.split(r"[.;\n]\s", text[max(0, start - 40):start] + " ")[-1]
+    window = re.split(r"[.;\n]\s|,", text[max(0, start - 40):start] + " ")[-1]
     return bool(_NOT_TODAY.search(window.rstrip() + " " if window.strip() else ""))
 
 
@@ -290,7 +294,7 @@ def _oxygen_context(text: str, m: re.Match) -> bool | None:
 class _Collector:
     def __init__(self) -> None:
         self.values: dict[str, list] = {k: [] for k in ("spo2", "blood_pressure", "heart_rate", "resp_rate", "gcs",
-                                                        "temperature_c", "glucose_mmol", "ketones_mmol", "lactate_mmol")}
+                                                        "temperature_c", "glucose_mmol", "ketones_mmol", "lactate_mmol", "news2")}
         self.ignored: list[Ignored] = []
         self.seen: set[tuple[str, int]] = set()
 
@@ -322,6 +326,10 @@ def parse_signals(text: str) -> Signals:
     _read_glucose(t, c)
     _read_ketones(t, c)
     _read_simple(t, c, _LAC, "lactate_mmol", decade=1.0)
+    for m in _NEWS.finditer(t):
+        v = float(m.group("a"))
+        if c.plausible("news2", v, v, f"{v:g}"):
+            c.add("news2", Value(v, v), m.start("a"))
     gestation, pregnant = _pregnancy(t)
     return Signals(
         spo2=tuple(c.values["spo2"]), blood_pressure=tuple(c.values["blood_pressure"]),
@@ -331,7 +339,7 @@ def parse_signals(text: str) -> Signals:
         ketones_mmol=tuple(c.values["ketones_mmol"]), lactate_mmol=tuple(c.values["lactate_mmol"]),
         apnoeic=_apnoeic(t), apnoea_episodes=bool(_APNOEA_EPISODES.search(t)), pulseless=_pulseless(t),
         pregnant=pregnant, gestation_weeks=gestation, postpartum=bool(_POSTPARTUM.search(t)),
-        hypercapnic_target=bool(_HYPERCAPNIC.search(t)), ignored=tuple(c.ignored))
+        hypercapnic_target=bool(_HYPERCAPNIC.search(t)), news2=tuple(c.values["news2"]), ignored=tuple(c.ignored))
 
 
 # ------------------------------------------------------------------------------ readers
@@ -544,7 +552,7 @@ def _apnoeic(t: str) -> bool:
 def _pregnancy(t: str) -> tuple[float | None, bool]:
     weeks: float | None = None
     for m in _GESTATION.finditer(t):
-        w = float(m.group("w") or m.group("w2") or m.group("w3"))
+        w = float(m.group("w") or m.group("w2") or m.group("w3") or m.group("w4"))
         if 4 <= w <= 43:
             weeks = w if weeks is None else max(weeks, w)
     pregnant = weeks is not None

@@ -237,3 +237,8 @@ def test_every_threshold_names_a_listed_source():
                 walk(v)
 
     walk(raw["safety"])
+
+
+@pytest.mark.parametrize("news, level", [(7, 2), (6, None)])
+def test_stated_news2_total(news, level):
+    assert floor_level(f"NEWS2 {news}") == level

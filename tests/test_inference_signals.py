@@ -214,3 +214,21 @@ def test_a_whole_handover():
     assert one(s.heart_rate) == 128 and s.lowest_bp().systolic.low == 76 and one(s.resp_rate) == 26
     assert s.spo2[0].on_oxygen is True and one(s.gcs) == 14 and one(s.glucose_mmol) == 6.2
     assert one(s.temperature_c) == 36.1 and s.ignored == ()
+
+
+def test_a_comma_clause_with_usual_does_not_hide_the_next_reading():
+    assert one(parse_signals("Feeding <50% usual, sats 91% RA").spo2) == 91
+
+
+def test_news2_total_and_postpartum_after_delivery():
+    s = parse_signals("Day 5 after normal delivery. NEWS 9.")
+    assert s.postpartum and one(s.news2) == 9
+
+
+def test_broad_complex_tachycardia_rate():
+    assert one(parse_signals("Broad complex tachy 180 on monitor").heart_rate) == 180
+
+
+def test_weeks_pregnant_said_by_the_patient():
+    s = parse_signals("I'm 32 weeks and the baby has been quiet; cough for 2 weeks")
+    assert s.pregnant and s.gestation_weeks == 32
