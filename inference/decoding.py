@@ -39,7 +39,7 @@ class Decoded:
     needs: tuple[str, ...]
     uncertain: bool
     unit_confidence: float       # P(chosen unit) after the age consistency (under-16 merge)
-    acuity_confidence: float     # P(chosen acuity)
+    acuity_confidence: float     # P(chosen acuity), or 1 - P(truth more urgent) (policy `acuity_confidence`)
     model_unit: str              # the argmax, before decoding
     model_acuity: int
     reasons: tuple[Reason, ...]
@@ -178,7 +178,11 @@ def decode(unit_p: Sequence[float], acuity_p: Sequence[float], need_p: Sequence[
             reasons.append(Reason("safety_need", f"Need {nf.need}: {nf.finding} ({nf.source})."))
     needs_t = tuple(n for n in labels.needs if n in needs)
 
-    unit_conf, acuity_conf = float(up[ui]), float(acuity_p[ai])
+    unit_conf = float(up[ui])
+    if d.acuity_confidence == "top":
+        acuity_conf = float(acuity_p[ai])
+    else:  # the chance that the truth is not more urgent than the chosen level
+        acuity_conf = 1.0 - sum(float(acuity_p[i]) for i in range(ai))
     raised = any(r.code == "safety_floor" for r in reasons)
     uncertain = unit_conf < threshold or acuity_conf < threshold or (raised and policy.safety.flag_uncertain_when_raised)
     return Decoded(unit=units[ui], acuity=int(levels[ai]), needs=needs_t, uncertain=bool(uncertain),

@@ -135,6 +135,7 @@ class Decoding(_M):
     acuity_cost: tuple[tuple[float, ...], ...]
     unit_weight: float = Field(1.0, ge=0)
     discharge_miss_cost: float = Field(2.0, ge=0)
+    acuity_confidence: Literal["top", "not_under"] = "top"
     urgent_levels: tuple[int, ...] = (1, 2)
     icu_unit: str = "ICU"
     discharge_unit: str = "DISCHARGE"

@@ -195,9 +195,9 @@ def test_a_child_admitted_goes_to_paediatrics_with_the_specialty_mass():
 
 
 def test_expected_cost_picks_the_more_urgent_level_when_urgency_is_likely_enough():
-    costs = expected_acuity_costs([0.0, 0.3, 0.7, 0.0, 0.0], POLICY)
-    assert costs.index(min(costs)) == 1   # P(ESI 2) = 0.3: ESI 2 (argmax 3)
-    costs = expected_acuity_costs([0.0, 0.15, 0.85, 0.0, 0.0], POLICY)
+    costs = expected_acuity_costs([0.0, 0.45, 0.55, 0.0, 0.0], POLICY)
+    assert costs.index(min(costs)) == 1   # P(ESI 2) = 0.45: ESI 2 although 3 is more likely
+    costs = expected_acuity_costs([0.0, 0.35, 0.65, 0.0, 0.0], POLICY)
     assert costs.index(min(costs)) == 2
 
 
@@ -214,7 +214,7 @@ def test_policy_checks(tmp_path: Path):
     bad.write_text(text.replace("source: NEWS2}", "source: NOPE}", 1))
     with pytest.raises(ModelConfigError, match="NOPE"):
         load_policy(bad)
-    bad.write_text(text.replace("- [0, 3, 6, 9, 12]", "- [1, 3, 6, 9, 12]"))
+    bad.write_text(text.replace("- [0, 1.5, 3, 4.5, 6]", "- [1, 1.5, 3, 4.5, 6]"))
     with pytest.raises(ModelConfigError, match="diagonal"):
         load_policy(bad)
     with pytest.raises(ModelConfigError, match="acuity levels"):
