@@ -181,25 +181,17 @@ def cmd_evaluate(args) -> int:
 
 
 def _handwritten(args, labels):
-    """The hand-written evaluation notes: --handwritten FILE, else the packaged set when the model's label set
-    covers it (a model trained on other labels is told so, not failed)."""
-    from inference.data import load_files
-    from inference.evaluate_decoded import DEFAULT_HANDWRITTEN
-    from inference.exceptions import TrainingDataError
+    """--handwritten FILE, else the packaged set when the model's label set covers it (a model trained on other
+    labels is told so, not failed)."""
+    from inference.evaluate_decoded import load_handwritten
 
     if args.no_handwritten:
         return None, ""
-    if args.handwritten:
-        path = Path(args.handwritten)
-        exs, _ = load_files([path], labels, require_train=False)
-        return exs, str(path)
-    try:
-        exs, _ = load_files([DEFAULT_HANDWRITTEN], labels, require_train=False)
-    except TrainingDataError as exc:
-        print(f"wardflow evaluate: the packaged hand-written notes do not fit this model's label set ({exc}); "
-              f"pass --handwritten FILE with notes labelled in its labels", file=sys.stderr)
+    exs, name = load_handwritten(labels, Path(args.handwritten) if args.handwritten else None)
+    if exs is None:
+        print(f"wardflow evaluate: {name}; pass --handwritten FILE with notes labelled in its labels", file=sys.stderr)
         return None, ""
-    return exs, "inference/eval/" + DEFAULT_HANDWRITTEN.name
+    return exs, name
 
 
 def cmd_export(args) -> int:

@@ -154,6 +154,23 @@ def signals_alone(exs: Sequence[Example], policy: TriagePolicy) -> dict:
             "esi_3_5_given_a_more_urgent_floor": wrong, "n_true_esi_3_5": n_other}
 
 
+def load_handwritten(labels: LabelSet, path: Path | None = None) -> tuple[list[Example] | None, str]:
+    """The hand-written evaluation notes: `path`, else the packaged set when the label set covers it.
+    (examples, name), or (None, why not) for the packaged set under another label set; an explicit
+    file that does not fit raises `TrainingDataError` naming the row and field."""
+    from inference.data import load_files
+    from inference.exceptions import TrainingDataError
+
+    if path is not None:
+        exs, _ = load_files([Path(path)], labels, require_train=False)
+        return exs, str(path)
+    try:
+        exs, _ = load_files([DEFAULT_HANDWRITTEN], labels, require_train=False)
+    except TrainingDataError as exc:
+        return None, f"the packaged hand-written notes do not fit this model's label set ({exc})"
+    return exs, "inference/eval/" + DEFAULT_HANDWRITTEN.name
+
+
 SUMMARY_KEYS = ("unit_macro_f1", "unit_accuracy", "acuity_exact", "acuity_within_one", "under_triage_esi_1_2",
                 "under_triaged", "under_triaged_not_flagged", "esi_1_2_sent_home", "over_triage_esi_3_5",
                 "needs_micro_f1", "unit_ece", "acuity_ece", "flagged_rate", "unit_accuracy_not_flagged",
