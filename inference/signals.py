@@ -249,9 +249,8 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
 def _value(m: re.Match, *, decade_width: float = 10.0) -> tuple[float, float]:
     a = float(m.group("a"))
     b = m.groupdict().get("b")
-    if b is not None:
-        lo, hi = sorted((a, float(b)))
-        return lo, hi
+    if b is not None and float(b) >= a:  # "88-90"; "32 - 2 syncopal episodes" is a list, not a range
+        return a, float(b)
     if m.groupdict().get("dec"):
         base = a
         mod = (m.group("mod") or "").lower()
@@ -313,9 +312,89 @@ class _Collector:
         self.values[sign].append(value)
 
 
+_UNIT_W = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                        "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS_W = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i >= 2}
+_NUM_WORD = re.compile(r"\b(?:" + "|".join(list(_UNIT_W) + list(_TENS_W)) + r")\b", _I)
+
+
+def _two_digit(ws: list[str], i: int) -> tuple[int, int] | None:
+    """A number below 100 at ws[i]: (value, words used)."""
+    w = ws[i] if i < len(ws) else ""
+    if w in _TENS_W:
+        if i + 1 < len(ws) and ws[i + 1] in _UNIT_W and 0 < _UNIT_W[ws[i + 1]] < 10:
+            return _TENS_W[w] + _UNIT_W[ws[i + 1]], 2
+        return _TENS_W[w], 1
+    if w in _UNIT_W:
+        return _UNIT_W[w], 1
+    return None
+
+
+def _spoken_number(ws: list[str], i: int) -> tuple[str, int] | None:
+    """The number spoken at ws[i] ("one twenty", "a hundred and ten", "one oh five", "thirty nine point two",
+    "eighty eight"): (digits, words used), or None."""
+    w = ws[i]
+    val, n = None, 0
+    if w in ("a", "one", "two") and i + 1 < len(ws) and ws[i + 1] == "hundred":
+        h = 2 if w == "two" else 1
+        j = i + 2 + (1 if i + 2 < len(ws) and ws[i + 2] == "and" else 0)
+        rest = _two_digit(ws, j) if j < len(ws) else None
+        val, n = (h * 100 + rest[0], j - i + rest[1]) if rest else (h * 100, 2)
+    elif w in ("one", "two") and i + 1 < len(ws) and ws[i + 1] == "oh" and i + 2 < len(ws) \
+            and ws[i + 2] in _UNIT_W and _UNIT_W[ws[i + 2]] < 10:
+        val, n = (100 if w == "one" else 200) + _UNIT_W[ws[i + 2]], 3
+    elif w in ("one", "two") and i + 1 < len(ws) and (ws[i + 1] in _TENS_W or
+                                                      (ws[i + 1] in _UNIT_W and _UNIT_W[ws[i + 1]] >= 10)):
+        rest = _two_digit(ws, i + 1)
+        val, n = (100 if w == "one" else 200) + rest[0], 1 + rest[1]
+    else:
+        r = _two_digit(ws, i)
+        if r is None:
+            return None
+        val, n = r
+    out = str(val)
+    k = i + n
+    if k + 1 < len(ws) and ws[k] == "point" and ws[k + 1] in _UNIT_W and _UNIT_W[ws[k + 1]] < 10:
+        digits = []
+        k += 1
+        while k < len(ws) and ws[k] in _UNIT_W and _UNIT_W[ws[k]] < 10 and len(digits) < 2:
+            digits.append(str(_UNIT_W[ws[k]]))
+            k += 1
+        out += "." + "".join(digits)
+        n = k - i
+    return out, n
+
+
+def spoken_numbers_to_digits(text: str) -> str:
+    """Numbers dictated in words ("sats eighty eight percent", "BP one oh five over seventy") as digits, so
+    speech-to-text notes read like typed ones. Other words are kept as they are."""
+    if not _NUM_WORD.search(text):
+        return text
+    tokens = re.split(r"(\s+)", text)
+    words = [t.lower().strip(",.;:") for t in tokens]
+    idx = [k for k, t in enumerate(tokens) if t.strip()]
+    ws = [words[k] for k in idx]
+    out_tokens = list(tokens)
+    i = 0
+    while i < len(ws):
+        starts = ws[i] in _UNIT_W or ws[i] in _TENS_W or (ws[i] == "a" and ws[i + 1:i + 2] == ["hundred"])
+        r = _spoken_number(ws, i) if starts else None
+        if r is None:
+            i += 1
+            continue
+        digits, n = r
+        first, last = idx[i], idx[i + n - 1]
+        trail = tokens[last][len(tokens[last].rstrip(",.;:")):]
+        out_tokens[first] = digits + trail
+        for k in range(first + 1, last + 1):
+            out_tokens[k] = ""
+        i += n
+    return re.sub(r"[ \t]{2,}", " ", "".join(out_tokens)).replace("percent", "%")
+
+
 def parse_signals(text: str) -> Signals:
     """Every measured signal the note states, as typed values (see the module docstring)."""
-    t = text or ""
+    t = spoken_numbers_to_digits(text or "")
     c = _Collector()
     _read_spo2(t, c)
     _read_bp(t, c)
@@ -367,8 +446,8 @@ def _read_bp(t: str, c: _Collector) -> None:
         if _not_today(t, m.start()):
             continue
         s = float(m.group("s"))
-        if m.group("s2"):
-            lo, hi = sorted((s, float(m.group("s2"))))
+        if m.group("s2") and float(m.group("s2")) >= s:
+            lo, hi = s, float(m.group("s2"))
         elif m.group("dec"):
             lo, hi = _value(_FakeDecade(s, m.group("mod")))
         else:

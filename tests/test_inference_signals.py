@@ -232,3 +232,31 @@ def test_broad_complex_tachycardia_rate():
 def test_weeks_pregnant_said_by_the_patient():
     s = parse_signals("I'm 32 weeks and the baby has been quiet; cough for 2 weeks")
     assert s.pregnant and s.gestation_weeks == 32
+
+
+@pytest.mark.parametrize("text, sign, value", [
+    ("her sats are eighty eight percent on room air", "spo2", 88),
+    ("heart rate is one twenty and irregular", "heart_rate", 120),
+    ("heart rate a hundred and thirty two", "heart_rate", 132),
+    ("blood pressure one oh five over seventy", "blood_pressure", 105),
+    ("temperature thirty nine point two", "temperature_c", 39.2),
+    ("GCS eight", "gcs", 8),
+    ("resp rate twenty eight", "resp_rate", 28),
+])
+def test_dictated_numbers_in_words(text, sign, value):
+    s = parse_signals(text)
+    got = s.lowest(sign)
+    assert got == value
+
+
+def test_dictated_oxygen_context_and_plain_words_untouched():
+    from inference.signals import spoken_numbers_to_digits
+
+    s = parse_signals("sats ninety one percent on two litres")
+    assert one(s.spo2) == 91 and s.spo2[0].on_oxygen is True
+    assert spoken_numbers_to_digits("a cup of tea and a biscuit") == "a cup of tea and a biscuit"
+
+
+def test_a_dash_between_list_items_is_not_a_range():
+    s = parse_signals("complete heart block, ventricular rate 32 - 2 syncopal episodes today")
+    assert one(s.heart_rate) == 32 and s.ignored == ()
