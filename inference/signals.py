@@ -134,7 +134,7 @@ GAP_WORDS = (r"(?:[:=~\-]|of|at|was|were|is|are|only|approx\.?|around|about|roug
              r"on\s+\d{1,2}(?:\.\d)?\s*(?:l|lpm|litres?|liters?|l/min)\b(?:\s*(?:o2|oxygen))?(?:\s+via\s+\w+)?|"
              r"on\s+(?:o2|oxygen|nrb|non[- ]?rebreather|high[- ]flow|hfno|cpap|niv|bipap|nasal\s+cannulae?|nc)|"
              r"mmhg|bpm|/min|sat(?:uration)?s?|rate|level|reading|capillary|venous|vbg|abg|blood)")
-GAP = rf"(?P<gap>(?:\s*{GAP_WORDS})*\s*)"
+GAP = rf"(?P<gap>(?:\s*{GAP_WORDS}){{0,4}}\s*)"  # bounded: no backtracking blow-up on "sats sats sats ..."
 AFTER_NUM = r"(?![\d.]*\d)(?!st\b|nd\b|rd\b|th\b)"
 
 _SPO2_KW = (r"(?:spo2|sp\s?o2|spo₂|sao2|o2\s*sat(?:uration)?s?|oxygen\s+sat(?:uration)?s?|sats?|saturations?|"
