@@ -169,7 +169,11 @@ class OnnxTriageModel:
             probs = self._probs_isolating_failures(ids, meta, good, requests, results)
             for j, i in enumerate(good):
                 if results[i] is None:
-                    results[i] = self._prediction(requests[i], {k: v[j] for k, v in probs.items()})
+                    try:
+                        results[i] = self._prediction(requests[i], {k: v[j] for k, v in probs.items()})
+                    except Exception:  # noqa: BLE001 - never an unchecked prediction; this request fails alone
+                        results[i] = PredictionFailed(requests[i].id, "safety_check_failed",
+                                                      "the safety layer could not read field 'text'")
         return results  # type: ignore[return-value]
 
     def _probs_isolating_failures(self, ids, meta, good, requests, results) -> dict[str, np.ndarray]:

@@ -110,6 +110,23 @@ def test_served_prediction_applies_the_safety_floor_with_reasons(int8_dir):
     assert shocked.to_dict()["reasons"][0]["code"]
 
 
+def test_a_safety_layer_failure_fails_that_request_alone(int8_dir, monkeypatch):
+    from inference import serving
+    from inference.serving import OnnxTriageModel
+
+    real = serving.decode
+
+    def flaky(*a, text, **kw):
+        if "boom" in text:
+            raise ValueError("parser bug")
+        return real(*a, text=text, **kw)
+
+    monkeypatch.setattr(serving, "decode", flaky)
+    m = OnnxTriageModel.load(int8_dir, threads=1)
+    ok, bad = m.predict_batch([TriageRequest("1", "small cut on finger", 30, "F"), TriageRequest("2", "boom", 30, "F")])
+    assert ok.target_unit and bad.code == "safety_check_failed" and "boom" not in bad.message
+
+
 def test_predict_command_round_trip_with_bad_line(int8_dir, tmp_path, capsys):
     from inference import commands
 
