@@ -185,6 +185,11 @@ def decode(unit_p: Sequence[float], acuity_p: Sequence[float], need_p: Sequence[
         acuity_conf = 1.0 - sum(float(acuity_p[i]) for i in range(ai))
     raised = any(r.code == "safety_floor" for r in reasons)
     uncertain = unit_conf < threshold or acuity_conf < threshold or (raised and policy.safety.flag_uncertain_when_raised)
+    risk = sum(float(acuity_p[i]) for i in range(ai))  # P(truth more urgent than the served level)
+    if d.flag_urgent_risk_at_least is not None and ai > 0 and risk >= d.flag_urgent_risk_at_least:
+        reasons.append(Reason("urgency_risk", f"P(more urgent than ESI {int(levels[ai])}) = {risk:.2f}: a clinician "
+                                              f"confirms the acuity."))
+        uncertain = True
     return Decoded(unit=units[ui], acuity=int(levels[ai]), needs=needs_t, uncertain=bool(uncertain),
                    unit_confidence=unit_conf, acuity_confidence=acuity_conf, model_unit=model_unit,
                    model_acuity=model_acuity, reasons=tuple(reasons), floors=tuple(fl))

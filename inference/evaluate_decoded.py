@@ -44,7 +44,9 @@ def _predict(probs: dict[str, np.ndarray], exs: Sequence[Example], labels: Label
             out["acuity"].append(int(d.acuity))
             out["needs"].append([int(n in d.needs) for n in labels.needs])
             out["uncertain"].append(d.uncertain)
-            out["conf"].append(0.0 if (d.raised and policy.safety.flag_uncertain_when_raised) else d.confidence)
+            always = (d.raised and policy.safety.flag_uncertain_when_raised) or any(
+                r.code == "urgency_risk" for r in d.reasons)  # flagged whatever the threshold
+            out["conf"].append(0.0 if always else d.confidence)
             out["raised"].append(d.raised)
             out["reasons"].append([r.to_dict() for r in d.reasons])
         else:

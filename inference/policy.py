@@ -136,6 +136,7 @@ class Decoding(_M):
     unit_weight: float = Field(1.0, ge=0)
     discharge_miss_cost: float = Field(2.0, ge=0)
     acuity_confidence: Literal["top", "not_under"] = "top"
+    flag_urgent_risk_at_least: float | None = Field(None, ge=0, le=1)
     urgent_levels: tuple[int, ...] = (1, 2)
     icu_unit: str = "ICU"
     discharge_unit: str = "DISCHARGE"

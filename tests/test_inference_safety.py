@@ -242,3 +242,12 @@ def test_every_threshold_names_a_listed_source():
 @pytest.mark.parametrize("news, level", [(7, 2), (6, None)])
 def test_stated_news2_total(news, level):
     assert floor_level(f"NEWS2 {news}") == level
+
+
+def test_a_real_chance_of_more_urgency_flags_the_prediction():
+    up = [0.0, 0.0, 0.0, 0.95, 0.01, 0.01, 0.01, 0.0, 0.01, 0.01]
+    d = decode(up, [0.0, 0.25, 0.7, 0.05, 0.0], [0.0] * 7, L, age=40, text="", policy=POLICY, threshold=0.6)
+    assert d.acuity == 3 and d.uncertain          # 0.7 is confident, but P(ESI 1-2) = 0.25
+    assert any(r.code == "urgency_risk" and "0.25" in r.text for r in d.reasons)
+    d = decode(up, [0.0, 0.1, 0.85, 0.05, 0.0], [0.0] * 7, L, age=40, text="", policy=POLICY, threshold=0.6)
+    assert not d.uncertain and not d.reasons
