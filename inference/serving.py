@@ -1,7 +1,9 @@
 """Serving: the exported ONNX triage model behind `interface.TriageModel`.
 
 Imports onnxruntime, tokenizers and numpy only (plus this package's standard-library and
-numpy modules); torch and transformers are never imported on this path (a test checks).
+numpy modules, and pydantic + PyYAML for the triage policy); torch and transformers are never
+imported on this path (a test checks). Every prediction goes through `inference.decoding`
+(joint cost-sensitive decoding and the ESI safety floor) before it is returned.
 
 Batch API: requests in, predictions out, aligned. Requests are validated one by one (a bad
 age, sex or empty text fails that request alone), tokenized, sorted by length into buckets
