@@ -128,12 +128,21 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
     exported = _step("export + quantize", idir, ekey, ("model.onnx", "tokenizer.json", "triage_config.json"),
                      force or trained, do_export, say)
 
+    def handwritten():
+        from inference.evaluate_decoded import load_handwritten
+
+        exs, name = load_handwritten(labels)
+        if exs is None:
+            say(f"[build] {name}")
+        return dict(handwritten=exs, handwritten_name=name if exs else "")
+
     def do_eval():
         from inference.evaluate import evaluate
 
         # the fp32 ONNX graph, checked against PyTorch within 2e-3 at export, is the trained model (and
         # evaluates several times faster on CPU than eager PyTorch)
-        rep = evaluate(out_dir / "onnx", examples, reports_dir, threads=s.threads, progress=s.progress)
+        rep = evaluate(out_dir / "onnx", examples, reports_dir, threads=s.threads, progress=s.progress,
+                       **handwritten())
         say("[build] test: " + json.dumps({k: {m: round(v, 3) for m, v in d.items()}
                                             for k, d in rep["summary"].items()}))
         return {"model_version": version}
@@ -143,7 +152,8 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
     def do_eval_int8():
         from inference.evaluate import evaluate
 
-        evaluate(idir, examples, reports_dir / "int8", threads=s.threads, baseline=False, progress=s.progress)
+        evaluate(idir, examples, reports_dir / "int8", threads=s.threads, baseline=False, progress=s.progress,
+                 **handwritten())
         return {"model_version": version}
 
     _step("evaluate int8", reports_dir / "int8", ekey, ("report.json",), force or exported, do_eval_int8, say)

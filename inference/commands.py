@@ -167,11 +167,31 @@ def cmd_evaluate(args) -> int:
 
             raise TrainingDataError(f"no split files in {data}; pass --data FILE")
         examples, _ = load_files(files, labels, require_train=False)
+    hw, hw_name = _handwritten(args, labels)
     rep = evaluate(model, examples, Path(args.out), threads=_threads(args), threshold=args.threshold,
-                   baseline=not args.no_baseline, progress=not args.no_progress)
+                   baseline=not args.no_baseline, progress=not args.no_progress, handwritten=hw,
+                   handwritten_name=hw_name, policy_path=Path(args.policy) if args.policy else None,
+                   target_accuracy=args.target_accuracy)
     print(json.dumps(rep["summary"], indent=2))
+    if "handwritten" in rep:
+        print(f"hand-written notes ({rep['handwritten']['n']}): "
+              + json.dumps(rep["handwritten"]["summary"], indent=2))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def _handwritten(args, labels):
+    """--handwritten FILE, else the packaged set when the model's label set covers it (a model trained on other
+    labels is told so, not failed)."""
+    from inference.evaluate_decoded import load_handwritten
+
+    if args.no_handwritten:
+        return None, ""
+    exs, name = load_handwritten(labels, Path(args.handwritten) if args.handwritten else None)
+    if exs is None:
+        print(f"wardflow evaluate: {name}; pass --handwritten FILE with notes labelled in its labels", file=sys.stderr)
+        return None, ""
+    return exs, name
 
 
 def cmd_export(args) -> int:
@@ -293,6 +313,15 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=str(DEFAULT_REPORTS), help="report directory")
     p.add_argument("--threshold", type=float, default=0.6, help="uncertainty threshold to report on")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--handwritten", default=None,
+                   help="hand-written notes (JSONL/CSV, labelled) reported apart from the test split (default: the "
+                        "packaged inference/eval/handwritten_notes.jsonl, when the model's label set covers it)")
+    p.add_argument("--no-handwritten", action="store_true", help="skip the hand-written notes")
+    p.add_argument("--policy", default=None, help="triage policy YAML (decoding costs, safety thresholds; default: "
+                                                  "the packaged inference/triage_policy.yaml)")
+    p.add_argument("--target-accuracy", type=float, default=0.9,
+                   help="unit accuracy wanted on the cases not flagged uncertain; the report gives the lowest "
+                        "threshold meeting it (default 0.9)")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 

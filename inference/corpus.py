@@ -34,8 +34,9 @@ ACUITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 NEEDS: tuple[str, ...] = ("airborne_isolation", "droplet_isolation", "contact_isolation", "telemetry",
                           "respiratory_support", "bariatric", "close_observation")
 PAEDIATRIC_AGE = 16.0
-REGISTERS: tuple[str, ...] = ("triage", "ambulance", "referral", "admission", "lay")
-CORPUS_VERSION = "1"
+REGISTERS: tuple[str, ...] = ("triage", "ambulance", "referral", "admission", "lay", "sbar", "dictation",
+                              "second_language")
+CORPUS_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -313,11 +314,15 @@ def render_vitals(v: Vitals, rng: random.Random, style: str, show_o2: bool) -> s
     for k in keys:
         if style == "short":
             items.append({
-                "hr": _pick(rng, (f"HR {v.hr}{irr}", f"HR{v.hr}{irr}", f"P {v.hr}{irr}", f"pulse {v.hr}{irr}")),
-                "bp": _pick(rng, (f"BP {v.sbp}/{v.dbp}", f"BP{v.sbp}/{v.dbp}", f"{v.sbp}/{v.dbp}")),
-                "rr": _pick(rng, (f"RR {v.rr}", f"RR{v.rr}", f"resp {v.rr}")),
-                "spo2": _pick(rng, (f"SpO2 {v.spo2}%{o2}", f"sats {v.spo2}%{o2}", f"O2 sat {v.spo2}{o2}", f"SaO2 {v.spo2}%{o2}")),
-                "temp": _pick(rng, (f"T {v.temp}", f"temp {v.temp}", f"T{v.temp}C", f"{v.temp}C")),
+                "hr": _pick(rng, (f"HR {v.hr}{irr}", f"HR{v.hr}{irr}", f"P {v.hr}{irr}", f"pulse {v.hr}{irr}",
+                                  f"HR {v.hr} bpm{irr}", f"HR: {v.hr}{irr}")),
+                "bp": _pick(rng, (f"BP {v.sbp}/{v.dbp}", f"BP{v.sbp}/{v.dbp}", f"{v.sbp}/{v.dbp}", f"BP {v.sbp}/{v.dbp} mmHg",
+                                  f"B/P {v.sbp}/{v.dbp}")),
+                "rr": _pick(rng, (f"RR {v.rr}", f"RR{v.rr}", f"resp {v.rr}", f"RR {v.rr}/min", f"resps {v.rr}")),
+                "spo2": _pick(rng, (f"SpO2 {v.spo2}%{o2}", f"sats {v.spo2}%{o2}", f"O2 sat {v.spo2}{o2}", f"SaO2 {v.spo2}%{o2}",
+                                    f"sats {v.spo2}{o2}", f"{v.spo2}%{o2 or ' RA'}")),
+                "temp": _pick(rng, (f"T {v.temp}", f"temp {v.temp}", f"T{v.temp}C", f"{v.temp}C", f"T {v.temp}°C",
+                                    f"T {round(v.temp * 9 / 5 + 32, 1)}F")),
                 "gcs": f"GCS {v.gcs}" if v.gcs < 15 or _chance(rng, 0.5) else _pick(rng, ("GCS 15", "A on AVPU", "alert")),
                 "bm": _pick(rng, (f"BM {v.bm}", f"CBG {v.bm}", f"glucose {v.bm}")),
             }[k])
@@ -986,15 +991,200 @@ def _t_lay_5(sc, rng):
     return hdr + "; ".join(x.strip(". ") for x in bits)
 
 
+# ---- nursing SBAR / ISBAR handovers (hedged impressions: "?sepsis", "r/o ACS", "query PE")
+def _hedge(imp: str, rng: random.Random) -> str:
+    if not imp:
+        return ""
+    core = imp.lstrip("?").strip()
+    return _pick(rng, (f"?{core}", f"r/o {core}", f"query {core}", f"possible {core}", f"{core} not excluded",
+                       f"likely {core}"))
+
+
+def _t_sbar_1(sc, rng):
+    b = _clinical_bits(sc, rng, True)
+    lines = [f"S: {_short_intro(sc, rng)} with {b['cc']}" + (f", {_hedge(b['imp'], rng)}" if b["imp"] else ""),
+             "B: " + _join([b["preg"]] + b["hx"][:2] + [_pmh_text(sc, rng, True)] + b["addons"], "; "),
+             "A: " + _join([b["vit"]] + b["key"] + ([b["o2"]] if b["o2"] else []) + b["negs"] + ([b["wt"]] if b["wt"] else []), "; "),
+             "R: " + (b["plan"] or _pick(rng, ("medical review please", "please review", "for assessment")))]
+    return _abbreviate("\n".join(lines), rng, 0.6)
+
+
+def _t_sbar_2(sc, rng):
+    b = _clinical_bits(sc, rng, False)
+    s = [f"Identify: {_long_intro(sc, rng)}, bay {rng.randint(1, 12)}",
+         f"Situation: I'm calling about {_person_noun(sc.age, sc.sex, rng)} who came in with {b['cc']}"
+         + (f" and I'm worried about {_hedge(b['imp'], rng)}" if b["imp"] else ""),
+         "Background: " + _join([b["preg"]] + b["hx"] + b["addons"] + ([f"history of {_pmh_text(sc, rng, False)}"] if sc.pmh else []), ", "),
+         "Assessment: " + _join(b["key"] + [b["vit"]] + ([b["o2"]] if b["o2"] else []) + b["negs"] + ([b["wt"]] if b["wt"] else []), ", "),
+         "Recommendation: " + (b["plan"] or "please come and review")]
+    return "\n".join(_sentence(x) for x in s)
+
+
+def _t_sbar_3(sc, rng):
+    """A long nursing note where the deciding facts sit in the middle."""
+    b = _clinical_bits(sc, rng, False)
+    filler = rng.sample(list(_FILLER), rng.randint(2, 4))
+    s = [f"{_long_intro(sc, rng)} " + (f"({b['preg']}) " if b["preg"] else "") + f"seen in triage with {b['cc']}"]
+    s += filler[:2] + b["hx"]
+    if sc.pmh:
+        s.append(f"Past history of {_pmh_text(sc, rng, False)}")
+    s += b["key"] + b["addons"] + [f"Observations: {b['vit']}"] + ([b["o2"]] if b["o2"] else [])
+    s += filler[2:] + b["negs"] + ([b["wt"]] if b["wt"] else [])
+    if b["imp"]:
+        s.append(f"Impression {_hedge(b['imp'], rng)}")
+    return _join([_sentence(x) for x in s])
+
+
+_FILLER = ("Property left with relatives", "Next of kin informed and on the way", "Glasses and hearing aid with patient",
+           "Skin intact on admission, Waterlow assessed", "Allergies checked, NKDA", "Patient was seen by the GP last month for a routine review",
+           "Lives with family, independent with activities of daily living", "Valuables list completed",
+           "Cannula inserted in the left antecubital fossa", "Bloods sent as per protocol", "Patient asking for a cup of tea",
+           "Moving and handling assessment done", "Medication list brought from home", "Spouse at bedside")
+
+
+# ---- speech-to-text dictation (numbers as words, no punctuation, mis-heard terms)
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _words(n: int, rng: random.Random) -> str:
+    """A number the way people dictate it ("one twenty", "eighty eight", "a hundred and ten")."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    h, r = divmod(n, 100)
+    if r == 0:
+        return f"{_ONES[h]} hundred"
+    if _chance(rng, 0.5):
+        return f"{_ONES[h]} " + (f"oh {_ONES[r]}" if r < 10 else _words(r, rng))
+    return f"{'a' if h == 1 else _ONES[h]} hundred and {_words(r, rng)}"
+
+
+_MISHEARD = ((r"\batrial fibrillation\b", "a trial fibrillation"), (r"\bAF\b", "a f"), (r"\bpleuritic\b", "plural tick"),
+             (r"\bhaematemesis\b", "hema temesis"), (r"\bmelaena\b", "malena"), (r"\btachycardic\b", "tacky cardiac"),
+             (r"\bpyrexial\b", "pie rexial"), (r"\bweakness\b", "weekness"), (r"\bdyspnoea\b", "this near"),
+             (r"\bsepsis\b", "sepses"), (r"\bcellulitis\b", "cell you lighters"), (r"\bischaemia\b", "is kemia"),
+             (r"\bsyncope\b", "sink a pee"), (r"\bappendicitis\b", "a pendicitis"), (r"\bSTEMI\b", "stemmy"))
+
+
+def _dictated_vitals(v: Vitals, rng: random.Random) -> str:
+    o2 = (f" on {_words(v.o2_litres, rng)} litres" if v.on_o2 else _pick(rng, (" on room air", " on air", "")))
+    t_whole, t_dec = str(v.temp).split(".")
+    parts = [f"heart rate {_words(v.hr, rng)}", f"blood pressure {_words(v.sbp, rng)} over {_words(v.dbp, rng)}",
+             f"resp rate {_words(v.rr, rng)}", f"sats {_words(v.spo2, rng)} percent{o2}",
+             f"temperature {_words(int(t_whole), rng)} point {_words(int(t_dec), rng)}"]
+    if v.gcs < 15:
+        parts.append(f"GCS {_words(v.gcs, rng)}")
+    if v.bm is not None:
+        parts.append(f"blood sugar {_words(int(round(v.bm)), rng)}")
+    if _chance(rng, 0.5):
+        parts = [p.replace(_words(v.spo2, rng), str(v.spo2)) for p in parts]  # some numbers come through as digits
+    return " ".join(parts)
+
+
+def _dictate(text: str, rng: random.Random) -> str:
+    for pat, rep in _MISHEARD:
+        if _chance(rng, 0.5):
+            text = re.sub(pat, rep, text, flags=re.IGNORECASE)
+    text = re.sub(r"[.;:,()/|]", " ", text) if _chance(rng, 0.7) else text
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _t_dict_1(sc, rng):
+    b = _clinical_bits(sc, rng, False)
+    s = [f"this is a {_long_intro(sc, rng)}" + (f" who is {b['preg']}" if b["preg"] else "") + f" who presents with {b['cc']}"]
+    s += b["key"] + b["hx"][:2] + b["addons"] + ([b["o2"]] if b["o2"] else [])
+    if _need_vitals(sc, rng, 0.7):
+        s.append("observations " + _dictated_vitals(sc.vitals, rng))
+    s += b["negs"]
+    if b["imp"]:
+        s.append(f"impression {_hedge(b['imp'], rng)}")
+    return _dictate(" ".join(s), rng)
+
+
+def _t_dict_2(sc, rng):
+    b = _clinical_bits(sc, rng, False)
+    s = [_pick(rng, ("dictation for the admitting team", "voice note", "okay so")),
+         f"{_age_words(sc.age, 'long', rng)} {_person_noun(sc.age, sc.sex, rng)} {b['cc']} new line"]
+    s += [x + " full stop" for x in b["key"] + b["hx"][:1] + b["addons"]]
+    s.append("vitals " + _dictated_vitals(sc.vitals, rng) + " full stop")
+    s += b["negs"]
+    if sc.pmh:
+        s.append(f"past medical history {_pmh_text(sc, rng, False)}")
+    if b["wt"]:
+        s.append(b["wt"])
+    return _dictate(" ".join(s), rng)
+
+
+def _t_dict_3(sc, rng):
+    b = _clinical_bits(sc, rng, True)
+    s = [f"{_short_intro(sc, rng)}", b["cc"]] + ([b["preg"]] if b["preg"] else []) + b["key"] + b["addons"]
+    if b["o2"]:
+        s.append(b["o2"])
+    s.append(_dictated_vitals(sc.vitals, rng))
+    s += b["negs"][:1] + ([b["wt"]] if b["wt"] else [])
+    return _dictate(" ".join(s), rng)
+
+
+# ---- second-language English, with or without an interpreter
+_L2 = ((r"\bI've had\b", "I have"), (r"\bI've\b", "I have"), (r"\bI'm\b", "I am"), (r"\bshe's\b", "she is"),
+       (r"\bhe's\b", "he is"), (r"\bhas\b", "have"), (r"\bdoesn't\b", "not"), (r"\bdon't\b", "not"),
+       (r"\bisn't\b", "is not"), (r"\bthe \b", ""), (r"\ba \b", ""), (r"\breally\b", "very much"),
+       (r"\bsince (this|last) (\w+)\b", r"from \1 \2"), (r"\bfor (\w+) days\b", r"since \1 day"),
+       (r"\bwas\b", "is"), (r"\bwere\b", "is"), (r"\bcan't\b", "cannot"))
+
+
+def _second_language(text: str, rng: random.Random) -> str:
+    for pat, rep in _L2:
+        if _chance(rng, 0.6):
+            text = re.sub(pat, rep, text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _t_l2_1(sc, rng):
+    info, bits = _lay_bits(sc, rng)
+    opener = (_pick(rng, ("Hello doctor, ", "Please help, ", "", "Good day. "))
+              + (f"I am {int(sc.age)} years. " if info["self"] else
+                 f"My {_relation(sc.age, sc.sex, rng)} {_age_words(sc.age, 'long', rng).replace(' old', '')}. "))
+    return opener + _second_language(" ".join(_sentence(x) for x in bits), rng)
+
+
+def _t_l2_2(sc, rng):
+    info, bits = _lay_bits(sc, rng)
+    lang = _pick(rng, ("Polish", "Arabic", "Urdu", "Romanian", "Portuguese", "Somali", "Mandarin", "Bengali", "Tigrinya"))
+    who = "Patient" if info["self"] else f"{_cap(_relation(sc.age, sc.sex, rng))}"
+    said = [_second_language(_third(x, _PRON[sc.sex]) if info["self"] else x, rng) for x in bits]
+    return (f"Via {_pick(rng, ('telephone', 'video', 'face to face'))} interpreter ({lang}): {who} says "
+            + "; ".join(x.strip(". ") for x in said) + ".")
+
+
+def _t_l2_3(sc, rng):
+    b = _clinical_bits(sc, rng, True)
+    s = [f"{_short_intro(sc, rng)}" + (f" {b['preg']}" if b["preg"] else ""),
+         _pick(rng, ("limited English, history from daughter", "no English, family translating", "interpreter booked, history via son",
+                     "language barrier, history limited")),
+         b["cc"]] + b["key"] + b["addons"] + ([b["o2"]] if b["o2"] else [])
+    if _need_vitals(sc, rng, 0.7):
+        s.append(b["vit"])
+    s += b["negs"][:1] + ([b["wt"]] if b["wt"] else [])
+    return _abbreviate(". ".join(x.strip(". ") for x in s if x), rng, 0.6)
+
+
 TEMPLATES: dict[str, tuple[Callable[[Scenario, random.Random], str], ...]] = {
     "triage": (_t_triage_1, _t_triage_2, _t_triage_3, _t_triage_4, _t_triage_5),
     "ambulance": (_t_amb_1, _t_amb_2, _t_amb_3, _t_amb_4, _t_amb_5),
     "referral": (_t_ref_1, _t_ref_2, _t_ref_3, _t_ref_4, _t_ref_5),
     "admission": (_t_adm_1, _t_adm_2, _t_adm_3, _t_adm_4, _t_adm_5),
     "lay": (_t_lay_1, _t_lay_2, _t_lay_3, _t_lay_4, _t_lay_5),
+    "sbar": (_t_sbar_1, _t_sbar_2, _t_sbar_3),
+    "dictation": (_t_dict_1, _t_dict_2, _t_dict_3),
+    "second_language": (_t_l2_1, _t_l2_2, _t_l2_3),
 }
 TEMPLATE_IDS: tuple[str, ...] = tuple(f"{r}.{i + 1}" for r in REGISTERS for i in range(len(TEMPLATES[r])))
-_REGISTER_WEIGHTS = {"triage": 0.3, "ambulance": 0.17, "referral": 0.15, "admission": 0.18, "lay": 0.2}
+_REGISTER_WEIGHTS = {"triage": 0.25, "ambulance": 0.13, "referral": 0.12, "admission": 0.13, "lay": 0.15, "sbar": 0.08,
+                     "dictation": 0.07, "second_language": 0.07}
 # _lay_bits looks add-ons up by their clinical text
 _ADDON_LOOKUP = tuple(_ISOLATION_ADDONS)
 

@@ -130,9 +130,21 @@ def summary_line(m: dict) -> dict:
     return s
 
 
+def _calibrated(logits: dict[str, np.ndarray], temps: dict[str, float]) -> dict[str, np.ndarray]:
+    return {"unit": softmax(logits["unit"], temps["unit"]), "acuity": softmax(logits["acuity"], temps["acuity"]),
+            "needs": sigmoid(logits["needs"], temps["needs"])}
+
+
 def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, threads: int = 2,
-             threshold: float = 0.6, baseline: bool = True, progress: bool = True) -> dict:
-    """Evaluate on the test split of `examples` (train / validation splits feed the baseline)."""
+             threshold: float = 0.6, baseline: bool = True, progress: bool = True,
+             handwritten: Sequence[Example] | None = None, handwritten_name: str = "",
+             policy_path: Path | None = None, target_accuracy: float = 0.9) -> dict:
+    """Evaluate on the test split of `examples` (train / validation splits feed the baseline), and on
+    `handwritten` notes apart (never trained on): the argmax and the served prediction (decoding + safety)."""
+    from inference.decoding import check_policy
+    from inference.evaluate_decoded import compare
+    from inference.policy import load_policy
+
     t0 = time.monotonic()
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
@@ -145,6 +157,8 @@ def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, thr
         raise TrainingDataError("no test rows to evaluate on (split 'test')")
     logits, cfg = model_logits(model_dir, test, threads, progress)
     labels = cfg.labels
+    policy = load_policy(policy_path)
+    check_policy(policy, labels)
     report: dict = {"model_dir": str(model_dir), "model_version": cfg.model_version,
                     "data_fingerprint": cfg.data_fingerprint, "precision": cfg.precision, "n_test": len(test),
                     "model": head_metrics(logits, cfg.temperatures, test, labels, fig_dir, "model", threshold)}
@@ -168,6 +182,19 @@ def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, thr
     report["summary"] = {"model": summary_line(report["model"])}
     if "baseline" in report:
         report["summary"]["baseline"] = summary_line(report["baseline"])
+    systems = {"model": _calibrated(logits, cfg.temperatures)}
+    if "baseline" in report:
+        systems["baseline"] = _calibrated(bl, b.temperatures)
+    report["served_test"] = compare(systems, test, labels, policy, threshold=threshold,
+                                    target_accuracy=target_accuracy, need_threshold=cfg.need_threshold)
+    if handwritten:
+        hw_logits, _ = model_logits(model_dir, handwritten, threads, progress)
+        hw_systems = {"model": _calibrated(hw_logits, cfg.temperatures)}
+        if "baseline" in report:
+            hw_systems["baseline"] = _calibrated(b.logits(handwritten), b.temperatures)
+        report["handwritten"] = compare(hw_systems, handwritten, labels, policy, threshold=threshold,
+                                        target_accuracy=target_accuracy, need_threshold=cfg.need_threshold)
+        report["handwritten"]["source"] = handwritten_name
     report["seconds"] = round(time.monotonic() - t0, 1)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     from inference.report_md import render_markdown

@@ -20,8 +20,23 @@ class TriageRequest:
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why the served prediction differs from the model's argmax (a safety floor, a consistency rule, the
+    cost of under-triage). Numbers only, never the note's words."""
+
+    code: str
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "text": self.text}
+
+
+@dataclass(frozen=True)
 class TriagePrediction:
-    """Calibrated prediction for one request; every probability is after temperature scaling."""
+    """Calibrated prediction for one request; every probability is after temperature scaling.
+
+    `target_unit`, `acuity`, `needs` and `uncertain` are the decoded, safety-checked values
+    (`inference.decoding`); the probabilities are the model's own; `reasons` say what changed."""
 
     id: str
     target_unit: str
@@ -32,13 +47,14 @@ class TriagePrediction:
     need_probs: dict[str, float]
     uncertain: bool
     model_version: str
+    reasons: tuple[Reason, ...] = ()
 
     def to_dict(self) -> dict:
         return {
             "id": self.id, "target_unit": self.target_unit, "unit_probs": dict(self.unit_probs),
             "acuity": self.acuity, "acuity_probs": dict(self.acuity_probs), "needs": list(self.needs),
             "need_probs": dict(self.need_probs), "uncertain": self.uncertain,
-            "model_version": self.model_version,
+            "model_version": self.model_version, "reasons": [r.to_dict() for r in self.reasons],
         }
 
 

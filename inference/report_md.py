@@ -39,6 +39,68 @@ def _class_table(report: dict, names: list[str]) -> list[str]:
     return out
 
 
+_SERVED_ROWS = [("unit_macro_f1", "unit macro-F1", _f), ("unit_accuracy", "unit accuracy", _pct),
+                ("acuity_exact", "acuity exact", _pct), ("acuity_within_one", "acuity within one", _pct),
+                ("under_triage_esi_1_2", "under-triage of true ESI 1-2", _pct),
+                ("under_triaged", "under-triaged ESI 1-2 (patients)", str),
+                ("under_triaged_not_flagged", "of those, not flagged (silent misses)", str),
+                ("esi_1_2_sent_home", "true ESI 1-2 predicted DISCHARGE", str),
+                ("over_triage_esi_3_5", "over-triage of true ESI 3-5", _pct),
+                ("needs_micro_f1", "needs micro-F1", _f), ("unit_ece", "unit ECE (calibrated)", _f),
+                ("acuity_ece", "acuity ECE (calibrated)", _f), ("flagged_rate", "flagged uncertain", _pct),
+                ("unit_accuracy_not_flagged", "unit accuracy when not flagged", _pct),
+                ("raised_by_safety", "acuity raised by the safety floor", str),
+                ("inconsistent_predictions", "DISCHARGE at ESI 1-2 or ICU at ESI 3-5 (predicted)", str),
+                ("threshold_meeting_target", "lowest threshold meeting the target", _f),
+                ("coverage_at_that_threshold", "coverage at that threshold", _pct)]
+_NAMES = {"model": "model argmax", "model_decoded": "model served", "baseline": "TF-IDF argmax",
+          "baseline_decoded": "TF-IDF served"}
+
+
+def served_section(title: str, comp: dict) -> list[str]:
+    """Argmax vs served (decoding + safety floor), model and baseline side by side; the curve; the misses."""
+    summ = comp["summary"]
+    names = [k for k in ("model", "model_decoded", "baseline", "baseline_decoded") if k in summ]
+    lines = [f"## {title} ({comp['n']} cases)", "",
+             "*argmax*: the head's most likely label; *served*: what the worker acts on (joint cost-sensitive "
+             "decoding and the ESI safety floor, `inference/triage_policy.yaml`).", "",
+             "| metric | " + " | ".join(_NAMES.get(n, n) for n in names) + " |",
+             "| --- | " + " | ".join("---" for _ in names) + " |"]
+    for key, label, fmt in _SERVED_ROWS:
+        lines.append(f"| {label} | " + " | ".join("n/a" if summ[n].get(key) is None else fmt(summ[n][key])
+                                                 for n in names) + " |")
+    any_sys = comp[names[0]]
+    lines += ["", f"Target: unit accuracy of {_pct(any_sys['target_unit_accuracy'])} on the cases not flagged.", ""]
+    if "signals_alone" in comp:
+        sa = comp["signals_alone"]
+        lines += [f"Measured signs alone (no model): {sa['notes_with_measured_signs']} of {sa['n']} notes state at "
+                  f"least one; they floor {sa['esi_1_2_floored_to_their_level']} of {sa['n_true_esi_1_2']} true ESI "
+                  f"1-2 at their level and give {sa['esi_3_5_given_a_more_urgent_floor']} of {sa['n_true_esi_3_5']} "
+                  f"true ESI 3-5 a more urgent floor.", ""]
+    for n in names:
+        if not n.endswith("_decoded"):
+            continue
+        m = comp[n]
+        lines += [f"### Coverage vs unit accuracy, {_NAMES.get(n, n)}", "",
+                  "| threshold | coverage (not flagged) | unit accuracy |", "| --- | --- | --- |"]
+        for c in m["coverage_accuracy"]:
+            lines.append(f"| {c['threshold']:.2f} | {_pct(c['coverage'])} | {_pct(c['unit_accuracy'])} |")
+        cases = m.get("under_triage_cases", [])
+        lines += ["", f"### Under-triaged true ESI 1-2, {_NAMES.get(n, n)}: {len(cases)}", ""]
+        if cases:
+            lines += ["| id | truth | served | flagged | acuity probabilities | top units | reasons |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            for c in cases:
+                ap = ", ".join(f"{k}: {v:.2f}" for k, v in c["acuity_probs"].items())
+                tu = ", ".join(f"{k} {v:.2f}" for k, v in c["unit_probs_top3"].items())
+                rs = " ".join(r["text"] for r in c["reasons"]) or "-"
+                lines.append(f"| {c['id']} | {c['true_unit']} ESI {c['true_acuity']} | {c['predicted_unit']} ESI "
+                             f"{c['predicted_acuity']} | {'yes' if c['flagged_uncertain'] else '**no**'} | {ap} | {tu} "
+                             f"| {rs} |")
+        lines.append("")
+    return lines
+
+
 def render_markdown(rep: dict, labels: LabelSet) -> str:
     lines = ["# Triage model evaluation", "",
              f"Model `{rep['model_version']}` ({rep['precision']}), data fingerprint `{rep['data_fingerprint']}`, "
@@ -86,4 +148,9 @@ def render_markdown(rep: dict, labels: LabelSet) -> str:
                   f"{_pct(unc['flagged_rate'])} of cases flagged; joint unit+acuity accuracy "
                   f"{_pct(unc['joint_accuracy_confident'])} when confident, {_pct(unc['joint_accuracy_flagged'])} "
                   f"when flagged.", ""]
+    if "handwritten" in rep:
+        lines += served_section(f"Hand-written notes, never trained on (`{rep['handwritten'].get('source', '')}`)",
+                                rep["handwritten"])
+    if "served_test" in rep:
+        lines += served_section("Served predictions on the generated test split", rep["served_test"])
     return "\n".join(lines) + "\n"

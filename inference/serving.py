@@ -1,7 +1,9 @@
 """Serving: the exported ONNX triage model behind `interface.TriageModel`.
 
 Imports onnxruntime, tokenizers and numpy only (plus this package's standard-library and
-numpy modules); torch and transformers are never imported on this path (a test checks).
+numpy modules, and pydantic + PyYAML for the triage policy); torch and transformers are never
+imported on this path (a test checks). Every prediction goes through `inference.decoding`
+(joint cost-sensitive decoding and the ESI safety floor) before it is returned.
 
 Batch API: requests in, predictions out, aligned. Requests are validated one by one (a bad
 age, sex or empty text fails that request alone), tokenized, sorted by length into buckets
@@ -18,9 +20,11 @@ import numpy as np
 import onnxruntime as ort
 
 from inference.config import TriageConfig, load_config
+from inference.decoding import check_policy, decode
 from inference.encoding import meta_vector, sigmoid, softmax
 from inference.exceptions import ModelConfigError, ModelNotFoundError
 from inference.interface import PredictionFailed, TriagePrediction, TriageRequest, validate_request
+from inference.policy import TriagePolicy, load_policy
 from inference.textenc import length_buckets, load_tokenizer, pad, pad_id_of
 
 INPUT_NAMES = ("input_ids", "attention_mask", "meta")
@@ -65,8 +69,11 @@ class OnnxTriageModel:
     triage_config.json)."""
 
     def __init__(self, session: ort.InferenceSession, tokenizer, config: TriageConfig, *,
-                 uncertainty_threshold: float = 0.6, batch_size: int = 32, model_dir: Path | None = None) -> None:
+                 uncertainty_threshold: float = 0.6, batch_size: int = 32, model_dir: Path | None = None,
+                 policy: TriagePolicy | None = None) -> None:
         self.session, self.tokenizer, self.config = session, tokenizer, config
+        self.policy = policy or load_policy()
+        check_policy(self.policy, config.labels)
         self.uncertainty_threshold = float(uncertainty_threshold)
         self.batch_size = max(1, int(batch_size))
         self.model_dir = model_dir
@@ -79,7 +86,10 @@ class OnnxTriageModel:
 
     @classmethod
     def load(cls, model_dir: Path, *, threads: int = 2, uncertainty_threshold: float = 0.6,
-             providers: Sequence[str] | None = None, batch_size: int = 32) -> "OnnxTriageModel":
+             providers: Sequence[str] | None = None, batch_size: int = 32,
+             policy: TriagePolicy | Path | None = None) -> "OnnxTriageModel":
+        """`policy`: the triage policy (decoding costs, safety thresholds) or its YAML path; default the
+        packaged `inference/triage_policy.yaml`."""
         model_dir = Path(model_dir)
         cfg = load_config(model_dir)
         onnx_path = model_dir / (cfg.onnx_file or MODEL_FILE)
@@ -88,8 +98,10 @@ class OnnxTriageModel:
         if not 0.0 <= float(uncertainty_threshold) <= 1.0:
             raise ModelConfigError("uncertainty_threshold must be between 0 and 1")
         tok = load_tokenizer(model_dir / "tokenizer.json", cfg.max_length)
+        pol = policy if isinstance(policy, TriagePolicy) else load_policy(Path(policy) if policy else None)
         return cls(make_session(onnx_path, threads, providers), tok, cfg,
-                   uncertainty_threshold=uncertainty_threshold, batch_size=batch_size, model_dir=model_dir)
+                   uncertainty_threshold=uncertainty_threshold, batch_size=batch_size, model_dir=model_dir,
+                   policy=pol)
 
     # ------------------------------------------------------------------ raw logits
     def tokenize(self, texts: Sequence[str]) -> list[list[int] | None]:
@@ -159,7 +171,11 @@ class OnnxTriageModel:
             probs = self._probs_isolating_failures(ids, meta, good, requests, results)
             for j, i in enumerate(good):
                 if results[i] is None:
-                    results[i] = self._prediction(requests[i].id, {k: v[j] for k, v in probs.items()})
+                    try:
+                        results[i] = self._prediction(requests[i], {k: v[j] for k, v in probs.items()})
+                    except Exception:  # noqa: BLE001 - never an unchecked prediction; this request fails alone
+                        results[i] = PredictionFailed(requests[i].id, "safety_check_failed",
+                                                      "the safety layer could not read field 'text'")
         return results  # type: ignore[return-value]
 
     def _probs_isolating_failures(self, ids, meta, good, requests, results) -> dict[str, np.ndarray]:
@@ -180,14 +196,15 @@ class OnnxTriageModel:
                     parts.setdefault(k, []).append(v)
             return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
 
-    def _prediction(self, rid: str, p: dict[str, np.ndarray]) -> TriagePrediction:
+    def _prediction(self, req: TriageRequest, p: dict[str, np.ndarray]) -> TriagePrediction:
+        """Model probabilities -> the decoded, safety-checked prediction (`inference.decoding`)."""
         up, ap, npb = p["unit"], p["acuity"], p["needs"]
         unit_probs = {u: round(float(x), 6) for u, x in zip(self._units, up)}
         acuity_probs = {a: round(float(x), 6) for a, x in zip(self._acuity_keys, ap)}
         need_probs = {n: round(float(x), 6) for n, x in zip(self._needs, npb)}
-        ui, ai = int(np.argmax(up)), int(np.argmax(ap))
-        uncertain = bool(up[ui] < self.uncertainty_threshold or ap[ai] < self.uncertainty_threshold)
-        needs = tuple(n for n, x in zip(self._needs, npb) if x >= self.config.need_threshold)
-        return TriagePrediction(id=rid, target_unit=self._units[ui], unit_probs=unit_probs,
-                                acuity=int(self.config.labels.acuities[ai]), acuity_probs=acuity_probs, needs=needs,
-                                need_probs=need_probs, uncertain=uncertain, model_version=self.model_version)
+        d = decode(up.tolist(), ap.tolist(), npb.tolist(), self.config.labels, age=float(req.age), text=req.text,
+                   policy=self.policy, threshold=self.uncertainty_threshold,
+                   need_threshold=self.config.need_threshold)
+        return TriagePrediction(id=req.id, target_unit=d.unit, unit_probs=unit_probs, acuity=d.acuity,
+                                acuity_probs=acuity_probs, needs=d.needs, need_probs=need_probs,
+                                uncertain=d.uncertain, model_version=self.model_version, reasons=d.reasons)

@@ -55,7 +55,7 @@ def load_model(settings: WardflowSettings) -> TriageModel | None:
 
         model = OnnxTriageModel.load(Path(settings.model_path), threads=settings.inference_threads,
                                      uncertainty_threshold=settings.uncertainty_threshold,
-                                     batch_size=settings.inference_batch_size)
+                                     batch_size=settings.inference_batch_size, policy=settings.triage_policy_path)
         log.info("triage model %s loaded from %s (%s)", model.model_version, settings.model_path,
                  ", ".join(model.providers))
         return model

@@ -300,6 +300,10 @@ class PredictionOut(_Model):
     need_probs: dict[str, float]
     uncertain: bool
     model_version: str
+    reasons: list[ReasonOut] = Field(
+        default_factory=list,
+        description="What the safety layer and the decoder changed from the model's argmax (acuity raised by "
+                    "measured signs, unit made consistent), with the values and the threshold's source")
 
 
 DecisionKind = Literal[

@@ -111,7 +111,8 @@ def _assign(state: HospitalState, log: DecisionLog, enc: EncounterState, placed:
     _occupy(state, placed.bed_id, enc, at)
     enc = enc.derive(status="placed", bed_id=placed.bed_id, unit=placed.unit, waiting_since=None)
     state.set_encounter(enc)
-    d = log.add("assignment", [source_reason, *placed.reasons], patient_id=enc.patient_id,
+    d = log.add("assignment", [source_reason, *_safety_reasons(enc.prediction), *placed.reasons],
+                patient_id=enc.patient_id,
                 encounter_id=enc.encounter_id, unit=placed.unit, bed_id=placed.bed_id, prediction=enc.prediction)
     state.set_decision_owner(d.decision_id, enc.encounter_id)
     return enc
@@ -192,8 +193,8 @@ def place_waiting(state: HospitalState, ctx: HandlerContext, log: DecisionLog, a
         if patient.encounter_id != arrived:
             continue
         enc = encs[patient.encounter_id]
-        d = log.add("no_bed", [arrival_reason or trigger, *no_bed.reasons], patient_id=enc.patient_id,
-                    encounter_id=enc.encounter_id, unit=None, prediction=enc.prediction,
+        d = log.add("no_bed", [arrival_reason or trigger, *_safety_reasons(enc.prediction), *no_bed.reasons],
+                    patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=None, prediction=enc.prediction,
                     role="bed_manager", pager=state.hospital.roster.get("bed_manager"), priority="urgent")
         state.set_decision_owner(d.decision_id, enc.encounter_id)  # a clinician may reassign a waiting patient
     state.set_waiting([e for e in ids if e in encs and e not in placed])
@@ -207,6 +208,11 @@ def _arrive(state: HospitalState, ctx: HandlerContext, log: DecisionLog, enc: En
     place_waiting(state, ctx, log, at, trigger=("matching", "Placed when the waiting list was matched again "
                                                             "on a new arrival."),
                   arrived=enc.encounter_id, arrival_reason=reason)
+
+
+def _safety_reasons(prediction: dict | None) -> list[tuple[str, str]]:
+    """The prediction's own reasons (acuity raised by measured signs, unit made consistent), carried to the decision."""
+    return [(r["code"], r["text"]) for r in (prediction or {}).get("reasons", []) if r.get("code") and r.get("text")]
 
 
 def _probability(prediction: dict, label: str) -> str:
@@ -261,7 +267,7 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
         kind = "needs_confirmation" if prediction.get("uncertain") else "no_bed_needed"
         text = (" The prediction is uncertain: a clinician must confirm." if prediction.get("uncertain")
                 else " No unit of this hospital admits it, so no bed is allocated.")
-        d = log.add(kind, [("model_prediction", predicted + text)], **common)
+        d = log.add(kind, [("model_prediction", predicted + text), *_safety_reasons(prediction)], **common)
         state.set_decision_owner(d.decision_id, enc.encounter_id)
         return
 
@@ -279,11 +285,11 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
                                               occupant_sex=enc.sex, reason="awaiting confirmation"))
         state.set_encounter(enc.derive(bed_id=placed.bed_id, unit=placed.unit, hold_until=until))
         state.set_holds([*state.holds(), enc.encounter_id])
-        d = log.add("needs_confirmation", [why, ("bed_held", f"Bed {placed.bed_id} is held until {until}."),
-                                           *placed.reasons],
+        d = log.add("needs_confirmation", [why, *_safety_reasons(prediction),
+                                           ("bed_held", f"Bed {placed.bed_id} is held until {until}."), *placed.reasons],
                     unit=placed.unit, bed_id=placed.bed_id, details={"hold_expires_at": until}, **common)
     else:
-        d = log.add("needs_confirmation", [why, *placed.reasons], **common)
+        d = log.add("needs_confirmation", [why, *_safety_reasons(prediction), *placed.reasons], **common)
     state.set_decision_owner(d.decision_id, enc.encounter_id)
 
 

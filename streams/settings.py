@@ -10,7 +10,7 @@ import argparse
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Optional, TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -96,6 +96,9 @@ class WardflowSettings(BaseSettings):
     inference_batch_wait_ms: float = Field(20.0, ge=0, description="Longest wait to fill an inference batch")
     inference_threads: int = Field(2, ge=1, description="onnxruntime intra-op threads")
     uncertainty_threshold: float = Field(0.6, ge=0, le=1, description="Calibrated confidence below which a prediction is uncertain")
+    triage_policy_path: Optional[Path] = Field(
+        None, description="Triage policy YAML: decoding costs and ESI safety thresholds with their sources "
+                          "(default: the packaged inference/triage_policy.yaml)")
     hold_minutes: float = Field(30.0, gt=0, description="How long a proposed bed is held awaiting confirmation")
 
     # NEWS2 and paging

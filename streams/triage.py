@@ -70,7 +70,8 @@ def prediction_headers(result: TriagePrediction | PredictionFailed) -> list[tupl
         return [(H_PREDICTION_ERROR, orjson.dumps({"code": result.code, "message": result.message}))]
     body = {"target_unit": result.target_unit, "unit_probs": result.unit_probs, "acuity": result.acuity,
             "acuity_probs": result.acuity_probs, "needs": list(result.needs), "need_probs": result.need_probs,
-            "uncertain": result.uncertain, "model_version": result.model_version}
+            "uncertain": result.uncertain, "model_version": result.model_version,
+            "reasons": [r.to_dict() for r in result.reasons]}
     return [(H_PREDICTION, orjson.dumps(body))]
 
 

@@ -109,8 +109,8 @@ def test_bariatric_and_pregnancy_facts_agree_with_labels(cases):
     for c in cases:
         if c.weight_kg is not None and c.weight_kg >= 150:
             assert "bariatric" in c.needs
-        if c.target_unit == "MATERNITY":
-            assert c.pregnant_weeks is not None and c.sex == "F" and c.age >= 16
+        if c.target_unit == "MATERNITY":  # pregnant, or just delivered (postpartum presentations)
+            assert (c.pregnant_weeks is not None or "postpartum" in c.presentation) and c.sex == "F" and c.age >= 16
 
 
 def test_splits_hold_out_whole_presentations_and_templates():
@@ -145,3 +145,29 @@ def test_presentation_validation():
         Presentation("x.bad", "NOWHERE", 3, cc="a")
     with pytest.raises(ValueError):
         Presentation("x.bad", "MEDICINE", 2, cc="a", needs="respiratory_support")
+
+
+def test_dictated_numbers_read_as_people_say_them():
+    import random
+
+    from inference.corpus import _words
+
+    rng = random.Random(0)
+    assert _words(88, rng) == "eighty eight" and _words(14, rng) == "fourteen" and _words(40, rng) == "forty"
+    assert {_words(120, random.Random(s)) for s in range(20)} == {"one twenty", "a hundred and twenty"}
+    assert {_words(105, random.Random(s)) for s in range(20)} == {"one oh five", "a hundred and five"}
+
+
+def test_new_registers_render_every_case_with_scenario_labels():
+    import random
+
+    from inference.corpus import sample_case
+
+    rng = random.Random(5)
+    for reg in ("sbar", "dictation", "second_language"):
+        tids = [t for t in TEMPLATE_IDS if t.startswith(reg + ".")]
+        assert len(tids) >= 3   # one held out for validation, one for test, at least one to train on
+        for _ in range(30):
+            c = sample_case(rng, templates=tids)
+            assert c.register == reg and c.text.strip()
+            assert c.target_unit in UNITS and c.acuity in (1, 2, 3, 4, 5)

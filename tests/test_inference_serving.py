@@ -96,6 +96,37 @@ def test_uncertainty_threshold_is_configurable(int8_dir):
     assert OnnxTriageModel.load(int8_dir, uncertainty_threshold=0.0).predict_batch(req)[0].uncertain is False
 
 
+def test_served_prediction_applies_the_safety_floor_with_reasons(int8_dir):
+    """The toy model rates a stubbed toe ESI 5 DISCHARGE; measured shock makes it ESI 1, admitted, flagged."""
+    from inference.serving import OnnxTriageModel
+
+    m = OnnxTriageModel.load(int8_dir, threads=1)
+    calm, shocked = m.predict_batch([TriageRequest("1", "stubbed toe walking normally", 30, "F"),
+                                     TriageRequest("2", "stubbed toe walking normally. BP 70/40 HR 140", 30, "F")])
+    assert calm.acuity >= 4 and calm.target_unit == "DISCHARGE"
+    assert shocked.acuity == 1 and shocked.target_unit != "DISCHARGE" and shocked.uncertain
+    floor = [r for r in shocked.reasons if r.code == "safety_floor"]
+    assert floor and "BP 70/40 with HR 140" in floor[0].text
+    assert shocked.to_dict()["reasons"][0]["code"]
+
+
+def test_a_safety_layer_failure_fails_that_request_alone(int8_dir, monkeypatch):
+    from inference import serving
+    from inference.serving import OnnxTriageModel
+
+    real = serving.decode
+
+    def flaky(*a, text, **kw):
+        if "boom" in text:
+            raise ValueError("parser bug")
+        return real(*a, text=text, **kw)
+
+    monkeypatch.setattr(serving, "decode", flaky)
+    m = OnnxTriageModel.load(int8_dir, threads=1)
+    ok, bad = m.predict_batch([TriageRequest("1", "small cut on finger", 30, "F"), TriageRequest("2", "boom", 30, "F")])
+    assert ok.target_unit and bad.code == "safety_check_failed" and "boom" not in bad.message
+
+
 def test_predict_command_round_trip_with_bad_line(int8_dir, tmp_path, capsys):
     from inference import commands
 
@@ -114,7 +145,7 @@ def test_predict_command_round_trip_with_bad_line(int8_dir, tmp_path, capsys):
     rows = [json.loads(x) for x in outp.read_text().splitlines()]
     assert [r.get("id") for r in rows] == ["a", "b", "", "d", "e"]
     ok_keys = {"id", "target_unit", "unit_probs", "acuity", "acuity_probs", "needs", "need_probs", "uncertain",
-               "model_version"}
+               "model_version", "reasons"}
     assert set(rows[0]) == ok_keys and set(rows[4]) == ok_keys
     assert "'age'" in rows[1]["error"]["message"] and "private words" not in json.dumps(rows[1])
     assert "line 3" in rows[2]["error"]["message"]

@@ -38,6 +38,18 @@ def test_a_confident_prediction_places_the_patient_and_the_decision_carries_it()
     assert "predicts SURGERY (93%)" in d.reasons[0].text
 
 
+def test_a_safety_raise_on_the_prediction_is_a_reason_on_the_decision():
+    raised = {"code": "safety_floor", "text": "Acuity raised to 1 (model 3): BP 76/44 with HR 128 (shock; ESI4)."}
+    ward = Ward()
+    (nc,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", event_id="a1"),
+                      predicted={**prediction("SURGERY", 0.4, True), "acuity": 1, "reasons": [raised]})
+    assert nc.kind == "needs_confirmation"
+    assert raised in [{"code": x.code, "text": x.text} for x in nc.reasons]
+    assert nc.prediction.reasons[0].text == raised["text"]
+    applied, assigned = ward.override(5, nc.decision_id, "confirm")
+    assert "safety_floor" in [r.code for r in assigned.reasons]
+
+
 def test_requested_unit_wins_over_the_model():
     ward = Ward()
     (d,) = ward.send(ev.admission(HID, "P1", "E1", 0, sex="M", requested_unit="MEDICINE", event_id="a1"),

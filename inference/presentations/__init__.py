@@ -123,11 +123,11 @@ class Presentation:
 
 
 def _collect() -> tuple[Presentation, ...]:
-    from inference.presentations import (cardiac, discharge_a, discharge_b, icu, maternity, medicine_a,
+    from inference.presentations import (cardiac, discharge_a, discharge_b, icu, lookalikes, maternity, medicine_a,
                                          medicine_b, mental_health, ortho, paediatrics, stroke, surgery)
     out: list[Presentation] = []
     for mod in (icu, cardiac, stroke, medicine_a, medicine_b, surgery, ortho, maternity, paediatrics,
-                mental_health, discharge_a, discharge_b):
+                mental_health, discharge_a, discharge_b, lookalikes):
         out.extend(mod.PRESENTATIONS)
     seen: set[str] = set()
     for p in out:

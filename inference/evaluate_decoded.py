@@ -1,0 +1,201 @@
+"""What a clinician would get: metrics of the *served* prediction (decoding + safety floor), side by side
+with the model's argmax, on any labelled examples (the generated test split, the hand-written notes).
+
+Measures (each for the argmax and for the decoded prediction):
+* unit macro-F1 and accuracy; acuity exact and within one level;
+* under-triage of true ESI 1-2 (predicted less urgent), how many of those were not flagged
+  `uncertain` (silent misses), true ESI 1-2 predicted DISCHARGE; over-triage of true ESI 3-5;
+* needs micro-F1; unit and acuity ECE of the calibrated probabilities (top label);
+* flag rate and unit accuracy when not flagged; the coverage-accuracy curve (share not flagged vs
+  their unit accuracy, as the threshold moves) and the lowest threshold meeting the target;
+* every under-triaged ESI 1-2 case with the model's probabilities and the reasons.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from inference.calibration import ece_softmax
+from inference.data import Example
+from inference.decoding import decode
+from inference.labels import LabelSet
+from inference.policy import TriagePolicy
+from inference.safety import floors
+from inference.signals import parse_signals
+
+CURVE_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.0, 1.0001, 0.05))
+DEFAULT_HANDWRITTEN = Path(__file__).parent / "eval" / "handwritten_notes.jsonl"
+
+
+def _predict(probs: dict[str, np.ndarray], exs: Sequence[Example], labels: LabelSet, policy: TriagePolicy,
+             threshold: float, decoded: bool, need_threshold: float) -> dict:
+    units, levels = labels.units, labels.acuities
+    out = {"unit": [], "acuity": [], "needs": [], "uncertain": [], "conf": [], "raised": [], "reasons": []}
+    for i, e in enumerate(exs):
+        up, ap = probs["unit"][i], probs["acuity"][i]
+        npb = probs["needs"][i] if probs["needs"].size else np.zeros(0)
+        if decoded:
+            d = decode(up.tolist(), ap.tolist(), npb.tolist(), labels, age=e.age, text=e.text, policy=policy,
+                       threshold=threshold, need_threshold=need_threshold)
+            out["unit"].append(units.index(d.unit))
+            out["acuity"].append(int(d.acuity))
+            out["needs"].append([int(n in d.needs) for n in labels.needs])
+            out["uncertain"].append(d.uncertain)
+            always = (d.raised and policy.safety.flag_uncertain_when_raised) or any(
+                r.code == "urgency_risk" for r in d.reasons)  # flagged whatever the threshold
+            out["conf"].append(0.0 if always else d.confidence)
+            out["raised"].append(d.raised)
+            out["reasons"].append([r.to_dict() for r in d.reasons])
+        else:
+            ui, ai = int(np.argmax(up)), int(np.argmax(ap))
+            conf = float(min(up[ui], ap[ai]))
+            out["unit"].append(ui)
+            out["acuity"].append(int(levels[ai]))
+            out["needs"].append([int(x >= need_threshold) for x in npb])
+            out["uncertain"].append(conf < threshold)
+            out["conf"].append(conf)
+            out["raised"].append(False)
+            out["reasons"].append([])
+    return out
+
+
+def system_metrics(probs: dict[str, np.ndarray], exs: Sequence[Example], labels: LabelSet, policy: TriagePolicy, *,
+                   threshold: float, decoded: bool, target_accuracy: float = 0.9, need_threshold: float = 0.5,
+                   list_misses: bool = True) -> dict:
+    """Metrics of one system (calibrated `probs`) on `exs`, argmax (`decoded=False`) or served (`decoded=True`)."""
+    from sklearn.metrics import f1_score
+
+    n = len(exs)
+    p = _predict(probs, exs, labels, policy, threshold, decoded, need_threshold)
+    yu = np.array([labels.units.index(e.unit) for e in exs], dtype=np.int64)
+    ya = np.array([e.acuity for e in exs], dtype=np.int64)
+    yn = np.array([[int(x in e.needs) for x in labels.needs] for e in exs], dtype=np.int64).reshape(n, -1)
+    pu, pa = np.array(p["unit"], dtype=np.int64), np.array(p["acuity"], dtype=np.int64)
+    pn = np.array(p["needs"], dtype=np.int64).reshape(n, -1)
+    unc, conf = np.array(p["uncertain"], dtype=bool), np.array(p["conf"], dtype=np.float64)
+    urgent_levels = set(policy.decoding.urgent_levels)
+    disc = policy.decoding.discharge_unit
+    urgent = np.array([a in urgent_levels for a in ya], dtype=bool)
+    under = urgent & (pa > ya)
+    over = ~urgent & (pa < ya)
+    sent_home = urgent & (np.array([labels.units[i] == disc for i in pu]) if n else np.zeros(0, dtype=bool))
+    unit_ok = pu == yu
+    pred_urgent = np.array([a in urgent_levels for a in pa], dtype=bool)
+    pred_unit = [labels.units[i] for i in pu]
+    inconsistent = sum(1 for u, pu_ in zip(pred_unit, pred_urgent)
+                       if (u == disc and pu_) or (u == policy.decoding.icu_unit and not pu_))
+    m: dict = {
+        "n": n, "decoded": decoded, "threshold": threshold,
+        "unit_macro_f1": float(f1_score(yu, pu, labels=list(range(len(labels.units))), average="macro",
+                                        zero_division=0)) if n else 0.0,
+        "unit_accuracy": float(unit_ok.mean()) if n else 0.0,
+        "acuity_exact": float((pa == ya).mean()) if n else 0.0,
+        "acuity_within_one": float((np.abs(pa - ya) <= 1).mean()) if n else 0.0,
+        "n_true_esi_1_2": int(urgent.sum()),
+        "under_triage_esi_1_2": float(under.sum() / urgent.sum()) if urgent.any() else 0.0,
+        "under_triaged": int(under.sum()),
+        "under_triaged_not_flagged": int((under & ~unc).sum()),
+        "esi_1_2_sent_home": int(sent_home.sum()),
+        "n_true_esi_3_5": int((~urgent).sum()),
+        "over_triage_esi_3_5": float(over.sum() / (~urgent).sum()) if (~urgent).any() else 0.0,
+        "needs_micro_f1": float(f1_score(yn, pn, average="micro", zero_division=0)) if yn.size else None,
+        "flagged_rate": float(unc.mean()) if n else 0.0,
+        "unit_accuracy_not_flagged": float(unit_ok[~unc].mean()) if (~unc).any() else None,
+        "raised_by_safety": int(np.sum(p["raised"])),
+        "inconsistent_predictions": int(inconsistent),
+    }
+    if n:
+        m["unit_ece"] = ece_softmax(probs["unit"], yu)["ece"]
+        m["acuity_ece"] = ece_softmax(probs["acuity"], np.array([labels.acuity_index(int(a)) for a in ya]))["ece"]
+    curve = []
+    for t in CURVE_THRESHOLDS:
+        keep = conf >= t
+        curve.append({"threshold": t, "coverage": float(keep.mean()) if n else 0.0,
+                      "unit_accuracy": float(unit_ok[keep].mean()) if keep.any() else None})
+    m["coverage_accuracy"] = curve
+    meets = [c for c in curve if c["unit_accuracy"] is not None and c["unit_accuracy"] >= target_accuracy]
+    m["target_unit_accuracy"] = target_accuracy
+    m["threshold_meeting_target"] = meets[0] if meets else None
+    if list_misses:
+        m["under_triage_cases"] = [_case(exs[i], i, labels, probs, p, policy) for i in np.flatnonzero(under)]
+    return m
+
+
+def _case(e: Example, i: int, labels: LabelSet, probs: dict, p: dict, policy: TriagePolicy) -> dict:
+    up = probs["unit"][i]
+    top = np.argsort(-up)[:3]
+    return {"id": e.group or f"row-{i + 1}", "true_unit": e.unit, "true_acuity": e.acuity,
+            "predicted_unit": labels.units[p["unit"][i]], "predicted_acuity": int(p["acuity"][i]),
+            "flagged_uncertain": bool(p["uncertain"][i]),
+            "acuity_probs": {str(a): round(float(x), 3) for a, x in zip(labels.acuities, probs["acuity"][i])},
+            "unit_probs_top3": {labels.units[j]: round(float(up[j]), 3) for j in top},
+            "reasons": p["reasons"][i]}
+
+
+def signals_alone(exs: Sequence[Example], policy: TriagePolicy) -> dict:
+    """What the measured-signal rules do on their own (no model, no danger zone): the share of true ESI 1-2
+    notes whose signs set a floor at or above their level, and of true ESI 3-5 given a more urgent floor."""
+    urgent_levels = set(policy.decoding.urgent_levels)
+    caught = wrong = n_urgent = n_other = with_signs = 0
+    for e in exs:
+        fl = floors(parse_signals(e.text), e.age, None, policy)
+        level = min((f.level for f in fl), default=None)
+        sig = parse_signals(e.text)
+        with_signs += int(not sig.empty)
+        if e.acuity in urgent_levels:
+            n_urgent += 1
+            caught += int(level is not None and level <= e.acuity)
+        else:
+            n_other += 1
+            wrong += int(level is not None and level < e.acuity)
+    return {"n": len(exs), "notes_with_measured_signs": with_signs,
+            "esi_1_2_floored_to_their_level": caught, "n_true_esi_1_2": n_urgent,
+            "esi_3_5_given_a_more_urgent_floor": wrong, "n_true_esi_3_5": n_other}
+
+
+def load_handwritten(labels: LabelSet, path: Path | None = None) -> tuple[list[Example] | None, str]:
+    """The hand-written evaluation notes: `path`, else the packaged set when the label set covers it.
+    (examples, name), or (None, why not) for the packaged set under another label set; an explicit
+    file that does not fit raises `TrainingDataError` naming the row and field."""
+    from inference.data import load_files
+    from inference.exceptions import TrainingDataError
+
+    if path is not None:
+        exs, _ = load_files([Path(path)], labels, require_train=False)
+        return exs, str(path)
+    try:
+        exs, _ = load_files([DEFAULT_HANDWRITTEN], labels, require_train=False)
+    except TrainingDataError as exc:
+        return None, f"the packaged hand-written notes do not fit this model's label set ({exc})"
+    return exs, "inference/eval/" + DEFAULT_HANDWRITTEN.name
+
+
+SUMMARY_KEYS = ("unit_macro_f1", "unit_accuracy", "acuity_exact", "acuity_within_one", "under_triage_esi_1_2",
+                "under_triaged", "under_triaged_not_flagged", "esi_1_2_sent_home", "over_triage_esi_3_5",
+                "needs_micro_f1", "unit_ece", "acuity_ece", "flagged_rate", "unit_accuracy_not_flagged",
+                "raised_by_safety", "inconsistent_predictions")
+
+
+def summary(m: dict) -> dict:
+    s = {k: m.get(k) for k in SUMMARY_KEYS}
+    t = m.get("threshold_meeting_target")
+    s["threshold_meeting_target"] = t["threshold"] if t else None
+    s["coverage_at_that_threshold"] = t["coverage"] if t else None
+    return s
+
+
+def compare(systems: dict[str, dict[str, np.ndarray]], exs: Sequence[Example], labels: LabelSet,
+            policy: TriagePolicy, *, threshold: float, target_accuracy: float, need_threshold: float = 0.5) -> dict:
+    """Every system argmax and decoded: {"<name>": {...}, "<name>_decoded": {...}, "summary": {...}}."""
+    out: dict = {"n": len(exs)}
+    for name, probs in systems.items():
+        for decoded in (False, True):
+            key = f"{name}_decoded" if decoded else name
+            out[key] = system_metrics(probs, exs, labels, policy, threshold=threshold, decoded=decoded,
+                                      target_accuracy=target_accuracy, need_threshold=need_threshold)
+    out["summary"] = {k: summary(v) for k, v in out.items() if isinstance(v, dict) and "unit_macro_f1" in v}
+    out["signals_alone"] = signals_alone(exs, policy)
+    return out

@@ -1,0 +1,109 @@
+"""`wardflow evaluate` on hand-written notes: argmax vs served, the baseline, the curve, the listed misses
+(tiny model); and the packaged hand-written set itself."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+import pytest
+
+from tests import inference_support as sup
+
+TOY_NOTES = [  # id, text, age, sex, unit, acuity, needs  (toy label set: CARDIAC, ORTHO, MENTAL_HEALTH, DISCHARGE)
+    ("toy-miss", "stubbed toe walking normally", 60, "M", "CARDIAC", 2, ["telemetry"]),
+    ("toy-shock", "small cut on finger. BP 70/40 HR 140", 50, "F", "CARDIAC", 1, ["telemetry"]),
+    ("toy-ok-1", "crushing chest pain with st elevation", 64, "M", "CARDIAC", 2, ["telemetry"]),
+    ("toy-ok-2", "runny nose and mild cold", 30, "F", "DISCHARGE", 5, []),
+    ("toy-ok-3", "broken hip after a fall", 80, "F", "ORTHO", 3, []),
+]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from inference import commands
+
+    model = sup.tiny_trained_model()
+    d = tmp_path_factory.mktemp("served")
+    notes = d / "notes.jsonl"
+    with open(notes, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"label_set": sup.TOY_LABELS}) + "\n")
+        for i, text, age, sex, unit, acuity, needs in TOY_NOTES:
+            f.write(json.dumps({"id": i, "group": i, "text": text, "age": age, "sex": sex, "target_unit": unit,
+                                "acuity": acuity, "needs": needs, "split": "test"}) + "\n")
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", "--model", str(model), "--out", str(d / "rep"), "--handwritten", str(notes),
+                              "--threads", "1", "--no-progress"])
+    assert args.func(args) == 0
+    return json.loads((d / "rep" / "report.json").read_text()), (d / "rep" / "report.md").read_text()
+
+
+def test_argmax_misses_are_listed_with_probabilities(report):
+    rep, md = report
+    hw = rep["handwritten"]
+    assert hw["n"] == len(TOY_NOTES)
+    misses = {c["id"]: c for c in hw["model"]["under_triage_cases"]}
+    assert "toy-miss" in misses and "toy-shock" in misses
+    c = misses["toy-miss"]
+    assert c["true_acuity"] == 2 and c["predicted_acuity"] > 2
+    assert set(c["acuity_probs"]) == {"1", "2", "3", "4", "5"} and abs(sum(c["acuity_probs"].values()) - 1) < 0.01
+    assert hw["model"]["under_triaged"] == len(misses)
+    assert "toy-miss" in md and "Under-triaged true ESI 1-2" in md
+
+
+def test_served_prediction_catches_the_shocked_patient_and_never_sends_esi_1_2_home(report):
+    rep, _ = report
+    served = rep["handwritten"]["model_decoded"]
+    ids = {c["id"] for c in served["under_triage_cases"]}
+    assert "toy-shock" not in ids
+    assert served["inconsistent_predictions"] == 0
+    assert served["esi_1_2_sent_home"] <= rep["handwritten"]["model"]["esi_1_2_sent_home"]
+    assert served["raised_by_safety"] >= 1
+    assert served["under_triaged"] <= rep["handwritten"]["model"]["under_triaged"]
+
+
+def test_baseline_side_by_side_curve_and_threshold(report):
+    rep, md = report
+    hw = rep["handwritten"]
+    assert {"model", "model_decoded", "baseline", "baseline_decoded"} <= set(hw["summary"])
+    curve = hw["model_decoded"]["coverage_accuracy"]
+    assert curve[0]["threshold"] == 0.0 and curve[0]["coverage"] == 1.0
+    assert all(a["coverage"] >= b["coverage"] for a, b in zip(curve, curve[1:]))
+    t = hw["model_decoded"]["threshold_meeting_target"]
+    assert t is None or t["unit_accuracy"] >= 0.9
+    assert "TF-IDF served" in md and "Coverage vs unit accuracy" in md
+    assert "served_test" in rep and rep["served_test"]["model_decoded"]["n"] == rep["n_test"]
+
+
+def test_packaged_handwritten_set_is_labelled_by_the_taxonomy():
+    from inference.data import load_files
+    from inference.evaluate_decoded import DEFAULT_HANDWRITTEN
+
+    exs, labels = load_files([DEFAULT_HANDWRITTEN], require_train=False)
+    assert len(exs) >= 150 and all(e.split == "test" for e in exs)
+    assert len({e.group for e in exs}) == len(exs)
+    acuity = Counter(e.acuity for e in exs)
+    assert acuity[1] + acuity[2] >= 60
+    assert set(e.unit for e in exs) == set(labels.units)
+    for e in exs:  # the label set's own consistency rules hold for every note
+        assert not (e.unit == "DISCHARGE" and e.acuity <= 2), e.group
+        assert not (e.unit == "ICU" and e.acuity >= 3), e.group
+        if e.age < 16:
+            assert e.unit in ("ICU", "DISCHARGE", "PAEDIATRICS"), e.group
+        else:
+            assert e.unit != "PAEDIATRICS", e.group
+    styles = {json.loads(line)["style"] for line in DEFAULT_HANDWRITTEN.read_text().splitlines()}
+    assert len(styles) >= 8
+
+
+def test_handwritten_notes_are_not_in_the_generated_corpus():
+    from inference.corpus import generate_splits
+    from inference.data import load_files
+    from inference.evaluate_decoded import DEFAULT_HANDWRITTEN
+
+    exs, _ = load_files([DEFAULT_HANDWRITTEN], require_train=False)
+    texts = {e.text.strip().lower() for e in exs}
+    generated = generate_splits(300, 50, 50, 13)
+    assert not texts & {c.text.strip().lower() for cases in generated.values() for c in cases}
