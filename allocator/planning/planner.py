@@ -1,0 +1,130 @@
+"""Plan an IHTC-2024 instance: greedy construction, then simulated annealing, then the evaluator.
+
+Determinism: the annealing runs a fixed budget of moves, ``time_limit x moves_per_second``
+(`DEFAULT_MOVES_PER_SECOND`, set below what this code does on one core of the development
+machine), with its temperature a function of the move number, and a seeded generator. The same
+instance, seed and time limit therefore give the same plan on any machine that completes the
+budget in time. The clock is only a safety stop: on a slower machine the run ends at the time
+limit, `PlanResult.stopped_by` says "clock", and the plan may then differ from run to run.
+
+The cost reported is always `evaluate()` on the solution that is returned, never the search's
+own running count (the two are compared, and a difference is a bug that stops the run).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from allocator.planning.evaluate import Evaluation, evaluate
+from allocator.planning.model import COST_PARTS, Instance, Solution
+from allocator.planning import search
+
+__all__ = ["DEFAULT_MOVES_PER_SECOND", "PlanResult", "Progress", "plan"]
+
+DEFAULT_MOVES_PER_SECOND = 1_000_000
+CHUNK = 100_000
+# Move mix: patient moves, patient room swaps, single nurse changes/swaps, nurse runs.
+MOVE_PROBS = np.array([0.35, 0.10, 0.35, 0.20])
+
+
+@dataclass(frozen=True)
+class Progress:
+    moves_done: int
+    moves_total: int
+    elapsed_s: float
+    best_cost: int
+    best_parts: dict[str, int]  # COST_PARTS -> weighted cost
+    mandatory_missing: int
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    solution: Solution
+    evaluation: Evaluation
+    greedy_solution: Solution
+    greedy_evaluation: Evaluation
+    moves: int
+    moves_budget: int
+    elapsed_s: float
+    greedy_s: float
+    stopped_by: str  # "moves" (deterministic) or "clock"
+    seed: int
+
+
+def _solution(pb: search.Problem, adm: np.ndarray, room: np.ndarray, ot: np.ndarray, nurse_of: np.ndarray,
+              inst: Instance) -> Solution:
+    """Nurse rows only for rooms someone occupies in that shift (an empty room needs no nurse)."""
+    D, spd, P = pb.D, pb.spd, pb.P
+    occupied = np.zeros((pb.R, D), dtype=bool)
+    for p in range(pb.PP):
+        d = adm[p] if p < P else 0
+        r = room[p] if p < P else inst.occupant_room[p - P]
+        if d >= 0:
+            occupied[r, d : min(D, d + pb.los[p])] = True
+    rows = [(int(nurse_of[r, s]), r, s) for r in range(pb.R) for s in range(pb.T)
+            if occupied[r, s // spd] and nurse_of[r, s] >= 0]
+    rows.sort(key=lambda x: (x[0], x[2], x[1]))
+    return Solution(adm.copy(), room.copy(), ot.copy(), np.array(rows, dtype=np.int64).reshape(-1, 3))
+
+
+def _order(inst: Instance) -> np.ndarray:
+    """Mandatory patients by due day (tightest first, longer surgery first), then optional ones by release."""
+    P = inst.n_patients
+    key_m = [(0, int(inst.last_day[p]), int(inst.last_day[p] - inst.release_day[p]), -int(inst.surgery_duration[p]), p)
+             for p in range(P) if inst.mandatory[p]]
+    key_o = [(1, int(inst.release_day[p]), 0, -int(inst.surgery_duration[p]), p) for p in range(P) if not inst.mandatory[p]]
+    return np.array([k[-1] for k in sorted(key_m) + sorted(key_o)], dtype=np.int64)
+
+
+def _check(ev: Evaluation, comp: np.ndarray, what: str) -> None:
+    ours = {part: int(comp[i]) for i, part in enumerate(COST_PARTS)}
+    if ours != ev.counts or int(comp[8]) != ev.violations["mandatory_unscheduled"]:
+        raise RuntimeError(f"planner bug: the search's {what} counts {ours} differ from the evaluator's {ev.counts}")
+
+
+def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int = DEFAULT_MOVES_PER_SECOND,
+         progress: Callable[[Progress], None] | None = None) -> PlanResult:
+    start = time.perf_counter()
+    deadline = start + time_limit
+    pb = search.make_problem(inst)
+    occ = np.zeros((pb.R, pb.D), dtype=np.int64)
+    for o, r in enumerate(inst.occupant_room.tolist()):
+        occ[r, : min(pb.D, int(inst.length_of_stay[inst.n_patients + o]))] += 1
+    st = search.new_state(pb, int(occ.max(initial=0)))
+    search.construct(pb, st, inst.occupant_room, _order(inst), 0)
+    greedy = _solution(pb, st.adm[: pb.P], st.room[: pb.P], st.ot, st.nurse_of, inst)
+    greedy_ev = evaluate(inst, greedy)
+    _check(greedy_ev, st.comp, "greedy")
+    greedy_s = time.perf_counter() - start
+
+    budget = max(1, int(time_limit * moves_per_second))
+    best_adm, best_room, best_ot = st.adm[: pb.P].copy(), st.room[: pb.P].copy(), st.ot.copy()
+    best_nurse, best_comp = st.nurse_of.copy(), st.comp.copy()
+    best_cost = int(search.total_cost(pb, st))
+    log_s = np.zeros(pb.T, dtype=np.int64)
+    log_n = np.zeros(pb.T, dtype=np.int64)
+    t0 = float(max(1, inst.weights.max())) * 2.0
+    t1 = 0.5
+    search.seed_rng(seed)
+    done = 0
+    stopped_by = "moves"
+    while done < budget:
+        if time.perf_counter() >= deadline:
+            stopped_by = "clock"
+            break
+        n = min(CHUNK, budget - done)
+        best_cost = int(search.anneal(pb, st, n, done, budget, t0, t1, MOVE_PROBS, best_adm, best_room, best_ot,
+                                      best_nurse, best_comp, best_cost, log_s, log_n))
+        done += n
+        if progress is not None:
+            progress(Progress(done, budget, time.perf_counter() - start, best_cost,
+                              {part: int(inst.weights[i] * best_comp[i]) for i, part in enumerate(COST_PARTS)},
+                              int(best_comp[8])))
+    sol = _solution(pb, best_adm, best_room, best_ot, best_nurse, inst)
+    ev = evaluate(inst, sol)
+    _check(ev, best_comp, "best")
+    return PlanResult(sol, ev, greedy, greedy_ev, done, budget, time.perf_counter() - start, greedy_s, stopped_by, seed)
