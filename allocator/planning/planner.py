@@ -27,8 +27,8 @@ __all__ = ["DEFAULT_MOVES_PER_SECOND", "PlanResult", "Progress", "plan"]
 
 DEFAULT_MOVES_PER_SECOND = 1_000_000
 CHUNK = 100_000
-# Move mix: patient moves, patient room swaps, single nurse changes/swaps, nurse runs.
-MOVE_PROBS = np.array([0.35, 0.10, 0.35, 0.20])
+# Move mix: patient moves, patient room swaps, single nurse changes/swaps, nurse runs (sum 1).
+MOVE_PROBS = np.array([0.35, 0.10, 0.35, 0.20, 0.01])  # last: chance of an ejection move
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def _check(ev: Evaluation, comp: np.ndarray, what: str) -> None:
         raise RuntimeError(f"planner bug: the search's {what} counts {ours} differ from the evaluator's {ev.counts}")
 
 
-def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int = DEFAULT_MOVES_PER_SECOND,
+def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int | None = None,
          progress: Callable[[Progress], None] | None = None) -> PlanResult:
     start = time.perf_counter()
     deadline = start + time_limit
@@ -101,12 +101,13 @@ def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int 
     _check(greedy_ev, st.comp, "greedy")
     greedy_s = time.perf_counter() - start
 
-    budget = max(1, int(time_limit * moves_per_second))
+    budget = max(1, int(time_limit * (moves_per_second or DEFAULT_MOVES_PER_SECOND)))
     best_adm, best_room, best_ot = st.adm[: pb.P].copy(), st.room[: pb.P].copy(), st.ot.copy()
     best_nurse, best_comp = st.nurse_of.copy(), st.comp.copy()
     best_cost = int(search.total_cost(pb, st))
     log_s = np.zeros(pb.T, dtype=np.int64)
     log_n = np.zeros(pb.T, dtype=np.int64)
+    ej = [np.zeros(pb.P + 1, dtype=np.int64) for _ in range(5)]
     t0 = float(max(1, inst.weights.max())) * 2.0
     t1 = 0.5
     search.seed_rng(seed)
@@ -118,7 +119,7 @@ def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int 
             break
         n = min(CHUNK, budget - done)
         best_cost = int(search.anneal(pb, st, n, done, budget, t0, t1, MOVE_PROBS, best_adm, best_room, best_ot,
-                                      best_nurse, best_comp, best_cost, log_s, log_n))
+                                      best_nurse, best_comp, best_cost, log_s, log_n, *ej))
         done += n
         if progress is not None:
             progress(Progress(done, budget, time.perf_counter() - start, best_cost,

@@ -404,8 +404,103 @@ def _random_patient_slot(pb, st, p):
 
 
 @njit(cache=True)
+def _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new):
+    """Put patient p at (d, r, t), taking out whoever blocks it (same surgeon or theatre that
+    day, room-mates making the room full or of the other gender), then trying each one taken
+    out at a few random slots. Returns how many were taken out (their old slots in ej_*, and
+    ej_new[i] = 1 when re-placed), or -1 if p cannot go there (nothing is changed then)."""
+    if d < pb.rel[p] or d > pb.last[p] or d >= pb.D or pb.incomp[p, r]:
+        return -1
+    du = pb.dur[p]
+    g = pb.surg[p]
+    if du > pb.s_max[g, d] or du > pb.ot_av[t, d]:
+        return -1
+    end = min(pb.D, d + pb.los[p])
+    other = 1 - pb.gender[p]
+    for day in range(d, end):
+        occ = 0
+        for i in range(st.rd_cnt[r, day]):
+            m = st.rd_mem[r, day, i]
+            if m >= pb.P:
+                occ += 1
+                if pb.gender[m] == other:
+                    return -1
+        if occ >= pb.cap[r]:
+            return -1
+        for k in range(pb.spd):
+            if st.nurse_of[r, day * pb.spd + k] < 0:
+                return -1
+    k = 0
+    cap = ej_p.shape[0]
+    while st.s_load[g, d] + du > pb.s_max[g, d] or st.ot_load[t, d] + du > pb.ot_av[t, d]:
+        # a random patient operated that day by the same surgeon or in the same theatre
+        cnt = 0
+        pick = -1
+        need_s = st.s_load[g, d] + du > pb.s_max[g, d]
+        for q in range(pb.P):
+            if st.adm[q] == d and q != p and ((need_s and pb.surg[q] == g) or (not need_s and st.ot[q] == t)):
+                cnt += 1
+                if np.random.randint(0, cnt) == 0:
+                    pick = q
+        if pick < 0 or k >= cap:
+            _undo_eject(pb, st, -1, ej_p, ej_d, ej_r, ej_t, ej_new, k)
+            return -1
+        ej_p[k] = pick
+        ej_d[k] = st.adm[pick]
+        ej_r[k] = st.room[pick]
+        ej_t[k] = st.ot[pick]
+        ej_new[k] = 0
+        k += 1
+        remove_person(pb, st, pick)
+    for day in range(d, end):
+        while st.rd_cnt[r, day] >= pb.cap[r] or st.rd_g[r, day, other] > 0:
+            want_other = st.rd_g[r, day, other] > 0
+            cnt = 0
+            pick = -1
+            for i in range(st.rd_cnt[r, day]):
+                m = st.rd_mem[r, day, i]
+                if m < pb.P and (not want_other or pb.gender[m] == other):
+                    cnt += 1
+                    if np.random.randint(0, cnt) == 0:
+                        pick = m
+            if pick < 0 or k >= cap:
+                _undo_eject(pb, st, -1, ej_p, ej_d, ej_r, ej_t, ej_new, k)
+                return -1
+            ej_p[k] = pick
+            ej_d[k] = st.adm[pick]
+            ej_r[k] = st.room[pick]
+            ej_t[k] = st.ot[pick]
+            ej_new[k] = 0
+            k += 1
+            remove_person(pb, st, pick)
+    add_person(pb, st, p, d, r, t)
+    for i in range(k):
+        q = ej_p[i]
+        if pb.rel[q] > min(pb.last[q], pb.D - 1) or pb.ncompat[q] == 0:
+            continue
+        for _ in range(10):
+            nd, nr, nt = _random_patient_slot(pb, st, q)
+            if can_add(pb, st, q, nd, nr, nt):
+                add_person(pb, st, q, nd, nr, nt)
+                ej_new[i] = 1
+                break
+    return k
+
+
+@njit(cache=True)
+def _undo_eject(pb, st, p, ej_p, ej_d, ej_r, ej_t, ej_new, k):
+    if p >= 0:
+        for i in range(k):
+            if ej_new[i]:
+                remove_person(pb, st, ej_p[i])
+        remove_person(pb, st, p)
+    for i in range(k - 1, -1, -1):
+        add_person(pb, st, ej_p[i], ej_d[i], ej_r[i], ej_t[i])
+
+
+@njit(cache=True)
 def anneal(pb, st, iters, it0, total, t0, t1, probs, best_adm, best_room, best_ot, best_nurse, best_comp, best_cost,
-           log_s, log_n):
+           log_s, log_n, ej_p, ej_d, ej_r, ej_t, ej_new):
     """`iters` moves of simulated annealing from move number `it0` of `total` (geometric cooling
     from t0 to t1). The best state seen is copied into the best_* arrays; returns its cost."""
     cur = total_cost(pb, st)
@@ -417,7 +512,39 @@ def anneal(pb, st, iters, it0, total, t0, t1, probs, best_adm, best_room, best_o
     for it in range(it0, it0 + iters):
         temp = t0 * ratio ** (it / total)
         u = np.random.random()
-        if u < cum0:
+        if st.comp[8] > 0 and np.random.random() < 0.2 or np.random.random() < probs[4]:
+            # ---- ejection: put a patient (a missing mandatory one first) in a random slot,
+            # taking out whoever blocks it
+            p = -1
+            if st.comp[8] > 0:
+                cnt = 0
+                for q in range(pb.P):
+                    if pb.mand[q] and st.adm[q] < 0 and pb.rel[q] <= min(pb.last[q], pb.D - 1) and pb.ncompat[q] > 0:
+                        cnt += 1
+                        if np.random.randint(0, cnt) == 0:
+                            p = q
+            if p < 0:
+                p = np.random.randint(0, pb.P)
+                if pb.rel[p] > min(pb.last[p], pb.D - 1) or pb.ncompat[p] == 0:
+                    continue
+            od, orr, ot = st.adm[p], st.room[p], st.ot[p]
+            if od >= 0:
+                remove_person(pb, st, p)
+            d, r, t = _random_patient_slot(pb, st, p)
+            k = _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new)
+            if k < 0:
+                if od >= 0:
+                    add_person(pb, st, p, od, orr, ot)
+                continue
+            new = total_cost(pb, st)
+            if _accept(new - cur, temp):
+                cur = new
+            else:
+                _undo_eject(pb, st, p, ej_p, ej_d, ej_r, ej_t, ej_new, k)
+                if od >= 0:
+                    add_person(pb, st, p, od, orr, ot)
+                continue
+        elif u < cum0:
             # ---- move one patient: new day, room, theatre, all of them, or in/out
             p = np.random.randint(0, pb.P)
             if pb.rel[p] > min(pb.last[p], pb.D - 1) or pb.ncompat[p] == 0:
