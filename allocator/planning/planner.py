@@ -27,6 +27,7 @@ __all__ = ["DEFAULT_MOVES_PER_SECOND", "PlanResult", "Progress", "plan"]
 
 DEFAULT_MOVES_PER_SECOND = 1_000_000
 CHUNK = 100_000
+REPAIR_TRIES = 200_000
 # Move mix: patient moves, patient room swaps, single nurse changes/swaps, nurse runs (sum 1).
 MOVE_PROBS = np.array([0.35, 0.10, 0.35, 0.20, 0.01])  # last: chance of an ejection move
 
@@ -95,7 +96,11 @@ def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int 
     for o, r in enumerate(inst.occupant_room.tolist()):
         occ[r, : min(pb.D, int(inst.length_of_stay[inst.n_patients + o]))] += 1
     st = search.new_state(pb, int(occ.max(initial=0)))
+    ej = [np.zeros(pb.P + 1, dtype=np.int64) for _ in range(5)]
     search.construct(pb, st, inst.occupant_room, _order(inst), 0)
+    if st.comp[8] > 0:
+        search.seed_rng(0)  # the greedy's repair is seeded on its own: one greedy per instance
+        search.repair(pb, st, REPAIR_TRIES, *ej)
     greedy = _solution(pb, st.adm[: pb.P], st.room[: pb.P], st.ot, st.nurse_of, inst)
     greedy_ev = evaluate(inst, greedy)
     _check(greedy_ev, st.comp, "greedy")
@@ -107,7 +112,6 @@ def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int 
     best_cost = int(search.total_cost(pb, st))
     log_s = np.zeros(pb.T, dtype=np.int64)
     log_n = np.zeros(pb.T, dtype=np.int64)
-    ej = [np.zeros(pb.P + 1, dtype=np.int64) for _ in range(5)]
     t0 = float(max(1, inst.weights.max())) * 2.0
     t1 = 0.5
     search.seed_rng(seed)

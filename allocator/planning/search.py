@@ -499,6 +499,29 @@ def _undo_eject(pb, st, p, ej_p, ej_d, ej_r, ej_t, ej_new, k):
 
 
 @njit(cache=True)
+def repair(pb, st, tries, ej_p, ej_d, ej_r, ej_t, ej_new):
+    """Admit missing mandatory patients: a random slot each, taking out whoever blocks it, kept
+    only when the total cost (missing mandatory patients weigh MANDATORY_PENALTY) goes down."""
+    for _ in range(tries):
+        if st.comp[8] == 0:
+            return
+        p = -1
+        cnt = 0
+        for q in range(pb.P):
+            if pb.mand[q] and st.adm[q] < 0 and pb.rel[q] <= min(pb.last[q], pb.D - 1) and pb.ncompat[q] > 0:
+                cnt += 1
+                if np.random.randint(0, cnt) == 0:
+                    p = q
+        if p < 0:
+            return
+        before = total_cost(pb, st)
+        d, r, t = _random_patient_slot(pb, st, p)
+        k = _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new)
+        if k >= 0 and total_cost(pb, st) >= before:
+            _undo_eject(pb, st, p, ej_p, ej_d, ej_r, ej_t, ej_new, k)
+
+
+@njit(cache=True)
 def anneal(pb, st, iters, it0, total, t0, t1, probs, best_adm, best_room, best_ot, best_nurse, best_comp, best_cost,
            log_s, log_n, ej_p, ej_d, ej_r, ej_t, ej_new):
     """`iters` moves of simulated annealing from move number `it0` of `total` (geometric cooling
