@@ -500,8 +500,9 @@ def _undo_eject(pb, st, p, ej_p, ej_d, ej_r, ej_t, ej_new, k):
 
 @njit(cache=True)
 def repair(pb, st, tries, ej_p, ej_d, ej_r, ej_t, ej_new):
-    """Admit missing mandatory patients: a random slot each, taking out whoever blocks it, kept
-    only when the total cost (missing mandatory patients weigh MANDATORY_PENALTY) goes down."""
+    """Admit missing mandatory patients: a random slot each, taking out whoever blocks it (then
+    trying to re-place them), kept unless more mandatory patients end up missing: a random walk
+    over ways of fitting them all, whatever the soft cost."""
     for _ in range(tries):
         if st.comp[8] == 0:
             return
@@ -514,10 +515,10 @@ def repair(pb, st, tries, ej_p, ej_d, ej_r, ej_t, ej_new):
                     p = q
         if p < 0:
             return
-        before = total_cost(pb, st)
+        before = st.comp[8]
         d, r, t = _random_patient_slot(pb, st, p)
         k = _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new)
-        if k >= 0 and total_cost(pb, st) >= before:
+        if k >= 0 and st.comp[8] > before:
             _undo_eject(pb, st, p, ej_p, ej_d, ej_r, ej_t, ej_new, k)
 
 
