@@ -4,7 +4,7 @@ For each instance: the greedy's cost and violations, the planner's cost and viol
 --time-limit seconds, both as a ratio to the best-known cost (the competition site's table),
 and the time. Prints one JSON document on stdout (progress on stderr). Every cost is
 `allocator.planning.evaluate` on the solution produced; with --out-dir the solutions are
-written too, to check with the official validator.
+written too (feasible ones only), to check with the official validator.
 
 The competition's limit is 600 s an instance (30 instances: 5 hours); a quick run is e.g.
 ``--time-limit 15`` (about 8 minutes) or ``--instances i01,i10,i20 --time-limit 60``.
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 "moves": res.moves, "stopped_by": res.stopped_by, "planner_costs": p.costs,
             }
             rows.append(row)
-            if args.out_dir:
+            if args.out_dir and p.feasible:  # an infeasible plan is reported, never written
                 write_solution(args.out_dir / f"sol_{name}.json", inst, res.solution, [p.cost_line()])
             _log(f"{name}: greedy {g.total_cost} ({row['greedy_ratio']:.3f}, {g.total_violations} viol) -> "
                  f"planner {p.total_cost} ({row['planner_ratio']:.3f}, {p.total_violations} viol) in {wall:.1f}s")

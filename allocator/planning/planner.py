@@ -28,6 +28,7 @@ __all__ = ["DEFAULT_MOVES_PER_SECOND", "PlanResult", "Progress", "plan"]
 DEFAULT_MOVES_PER_SECOND = 300_000
 CHUNK = 100_000
 REPAIR_TRIES = 200_000
+REPAIR_MIN_TRIES = 20_000
 # Move mix: patient moves, patient room swaps, single nurse changes/swaps, nurse runs (sum 1).
 MOVE_PROBS = np.array([0.35, 0.10, 0.35, 0.20, 0.01])  # last: chance of an ejection move
 
@@ -100,8 +101,9 @@ def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int 
     search.construct(pb, st, inst.occupant_room, _order(inst), 0)
     if st.comp[8] > 0:
         search.seed_rng(0)  # the greedy's repair is seeded on its own: one greedy per instance
-        for _ in range(REPAIR_TRIES // 5_000):
-            if st.comp[8] == 0 or time.perf_counter() >= start + time_limit / 2:
+        for i in range(REPAIR_TRIES // 5_000):
+            # feasibility first: at least REPAIR_MIN_TRIES whatever the clock, then up to half the limit
+            if st.comp[8] == 0 or (i * 5_000 >= REPAIR_MIN_TRIES and time.perf_counter() >= start + time_limit / 2):
                 break
             search.repair(pb, st, 5_000, *ej)
     greedy = _solution(pb, st.adm[: pb.P], st.room[: pb.P], st.ot, st.nurse_of, inst)

@@ -478,13 +478,39 @@ def _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new):
         q = ej_p[i]
         if pb.rel[q] > min(pb.last[q], pb.D - 1) or pb.ncompat[q] == 0:
             continue
-        for _ in range(10):
-            nd, nr, nt = _random_patient_slot(pb, st, q)
-            if can_add(pb, st, q, nd, nr, nt):
-                add_person(pb, st, q, nd, nr, nt)
-                ej_new[i] = 1
-                break
+        if place_anywhere(pb, st, q):
+            ej_new[i] = 1
     return k
+
+
+@njit(cache=True)
+def place_anywhere(pb, st, p):
+    """Admit patient p at the first feasible (day, room, theatre) from a random starting point
+    of each; False if there is none."""
+    first = pb.rel[p]
+    last = min(pb.last[p], pb.D - 1)
+    if first > last or pb.ncompat[p] == 0:
+        return False
+    nd = last - first + 1
+    d0 = np.random.randint(0, nd)
+    r0 = np.random.randint(0, pb.ncompat[p])
+    t0 = np.random.randint(0, pb.NOT)
+    for i in range(nd):
+        d = first + (d0 + i) % nd
+        t_ok = -1
+        for j in range(pb.NOT):
+            t = (t0 + j) % pb.NOT
+            if theatre_ok(pb, st, p, d, t):
+                t_ok = t
+                break
+        if t_ok < 0:
+            continue
+        for j in range(pb.ncompat[p]):
+            r = pb.compat[p, (r0 + j) % pb.ncompat[p]]
+            if room_ok(pb, st, p, d, r):
+                add_person(pb, st, p, d, r, t_ok)
+                return True
+    return False
 
 
 @njit(cache=True)
@@ -575,10 +601,14 @@ def anneal(pb, st, iters, it0, total, t0, t1, probs, best_adm, best_room, best_o
                 continue
             od = st.adm[p]
             if od < 0:
-                d, r, t = _random_patient_slot(pb, st, p)
-                if not can_add(pb, st, p, d, r, t):
-                    continue
-                add_person(pb, st, p, d, r, t)
+                if np.random.random() < 0.5:
+                    if not place_anywhere(pb, st, p):
+                        continue
+                else:
+                    d, r, t = _random_patient_slot(pb, st, p)
+                    if not can_add(pb, st, p, d, r, t):
+                        continue
+                    add_person(pb, st, p, d, r, t)
                 new = total_cost(pb, st)
                 if _accept(new - cur, temp):
                     cur = new
