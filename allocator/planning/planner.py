@@ -30,7 +30,7 @@ CHUNK = 100_000
 REPAIR_TRIES = 200_000
 REPAIR_MIN_TRIES = 20_000
 # Move mix: patient moves, patient room swaps, single nurse changes/swaps, nurse runs (sum 1).
-MOVE_PROBS = np.array([0.35, 0.10, 0.35, 0.20, 0.01])  # last: chance of an ejection move
+MOVE_PROBS = np.array([0.55, 0.20, 0.15, 0.10, 0.03])  # last: chance of an ejection move
 
 
 @dataclass(frozen=True)
