@@ -29,6 +29,7 @@ DEFAULT_MOVES_PER_SECOND = 300_000
 CHUNK = 100_000
 REPAIR_TRIES = 200_000
 REPAIR_MIN_TRIES = 20_000
+T0_FACTOR = 2.0  # starting temperature: this times the largest weight
 # Move mix: patient moves, patient room swaps, single nurse changes/swaps, nurse runs (sum 1).
 MOVE_PROBS = np.array([0.55, 0.20, 0.15, 0.10, 0.03])  # last: chance of an ejection move
 
@@ -118,7 +119,7 @@ def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int 
     log_s = np.zeros(pb.T, dtype=np.int64)
     log_n = np.zeros(pb.T, dtype=np.int64)
     # Hot enough to give up an optional admission early on, cold enough at the end to be a descent.
-    t0 = float(max(1, inst.weights.max())) * 2.0
+    t0 = float(max(1, inst.weights.max())) * T0_FACTOR
     t1 = 0.5
     search.seed_rng(seed)
     done = executed = 0
