@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--moves-per-second", type=int, default=DEFAULT_MOVES_PER_SECOND)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with the IHTC-2024 zips and best_known.csv")
     ap.add_argument("--out-dir", type=Path, help="also write each planner solution there as sol_<name>.json")
+    ap.add_argument("--markdown", type=Path, help="also write the table as Markdown (for docs/planning.md)")
     args = ap.parse_args(argv)
 
     with open(args.data / "best_known.csv", newline="") as f:
@@ -107,7 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         "full_limit_600s": args.time_limit >= 600 and len(rows) == 30,
     }
     print(json.dumps({"summary": summary, "targets": targets, "rows": rows}, indent=2))
+    if args.markdown:
+        args.markdown.write_text(markdown(summary, rows), encoding="utf-8")
     return 0
+
+
+def markdown(summary: dict, rows: list[dict]) -> str:
+    lines = ["| instance | best known | greedy | greedy ratio | planner | planner ratio | violations (greedy/planner) | s | stopped by |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | :---: | ---: | --- |"]
+    for r in rows:
+        lines.append(f"| {r['instance']} | {r['best_known']} | {r['greedy_cost']} | {r['greedy_ratio']:.3f} | "
+                     f"{r['planner_cost']} | {r['planner_ratio']:.3f} | {r['greedy_violations']}/{r['planner_violations']} | "
+                     f"{r['planner_s']:.1f} | {r['stopped_by']} |")
+    lines.append(f"| **mean** | | | **{summary['greedy_mean_ratio']:.3f}** | | **{summary['planner_mean_ratio']:.3f}** | "
+                 f"{summary['greedy_violations']}/{summary['planner_violations']} | | |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
