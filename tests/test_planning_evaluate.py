@@ -126,3 +126,16 @@ def test_solution_errors_name_file_field_problem(data: Path, tmp_path: Path) -> 
     doc["patients"][0]["admission_day"] = 99
     with pytest.raises(PlanningInputError, match=r"patients\[0\]\.admission_day: day 99 is outside the horizon"):
         load_solution(_write(tmp_path, doc), inst)
+
+
+def test_written_solution_reads_back_with_the_same_cost(data: Path, tmp_path: Path) -> None:
+    from allocator.planning.model import write_solution
+
+    inst = load_instance(data / "i07.json")
+    sol = load_solution(data / "sol_i07.json", inst)
+    before = evaluate(inst, sol)
+    write_solution(tmp_path / "again.json", inst, sol, [before.cost_line()])
+    again = load_solution(tmp_path / "again.json", inst)
+    assert evaluate(inst, again) == before
+    assert json.loads((tmp_path / "again.json").read_text())["costs"] == [before.cost_line()]
+    assert not list(tmp_path.glob("*.tmp"))

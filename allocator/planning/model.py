@@ -467,8 +467,11 @@ def solution_to_json(instance: Instance, sol: Solution, costs: list[str] | None 
         by_nurse_shift.setdefault((n, s), []).append(instance.room_ids[r])
     nurses = []
     for n, ident in enumerate(instance.nurse_ids):
+        # every shift the nurse works (an empty room list when she covers none), and any other
+        # shift she was given, so a non-working assignment shows up in validation, never vanishes
+        shifts = set(np.flatnonzero(instance.nurse_works[n]).tolist()) | {s for (m, s) in by_nurse_shift if m == n}
         assignments = [{"day": s // spd, "shift": instance.shift_types[s % spd], "rooms": by_nurse_shift.get((n, s), [])}
-                       for s in np.flatnonzero(instance.nurse_works[n]).tolist()]
+                       for s in sorted(shifts)]
         nurses.append({"id": ident, "assignments": assignments})
     out: dict[str, Any] = {"patients": patients, "nurses": nurses}
     if costs is not None:
