@@ -29,6 +29,7 @@ DEFAULT_MOVES_PER_SECOND = 300_000
 CHUNK = 100_000
 REPAIR_TRIES = 200_000
 REPAIR_MIN_TRIES = 20_000
+POLISH_PASSES = 3  # descent passes over the best plan at the end
 T0_FACTOR = 2.0  # starting temperature: this times the largest weight
 # Move mix: patient moves, patient room swaps, single nurse changes/swaps, nurse runs (sum 1).
 MOVE_PROBS = np.array([0.55, 0.20, 0.15, 0.10, 0.03])  # last: chance of an ejection move
@@ -146,6 +147,14 @@ def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int 
             progress(Progress(done, budget, time.perf_counter() - start, best_cost,
                               {part: int(inst.weights[i] * best_comp[i]) for i, part in enumerate(COST_PARTS)},
                               int(best_comp[8])))
+    # Polish the best plan found: best re-insertion of each patient and best nurse per room-shift.
+    final = search.new_state(pb, int(occ.max(initial=0)))
+    search.load_plan(pb, final, inst.occupant_room, best_adm, best_room, best_ot, best_nurse)
+    if POLISH_PASSES and final.comp[8] == 0:
+        search.polish(pb, final, POLISH_PASSES)
+    if int(search.total_cost(pb, final)) < best_cost:
+        best_adm, best_room, best_ot = final.adm[: pb.P].copy(), final.room[: pb.P].copy(), final.ot.copy()
+        best_nurse, best_comp = final.nurse_of.copy(), final.comp.copy()
     sol = _solution(pb, best_adm, best_room, best_ot, best_nurse, inst)
     ev = evaluate(inst, sol)
     _check(ev, best_comp, "best")

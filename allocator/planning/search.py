@@ -318,47 +318,62 @@ def construct(pb, st, occ_room, order, optional_threshold):
         add_person(pb, st, pb.P + o, 0, occ_room[o], -1)
     for i in range(order.shape[0]):
         p = order[i]
-        base = total_cost(pb, st)
-        best = np.int64(1) << 62
-        bd = -1
-        br = -1
-        bt = -1
-        g = pb.surg[p]
-        for d in range(pb.rel[p], min(pb.last[p], pb.D - 1) + 1):
-            # the theatre: feasible, cheapest to open/transfer, then the fullest (packs theatres)
-            t_best = -1
-            t_cost = np.int64(1) << 62
-            for t in range(pb.NOT):
-                if not theatre_ok(pb, st, p, d, t):
-                    continue
-                c = 0
-                if st.ot_cnt[t, d] == 0:
-                    c += pb.w[4] * 1000
-                if st.s_ot[g, d, t] == 0 and st.s_nots[g, d] > 0:
-                    c += pb.w[5] * 1000
-                c -= st.ot_load[t, d]
-                if c < t_cost:
-                    t_cost = c
-                    t_best = t
-            if t_best < 0:
-                continue
-            for j in range(pb.ncompat[p]):
-                r = pb.compat[p, j]
-                if not room_ok(pb, st, p, d, r):
-                    continue
-                add_person(pb, st, p, d, r, t_best)
-                delta = total_cost(pb, st) - base
-                remove_person(pb, st, p)
-                if delta < best:
-                    best = delta
-                    bd = d
-                    br = r
-                    bt = t_best
+        best, bd, br, bt = best_slot(pb, st, p)
         if bd < 0:
             continue
         if not pb.mand[p] and best > -optional_threshold:
             continue
         add_person(pb, st, p, bd, br, bt)
+    best_nurses(pb, st)
+
+
+@njit(cache=True)
+def best_slot(pb, st, p):
+    """The feasible (day, room, theatre) where admitting patient p (not admitted now) adds the
+    least cost, and that cost; day -1 if there is none. The theatre is chosen per day: feasible,
+    cheapest to open or transfer to, then the fullest (it packs theatres)."""
+    base = total_cost(pb, st)
+    best = np.int64(1) << 62
+    bd = -1
+    br = -1
+    bt = -1
+    g = pb.surg[p]
+    for d in range(pb.rel[p], min(pb.last[p], pb.D - 1) + 1):
+        t_best = -1
+        t_cost = np.int64(1) << 62
+        for t in range(pb.NOT):
+            if not theatre_ok(pb, st, p, d, t):
+                continue
+            c = 0
+            if st.ot_cnt[t, d] == 0:
+                c += pb.w[4] * 1000
+            if st.s_ot[g, d, t] == 0 and st.s_nots[g, d] > 0:
+                c += pb.w[5] * 1000
+            c -= st.ot_load[t, d]
+            if c < t_cost:
+                t_cost = c
+                t_best = t
+        if t_best < 0:
+            continue
+        for j in range(pb.ncompat[p]):
+            r = pb.compat[p, j]
+            if not room_ok(pb, st, p, d, r):
+                continue
+            add_person(pb, st, p, d, r, t_best)
+            delta = total_cost(pb, st) - base
+            remove_person(pb, st, p)
+            if delta < best:
+                best = delta
+                bd = d
+                br = r
+                bt = t_best
+    return best, bd, br, bt
+
+
+@njit(cache=True)
+def best_nurses(pb, st):
+    """Each occupied room-shift, in time order, takes the working nurse that adds the least cost
+    (keeping its nurse on ties)."""
     for s in range(pb.T):
         day = s // pb.spd
         for r in range(pb.R):
@@ -376,6 +391,50 @@ def construct(pb, st, occ_room, order, optional_threshold):
                     best = delta
                     best_n = n
             set_nurse(pb, st, r, s, best_n)
+
+
+@njit(cache=True)
+def polish(pb, st, passes):
+    """Descent: every patient in turn is taken out and put back at their best slot (an optional
+    one left out when that is cheaper), then every room-shift gets its best nurse; repeated
+    while it pays, at most `passes` times. Never makes the cost worse."""
+    for _ in range(passes):
+        start = total_cost(pb, st)
+        for p in range(pb.P):
+            before = total_cost(pb, st)
+            od, orr, ot = st.adm[p], st.room[p], st.ot[p]
+            if od >= 0:
+                remove_person(pb, st, p)
+            out = total_cost(pb, st)
+            best, bd, br, bt = best_slot(pb, st, p)
+            choice = 0  # back where they were
+            cost = before
+            if out < cost:
+                choice = 1  # left out (an optional patient whose admission costs more than it saves)
+                cost = out
+            if bd >= 0 and out + best < cost:
+                choice = 2  # their best slot
+            if choice == 2:
+                add_person(pb, st, p, bd, br, bt)
+            elif choice == 0 and od >= 0:
+                add_person(pb, st, p, od, orr, ot)
+        best_nurses(pb, st)
+        if total_cost(pb, st) >= start:
+            return
+
+
+@njit(cache=True)
+def load_plan(pb, st, occ_room, adm, room, ot, nurse_of):
+    """Fill an empty state with a plan (nurses first, then occupants and patients)."""
+    for r in range(pb.R):
+        for s in range(pb.T):
+            if nurse_of[r, s] >= 0:
+                set_nurse(pb, st, r, s, nurse_of[r, s])
+    for o in range(pb.PP - pb.P):
+        add_person(pb, st, pb.P + o, 0, occ_room[o], -1)
+    for p in range(pb.P):
+        if adm[p] >= 0:
+            add_person(pb, st, p, adm[p], room[p], ot[p])
 
 
 # ---------------------------------------------------------------------------- improvement
