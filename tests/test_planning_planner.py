@@ -95,6 +95,19 @@ def test_cli_refuses_to_write_an_infeasible_plan(small: Path, tmp_path: Path,
     assert "mandatory_unscheduled=" in capsys.readouterr().err
 
 
+def test_plan_with_an_uncoverable_occupant_is_reported_infeasible(small: Path, tmp_path: Path) -> None:
+    doc = json.loads((small / "small05.json").read_text())
+    assert doc["occupants"], "small05 has occupants on day 0"
+    for nurse in doc["nurses"]:  # nobody works on day 0: the occupants' rooms cannot be covered
+        nurse["working_shifts"] = [w for w in nurse["working_shifts"] if w["day"] != 0]
+    bad = tmp_path / "uncovered.json"
+    bad.write_text(json.dumps(doc))
+    inst = load_instance(bad)
+    res = plan(inst, time_limit=300, seed=1, moves_per_second=1_000)
+    assert not res.evaluation.feasible
+    assert res.evaluation.violations["uncovered_room"] > 0
+
+
 def test_cli_bad_instance_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "inst.json"
     bad.write_text(json.dumps({"days": 2}))
