@@ -140,8 +140,8 @@ def register_plan(sub: argparse._SubParsersAction) -> None:
         description="Read an IHTC-2024 instance (patients to admit, rooms, operating theatres, surgeons, nurses "
                     "and their shifts), build a plan that meets every hard constraint with a greedy constructor, "
                     "improve it by simulated annealing for --time-limit seconds, and write it in the official "
-                    "solution format with its cost line. Same instance, seed and time limit: same plan (see "
-                    "docs/planning.md). If no plan meets every hard constraint, nothing is written and the exit "
+                    "solution format with its cost line. Same instance, seed and time limit: same plan, on a machine "
+                    "that keeps up with the move budget (see docs/planning.md). If no plan meets every hard constraint, nothing is written and the exit "
                     "status is 2.")
     p.add_argument("--instance", required=True, metavar="FILE", help="instance JSON (IHTC-2024 format)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the solution JSON")
