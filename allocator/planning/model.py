@@ -47,7 +47,6 @@ COST_PARTS = (
     "unscheduled_optional",
 )
 
-NonNegInt = Field(ge=0)
 
 
 class _Strict(BaseModel):
