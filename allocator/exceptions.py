@@ -22,3 +22,22 @@ class HospitalConfigError(AllocatorError):
         self.problem = problem
         parts = [file] + ([field] if field else []) + [problem]
         super().__init__(": ".join(parts))
+
+
+class PlanningInputError(AllocatorError):
+    """An IHTC-format planning instance or solution file is missing, unreadable or invalid.
+
+    Like `HospitalConfigError`, the message names the file, the field path inside it (for
+    example `patients[12].surgeon_id`) and what is wrong.
+    """
+
+    def __init__(self, file: str, field: str | None, problem: str) -> None:
+        self.file = file
+        self.field = field
+        self.problem = problem
+        parts = [file] + ([field] if field else []) + [problem]
+        super().__init__(": ".join(parts))
+
+
+class PlanningInfeasibleError(AllocatorError):
+    """The planner could not find a plan that meets every hard constraint in the time it had."""
