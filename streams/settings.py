@@ -45,8 +45,10 @@ class WardflowSettings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, description="Partitions of the input topics (scale-out unit)")
     topic_replicas: int = Field(1, ge=1, description="Replication factor of created topics")
     app_id: str = Field("wardflow", description="Faust app id: consumer group and changelog topic prefix")
-    broker_session_timeout_s: float = Field(10.0, gt=0, description="Consumer session timeout")
-    broker_rebalance_timeout_s: float = Field(10.0, gt=0, description="Consumer rebalance timeout")
+    broker_session_timeout_s: float = Field(6.0, gt=0, description="Consumer session timeout: how long a worker that died "
+                                            "without leaving (kill -9, a lost host) keeps its partitions")
+    broker_rebalance_timeout_s: float = Field(4.0, gt=0, description="Consumer rebalance timeout: how long the group waits "
+                                              "for members to rejoin (a join waits about half of it)")
     broker_heartbeat_interval_s: float = Field(1.0, gt=0, description="Consumer heartbeat interval (well under a "
                                                "third of the session timeout)")
     broker_group_instance_id: str | None = Field(None, description="Static group membership: a stable id unique to "
