@@ -145,10 +145,10 @@ def test_prometheus_evaluates_every_shipped_expression(broker, run_id, start_wor
         time.sleep(2)  # scraped before any event: counters' increases start from what was there
         # A little hospital: model admissions (uncertain, held), EHR-placed patients, a deteriorating one
         # paged and escalated, a bad message dead-lettered; surge rises (the fixture's low thresholds).
-        now = datetime.now(timezone.utc)
+        start = datetime.now(timezone.utc) - timedelta(minutes=100)  # in the past: the worker refuses future events
 
         def at(minutes: float) -> str:
-            return (now + timedelta(minutes=minutes)).isoformat()
+            return (start + timedelta(minutes=minutes)).isoformat()
 
         items = [ev.admission(HID, f"P{i}", f"E{i}", 0, sex="F", age=50 + i, event_id=f"m{i}",
                               text="crushing chest pain with st elevation") for i in range(2)]

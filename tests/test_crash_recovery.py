@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import random
 import threading
 import time
@@ -279,6 +280,8 @@ def _assert_nothing_lost_nothing_changed(run: dict) -> dict[str, set[str]]:
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.skipif(not os.environ.get("WARDFLOW_SOAK"), reason="soak run (about 3 minutes): WARDFLOW_SOAK=1; the "
+                    "live-publishing and model variants below run in every suite")
 def test_eight_kills_during_a_6000_event_replay_lose_nothing(broker, run_id, start_worker):
     run = multi_kill_replay(broker, run_id, start_worker, kills=8, hours=22, seed=11)
     assert len(run["events"]) >= 6000

@@ -171,7 +171,8 @@ def test_an_event_whose_outputs_would_not_fit_one_record_is_dead_lettered_not_ap
     from allocator.hospital import load_hospitals
 
     worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
-    worker.processor.limits = Limits(producer_max_request_bytes=60_000, max_message_bytes=40_000)
+    # the 19,000-character text weighs about 34.5 kB in a journal record: more than a whole record here
+    worker.processor.limits = Limits(producer_max_request_bytes=30_000, max_message_bytes=25_000)
     long_text = "Détresse respiratoire — " * 800  # ~20 kB of UTF-8, ~3x when JSON-escaped by Faust
     items = [ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="a-1", text=long_text[:19_000]),
              ev.admission(HID, "P2", "E2", 1, requested_unit="MEDICINE", event_id="a-2", text="Short note.")]
@@ -182,6 +183,31 @@ def test_an_event_whose_outputs_would_not_fit_one_record_is_dead_lettered_not_ap
     assert outcomes[0].code == "too_large" and "nothing was applied" in worker.sink.dead_letters[0].message
     assert worker.tables["encounters"].get(f"{HID}|E1") is None
     assert [d.caused_by for d in worker.sink.decisions] == ["a-2"]
+
+
+def test_events_that_fit_a_record_alone_but_not_with_the_previous_ones_writes_are_applied():
+    """The journal record carries the previous event's writes only when both fit; otherwise those writes
+    are made durable first and left out, so an event is refused only when it alone would not fit."""
+    from streams.limits import Limits
+    from streams.memory import InMemoryWorker
+    from streams.processor import RawMessage
+    from streams.state import JOURNAL
+    from allocator.hospital import load_hospitals
+
+    worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
+    worker.processor.limits = Limits(producer_max_request_bytes=40_000, max_message_bytes=25_000)
+    long_text = "Détresse respiratoire — " * 800
+    journals = []
+    items = [ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="a-1", text=long_text[:19_000]),
+             ev.admission(HID, "P2", "E2", 1, requested_unit="MEDICINE", event_id="a-2", text=long_text[:9_000]),
+             ev.admission(HID, "P3", "E3", 2, requested_unit="MEDICINE", event_id="a-3", text="Short note.")]
+    for i, item in enumerate(items):  # about 34.5 kB, 17.6 kB and 2.3 kB of writes: a record holds 39.5 kB
+        t, k, v = ev.encode("wardflow.", item)
+        outcome = asyncio.run(worker.processor.process(RawMessage(topic=t, partition=0, offset=i, key=k, value=v)))
+        assert outcome.status == "applied"
+        journals.append(worker.tables[JOURNAL][HID])
+    assert [bool(j["previous_writes"]) for j in journals] == [False, False, True]
+    assert [d.caused_by for d in worker.sink.decisions] == ["a-1", "a-2", "a-3"]
 
 
 def test_the_last_resort_guard_dead_letters_and_moves_on(monkeypatch):
