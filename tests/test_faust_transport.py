@@ -45,3 +45,63 @@ def test_outside_a_rebalance_partitions_resume_at_once(app):
     app.rebalancing = False
     app.consumer.resume_partitions({STREAM, CHANGELOG})
     assert _paused(app) == {OTHER_STREAM}
+
+
+# --- contiguous stream partitions: a batch fetched before a seek must not move the read offset past it ---
+
+class _Msg:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+class _Thread:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[TP, int]] = []
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def _handed_out(app, monkeypatch, fetched: list[tuple[TP, int]]) -> list[tuple[TP, int]]:
+    """Run the consumer's getmany over `fetched` (what the fetcher returned) and list what it handed on."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    async def fake_getmany(self, timeout):  # the parent class: yields what the fetcher returned
+        for tp, offset in fetched:
+            yield tp, _Msg(offset)
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", fake_getmany)
+
+    async def run():
+        return [(tp, m.offset) async for tp, m in app.consumer.getmany(0.1)]
+
+    return asyncio.run(run())
+
+
+def test_records_after_a_seek_start_at_its_target_and_a_stale_batch_is_refetched(app, monkeypatch):
+    consumer = app.consumer
+    consumer._thread = _Thread()
+    consumer._expect(STREAM, 1533)  # sought to the committed offset
+    # the fetcher still hands out what it fetched before the seek (4380...), then the records from 1533
+    out = _handed_out(app, monkeypatch, [(STREAM, 4380), (STREAM, 4381), (STREAM, 1533), (STREAM, 1534),
+                                         (STREAM, 1534), (CHANGELOG, 77), (CHANGELOG, 90)])
+    assert out == [(STREAM, 1533), (STREAM, 1534), (CHANGELOG, 77), (CHANGELOG, 90)]  # changelogs untouched
+    assert consumer._thread.seeks == [(STREAM, 1533)]  # pointed back once, not once per stale record
+    assert consumer._read_offset[STREAM] == 1533
+
+
+def test_a_gap_that_stays_is_accepted_after_the_patience_runs_out(app, monkeypatch):
+    import itertools
+
+    from streams import faust_transport
+
+    clock = itertools.count(0.0, 1.0)  # every look at the clock is one second later
+    monkeypatch.setattr(faust_transport.time, "monotonic", lambda: next(clock))
+    consumer = app.consumer
+    consumer._thread = _Thread()
+    consumer._expect(STREAM, 10)
+    out = _handed_out(app, monkeypatch, [(STREAM, 50)] * 8 + [(STREAM, 51)])
+    assert out == [(STREAM, 50), (STREAM, 51)]  # offsets 10-49 are gone (retention): go on, loudly
+    assert len(consumer._thread.seeks) == consumer._GAP_PATIENCE
