@@ -21,6 +21,20 @@ from streams.exceptions import StreamsError
 READY_MARKER = "Worker ready"
 
 
+def stop_process_group(proc: subprocess.Popen[bytes] | None, timeout_s: float) -> int | None:
+    """SIGTERM to a child started in its own session, SIGKILL after `timeout_s`; its exit code (None: never started)."""
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait(timeout=timeout_s)
+
+
 class WorkerStartError(StreamsError):
     """The worker process exited or did not become ready in time."""
 
@@ -93,13 +107,4 @@ class WorkerProcess:
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM (Faust shuts down cleanly, committing offsets), SIGKILL after `timeout_s`."""
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return None if proc is None else proc.returncode
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return proc.returncode
+        return stop_process_group(self.process, timeout_s)
