@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 import faust
+from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import FutureMessage
 
@@ -136,6 +137,7 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
                 held = {tp for tp in tps if not self._is_changelog_tp(tp)}
                 self._held = getattr(self, "_held", set()) | held
                 tps -= held
+                log.info("holding %d stream partitions until the rebalance ends", len(held))
             super().resume_partitions(tps)
 
         async def wait_empty(self) -> None:
@@ -153,6 +155,8 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
         def release_held_partitions(self) -> None:
             """Start fetching the stream partitions held back during the rebalance (still assigned ones)."""
             held, self._held = getattr(self, "_held", set()), set()
+            log.info("rebalance ended: releasing %d held stream partitions (%d still assigned)", len(held),
+                     len(held & set(self.assignment())))
             if held:
                 super().resume_partitions(held & set(self.assignment()))
 
@@ -161,7 +165,7 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
 
     class App(faust.App):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, Table=TrackedTable, **kwargs)
+            super().__init__(*args, Table=TrackedTable, TableManager=QuickTableManager, **kwargs)
             self.pending_changelog: list[FutureMessage] = []
 
         def _new_transport(self) -> Any:
@@ -197,3 +201,14 @@ async def drain_changelog(app: faust.App) -> None:
         await producer.flush()
         if not app.pending_changelog:
             return
+
+
+class QuickTableManager(TableManager):
+    """Faust's table manager without its one-second pause before subscribing (measured: the group join
+    of a restarted worker starts 0.4 s after the worker instead of 1.4 s). The pause leaves time to
+    declare tables late; every WardFlow table is declared in `create_app`, before the app starts."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()

@@ -105,3 +105,27 @@ def test_a_gap_that_stays_is_accepted_after_the_patience_runs_out(app, monkeypat
     out = _handed_out(app, monkeypatch, [(STREAM, 50)] * 8 + [(STREAM, 51)])
     assert out == [(STREAM, 50), (STREAM, 51)]  # offsets 10-49 are gone (retention): go on, loudly
     assert len(consumer._thread.seeks) == consumer._GAP_PATIENCE
+
+
+def test_the_table_manager_subscribes_without_faust_s_one_second_pause(app, monkeypatch):
+    import asyncio
+
+    from streams.faust_transport import QuickTableManager
+
+    assert isinstance(app.tables, QuickTableManager)
+    calls = []
+
+    async def update_channels():
+        calls.append("channels")
+
+    async def start_recovery():
+        calls.append("recovery")
+
+    async def no_sleep(seconds):  # Faust's manager sleeps here; ours must not
+        raise AssertionError(f"slept {seconds} s before subscribing")
+
+    monkeypatch.setattr(app.tables, "_update_channels", update_channels)
+    monkeypatch.setattr(app.tables.recovery, "start", start_recovery)
+    monkeypatch.setattr(app.tables, "sleep", no_sleep)
+    asyncio.run(app.tables.on_start())
+    assert calls == ["channels", "recovery"]
