@@ -204,8 +204,11 @@ def _emit(log: DecisionLog, state, enc: EncounterState, action, details: dict | 
         page_details = {**(details or {}), "total": action.total, "band": action.band.value,
                         "scoring": [{"name": p.name, "value": p.value, "points": p.points} for p in action.scoring],
                         "trend": _trend(action.trend), "observe_every_minutes": action.monitoring_minutes}
+        if action.repage:  # a page inside an open episode: why
+            page_details["repage"] = action.repage
+        extra = action.repage or "repeat_not_taken"
         reasons = [("news2", action.reasons[0]), ("response", action.reasons[1]),
-                   *[("repeat_not_taken", r) for r in action.reasons[2:]], ("trend", _trend_text(action.trend))]
+                   *[(extra, r) for r in action.reasons[2:]], ("trend", _trend_text(action.trend))]
         log.add("page", reasons, page_id=action.page_id, role=action.role,
                 pager=pager_for(hospital, enc.unit, action.role), priority=str(action.priority),
                 details=page_details, **common)

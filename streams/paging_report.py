@@ -279,23 +279,10 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
     by_encounter: dict[str, list[TrueEpisode]] = defaultdict(list)
     for e in result.truth:
         by_encounter[e.encounter_id].append(e)
-    minutes, from_chart, recalled, never_called = [], [], 0, 0
-    for e in deteriorations:
-        called = None if e.onset is None else next(
-            ((at, band) for at, band in result.scores.get(e.encounter_id, ())
-             if e.onset <= at <= e.ended and DEFAULT_RESPONSES[band].role), None)
-        if called is None:
-            never_called += 1
-            continue
-        due, role = called[0], DEFAULT_RESPONSES[called[1]].role
-        if due + window > result.until:
-            continue  # the stretch ends before the rules could be judged
-        since = _need_started(e, by_encounter[e.encounter_id])
-        times = sorted(s.created_at for s in reaching[e.encounter_id]
-                       if since <= s.created_at <= e.ended and rank.get(s.role, -1) >= rank[role])
-        recalled += bool(times) and times[0] <= due + window
-        minutes.append(max(0.0, (times[0] - e.onset).total_seconds() / 60) if times else math.inf)
-        from_chart.append(max(0.0, (times[0] - due).total_seconds() / 60) if times else math.inf)
+    minutes, from_chart, recalled, never_called = _reach(deteriorations, result, reaching, by_encounter, rank,
+                                                          window)
+    unwell = [e for e in result.truth if e.kind == "unwell_on_admission"]
+    unwell_minutes, _, unwell_reached, _ = _reach(unwell, result, reaching, by_encounter, rank, window)
     pages = [s for s in result.sent if s.kind == "page"]
     true_pages = sum(any(e.started <= s.created_at <= e.ended for e in by_encounter.get(s.encounter_id or "", ()))
                      for s in pages)
@@ -311,17 +298,46 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
         "median_minutes_from_chart_to_page": _minutes(chart_median),
         "mean_minutes_to_first_page": _minutes(statistics.fmean(minutes) if minutes else None),
         "interruptions_per_100_occupied_beds_per_day": per100(interruptions),
+        "unwell_on_admission_reached_in_time": round(unwell_reached / len(unwell_minutes), 4) if unwell_minutes else None,
+        "median_minutes_to_first_page_unwell_on_admission": _minutes(
+            statistics.median(unwell_minutes) if unwell_minutes else None),
         "counts": {
             "pages": kinds["page"], "escalations": kinds["escalation"],
             "observations_overdue": kinds["observations_overdue"], "review_due": kinds["review_due"],
             "repeat_observation": kinds["repeat_observation"], "interruptions": interruptions,
             "true_deteriorations": len(deteriorations), "deteriorations_chart_called_for_a_page": judged,
             "deteriorations_chart_never_called": never_called, "deteriorations_reached_in_time": recalled,
-            "unwell_on_admission": len(result.truth) - len(deteriorations), "pages_in_true_episodes": true_pages,
+            "unwell_on_admission": len(unwell),
+            "unwell_on_admission_chart_called_for_a_page": len(unwell_minutes), "pages_in_true_episodes": true_pages,
             "acks_sent": result.acks_sent, "acks_lost": result.acks_lost, "repeats_taken": result.repeats,
             "dead_letters": dict(result.dead_letters),
         },
     }
+
+
+def _reach(episodes: list[TrueEpisode], result: RunResult, reaching: dict[str, list[Sent]],
+           by_encounter: dict[str, list[TrueEpisode]], rank: dict[str, int],
+           window: timedelta) -> tuple[list[float], list[float], int, int]:
+    """For each true episode the chart called for a page: minutes from its onset (and from the chart time) to the
+    first page reaching the chart's role or above; how many were reached in time; how many the chart never called."""
+    minutes, from_chart, recalled, never_called = [], [], 0, 0
+    for e in episodes:
+        called = None if e.onset is None else next(
+            ((at, band) for at, band in result.scores.get(e.encounter_id, ())
+             if e.onset <= at <= e.ended and DEFAULT_RESPONSES[band].role), None)
+        if called is None:
+            never_called += 1
+            continue
+        due, role = called[0], DEFAULT_RESPONSES[called[1]].role
+        if due + window > result.until:
+            continue  # the stretch ends before the rules could be judged
+        since = _need_started(e, by_encounter[e.encounter_id])
+        times = sorted(s.created_at for s in reaching[e.encounter_id]
+                       if since <= s.created_at <= e.ended and rank.get(s.role, -1) >= rank[role])
+        recalled += bool(times) and times[0] <= due + window
+        minutes.append(max(0.0, (times[0] - e.onset).total_seconds() / 60) if times else math.inf)
+        from_chart.append(max(0.0, (times[0] - due).total_seconds() / 60) if times else math.inf)
+    return minutes, from_chart, recalled, never_called
 
 
 def _need_started(episode: TrueEpisode, same_patient: list[TrueEpisode]) -> datetime:
@@ -417,7 +433,10 @@ def table(rep: dict[str, Any]) -> str:
              "interruptions_per_100_occupied_beds_per_day"),
             ("deterioration recall", "deterioration_recall"),
             ("median minutes to first page", "median_minutes_to_first_page"),
-            ("page precision", "page_precision")]
+            ("page precision", "page_precision"),
+            ("patients unwell on admission reached in time (not a target)", "unwell_on_admission_reached_in_time"),
+            ("median minutes from admission to first page, unwell on admission (not a target)",
+             "median_minutes_to_first_page_unwell_on_admission")]
     lines = ["| figure | today's rules (legacy) | chart rules (issue 13) |", "| --- | ---: | ---: |"]
     lines += [f"| {label} | {rep['legacy'][k]} | {rep[k]} |" for label, k in rows]
     return "\n".join(lines)
