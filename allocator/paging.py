@@ -304,6 +304,8 @@ def suspect_artefact(result: News2Score, spo2_max: float = 85) -> str | None:
     desaturation and pages at once.
     """
     points = {p.name: p.points for p in result.parameters}
+    if not {"spo2", "resp_rate", "heart_rate"} <= set(points):
+        return None  # plausibility needs the breathing and the pulse measured: without them it pages at once
     spo2 = next(p.value for p in result.parameters if p.name == "spo2")
     if points["spo2"] == 3 and spo2 <= spo2_max and points["resp_rate"] == 0 and points["heart_rate"] <= 1:
         return "spo2"
@@ -367,7 +369,7 @@ def on_score(
               and result.band.rank == state.page_band.rank
               and now - state.acked_at >= _minutes(cfg.reassess_after_minutes)):
             repage = NO_IMPROVEMENT
-    if state.in_episode:
+    if state.in_episode and not result.unmeasured:  # a lower bound below the band is no sign of improvement
         if result.band.rank < state.page_band.rank:
             below_since = state.below_since or now
             state = replace(state, below_since=below_since)

@@ -158,6 +158,21 @@ def test_an_acknowledged_episode_pages_once_and_a_rise_pages_again():
     assert [(d.kind, d.role) for d in rise if d.kind == "page"] == [("page", "critical_care_outreach")]
 
 
+def test_an_incomplete_set_whose_measured_values_reach_a_paging_band_pages_at_once():
+    ward = admitted()
+    ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **CALM))
+    # two hours later (the rest is stale): breathing 26 and systolic 95 alone are 3 + 2
+    out = ward.send(ev.vitals(HID, "P1", "E1", 130, event_id="v2", resp_rate=26, systolic_bp=95))
+    assert [d.kind for d in out] == ["news2", "page"]
+    assert out[0].details["at_least"] is True and out[0].details["complete"] is False
+    assert [p["name"] for p in out[0].details["parameters"]] == ["resp_rate", "systolic_bp"]  # nothing made up
+    page = out[1]
+    assert page.role == "ward_doctor" and page.reasons[0].text.startswith("NEWS2 at least 5 (medium)")
+    # a stale set whose measured values do not reach a paging band is still not scored
+    quiet = ward.send(ev.vitals(HID, "P1", "E1", 400, event_id="v3", heart_rate=95))
+    assert [(d.kind, d.reasons[0].code) for d in quiet if d.kind == "news2"] == [("news2", "news2_incomplete")]
+
+
 def test_a_probe_artefact_asks_for_a_repeat_and_pages_when_none_comes():
     ward = admitted()
     ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **CALM))

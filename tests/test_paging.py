@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from allocator.news2 import DEFAULT_RESPONSES, Band, Vitalset, describe_scoring, rename_roles, score
+from allocator.news2 import DEFAULT_RESPONSES, PARAMETERS, Band, Vitalset, describe_scoring, rename_roles, score, score_at_least
 from allocator.paging import (
     AckOutcome,
     Escalation,
@@ -553,3 +553,32 @@ def test_a_very_low_spo2_with_normal_breathing_and_a_pulse_up_to_110_is_a_suspec
     assert suspect_artefact(score(replace(NORMAL, spo2=70, heart_rate=105), scale2=False)) == "spo2"
     assert suspect_artefact(score(replace(NORMAL, spo2=70, heart_rate=115), scale2=False)) is None
     assert suspect_artefact(score(replace(NORMAL, spo2=70, resp_rate=22), scale2=False)) is None
+
+
+# --- an incomplete set pages when its measured values alone reach a paging band ---
+
+def partial(**values) -> Vitalset:
+    return Vitalset(**{name: values.get(name) for name in PARAMETERS})
+
+
+def test_an_incomplete_set_at_least_in_a_paging_band_pages_and_says_so():
+    at_least_5 = score_at_least(partial(resp_rate=26, systolic_bp=95), scale2=False)
+    _, actions = scored(at_least_5, 0)
+    [page] = pages(actions)
+    assert page.role == "ward_doctor" and page.reasons[0].startswith("NEWS2 at least 5")
+
+
+def test_an_incomplete_set_is_no_evidence_of_improvement():
+    """Its score is a lower bound: below the episode's band it neither starts the end count nor sets up a rise."""
+    state, _ = scored(Band.HIGH, 0)
+    state, _ = on_ack(state, "p1", at(3))
+    at_least_5 = score_at_least(partial(resp_rate=26, systolic_bp=95), scale2=False)
+    state, actions = scored(at_least_5, 30, state, page_id="p2")
+    assert pages(actions) == [] and state.below_since is None and state.page_band is Band.HIGH
+    _, actions = scored(Band.HIGH, 60, state, page_id="p3")
+    assert pages(actions) == []  # no improvement was seen, so no new deterioration either
+
+
+def test_a_low_spo2_without_breathing_or_pulse_measured_is_not_called_an_artefact():
+    """Plausibility needs the breathing and the pulse: without them the reading pages at once."""
+    assert suspect_artefact(score_at_least(partial(spo2=70), scale2=False)) is None
