@@ -24,12 +24,21 @@ One page per episode:
   (the highest paged), and not before its escalation is over (acknowledged, or the chain
   exhausted). The next paging score, the one that ends it included, is a new episode: a
   patient who fell from 7+ to 5-6 and stayed there is the ward doctor's again.
+- The end count runs from the first score below the band, however long the gap to the next
+  score: one reassuring set and then nothing for longer than the end time ends the episode.
+- A new deterioration inside the episode pages again, once the episode's page is acknowledged
+  (or its chain exhausted): a paging score higher than the score before it, after scores below
+  the episode's band, starts a new episode at its band (`NEW_DETERIORATION`); a single 3 or a
+  5-6 still at the episode's band `reassess_after_minutes` after the ack asks the next role in
+  the chain to review, once per episode (`NO_IMPROVEMENT`; never beyond the role of 7 or more).
+- A lower bound (`score_at_least`: an incomplete set whose measured values reach a paging
+  band) pages like a score, but below the episode's band it is no sign of improvement.
 - Acks are judged on event time: an ack records its own `occurred_at`, even when it is
   processed after an escalation that its time preceded; the escalation already sent stands,
   and no further one follows.
 
-A single implausible reading (SpO2 scored 3 with a normal pulse and breathing: a probe off
-the finger) that would start or raise an episode asks for a repeat set within
+A single implausible reading (SpO2 of `artefact_spo2_max` % or lower with breathing scoring 0
+and a pulse scoring at most 1: a probe off the finger) that would start or raise an episode asks for a repeat set within
 `repeat_within_minutes` before anyone is paged. A reassuring repeat pages nobody; a repeat
 that pages again (or the same reading again) pages at once; no repeat in time pages on the
 suspect reading. A total of 7 or more is never delayed.
