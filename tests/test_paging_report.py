@@ -96,10 +96,13 @@ def test_patients_unwell_on_admission_are_measured_from_admission_beside_the_det
 
 
 def test_a_page_already_sent_in_the_deterioration_before_the_onset_counts_as_zero_minutes():
-    result = pr.RunResult(sent=[page("E1", 20)], scores={"E1": [(at(60), Band.MEDIUM)]},
+    result = pr.RunResult(sent=[page("E1", 20), page("E1", 70, "critical_care_outreach", "escalation")],
+                          scores={"E1": [(at(60), Band.MEDIUM)]},
                           truth=[episode("E1", 0, 240, 50)], occupied_bed_days=1.0, until=at(1440))
     f = pr.figures(result, escalate_after_minutes=15, chain=CHAIN)
     assert (f["deterioration_recall"], f["median_minutes_to_first_page"]) == (1.0, 0.0)
+    # not a target: the same, counting only pages at or after the onset (here the escalation at 70)
+    assert f["median_minutes_to_first_page_at_or_after_onset"] == 20.0
 
 
 def test_a_page_later_than_the_escalation_time_is_not_recalled():
