@@ -397,14 +397,15 @@ def on_score(
                                      nurse_assessment=result.band is Band.LOW, reasons=(summary, response.text)))
         return state, actions
 
+    rise: tuple[str, ...] = ()
+    suspect = suspect_artefact(result, cfg.artefact_spo2_max)
     if repage == NEW_DETERIORATION and state.in_episode:
-        # A rise after an improvement the reviewer saw: a new episode at this score's band.
+        # A rise after an improvement the reviewer saw: a new episode at this score's band (a suspected
+        # artefact asks for its repeat first, as any new episode's does).
         state = _end_episode(state)
-        reason = ("NEWS2 rose into a paging band again after improving below the band already paged: a new "
-                  "deterioration since the last review.")
-        state, page = _page(state, page_id, result.band, result.total, (summary, response.text, reason), scoring,
-                            now, cfg, repage=NEW_DETERIORATION)
-        return state, [page]
+        if not suspect:
+            rise = ("NEWS2 rose into a paging band again after improving below the band already paged: a new "
+                    "deterioration since the last review.",)
     if repage == NO_IMPROVEMENT and state.in_episode:
         # Still at the band `reassess_after_minutes` after the review: the next role in the chain reviews.
         role = cfg.reassess_role(state.page_band)
@@ -422,7 +423,6 @@ def on_score(
     if state.in_episode and result.band.rank <= state.page_band.rank:
         return _clear_pending(state), []  # one page per episode: nothing new to say
 
-    suspect = suspect_artefact(result, cfg.artefact_spo2_max)
     if suspect and result.total < 7 and state.pending_page_id is None:
         repeat_by = now + _minutes(cfg.repeat_within_minutes)
         value = next(p.value for p in result.parameters if p.name == suspect)
@@ -436,7 +436,8 @@ def on_score(
                         pending_scoring=tuple((p.name, p.value, p.points) for p in scoring))
         return state, [ask]
 
-    state, page = _page(state, page_id, result.band, result.total, (summary, response.text), scoring, now, cfg)
+    state, page = _page(state, page_id, result.band, result.total, (summary, response.text, *rise), scoring, now,
+                        cfg, repage=NEW_DETERIORATION if rise else None)
     return state, [page]
 
 

@@ -582,3 +582,15 @@ def test_an_incomplete_set_is_no_evidence_of_improvement():
 def test_a_low_spo2_without_breathing_or_pulse_measured_is_not_called_an_artefact():
     """Plausibility needs the breathing and the pulse: without them the reading pages at once."""
     assert suspect_artefact(score_at_least(partial(spo2=70), scale2=False)) is None
+
+
+def test_a_rise_after_improvement_on_a_suspected_artefact_asks_for_a_repeat_first():
+    state, _ = scored(Band.MEDIUM, 0)
+    state, _ = on_ack(state, "p1", at(5))
+    state, _ = scored(Band.LOW, 40, state, page_id="p2")
+    state, actions = scored(PROBE_OFF, 80, state, page_id="p3")
+    assert [type(a) for a in actions] == [RepeatObservation]
+    reassured, actions = scored(Band.ZERO, 84, state, page_id="p4")
+    assert pages(actions) == [] and tick(reassured, at(120), CFG)[1] == []
+    _, actions = tick(state, at(80 + CFG.repeat_within_minutes), CFG)  # no repeat came: it pages
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p3", "ward_doctor")]
