@@ -95,6 +95,7 @@ class News2Score:
     parameters: tuple[ParameterScore, ...]
     any_red: bool
     scale2: bool
+    unmeasured: tuple[str, ...] = ()  # a lower bound (`score_at_least`): parameters not measured, left out
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,35 @@ def score(v: Vitalset, scale2: bool) -> News2Score:
     return News2Score(total, _band(total, any_red), parameters, any_red, scale2)
 
 
+# Values that score 0 on every chart, to take a missing parameter's lowest possible points.
+_ZERO_POINTS: Mapping[str, object] = MappingProxyType({
+    "resp_rate": 16, "spo2": 97, "on_oxygen": False, "systolic_bp": 120, "heart_rate": 70, "consciousness": "A",
+    "temperature_c": 37.0,
+})
+_PARAMETER_WORDS: Mapping[str, str] = MappingProxyType({
+    "resp_rate": "resp rate", "spo2": "SpO2", "on_oxygen": "oxygen", "systolic_bp": "systolic BP",
+    "heart_rate": "pulse", "consciousness": "consciousness", "temperature_c": "temperature",
+})
+_ZERO_SPO2_SCALE2 = 90  # the target range 88-92% scores 0 on scale 2 on air and on oxygen
+
+
+def score_at_least(v: Vitalset, scale2: bool) -> News2Score:
+    """The lowest NEWS2 an incomplete set can have: its measured parameters' points.
+
+    Every parameter scores 0 or more, so a missing one can only add: an incomplete set whose
+    measured values already reach a band is at least in that band. Nothing is guessed into the
+    result: the missing parameters are named in `unmeasured` and left out of `parameters`. A
+    complete set scores as `score` does.
+    """
+    missing = v.missing()
+    fill = {name: (_ZERO_SPO2_SCALE2 if name == "spo2" and scale2 else _ZERO_POINTS[name]) for name in missing}
+    full = score(replace(v, **fill), scale2=scale2)
+    if not missing:
+        return full
+    parameters = tuple(p for p in full.parameters if p.name not in missing)
+    return News2Score(full.total, full.band, parameters, full.any_red, scale2, unmeasured=missing)
+
+
 def _describe_parameter(p: ParameterScore, scale2: bool) -> str:
     text = {
         "resp_rate": lambda: f"resp rate {p.value}/min",
@@ -257,11 +287,13 @@ def _describe_parameter(p: ParameterScore, scale2: bool) -> str:
 
 def describe_scoring(result: News2Score) -> str:
     """One sentence for a page: the total, the band and every parameter that scored."""
-    head = f"NEWS2 {result.total} ({band_label(result.band)})"
+    head = f"NEWS2 {'at least ' if result.unmeasured else ''}{result.total} ({band_label(result.band)})"
     scoring = [_describe_parameter(p, result.scale2) for p in result.parameters if p.points]
+    tail = (f"; not measured: {', '.join(_PARAMETER_WORDS[n] for n in result.unmeasured)}"
+            if result.unmeasured else "")
     if not scoring:
-        return f"{head}: no parameter scored."
-    return f"{head}: {', '.join(scoring)}."
+        return f"{head}: no parameter scored{tail}."
+    return f"{head}: {', '.join(scoring)}{tail}."
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,21 @@ One page per episode:
   (the highest paged), and not before its escalation is over (acknowledged, or the chain
   exhausted). The next paging score, the one that ends it included, is a new episode: a
   patient who fell from 7+ to 5-6 and stayed there is the ward doctor's again.
+- The end count runs from the first score below the band, however long the gap to the next
+  score: one reassuring set and then nothing for longer than the end time ends the episode.
+- A new deterioration inside the episode pages again, once the episode's page is acknowledged
+  (or its chain exhausted): a paging score higher than the score before it, after scores below
+  the episode's band, starts a new episode at its band (`NEW_DETERIORATION`); a single 3 or a
+  5-6 still at the episode's band `reassess_after_minutes` after the ack asks the next role in
+  the chain to review, once per episode (`NO_IMPROVEMENT`; never beyond the role of 7 or more).
+- A lower bound (`score_at_least`: an incomplete set whose measured values reach a paging
+  band) pages like a score, but below the episode's band it is no sign of improvement.
 - Acks are judged on event time: an ack records its own `occurred_at`, even when it is
   processed after an escalation that its time preceded; the escalation already sent stands,
   and no further one follows.
 
-A single implausible reading (SpO2 scored 3 with a normal pulse and breathing: a probe off
-the finger) that would start or raise an episode asks for a repeat set within
+A single implausible reading (SpO2 of `artefact_spo2_max` % or lower with breathing scoring 0
+and a pulse scoring at most 1: a probe off the finger) that would start or raise an episode asks for a repeat set within
 `repeat_within_minutes` before anyone is paged. A reassuring repeat pages nobody; a repeat
 that pages again (or the same reading again) pages at once; no repeat in time pages on the
 suspect reading. A total of 7 or more is never delayed.
@@ -57,6 +66,8 @@ from allocator.news2 import (
 )
 
 DEFAULT_CHAIN = ("nurse_in_charge", "ward_doctor", "critical_care_outreach", "rapid_response")
+NEW_DETERIORATION = "new_deterioration"  # a rise into a paging band after an improvement since the review
+NO_IMPROVEMENT = "no_improvement"  # still at the band `reassess_after_minutes` after the review
 URGENT_OVERDUE_TOTAL = 5  # RCP: a NEWS2 of 5 or more is the urgent response threshold
 _DAY_MINUTES = 24 * 60
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -67,6 +78,8 @@ class PagingConfig:
     escalate_after_minutes: float = 15
     episode_end_minutes: float = 60  # scores below the episode's band this long end it
     repeat_within_minutes: float = 10  # a suspected artefact waits this long for a repeat set
+    reassess_after_minutes: float = 60  # still at the band this long after the ack: the next role reviews
+    artefact_spo2_max: float = 85  # a SpO2 this low with normal breathing and pulse is a suspected artefact
     overdue_grace_minutes: float = 15
     overdue_round_minutes: float = 240  # ward rounds every 4 hours from midnight UTC
     trend_length: int = 5  # scores a page shows
@@ -94,6 +107,16 @@ class PagingConfig:
             raise ValueError("overdue_round_minutes must divide a day (e.g. 240: rounds at 00, 04, 08, ... UTC)")
         if self.trend_length < 1:
             raise ValueError("trend_length must be at least 1")
+        if self.reassess_after_minutes <= 0:
+            raise ValueError("reassess_after_minutes must be positive")
+        if not 0 < self.artefact_spo2_max < 92:
+            raise ValueError("artefact_spo2_max must be below 92 (a SpO2 that scores 3 on scale 1)")
+
+    def reassess_role(self, band: Band) -> str:
+        """Who reviews an episode at `band` that has not improved: the next role after the band's own, never
+        beyond the role of the emergency band (7 or more)."""
+        own, top = self.chain.index(self.responses[band].role), self.chain.index(self.responses[Band.HIGH].role)
+        return self.chain[max(own, min(own + 1, top))]
 
     def paging_band(self, band: Band) -> bool:
         return self.responses[band].role is not None
@@ -123,6 +146,7 @@ class Page:
     scoring: tuple[ParameterScore, ...] = ()  # the parameters that scored
     trend: tuple[TrendPoint, ...] = ()  # the last scores, oldest first, this one last
     monitoring_minutes: int = 0
+    repage: str | None = None  # why a page inside an open episode: NEW_DETERIORATION or NO_IMPROVEMENT
 
 
 @dataclass(frozen=True)
@@ -193,6 +217,7 @@ class OverdueRound:
 
 Action = Page | Escalation | ReviewDue | RepeatObservation | ObservationsOverdue
 
+
 _TIMES = ("last_page_at", "last_obs_at", "next_obs_due_at", "acked_at", "overdue_reported_for", "below_since",
           "pending_since")
 _BANDS = ("last_band", "page_band", "pending_band")
@@ -226,6 +251,7 @@ class PagingState:
     pending_reasons: tuple[str, ...] = ()
     pending_scoring: tuple[tuple[str, Any, int], ...] = ()
     overdue_reported_for: datetime | None = None  # due time already reported overdue
+    reassessed: bool = False  # the episode's no-improvement review has been asked for
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -278,14 +304,19 @@ def _minutes(value: float) -> timedelta:
     return timedelta(minutes=value)
 
 
-def suspect_artefact(result: News2Score) -> str | None:
+def suspect_artefact(result: News2Score, spo2_max: float = 85) -> str | None:
     """The parameter that looks like a measurement artefact, or None.
 
-    SpO2 scored 3 while breathing and pulse both scored 0: real hypoxaemia that deep comes with
-    a fast breath or pulse; a probe off the finger or a cold hand does not.
+    SpO2 scored 3 at `spo2_max` % or lower while breathing scored 0 (12-20 a minute) and the pulse at most 1
+    (up to 110): hypoxaemia that deep comes with fast breathing or a racing pulse; a probe off the finger or
+    a cold hand does not. A SpO2 scoring 3 above `spo2_max` (e.g. 91% on air) is a plausible early
+    desaturation and pages at once.
     """
     points = {p.name: p.points for p in result.parameters}
-    if points["spo2"] == 3 and points["resp_rate"] == 0 and points["heart_rate"] == 0:
+    if not {"spo2", "resp_rate", "heart_rate"} <= set(points):
+        return None  # plausibility needs the breathing and the pulse measured: without them it pages at once
+    spo2 = next(p.value for p in result.parameters if p.name == "spo2")
+    if points["spo2"] == 3 and spo2 <= spo2_max and points["resp_rate"] == 0 and points["heart_rate"] <= 1:
         return "spo2"
     return None
 
@@ -297,7 +328,8 @@ def _escalating(state: PagingState, cfg: PagingConfig) -> bool:
 
 def _end_episode(state: PagingState) -> PagingState:
     return replace(state, page_band=None, page_ids=(), last_page_id=None, last_page_at=None, page_role=None,
-                   escalation_level=None, page_summary=None, acked=False, acked_at=None, below_since=None)
+                   escalation_level=None, page_summary=None, acked=False, acked_at=None, below_since=None,
+                   reassessed=False)
 
 
 def _clear_pending(state: PagingState) -> PagingState:
@@ -306,10 +338,12 @@ def _clear_pending(state: PagingState) -> PagingState:
 
 
 def _page(state: PagingState, page_id: str, band: Band, total: int, reasons: tuple[str, ...],
-          scoring: tuple[ParameterScore, ...], now: datetime, cfg: PagingConfig) -> tuple[PagingState, Page]:
+          scoring: tuple[ParameterScore, ...], now: datetime, cfg: PagingConfig,
+          repage: str | None = None) -> tuple[PagingState, Page]:
     response = cfg.responses[band]
     page = Page(page_id=page_id, role=response.role, priority=response.priority, band=band, total=total,
-                reasons=reasons, scoring=scoring, trend=state.trend, monitoring_minutes=response.monitoring_minutes)
+                reasons=reasons, scoring=scoring, trend=state.trend, monitoring_minutes=response.monitoring_minutes,
+                repage=repage)
     state = replace(state, page_band=band, page_ids=(page_id,), last_page_id=page_id, last_page_at=now,
                     page_role=response.role, escalation_level=cfg.chain.index(response.role),
                     page_summary=reasons[0], acked=False, acked_at=None, below_since=None)
@@ -331,7 +365,20 @@ def on_score(
     summary = describe_scoring(result)
     scoring = tuple(p for p in result.parameters if p.points)
 
-    if state.in_episode:
+    repage = None  # why a score inside the open episode pages again
+    if state.in_episode and not _escalating(state, cfg):
+        improved_since = state.below_since  # the scores before this one were below the episode's band
+        if (improved_since is not None and result.band.rank >= state.page_band.rank
+                and now - improved_since >= _minutes(cfg.episode_end_minutes)):
+            state = _end_episode(state)  # below the band for the end time, however long the gap to this score
+        elif (improved_since is not None and cfg.paging_band(result.band) and previous_band is not None
+              and result.band.rank > previous_band.rank):
+            repage = NEW_DETERIORATION
+        elif (state.acked and not state.reassessed and state.page_band.rank < Band.HIGH.rank
+              and result.band.rank == state.page_band.rank
+              and now - state.acked_at >= _minutes(cfg.reassess_after_minutes)):
+            repage = NO_IMPROVEMENT
+    if state.in_episode and not result.unmeasured:  # a lower bound below the band is no sign of improvement
         if result.band.rank < state.page_band.rank:
             below_since = state.below_since or now
             state = replace(state, below_since=below_since)
@@ -350,10 +397,32 @@ def on_score(
                                      nurse_assessment=result.band is Band.LOW, reasons=(summary, response.text)))
         return state, actions
 
+    rise: tuple[str, ...] = ()
+    suspect = suspect_artefact(result, cfg.artefact_spo2_max)
+    if repage == NEW_DETERIORATION and state.in_episode:
+        # A rise after an improvement the reviewer saw: a new episode at this score's band (a suspected
+        # artefact asks for its repeat first, as any new episode's does).
+        state = _end_episode(state)
+        if not suspect:
+            rise = ("NEWS2 rose into a paging band again after improving below the band already paged: a new "
+                    "deterioration since the last review.",)
+    if repage == NO_IMPROVEMENT and state.in_episode:
+        # Still at the band `reassess_after_minutes` after the review: the next role in the chain reviews.
+        role = cfg.reassess_role(state.page_band)
+        band_response = cfg.responses[state.page_band]
+        reason = (f"NEWS2 still {band_label(state.page_band)} {cfg.reassess_after_minutes:g} minutes after "
+                  f"the {state.page_role.replace('_', ' ')} acknowledged the page: no improvement, so the "
+                  f"{role.replace('_', ' ')} is asked to review.")
+        page = Page(page_id=page_id, role=role, priority=band_response.priority, band=state.page_band,
+                    total=result.total, reasons=(summary, band_response.text, reason), scoring=scoring,
+                    trend=state.trend, monitoring_minutes=band_response.monitoring_minutes, repage=NO_IMPROVEMENT)
+        state = replace(state, page_ids=(page_id,), last_page_id=page_id, last_page_at=now, page_role=role,
+                        escalation_level=cfg.chain.index(role), page_summary=summary, acked=False, acked_at=None,
+                        reassessed=True)
+        return _clear_pending(state), [page]
     if state.in_episode and result.band.rank <= state.page_band.rank:
         return _clear_pending(state), []  # one page per episode: nothing new to say
 
-    suspect = suspect_artefact(result)
     if suspect and result.total < 7 and state.pending_page_id is None:
         repeat_by = now + _minutes(cfg.repeat_within_minutes)
         value = next(p.value for p in result.parameters if p.name == suspect)
@@ -367,7 +436,8 @@ def on_score(
                         pending_scoring=tuple((p.name, p.value, p.points) for p in scoring))
         return state, [ask]
 
-    state, page = _page(state, page_id, result.band, result.total, (summary, response.text), scoring, now, cfg)
+    state, page = _page(state, page_id, result.band, result.total, (summary, response.text, *rise), scoring, now,
+                        cfg, repage=NEW_DETERIORATION if rise else None)
     return state, [page]
 
 

@@ -80,18 +80,28 @@ def handle_vitals(event: Vitals, state, enc: EncounterState, cfg: ClinicalConfig
         return
     combined = news2.combine(latest, new, now, cfg.max_obs_age)
     if combined.incomplete:
+        # The missing parameters can only add points: measured values already in a paging band page now.
+        lower = news2.score_at_least(combined.vitals, scale2=enc.spo2_scale2)
         names = ", ".join(p.replace("_", " ") for p in combined.incomplete)
-        log.add("news2", [("news2_incomplete", f"NEWS2 not scored: no recent value for {names}; "
-                                               "the set is incomplete, not guessed.")],
-                details={"complete": False, "missing": list(combined.missing), "stale": list(combined.stale)},
-                **common)
-        return
-    result = news2.score(combined.vitals, scale2=enc.spo2_scale2)
+        incomplete = {"complete": False, "missing": list(combined.missing), "stale": list(combined.stale)}
+        if not cfg.paging.paging_band(lower.band):
+            log.add("news2", [("news2_incomplete", f"NEWS2 not scored: no recent value for {names}; "
+                                                   "the set is incomplete, not guessed.")],
+                    details=incomplete, **common)
+            return
+        result = lower
+        details = {**incomplete, "at_least": True, "total": lower.total, "band": lower.band.value,
+                   "parameters": _parameters(lower), "carried": list(combined.carried)}
+        log.add("news2", [("news2_at_least", f"{news2.describe_scoring(lower)} The set is incomplete (no recent "
+                                             f"value for {names}), and its measured values alone reach this band.")],
+                details=details, **common)
+    else:
+        result = news2.score(combined.vitals, scale2=enc.spo2_scale2)
+        details = {"complete": True, "total": result.total, "band": result.band.value,
+                   "parameters": _parameters(result), "carried": list(combined.carried)}
     previous_band = pstate.last_band
     pstate, actions = paging.on_score(pstate, result, now, cfg.paging, page_id_for(hid, event.event_id))
-    details = {"complete": True, "total": result.total, "band": result.band.value, "parameters": _parameters(result),
-               "carried": list(combined.carried)}
-    if result.band != previous_band:
+    if result.band != previous_band and not result.unmeasured:
         log.add("news2", [("news2_band", news2.describe_scoring(result))], details=details, **common)
     for action in actions:
         _emit(log, state, enc, action, details)
@@ -204,8 +214,11 @@ def _emit(log: DecisionLog, state, enc: EncounterState, action, details: dict | 
         page_details = {**(details or {}), "total": action.total, "band": action.band.value,
                         "scoring": [{"name": p.name, "value": p.value, "points": p.points} for p in action.scoring],
                         "trend": _trend(action.trend), "observe_every_minutes": action.monitoring_minutes}
+        if action.repage:  # a page inside an open episode: why
+            page_details["repage"] = action.repage
+        extra = action.repage or "repeat_not_taken"
         reasons = [("news2", action.reasons[0]), ("response", action.reasons[1]),
-                   *[("repeat_not_taken", r) for r in action.reasons[2:]], ("trend", _trend_text(action.trend))]
+                   *[(extra, r) for r in action.reasons[2:]], ("trend", _trend_text(action.trend))]
         log.add("page", reasons, page_id=action.page_id, role=action.role,
                 pager=pager_for(hospital, enc.unit, action.role), priority=str(action.priority),
                 details=page_details, **common)

@@ -27,6 +27,9 @@ Figures (per run):
   episode never reached counts as infinitely late, so a miss can only raise the median). The
   observation schedule is the same for both rule sets; `median_minutes_from_chart_to_page`
   is the same from the chart time, i.e. the delay the rules themselves add.
+  `median_minutes_to_first_page_at_or_after_onset` (not a target) counts only pages at or after
+  the onset: a page that went out earlier in the deterioration (at 1-4 under the old rules, or an
+  escalation of one) gets no credit.
 - `page_precision`: share of `page` decisions sent while the patient truly needed a clinician:
   during a deterioration, or while unwell on admission (true, noise-free physiology in a
   paging band until treatment settles it).
@@ -279,8 +282,53 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
     by_encounter: dict[str, list[TrueEpisode]] = defaultdict(list)
     for e in result.truth:
         by_encounter[e.encounter_id].append(e)
+    after_onset: list[float] = []
+    minutes, from_chart, recalled, never_called = _reach(deteriorations, result, reaching, by_encounter, rank,
+                                                          window, after_onset)
+    unwell = [e for e in result.truth if e.kind == "unwell_on_admission"]
+    unwell_minutes, _, unwell_reached, _ = _reach(unwell, result, reaching, by_encounter, rank, window)
+    pages = [s for s in result.sent if s.kind == "page"]
+    true_pages = sum(any(e.started <= s.created_at <= e.ended for e in by_encounter.get(s.encounter_id or "", ()))
+                     for s in pages)
+    judged = len(minutes)
+    median = statistics.median(minutes) if minutes else None
+    chart_median = statistics.median(from_chart) if from_chart else None
+    return {
+        "pages_per_100_occupied_beds_per_day": per100(kinds["page"]),
+        "escalations_per_100_occupied_beds_per_day": per100(kinds["escalation"]),
+        "deterioration_recall": round(recalled / judged, 4) if judged else None,
+        "median_minutes_to_first_page": _minutes(median),
+        "page_precision": round(true_pages / len(pages), 4) if pages else None,
+        "median_minutes_from_chart_to_page": _minutes(chart_median),
+        "median_minutes_to_first_page_at_or_after_onset": _minutes(
+            statistics.median(after_onset) if after_onset else None),
+        "mean_minutes_to_first_page": _minutes(statistics.fmean(minutes) if minutes else None),
+        "interruptions_per_100_occupied_beds_per_day": per100(interruptions),
+        "unwell_on_admission_reached_in_time": round(unwell_reached / len(unwell_minutes), 4) if unwell_minutes else None,
+        "median_minutes_to_first_page_unwell_on_admission": _minutes(
+            statistics.median(unwell_minutes) if unwell_minutes else None),
+        "counts": {
+            "pages": kinds["page"], "escalations": kinds["escalation"],
+            "observations_overdue": kinds["observations_overdue"], "review_due": kinds["review_due"],
+            "repeat_observation": kinds["repeat_observation"], "interruptions": interruptions,
+            "true_deteriorations": len(deteriorations), "deteriorations_chart_called_for_a_page": judged,
+            "deteriorations_chart_never_called": never_called, "deteriorations_reached_in_time": recalled,
+            "unwell_on_admission": len(unwell),
+            "unwell_on_admission_chart_called_for_a_page": len(unwell_minutes), "pages_in_true_episodes": true_pages,
+            "acks_sent": result.acks_sent, "acks_lost": result.acks_lost, "repeats_taken": result.repeats,
+            "dead_letters": dict(result.dead_letters),
+        },
+    }
+
+
+def _reach(episodes: list[TrueEpisode], result: RunResult, reaching: dict[str, list[Sent]],
+           by_encounter: dict[str, list[TrueEpisode]], rank: dict[str, int],
+           window: timedelta, after_onset: list[float] | None = None) -> tuple[list[float], list[float], int, int]:
+    """For each true episode the chart called for a page: minutes from its onset (and from the chart time) to the
+    first page reaching the chart's role or above; how many were reached in time; how many the chart never called.
+    `after_onset` collects the minutes to the first such page at or after the onset (no credit for earlier ones)."""
     minutes, from_chart, recalled, never_called = [], [], 0, 0
-    for e in deteriorations:
+    for e in episodes:
         called = None if e.onset is None else next(
             ((at, band) for at, band in result.scores.get(e.encounter_id, ())
              if e.onset <= at <= e.ended and DEFAULT_RESPONSES[band].role), None)
@@ -296,32 +344,10 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
         recalled += bool(times) and times[0] <= due + window
         minutes.append(max(0.0, (times[0] - e.onset).total_seconds() / 60) if times else math.inf)
         from_chart.append(max(0.0, (times[0] - due).total_seconds() / 60) if times else math.inf)
-    pages = [s for s in result.sent if s.kind == "page"]
-    true_pages = sum(any(e.started <= s.created_at <= e.ended for e in by_encounter.get(s.encounter_id or "", ()))
-                     for s in pages)
-    judged = len(minutes)
-    median = statistics.median(minutes) if minutes else None
-    chart_median = statistics.median(from_chart) if from_chart else None
-    return {
-        "pages_per_100_occupied_beds_per_day": per100(kinds["page"]),
-        "escalations_per_100_occupied_beds_per_day": per100(kinds["escalation"]),
-        "deterioration_recall": round(recalled / judged, 4) if judged else None,
-        "median_minutes_to_first_page": _minutes(median),
-        "page_precision": round(true_pages / len(pages), 4) if pages else None,
-        "median_minutes_from_chart_to_page": _minutes(chart_median),
-        "mean_minutes_to_first_page": _minutes(statistics.fmean(minutes) if minutes else None),
-        "interruptions_per_100_occupied_beds_per_day": per100(interruptions),
-        "counts": {
-            "pages": kinds["page"], "escalations": kinds["escalation"],
-            "observations_overdue": kinds["observations_overdue"], "review_due": kinds["review_due"],
-            "repeat_observation": kinds["repeat_observation"], "interruptions": interruptions,
-            "true_deteriorations": len(deteriorations), "deteriorations_chart_called_for_a_page": judged,
-            "deteriorations_chart_never_called": never_called, "deteriorations_reached_in_time": recalled,
-            "unwell_on_admission": len(result.truth) - len(deteriorations), "pages_in_true_episodes": true_pages,
-            "acks_sent": result.acks_sent, "acks_lost": result.acks_lost, "repeats_taken": result.repeats,
-            "dead_letters": dict(result.dead_letters),
-        },
-    }
+        if after_onset is not None:
+            later = [t for t in times if t >= e.onset]
+            after_onset.append((later[0] - e.onset).total_seconds() / 60 if later else math.inf)
+    return minutes, from_chart, recalled, never_called
 
 
 def _need_started(episode: TrueEpisode, same_patient: list[TrueEpisode]) -> datetime:
@@ -417,7 +443,12 @@ def table(rep: dict[str, Any]) -> str:
              "interruptions_per_100_occupied_beds_per_day"),
             ("deterioration recall", "deterioration_recall"),
             ("median minutes to first page", "median_minutes_to_first_page"),
-            ("page precision", "page_precision")]
+            ("median minutes from onset to first page at or after it (not a target)",
+             "median_minutes_to_first_page_at_or_after_onset"),
+            ("page precision", "page_precision"),
+            ("patients unwell on admission reached in time (not a target)", "unwell_on_admission_reached_in_time"),
+            ("median minutes from admission to first page, unwell on admission (not a target)",
+             "median_minutes_to_first_page_unwell_on_admission")]
     lines = ["| figure | today's rules (legacy) | chart rules (issue 13) |", "| --- | ---: | ---: |"]
     lines += [f"| {label} | {rep['legacy'][k]} | {rep[k]} |" for label, k in rows]
     return "\n".join(lines)

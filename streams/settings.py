@@ -108,6 +108,8 @@ class WardflowSettings(BaseSettings):
     paging_escalate_after_minutes: float = Field(15.0, gt=0, description="Unacknowledged page escalates to the next role after")
     paging_episode_end_minutes: float = Field(60.0, ge=0, description="Scores below the episode's band this long end it (one page per episode)")
     paging_repeat_within_minutes: float = Field(10.0, gt=0, description="A suspected probe artefact waits this long for a repeat set before it pages")
+    paging_reassess_after_minutes: float = Field(60.0, gt=0, description="A 5-6 or single 3 still at its band this long after the ack pages the next role, once per episode")
+    paging_artefact_spo2_max: float = Field(85.0, gt=0, lt=92, description="A SpO2 at or below this with normal breathing and pulse is a suspected probe artefact (repeat first)")
     paging_overdue_grace_minutes: float = Field(15.0, ge=0, description="Observations overdue this long past due are reported")
     paging_overdue_round_minutes: float = Field(240.0, gt=0, description="Ward rounds (overdue lists per unit) every this many minutes from midnight UTC")
 
@@ -125,6 +127,8 @@ class WardflowSettings(BaseSettings):
             paging=PagingConfig(escalate_after_minutes=self.paging_escalate_after_minutes,
                                 episode_end_minutes=self.paging_episode_end_minutes,
                                 repeat_within_minutes=self.paging_repeat_within_minutes,
+                                reassess_after_minutes=self.paging_reassess_after_minutes,
+                                artefact_spo2_max=self.paging_artefact_spo2_max,
                                 overdue_grace_minutes=self.paging_overdue_grace_minutes,
                                 overdue_round_minutes=self.paging_overdue_round_minutes),
         )

@@ -51,6 +51,18 @@ def test_the_same_band_again_in_the_episode_pages_once():
     assert not [d for d in again if d.kind == "page"]
 
 
+def test_a_rise_after_an_acknowledged_improvement_pages_again_and_says_why():
+    ward = admitted()
+    ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **SICK))
+    ward.send(("page-acks", {"event_id": "ack1", "hospital_id": HID, "occurred_at": ev.at(12),
+                             "page_id": "pg-test-hosp-v1", "clinician_id": "dr-a"}))
+    assert not [d for d in ward.send(ev.vitals(HID, "P1", "E1", 40, event_id="v2", **CALM)) if d.kind == "page"]
+    again = [d for d in ward.send(ev.vitals(HID, "P1", "E1", 60, event_id="v3", **SICK)) if d.kind == "page"]
+    assert [(d.role, d.page_id, d.details["repage"]) for d in again] == [
+        ("critical_care_outreach", "pg-test-hosp-v3", "new_deterioration")]
+    assert [r.code for r in again[0].reasons] == ["news2", "response", "new_deterioration", "trend"]
+
+
 def test_a_partial_set_uses_recent_values_else_is_incomplete():
     ward = admitted()
     ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **CALM))
@@ -134,11 +146,31 @@ def test_an_acknowledged_episode_pages_once_and_a_rise_pages_again():
     first = [d for d in ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **red)) if d.kind == "page"]
     assert [d.role for d in first] == ["ward_doctor"]
     ward.send(_ack(first[0].page_id, 14, "ack1"))
-    for i, minute in enumerate((70, 130, 190)):
-        out = ward.send(ev.vitals(HID, "P1", "E1", minute, event_id=f"r{i}", **red))
-        assert [d.kind for d in out if d.kind in ("page", "escalation")] == []
+    out = ward.send(ev.vitals(HID, "P1", "E1", 70, event_id="r0", **red))
+    assert [d.kind for d in out if d.kind in ("page", "escalation")] == []
+    # still a single 3 an hour after the ack: the next role reviews, once
+    out = [d for d in ward.send(ev.vitals(HID, "P1", "E1", 130, event_id="r1", **red)) if d.kind == "page"]
+    assert [(d.role, d.details["repage"]) for d in out] == [("critical_care_outreach", "no_improvement")]
+    ward.send(_ack(out[0].page_id, 133, "ack2"))
+    out = ward.send(ev.vitals(HID, "P1", "E1", 190, event_id="r2", **red))
+    assert [d.kind for d in out if d.kind in ("page", "escalation")] == []
     rise = ward.send(ev.vitals(HID, "P1", "E1", 200, event_id="v9", **SICK))
     assert [(d.kind, d.role) for d in rise if d.kind == "page"] == [("page", "critical_care_outreach")]
+
+
+def test_an_incomplete_set_whose_measured_values_reach_a_paging_band_pages_at_once():
+    ward = admitted()
+    ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **CALM))
+    # two hours later (the rest is stale): breathing 26 and systolic 95 alone are 3 + 2
+    out = ward.send(ev.vitals(HID, "P1", "E1", 130, event_id="v2", resp_rate=26, systolic_bp=95))
+    assert [d.kind for d in out] == ["news2", "page"]
+    assert out[0].details["at_least"] is True and out[0].details["complete"] is False
+    assert [p["name"] for p in out[0].details["parameters"]] == ["resp_rate", "systolic_bp"]  # nothing made up
+    page = out[1]
+    assert page.role == "ward_doctor" and page.reasons[0].text.startswith("NEWS2 at least 5 (medium)")
+    # a stale set whose measured values do not reach a paging band is still not scored
+    quiet = ward.send(ev.vitals(HID, "P1", "E1", 400, event_id="v3", heart_rate=95))
+    assert [(d.kind, d.reasons[0].code) for d in quiet if d.kind == "news2"] == [("news2", "news2_incomplete")]
 
 
 def test_a_probe_artefact_asks_for_a_repeat_and_pages_when_none_comes():

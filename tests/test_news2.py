@@ -17,6 +17,7 @@ from allocator.news2 import (
     record,
     rename_roles,
     score,
+    score_at_least,
 )
 
 # A complete set scoring 0 on every parameter (scale 1, on air).
@@ -389,3 +390,30 @@ def test_pregnant_under_16_names_both_exclusions():
 def test_news2_applicable_rejects_impossible_ages(age):
     with pytest.raises(ValueError):
         news2_applicable(age, False)
+
+
+# --- an incomplete set: the lowest NEWS2 it can have ---
+
+def test_an_incomplete_set_scores_at_least_its_measured_parameters():
+    partial = Vitalset(resp_rate=26, spo2=None, on_oxygen=None, systolic_bp=95, heart_rate=None,
+                       consciousness=None, temperature_c=None)
+    result = score_at_least(partial, scale2=False)
+    assert (result.total, result.band) == (5, Band.MEDIUM)  # 3 + 2: the missing ones can only add
+    assert [p.name for p in result.parameters] == ["resp_rate", "systolic_bp"]  # nothing made up
+    assert result.unmeasured == ("spo2", "on_oxygen", "heart_rate", "consciousness", "temperature_c")
+    assert describe_scoring(result) == ("NEWS2 at least 5 (medium): resp rate 26/min (3), systolic BP 95 mmHg (2); "
+                                        "not measured: SpO2, oxygen, pulse, consciousness, temperature.")
+
+
+@pytest.mark.parametrize("scale2", [False, True])
+def test_missing_parameters_never_add_points_on_either_scale(scale2):
+    empty = Vitalset(**{name: None for name in PARAMETERS})
+    assert score_at_least(empty, scale2=scale2).total == 0
+    on_oxygen = replace(empty, on_oxygen=True)  # scale 2 on oxygen: the missing SpO2 could be 88-92 (0)
+    assert score_at_least(on_oxygen, scale2=scale2).total == 2
+    high_sat = replace(empty, spo2=97)  # scale 2 at 97%: 0 on air, 3 on oxygen; oxygen unknown: at least 0
+    assert score_at_least(high_sat, scale2=scale2).total == 0
+
+
+def test_a_complete_set_scores_the_same_at_least():
+    assert score_at_least(NORMAL, scale2=False) == score(NORMAL, scale2=False)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from allocator.news2 import DEFAULT_RESPONSES, Band, Vitalset, describe_scoring, rename_roles, score
+from allocator.news2 import DEFAULT_RESPONSES, PARAMETERS, Band, Vitalset, describe_scoring, rename_roles, score, score_at_least
 from allocator.paging import (
     AckOutcome,
     Escalation,
@@ -166,9 +166,10 @@ def test_the_episode_ends_after_scores_stay_below_the_paging_bands_for_the_confi
 
 
 def test_a_paging_score_before_the_end_keeps_the_episode_and_restarts_the_count():
+    """Unacknowledged (escalation still running): no rise pages again, and the end count restarts. (After an
+    acknowledgement the same rise is a new deterioration: see below.)"""
     cfg = PagingConfig(episode_end_minutes=240)
     state, _ = scored(Band.MEDIUM, 0, cfg=cfg)
-    state, _ = on_ack(state, "p1", at(5))
     state, _ = scored(Band.LOW, 60, state, page_id="p2", cfg=cfg)
     state, actions = scored(Band.MEDIUM, 200, state, page_id="p3", cfg=cfg)
     assert pages(actions) == [] and state.below_since is None
@@ -452,3 +453,144 @@ def test_a_fall_below_the_episodes_band_for_the_configured_time_ends_it_and_the_
     assert [(a.page_id, a.role) for a in pages(actions)] == [("p3", "ward_doctor")]
     state, actions = scored(Band.HIGH, 100, state, page_id="p4", cfg=cfg)  # and a rise from it pages again
     assert [(a.page_id, a.role) for a in pages(actions)] == [("p4", "critical_care_outreach")]
+
+
+# --- a new deterioration inside an open episode pages again ---
+
+def test_an_acknowledged_episode_that_improves_and_rises_again_pages_again():
+    """An improvement below the episode's band after review, then a rise into a paging band: a new
+    deterioration the reviewing doctor has not seen. It pages its band's role, with a new page id."""
+    state, _ = scored(Band.MEDIUM, 0)
+    state, _ = on_ack(state, "p1", at(5))
+    state, actions = scored(Band.LOW, 40, state, page_id="p2")
+    assert pages(actions) == []
+    state, actions = scored(Band.MEDIUM, 80, state, page_id="p3")  # before the episode's end time
+    [page] = pages(actions)
+    assert (page.page_id, page.role, page.repage) == ("p3", "ward_doctor", "new_deterioration")
+    assert "improv" in page.reasons[2]
+    assert state.page_ids == ("p3",) and state.acked is False  # the new page needs its own ack
+
+
+def test_a_rise_after_falling_from_seven_to_five_pages_the_outreach_team_again():
+    state, _ = scored(Band.HIGH, 0)
+    state, _ = on_ack(state, "p1", at(3))
+    state, fall = scored(Band.MEDIUM, 30, state, page_id="p2")
+    state, steady = scored(Band.MEDIUM, 60, state, page_id="p3")  # still 5-6: no rise, nothing new
+    state, rise = scored(Band.HIGH, 90, state, page_id="p4")
+    assert pages(fall) == [] and pages(steady) == []
+    assert [(a.page_id, a.role) for a in pages(rise)] == [("p4", "critical_care_outreach")]
+
+
+def test_a_rise_from_four_to_five_after_a_seven_pages_the_ward_doctor():
+    state, _ = scored(Band.HIGH, 0)
+    state, _ = on_ack(state, "p1", at(3))
+    state, _ = scored(Band.LOW, 30, state, page_id="p2")
+    state, actions = scored(Band.MEDIUM, 50, state, page_id="p3")
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p3", "ward_doctor")]
+    assert state.page_band is Band.MEDIUM
+
+
+def test_a_rise_while_the_page_is_still_escalating_adds_no_page():
+    """Nobody has reviewed yet: the escalation already takes the episode up the chain."""
+    state, _ = scored(Band.MEDIUM, 0)
+    state, _ = scored(Band.LOW, 5, state, page_id="p2")
+    state, actions = scored(Band.MEDIUM, 10, state, page_id="p3")
+    assert pages(actions) == [] and state.page_ids == ("p1",)
+
+
+def test_scores_below_the_band_for_the_end_time_end_the_episode_however_long_the_gap_to_the_next():
+    """One reassuring set, then nothing for hours: the scores stayed below the band for longer than the end
+    time, so the next paging score is a new episode, even at the same band."""
+    state, _ = scored(Band.HIGH, 0)
+    state, _ = on_ack(state, "p1", at(3))
+    state, _ = scored(Band.ZERO, 30, state, page_id="p2")
+    state, actions = scored(Band.HIGH, 30 + CFG.episode_end_minutes, state, page_id="p3")
+    assert [(a.page_id, a.role, a.repage) for a in pages(actions)] == [("p3", "critical_care_outreach", None)]
+
+
+def test_no_improvement_an_hour_after_review_pages_the_next_role_once():
+    """Still 5-6 `reassess_after_minutes` after the ward doctor acknowledged: the outreach team is asked to
+    review; once per episode, and a 7 or more (already the outreach team's) is never reassessed this way."""
+    state, _ = scored(Band.MEDIUM, 0)
+    state, _ = on_ack(state, "p1", at(5))
+    state, early = scored(Band.MEDIUM, 60, state, page_id="p2")  # 55 minutes after the ack
+    assert pages(early) == []
+    state, actions = scored(Band.MEDIUM, 65, state, page_id="p3")
+    [page] = pages(actions)
+    assert (page.page_id, page.role, page.band, page.repage) == (
+        "p3", "critical_care_outreach", Band.MEDIUM, "no_improvement")
+    assert state.page_ids == ("p3",) and state.acked is False
+    state, _ = on_ack(state, "p3", at(70))
+    state, again = scored(Band.MEDIUM, 200, state, page_id="p4")
+    assert pages(again) == []
+
+
+def test_an_improving_patient_is_not_reassessed():
+    state, _ = scored(Band.MEDIUM, 0)
+    state, _ = on_ack(state, "p1", at(5))
+    _, actions = scored(Band.LOW, 70, state, page_id="p2")
+    assert pages(actions) == []
+
+
+def test_seven_or_more_is_not_reassessed_by_time():
+    state, _ = scored(Band.HIGH, 0)
+    state, _ = on_ack(state, "p1", at(5))
+    _, actions = scored(Band.HIGH, 90, state, page_id="p2")
+    assert pages(actions) == []
+
+
+def test_spo2_91_with_normal_breathing_is_plausible_and_pages_at_once():
+    """A mildly low SpO2 is a real reading (early hypoxaemia); only an implausibly low one waits for a repeat."""
+    ninety_one = score(replace(NORMAL, spo2=91), scale2=False)
+    assert ninety_one.band is Band.LOW_SINGLE_RED and suspect_artefact(ninety_one) is None
+    _, actions = scored(ninety_one, 0)
+    assert [type(a) for a in actions] == [Page]
+
+
+def test_a_very_low_spo2_with_normal_breathing_and_a_pulse_up_to_110_is_a_suspected_artefact():
+    assert suspect_artefact(score(replace(NORMAL, spo2=CFG.artefact_spo2_max), scale2=False)) == "spo2"
+    assert suspect_artefact(score(replace(NORMAL, spo2=CFG.artefact_spo2_max + 1), scale2=False)) is None
+    assert suspect_artefact(score(replace(NORMAL, spo2=70, heart_rate=105), scale2=False)) == "spo2"
+    assert suspect_artefact(score(replace(NORMAL, spo2=70, heart_rate=115), scale2=False)) is None
+    assert suspect_artefact(score(replace(NORMAL, spo2=70, resp_rate=22), scale2=False)) is None
+
+
+# --- an incomplete set pages when its measured values alone reach a paging band ---
+
+def partial(**values) -> Vitalset:
+    return Vitalset(**{name: values.get(name) for name in PARAMETERS})
+
+
+def test_an_incomplete_set_at_least_in_a_paging_band_pages_and_says_so():
+    at_least_5 = score_at_least(partial(resp_rate=26, systolic_bp=95), scale2=False)
+    _, actions = scored(at_least_5, 0)
+    [page] = pages(actions)
+    assert page.role == "ward_doctor" and page.reasons[0].startswith("NEWS2 at least 5")
+
+
+def test_an_incomplete_set_is_no_evidence_of_improvement():
+    """Its score is a lower bound: below the episode's band it neither starts the end count nor sets up a rise."""
+    state, _ = scored(Band.HIGH, 0)
+    state, _ = on_ack(state, "p1", at(3))
+    at_least_5 = score_at_least(partial(resp_rate=26, systolic_bp=95), scale2=False)
+    state, actions = scored(at_least_5, 30, state, page_id="p2")
+    assert pages(actions) == [] and state.below_since is None and state.page_band is Band.HIGH
+    _, actions = scored(Band.HIGH, 60, state, page_id="p3")
+    assert pages(actions) == []  # no improvement was seen, so no new deterioration either
+
+
+def test_a_low_spo2_without_breathing_or_pulse_measured_is_not_called_an_artefact():
+    """Plausibility needs the breathing and the pulse: without them the reading pages at once."""
+    assert suspect_artefact(score_at_least(partial(spo2=70), scale2=False)) is None
+
+
+def test_a_rise_after_improvement_on_a_suspected_artefact_asks_for_a_repeat_first():
+    state, _ = scored(Band.MEDIUM, 0)
+    state, _ = on_ack(state, "p1", at(5))
+    state, _ = scored(Band.LOW, 40, state, page_id="p2")
+    state, actions = scored(PROBE_OFF, 80, state, page_id="p3")
+    assert [type(a) for a in actions] == [RepeatObservation]
+    reassured, actions = scored(Band.ZERO, 84, state, page_id="p4")
+    assert pages(actions) == [] and tick(reassured, at(120), CFG)[1] == []
+    _, actions = tick(state, at(80 + CFG.repeat_within_minutes), CFG)  # no repeat came: it pages
+    assert [(a.page_id, a.role) for a in pages(actions)] == [("p3", "ward_doctor")]

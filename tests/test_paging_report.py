@@ -78,11 +78,31 @@ def test_the_figures_of_a_tiny_scripted_ward_are_the_ones_computed_by_hand():
             counts["unwell_on_admission"]) == (4, 3, 1, 2, 1)
 
 
+def test_patients_unwell_on_admission_are_measured_from_admission_beside_the_deteriorations():
+    """Any rule that delays a page (a repeat set asked for first) shows here as well: E5 (admitted unwell at 500)
+    scores medium at 505 and is paged at 510; E7 (admitted unwell at 800) scores medium at 810 and is paged only at
+    870 (after its escalation time); E8 is unwell but never scores in a paging band (not judged)."""
+    result = scripted_ward()
+    truth = [*result.truth, episode("E7", 800, 900, 800, kind="unwell_on_admission"),
+             episode("E8", 900, 1000, 900, kind="unwell_on_admission")]
+    scores = {**result.scores, "E5": [(at(505), Band.MEDIUM)], "E7": [(at(810), Band.MEDIUM)],
+              "E8": [(at(905), Band.LOW)]}
+    result = replace(result, truth=truth, scores=scores, sent=[*result.sent, page("E7", 870)])
+    f = pr.figures(result, escalate_after_minutes=15, chain=CHAIN)
+    assert f["unwell_on_admission_reached_in_time"] == 0.5  # E5 of E5 and E7
+    assert f["median_minutes_to_first_page_unwell_on_admission"] == 40.0  # 10 and 70
+    assert f["counts"]["unwell_on_admission_chart_called_for_a_page"] == 2
+    assert f["deterioration_recall"] == round(2 / 3, 4)  # unchanged: deteriorations only
+
+
 def test_a_page_already_sent_in_the_deterioration_before_the_onset_counts_as_zero_minutes():
-    result = pr.RunResult(sent=[page("E1", 20)], scores={"E1": [(at(60), Band.MEDIUM)]},
+    result = pr.RunResult(sent=[page("E1", 20), page("E1", 70, "critical_care_outreach", "escalation")],
+                          scores={"E1": [(at(60), Band.MEDIUM)]},
                           truth=[episode("E1", 0, 240, 50)], occupied_bed_days=1.0, until=at(1440))
     f = pr.figures(result, escalate_after_minutes=15, chain=CHAIN)
     assert (f["deterioration_recall"], f["median_minutes_to_first_page"]) == (1.0, 0.0)
+    # not a target: the same, counting only pages at or after the onset (here the escalation at 70)
+    assert f["median_minutes_to_first_page_at_or_after_onset"] == 20.0
 
 
 def test_a_page_later_than_the_escalation_time_is_not_recalled():
