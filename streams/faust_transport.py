@@ -92,9 +92,57 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
                 self._expect(tp, None)
             await super().on_partitions_revoked(revoked)
 
+        # Records consumed by the fetcher but never handed out. A fetch queued to the consumer thread
+        # before a seek can run after it: the fetcher's position moves past the records it returned, and
+        # Faust drops them (the request was cancelled, or a partition was paused or flow stopped while
+        # they were on their way). Nothing re-reads them until a later record of that partition shows the
+        # gap, and a quiet partition may have none for hours (seen: a restarted worker never forwarded
+        # the one admission published after the kill, fetcher at 322, next to hand out 321). Between
+        # batches, a stream partition whose fetcher position stays ahead of the next offset to hand out
+        # for `_LOST_AFTER_S` is pointed back at it.
+        _LOST_AFTER_S = 1.0
+        _ahead: dict[Any, tuple[int, float]]
+        _ahead_checked_at: float = 0.0
+
+        def _fetcher_position(self, tp: Any) -> int | None:
+            try:  # aiokafka's own record of where the next fetch starts (read without a thread hop)
+                consumer = self._thread._ensure_consumer()
+                state = consumer._subscription.subscription.assignment.state_value(
+                    faust_aiokafka.TopicPartition(tp.topic, tp.partition))
+            except Exception:  # noqa: BLE001 - not assigned (any more), or the consumer is stopping
+                return None
+            if state is None or not state.has_valid_position or state.paused:
+                return None
+            return int(state.position)
+
+        def _point_back_lost_records(self) -> None:
+            now = time.monotonic()
+            if now - self._ahead_checked_at < self._LOST_AFTER_S / 2 or self.app.rebalancing or not self.flow_active:
+                return
+            self._ahead_checked_at = now
+            ahead = getattr(self, "_ahead", {})
+            still = {}
+            for tp, expected in self._next_offset.items():
+                position = self._fetcher_position(tp)
+                if position is None or position <= expected:
+                    continue
+                seen_expected, since = ahead.get(tp, (expected, now))
+                if seen_expected != expected:
+                    since = now
+                if now - since < self._LOST_AFTER_S:
+                    still[tp] = (expected, since)
+                    continue
+                log.warning("%s[%d]: the fetcher is at %d but %d was never handed out (fetched for a request "
+                            "that was dropped); refetching from %d", tp.topic, tp.partition, position, expected,
+                            expected)
+                self._thread.seek(tp, expected)
+                self._read_offset[tp] = expected
+            self._ahead = still
+
         async def getmany(self, timeout: float) -> Any:
             if not hasattr(self, "_next_offset"):
                 self._next_offset, self._stuck = {}, {}
+            self._point_back_lost_records()
             async for tp, message in super().getmany(timeout):
                 if self._is_changelog_tp(tp):
                     yield tp, message

@@ -129,3 +129,70 @@ def test_the_table_manager_subscribes_without_faust_s_one_second_pause(app, monk
     monkeypatch.setattr(app.tables, "sleep", no_sleep)
     asyncio.run(app.tables.on_start())
     assert calls == ["channels", "recovery"]
+
+
+class _State:
+    def __init__(self, position: int) -> None:
+        self.position, self.has_valid_position, self.paused = position, True, False
+
+
+class _FetcherThread(_Thread):
+    """The consumer thread with aiokafka's record of each partition's fetch position."""
+
+    def __init__(self, positions: dict[TP, int]) -> None:
+        super().__init__()
+        self.states = {(tp.topic, tp.partition): _State(p) for tp, p in positions.items()}
+        outer = self
+
+        class _Assignment:
+            def state_value(self, tp):
+                return outer.states.get((tp.topic, tp.partition))
+
+        class _Subscription:
+            subscription = type("S", (), {"assignment": _Assignment()})()
+
+        self.consumer = type("C", (), {"_subscription": _Subscription()})()
+
+    def _ensure_consumer(self):
+        return self.consumer
+
+
+def test_records_the_fetcher_moved_past_but_never_handed_out_are_fetched_again(app, monkeypatch):
+    from streams import faust_transport
+
+    now = [100.0]
+    monkeypatch.setattr(faust_transport.time, "monotonic", lambda: now[0])
+    consumer = app.consumer
+    consumer._thread = _FetcherThread({STREAM: 322, OTHER_STREAM: 40})
+    consumer._expect(STREAM, 321)  # sought to the committed offset; record 321 was fetched and dropped
+    consumer._expect(OTHER_STREAM, 40)  # handed out up to 39: nothing missing
+    assert _handed_out(app, monkeypatch, []) == []
+    assert consumer._thread.seeks == []  # a fetch result may still be on its way: wait
+    now[0] += 0.6
+    _handed_out(app, monkeypatch, [])
+    assert consumer._thread.seeks == []
+    now[0] += 0.6  # still ahead after more than a second: those records are lost, fetch them again
+    _handed_out(app, monkeypatch, [])
+    assert consumer._thread.seeks == [(STREAM, 321)]
+    assert consumer._read_offset[STREAM] == 321
+
+
+def test_a_partition_handed_out_in_time_is_not_fetched_again(app, monkeypatch):
+    from streams import faust_transport
+
+    now = [100.0]
+    monkeypatch.setattr(faust_transport.time, "monotonic", lambda: now[0])
+    consumer = app.consumer
+    consumer._thread = _FetcherThread({STREAM: 322})
+    consumer._expect(STREAM, 321)
+    _handed_out(app, monkeypatch, [(STREAM, 321)])  # the record arrives with the next batch
+    now[0] += 1.5
+    _handed_out(app, monkeypatch, [])
+    assert consumer._thread.seeks == []
+    app.rebalancing = True  # during a rebalance Faust seeks itself
+    consumer._thread.states[(STREAM.topic, STREAM.partition)].position = 330
+    now[0] += 1.5
+    _handed_out(app, monkeypatch, [])
+    now[0] += 1.5
+    _handed_out(app, monkeypatch, [])
+    assert consumer._thread.seeks == []
