@@ -374,9 +374,24 @@ Weekday = Literal[WEEKDAYS]  # type: ignore[valid-type]
 Minutes = Annotated[int, Field(ge=0, le=24 * 60)]
 
 
+def _minutes_kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    return "~every-day" if isinstance(value, int) else "~per-weekday" if isinstance(value, dict) else None
+
+
+# `minutes: 480` (every day) or `minutes: {mon: 480, wed: 240}` (a missing weekday: 0)
+_Minutes = Annotated[
+    Union[Annotated[Minutes, Tag("~every-day")], Annotated[dict[Weekday, Minutes], Tag("~per-weekday")]],
+    Discriminator(_minutes_kind, custom_error_type="minutes_type",
+                  custom_error_message="must be minutes every day (a number) or minutes per weekday "
+                                       "({mon: 480, ...}, a missing day: 0)"),
+]
+
+
 class _ResourceSpec(_Spec):
     id: Text
-    minutes: Union[Minutes, dict[Weekday, Minutes]]  # every day, or per weekday (a missing day: 0)
+    minutes: _Minutes
 
 
 class _NurseSpec(_Spec):
@@ -477,8 +492,8 @@ def _path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and part.startswith("~"):
-            continue  # a union tag of ours, not a field
+        elif isinstance(part, str) and (part.startswith("~") or part == "[key]"):
+            continue  # a union tag of ours, or pydantic's marker of a bad mapping key: not a field
         else:
             out += f".{part}" if out else str(part)
     return out or "top level"
