@@ -233,6 +233,14 @@ def test_x_with_no_single_room_on_its_unit_is_refused(tmp_path: Path) -> None:
         _problem(e, h)
 
 
+def test_an_occupant_staying_past_the_horizon_is_clipped_to_it(tmp_path: Path) -> None:
+    doc = _electives()
+    doc["occupants"][0].update(days_left=9, workload=list(range(27)))  # 9 days x 3 shifts; the plan has 7 days
+    _, pb = _problem(_write(tmp_path, "e.yaml", doc))
+    o = pb.instance.person_ids.index("P-0901")
+    assert pb.instance.length_of_stay[o] == 7 and pb.instance.workload[o, :21].tolist() == list(range(21))
+
+
 def test_json_electives_and_their_errors(tmp_path: Path) -> None:
     doc = json.loads(json.dumps(_electives(), default=str))  # dates as ISO strings, as JSON has them
     ok = _write(tmp_path, "e.json", doc)

@@ -282,13 +282,13 @@ def build_problem(hospital: Hospital, electives: Electives, *, hospital_file: st
         if len(in_room[o.room]) > capacity:
             raise PlanningInputError(file, f"{where}.room", f"{o.room!r} has {capacity} bed{'s' if capacity != 1 else ''} "
                                                             f"and more occupants")
-        need = min(o.days_left, D) * spd
-        stay = min(o.days_left, D)
+        stay = min(o.days_left, D)  # the plan sees the stay up to its last day
+        need = o.days_left * spd
         occupants.append({
             "id": o.patient_id, "gender": "B" if o.sex == "M" else "A", "age_group": o.age_group,
             "length_of_stay": stay, "room_id": o.room,
-            "workload_produced": _per_shift(o.workload, need, f"{where}.workload", file, "days left"),
-            "skill_level_required": _per_shift(o.skill, need, f"{where}.skill", file, "days left")})
+            "workload_produced": _per_shift(o.workload, need, f"{where}.workload", file, "days left")[: stay * spd],
+            "skill_level_required": _per_shift(o.skill, need, f"{where}.skill", file, "days left")[: stay * spd]})
         if any(s >= cfg.skill_levels for s in occupants[-1]["skill_level_required"]):
             raise PlanningInputError(file, f"{where}.skill", f"must be below skill_levels ({cfg.skill_levels})")
     if not patients:
