@@ -39,7 +39,12 @@ __all__ = [
     "Bed",
     "Hospital",
     "HospitalConfigError",
+    "PlanningConfig",
+    "PlanningNurse",
+    "PlanningResource",
+    "PlanningWeights",
     "Unit",
+    "WEEKDAYS",
     "load_hospitals",
 ]
 
@@ -50,6 +55,7 @@ HOSPITAL_ROLES = ("bed_manager", "critical_care_outreach", "rapid_response")
 UNIT_ROLES = ("nurse_in_charge", "ward_doctor")
 
 _BED_LETTERS = string.ascii_uppercase
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 # ---------------------------------------------------------------------------- the plain data
@@ -93,6 +99,56 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class PlanningResource:
+    """An operating theatre or a surgeon: minutes of surgery per weekday (Monday first)."""
+
+    id: str
+    minutes: tuple[int, ...]  # 7 values, WEEKDAYS order
+
+
+@dataclass(frozen=True)
+class PlanningNurse:
+    """A nurse of the planned units: skill level, load per shift, and the shifts worked per weekday."""
+
+    id: str
+    skill_level: int
+    max_load: int
+    shifts: tuple[tuple[str, ...], ...]  # 7 entries, WEEKDAYS order: the shift names worked that day
+
+
+@dataclass(frozen=True)
+class PlanningWeights:
+    """Cost of each soft part of the elective plan (the IHTC-2024 parts; defaults: a typical instance's)."""
+
+    room_mixed_age: int = 5
+    room_nurse_skill: int = 10
+    continuity_of_care: int = 1
+    nurse_excessive_workload: int = 10
+    open_operating_theatre: int = 40
+    surgeon_transfer: int = 5
+    patient_delay: int = 10
+    unscheduled_optional: int = 250
+
+
+@dataclass(frozen=True)
+class PlanningConfig:
+    """What `wardflow plan --hospital-config` needs beyond beds: theatres, surgeons, nurses and their rota.
+
+    Optional in the YAML (`planning:`); the rooms come from `units` (their beds give the capacity,
+    their type and sex the single-sex rule), the rota is weekly and maps onto the plan's dates.
+    """
+
+    units: tuple[str, ...]
+    shifts: tuple[str, ...]
+    age_groups: tuple[str, ...]
+    skill_levels: int
+    weights: PlanningWeights
+    theatres: tuple[PlanningResource, ...]
+    surgeons: tuple[PlanningResource, ...]
+    nurses: tuple[PlanningNurse, ...]
+
+
+@dataclass(frozen=True)
 class Hospital:
     """A whole hospital with O(1) lookups precomputed at construction."""
 
@@ -105,6 +161,7 @@ class Hospital:
     allocation: AllocationWeights = AllocationWeights()
     surge: SurgeConfig = SurgeConfig()
     hl7: Hl7Profile | None = None  # the HL7 v2 / FHIR gateway's mapping table (streams.gateway); optional
+    planning: PlanningConfig | None = None  # theatres, surgeons, nurses for `wardflow plan`; optional
     _unit_by_code: Mapping[str, Unit] = field(init=False, repr=False, compare=False, hash=False)
     _bed_by_id: Mapping[str, Bed] = field(init=False, repr=False, compare=False, hash=False)
     _beds_by_unit: Mapping[str, tuple[Bed, ...]] = field(init=False, repr=False, compare=False, hash=False)
@@ -134,7 +191,7 @@ class Hospital:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Hospital, (self.hospital_id, self.name, self.units, self.beds, dict(self.roster), self.clinicians,
-                           self.allocation, self.surge, self.hl7))
+                           self.allocation, self.surge, self.hl7, self.planning))
 
     def unit(self, code: str) -> Unit:
         """The unit with this code; KeyError if there is none."""
@@ -313,6 +370,59 @@ class _Hl7Spec(_Spec):
     inpatient_classes: list[Text] = ["I"]
 
 
+Weekday = Literal[WEEKDAYS]  # type: ignore[valid-type]
+Minutes = Annotated[int, Field(ge=0, le=24 * 60)]
+
+
+def _minutes_kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    return "~every-day" if isinstance(value, int) else "~per-weekday" if isinstance(value, dict) else None
+
+
+# `minutes: 480` (every day) or `minutes: {mon: 480, wed: 240}` (a missing weekday: 0)
+_Minutes = Annotated[
+    Union[Annotated[Minutes, Tag("~every-day")], Annotated[dict[Weekday, Minutes], Tag("~per-weekday")]],
+    Discriminator(_minutes_kind, custom_error_type="minutes_type",
+                  custom_error_message="must be minutes every day (a number) or minutes per weekday "
+                                       "({mon: 480, ...}, a missing day: 0)"),
+]
+
+
+class _ResourceSpec(_Spec):
+    id: Text
+    minutes: _Minutes
+
+
+class _NurseSpec(_Spec):
+    id: Text
+    skill_level: Annotated[int, Field(ge=0)]
+    max_load: Annotated[int, Field(ge=0)]
+    shifts: dict[Weekday, list[Text]]
+
+
+class _WeightsSpec(_Spec):
+    room_mixed_age: Annotated[int, Field(ge=0)] = PlanningWeights.room_mixed_age
+    room_nurse_skill: Annotated[int, Field(ge=0)] = PlanningWeights.room_nurse_skill
+    continuity_of_care: Annotated[int, Field(ge=0)] = PlanningWeights.continuity_of_care
+    nurse_excessive_workload: Annotated[int, Field(ge=0)] = PlanningWeights.nurse_excessive_workload
+    open_operating_theatre: Annotated[int, Field(ge=0)] = PlanningWeights.open_operating_theatre
+    surgeon_transfer: Annotated[int, Field(ge=0)] = PlanningWeights.surgeon_transfer
+    patient_delay: Annotated[int, Field(ge=0)] = PlanningWeights.patient_delay
+    unscheduled_optional: Annotated[int, Field(ge=0)] = PlanningWeights.unscheduled_optional
+
+
+class _PlanningSpec(_Spec):
+    units: Annotated[list[Text], Field(min_length=1)]
+    shifts: Annotated[list[Text], Field(min_length=1)] = ["early", "late", "night"]
+    age_groups: Annotated[list[Text], Field(min_length=1)] = ["child", "adult", "elderly"]
+    skill_levels: Annotated[int, Field(ge=1, le=10)] = 3
+    weights: _WeightsSpec = _WeightsSpec()
+    theatres: Annotated[list[_ResourceSpec], Field(min_length=1)]
+    surgeons: Annotated[list[_ResourceSpec], Field(min_length=1)]
+    nurses: Annotated[list[_NurseSpec], Field(min_length=1)]
+
+
 class _HospitalSpec(_Spec):
     hospital_id: Text
     name: Text
@@ -322,6 +432,7 @@ class _HospitalSpec(_Spec):
     surge: _SurgeSpec | None = None
     units: Annotated[list[_UnitSpec], Field(min_length=1)]
     hl7: _Hl7Spec | None = None
+    planning: _PlanningSpec | None = None
 
 
 class _FileSpec(_Spec):
@@ -381,8 +492,8 @@ def _path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and part.startswith("~"):
-            continue  # a union tag of ours, not a field
+        elif isinstance(part, str) and (part.startswith("~") or part == "[key]"):
+            continue  # a union tag of ours, or pydantic's marker of a bad mapping key: not a field
         else:
             out += f".{part}" if out else str(part)
     return out or "top level"
@@ -520,7 +631,49 @@ def _build_hospital(spec: _HospitalSpec, where: str, problems: _Problems) -> Hos
         allocation=_build_allocation(spec.allocation, f"{where}.allocation", set(unit_where), problems),
         surge=_build_surge(spec.surge, f"{where}.surge", problems),
         hl7=_build_hl7(spec.hl7, f"{where}.hl7", {u.code: u for u in units}, {b.bed_id: b for b in beds}, problems),
+        planning=_build_planning(spec.planning, f"{where}.planning", set(unit_where), problems),
     )
+
+
+def _build_planning(spec: _PlanningSpec | None, where: str, codes: set[str], problems: _Problems) -> PlanningConfig | None:
+    """The planner's resources, checked: known units, unique ids and shift names, skills below skill_levels."""
+    if spec is None:
+        return None
+    _check_unique(spec.units, f"{where}.units", "unit", problems)
+    for i, code in enumerate(spec.units):
+        if code not in codes:
+            problems.add(f"{where}.units[{i}]", f"unknown unit code {code!r}; known: {', '.join(sorted(codes))}")
+    _check_unique(spec.shifts, f"{where}.shifts", "shift", problems)
+    _check_unique(spec.age_groups, f"{where}.age_groups", "age group", problems)
+
+    def per_weekday(minutes: int | dict[str, int]) -> tuple[int, ...]:
+        return tuple(minutes.get(day, 0) for day in WEEKDAYS) if isinstance(minutes, dict) else (minutes,) * 7
+
+    resources: dict[str, tuple[PlanningResource, ...]] = {}
+    for section in ("theatres", "surgeons"):
+        specs = getattr(spec, section)
+        _check_unique([r.id for r in specs], f"{where}.{section}", "id", problems)
+        resources[section] = tuple(PlanningResource(r.id, per_weekday(r.minutes)) for r in specs)
+    nurses = []
+    _check_unique([n.id for n in spec.nurses], f"{where}.nurses", "nurse id", problems)
+    for i, n in enumerate(spec.nurses):
+        n_where = f"{where}.nurses[{i}]"
+        if n.skill_level >= spec.skill_levels:
+            problems.add(f"{n_where}.skill_level",
+                         f"must be below skill_levels ({spec.skill_levels}: levels 0 to {spec.skill_levels - 1}), "
+                         f"got {n.skill_level}")
+        for day, shifts in n.shifts.items():
+            _check_unique(shifts, f"{n_where}.shifts.{day}", "shift", problems)
+            for k, name in enumerate(shifts):
+                if name not in spec.shifts:
+                    problems.add(f"{n_where}.shifts.{day}[{k}]",
+                                 f"unknown shift {name!r}; planning.shifts has {', '.join(spec.shifts)}")
+        worked = tuple(tuple(sorted(set(n.shifts.get(day, [])), key=lambda s: spec.shifts.index(s)
+                                    if s in spec.shifts else 0)) for day in WEEKDAYS)
+        nurses.append(PlanningNurse(n.id, n.skill_level, n.max_load, worked))
+    return PlanningConfig(units=tuple(spec.units), shifts=tuple(spec.shifts), age_groups=tuple(spec.age_groups),
+                          skill_levels=spec.skill_levels, weights=PlanningWeights(**spec.weights.model_dump()),
+                          theatres=resources["theatres"], surgeons=resources["surgeons"], nurses=tuple(nurses))
 
 
 def _build_hl7(spec: _Hl7Spec | None, where: str, units: Mapping[str, Unit], beds: Mapping[str, Bed],

@@ -117,6 +117,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         offline.add_argument("--json", action="store_true", help="the report as JSON instead of a table")
         p.set_defaults(func=_simulate)
 
+    from streams import plan_command
+
+    plan_command.register(sub)
+
     p = sub.add_parser("demo", help="broker + worker + a simulated day, with a live summary",
                        description="Start the embedded broker, create the topics, start a worker, replay a simulated "
                                    "hospital day and show decisions, occupancy and dead letters live. Ctrl-C stops "

@@ -323,6 +323,7 @@ DecisionKind = Literal[
     "repeat_observation",
     "cancellation_applied",
     "swap_applied",
+    "planned_admission",
 ]
 
 

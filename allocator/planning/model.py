@@ -29,6 +29,7 @@ __all__ = [
     "COST_PARTS",
     "Instance",
     "Solution",
+    "instance_from_dict",
     "load_instance",
     "load_solution",
     "solution_to_json",
@@ -252,8 +253,20 @@ def _index(ids: list[str], file: str, field: str, what: str) -> dict[str, int]:
 def load_instance(path: str | Path) -> Instance:
     """Read and check an instance file; raise `PlanningInputError` on the first problem."""
     path = Path(path)
-    file = str(path)
-    raw: _InstanceFile = _read_json(path, _InstanceFile)
+    return _build_instance(_read_json(path, _InstanceFile), str(path), path.stem)
+
+
+def instance_from_dict(data: dict[str, Any], *, name: str, file: str) -> Instance:
+    """An instance from an in-memory document in the official format (`file` names it in errors)."""
+    try:
+        raw = _InstanceFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise PlanningInputError(file, _loc(tuple(err["loc"])) or None, err["msg"].lower()) from None
+    return _build_instance(raw, file, name)
+
+
+def _build_instance(raw: _InstanceFile, file: str, name: str) -> Instance:
     D, spd = raw.days, len(raw.shift_types)
     T = D * spd
 
@@ -347,7 +360,7 @@ def load_instance(path: str | Path) -> Instance:
 
     w = raw.weights
     return Instance(
-        name=path.stem,
+        name=name,
         days=D,
         shift_types=tuple(raw.shift_types),
         age_groups=tuple(raw.age_groups),

@@ -34,6 +34,10 @@ POLISH_PASSES = 3  # descent passes over the best plan at the end
 T0_FACTOR = 2.0  # starting temperature: this times the largest weight
 # Move mix: patient moves, patient room swaps, single nurse changes/swaps, nurse runs (sum 1).
 MOVE_PROBS = np.array([0.55, 0.20, 0.15, 0.10, 0.03])  # last: chance of an ejection move
+# Ejection moves: chance of trying an optional patient left out; re-place those taken out at their best slot (1) or
+# the first feasible one (0).
+KNOBS = np.array([0.0, 0.0, 1.0])
+T1 = 0.5  # final temperature
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int 
     log_n = np.zeros(pb.T, dtype=np.int64)
     # Hot enough to give up an optional admission early on, cold enough at the end to be a descent.
     t0 = float(max(1, inst.weights.max())) * T0_FACTOR
-    t1 = 0.5
+    t1 = T1
     search.seed_rng(seed)
     done = executed = 0
     stopped_by = "moves"
@@ -144,7 +148,7 @@ def plan(inst: Instance, *, time_limit: float, seed: int, moves_per_second: int 
             continue
         n = min(CHUNK, budget - done)
         executed += n
-        best_cost = int(search.anneal(pb, st, n, done, budget, t0, t1, MOVE_PROBS, best_adm, best_room, best_ot,
+        best_cost = int(search.anneal(pb, st, n, done, budget, t0, t1, MOVE_PROBS, KNOBS, best_adm, best_room, best_ot,
                                       best_nurse, best_comp, best_cost, log_s, log_n, *ej))
         done += n
         if progress is not None:

@@ -463,7 +463,7 @@ def _random_patient_slot(pb, st, p):
 
 
 @njit(cache=True)
-def _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new):
+def _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new, best=False):
     """Put patient p at (d, r, t), taking out whoever blocks it (same surgeon or theatre that
     day, room-mates making the room full or of the other gender), then trying each one taken
     out at a few random slots. Returns how many were taken out (their old slots in ej_*, and
@@ -537,7 +537,12 @@ def _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new):
         q = ej_p[i]
         if pb.rel[q] > min(pb.last[q], pb.D - 1) or pb.ncompat[q] == 0:
             continue
-        if place_anywhere(pb, st, q):
+        if best:
+            _, bd, br, bt = best_slot(pb, st, q)
+            if bd >= 0:
+                add_person(pb, st, q, bd, br, bt)
+                ej_new[i] = 1
+        elif place_anywhere(pb, st, q):
             ej_new[i] = 1
     return k
 
@@ -570,6 +575,34 @@ def place_anywhere(pb, st, p):
                 add_person(pb, st, p, d, r, t_ok)
                 return True
     return False
+
+
+@njit(cache=True)
+def _fit(pb, st, p, d, r, t):
+    """Admit-ability of patient p on day d: (r, t) if they fit, else a feasible theatre and room
+    found from a random starting point of each (the wanted ones first); (-1, -1) if none."""
+    if d < pb.rel[p] or d > pb.last[p] or d >= pb.D:
+        return -1, -1
+    if not theatre_ok(pb, st, p, d, t):
+        t = -1
+        t0 = np.random.randint(0, pb.NOT)
+        for j in range(pb.NOT):
+            if theatre_ok(pb, st, p, d, (t0 + j) % pb.NOT):
+                t = (t0 + j) % pb.NOT
+                break
+        if t < 0:
+            return -1, -1
+    if not room_ok(pb, st, p, d, r):
+        r = -1
+        r0 = np.random.randint(0, pb.ncompat[p])
+        for j in range(pb.ncompat[p]):
+            rr = pb.compat[p, (r0 + j) % pb.ncompat[p]]
+            if room_ok(pb, st, p, d, rr):
+                r = rr
+                break
+        if r < 0:
+            return -1, -1
+    return r, t
 
 
 @njit(cache=True)
@@ -608,10 +641,16 @@ def repair(pb, st, tries, ej_p, ej_d, ej_r, ej_t, ej_new):
 
 
 @njit(cache=True)
-def anneal(pb, st, iters, it0, total, t0, t1, probs, best_adm, best_room, best_ot, best_nurse, best_comp, best_cost,
-           log_s, log_n, ej_p, ej_d, ej_r, ej_t, ej_new):
+def anneal(pb, st, iters, it0, total, t0, t1, probs, knobs, best_adm, best_room, best_ot, best_nurse, best_comp,
+           best_cost, log_s, log_n, ej_p, ej_d, ej_r, ej_t, ej_new):
     """`iters` moves of simulated annealing from move number `it0` of `total` (geometric cooling
-    from t0 to t1). The best state seen is copied into the best_* arrays; returns its cost."""
+    from t0 to t1). The best state seen is copied into the best_* arrays; returns its cost.
+
+    `knobs`: [0] chance that an ejection move (when no mandatory patient is missing) tries to
+    admit an optional patient left out rather than move a random one; [1] > 0: patients taken
+    out by an ejection go back at their best slot rather than the first feasible one; [2] chance
+    that a patient move whose slot does not fit looks for a theatre and room that do that day."""
+    eject_best = knobs[1] > 0
     cur = total_cost(pb, st)
     ratio = t1 / t0
     cum0 = probs[0]
@@ -632,6 +671,13 @@ def anneal(pb, st, iters, it0, total, t0, t1, probs, best_adm, best_room, best_o
                         cnt += 1
                         if np.random.randint(0, cnt) == 0:
                             p = q
+            elif st.comp[7] > 0 and np.random.random() < knobs[0]:
+                cnt = 0
+                for q in range(pb.P):
+                    if not pb.mand[q] and st.adm[q] < 0 and pb.rel[q] <= min(pb.last[q], pb.D - 1) and pb.ncompat[q] > 0:
+                        cnt += 1
+                        if np.random.randint(0, cnt) == 0:
+                            p = q
             if p < 0:
                 p = np.random.randint(0, pb.P)
                 if pb.rel[p] > min(pb.last[p], pb.D - 1) or pb.ncompat[p] == 0:
@@ -640,7 +686,7 @@ def anneal(pb, st, iters, it0, total, t0, t1, probs, best_adm, best_room, best_o
             if od >= 0:
                 remove_person(pb, st, p)
             d, r, t = _random_patient_slot(pb, st, p)
-            k = _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new)
+            k = _eject_insert(pb, st, p, d, r, t, ej_p, ej_d, ej_r, ej_t, ej_new, eject_best)
             if k < 0:
                 if od >= 0:
                     add_person(pb, st, p, od, orr, ot)
@@ -698,8 +744,13 @@ def anneal(pb, st, iters, it0, total, t0, t1, probs, best_adm, best_room, best_o
                 remove_person(pb, st, p)
                 if d >= 0:
                     if not can_add(pb, st, p, d, r, t):
-                        add_person(pb, st, p, od, orr, ot)
-                        continue
+                        if np.random.random() < knobs[2]:
+                            r, t = _fit(pb, st, p, d, r, t)
+                        else:
+                            r = -1
+                        if r < 0:
+                            add_person(pb, st, p, od, orr, ot)
+                            continue
                     add_person(pb, st, p, d, r, t)
                 new = total_cost(pb, st)
                 if _accept(new - cur, temp):
