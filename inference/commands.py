@@ -311,7 +311,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", action="append", help="CSV/JSONL with a split column (default: the model's data/)")
     p.add_argument("--data-dir", help="directory with train/validation/test.jsonl")
     p.add_argument("--out", default=str(DEFAULT_REPORTS), help="report directory")
-    p.add_argument("--threshold", type=float, default=0.6, help="uncertainty threshold to report on")
+    p.add_argument("--threshold", type=float, default=0.55, help="uncertainty threshold to report on (default 0.55, the worker's default)")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--handwritten", default=None,
                    help="hand-written notes (JSONL/CSV, labelled) reported apart from the test split (default: the "
