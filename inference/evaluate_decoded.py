@@ -48,6 +48,10 @@ def _predict(probs: dict[str, np.ndarray], exs: Sequence[Example], labels: Label
                 r.code == "urgency_risk" for r in d.reasons)  # flagged whatever the threshold
             out["conf"].append(0.0 if always else d.confidence)
             out["raised"].append(d.raised)
+            out.setdefault("flag_kind", []).append(
+                "safety_raise" if d.raised and policy.safety.flag_uncertain_when_raised else
+                "urgency" if any(r.code == "urgency_risk" for r in d.reasons) else
+                "threshold" if d.uncertain else "")
             out["reasons"].append([r.to_dict() for r in d.reasons])
         else:
             ui, ai = int(np.argmax(up)), int(np.argmax(ap))
@@ -105,6 +109,10 @@ def system_metrics(probs: dict[str, np.ndarray], exs: Sequence[Example], labels:
         "flagged_rate": float(unc.mean()) if n else 0.0,
         "unit_accuracy_not_flagged": float(unit_ok[~unc].mean()) if (~unc).any() else None,
         "raised_by_safety": int(np.sum(p["raised"])),
+        # why the served predictions were flagged (shares of all cases): a safety raise, an urgency flag
+        # (P(more urgent) or P(ESI 1-2) at ESI 3-5), or only the confidence threshold
+        "flagged_by": ({k: float(np.mean([f == k for f in p["flag_kind"]])) if n else 0.0
+                        for k in ("safety_raise", "urgency", "threshold")} if decoded else None),
         "inconsistent_predictions": int(inconsistent),
     }
     if n:
@@ -187,6 +195,32 @@ def summary(m: dict) -> dict:
     return s
 
 
+TRADEOFF_WEIGHTS = (1.0, 1.5, 2.0, 2.5, 3.0)
+
+
+def with_under_triage_weight(policy: TriagePolicy, labels: LabelSet, weight: float) -> TriagePolicy:
+    """The policy with the acuity cost matrix replaced by: `weight` per level for under-triaging a true urgent
+    level, 1 per level for every other error (the shape `triage_policy.yaml` ships)."""
+    urgent = set(policy.decoding.urgent_levels)
+    lv = list(labels.acuities)
+    cost = tuple(tuple(float((weight if (t in urgent and a > t) else 1.0) * abs(i - j)) for j, a in enumerate(lv))
+                 for i, t in enumerate(lv))
+    return policy.model_copy(update={"decoding": policy.decoding.model_copy(update={"acuity_cost": cost})})
+
+
+def tradeoff(probs: dict[str, np.ndarray], exs: Sequence[Example], labels: LabelSet, policy: TriagePolicy, *,
+             threshold: float, need_threshold: float = 0.5, weights: Sequence[float] = TRADEOFF_WEIGHTS) -> list[dict]:
+    """Under- vs over-triage of the served prediction as the under-triage weight of the cost matrix moves."""
+    rows = []
+    for w in weights:
+        m = system_metrics(probs, exs, labels, with_under_triage_weight(policy, labels, w), threshold=threshold,
+                           decoded=True, need_threshold=need_threshold, list_misses=False)
+        rows.append({"weight": w, **{k: m[k] for k in ("under_triage_esi_1_2", "under_triaged",
+                                                         "under_triaged_not_flagged", "esi_1_2_sent_home",
+                                                         "over_triage_esi_3_5", "unit_macro_f1", "flagged_rate")}})
+    return rows
+
+
 def compare(systems: dict[str, dict[str, np.ndarray]], exs: Sequence[Example], labels: LabelSet,
             policy: TriagePolicy, *, threshold: float, target_accuracy: float, need_threshold: float = 0.5) -> dict:
     """Every system argmax and decoded: {"<name>": {...}, "<name>_decoded": {...}, "summary": {...}}."""
@@ -196,6 +230,9 @@ def compare(systems: dict[str, dict[str, np.ndarray]], exs: Sequence[Example], l
             key = f"{name}_decoded" if decoded else name
             out[key] = system_metrics(probs, exs, labels, policy, threshold=threshold, decoded=decoded,
                                       target_accuracy=target_accuracy, need_threshold=need_threshold)
+        if len(labels.acuities) > 1:
+            out[f"{name}_decoded"]["under_triage_weight_curve"] = tradeoff(
+                probs, exs, labels, policy, threshold=threshold, need_threshold=need_threshold)
     out["summary"] = {k: summary(v) for k, v in out.items() if isinstance(v, dict) and "unit_macro_f1" in v}
     out["signals_alone"] = signals_alone(exs, policy)
     return out

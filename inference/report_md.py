@@ -85,6 +85,20 @@ def served_section(title: str, comp: dict) -> list[str]:
                   "| threshold | coverage (not flagged) | unit accuracy |", "| --- | --- | --- |"]
         for c in m["coverage_accuracy"]:
             lines.append(f"| {c['threshold']:.2f} | {_pct(c['coverage'])} | {_pct(c['unit_accuracy'])} |")
+        fb = m.get("flagged_by")
+        if fb:
+            lines += ["", f"Flagged: {_pct(m['flagged_rate'])} of the cases: {_pct(fb['safety_raise'])} raised by the "
+                          f"safety floor, {_pct(fb['urgency'])} by an urgency flag, {_pct(fb['threshold'])} by the "
+                          f"confidence threshold ({m['threshold']:g}) alone."]
+        curve = m.get("under_triage_weight_curve")
+        if curve:
+            lines += ["", f"### Under-triage weight of the cost matrix, {_NAMES.get(n, n)}", "",
+                      "| weight | under-triage ESI 1-2 | not flagged | sent home | over-triage ESI 3-5 | unit macro-F1 "
+                      "| flagged |", "| --- | --- | --- | --- | --- | --- | --- |"]
+            for r in curve:
+                lines.append(f"| {r['weight']:g} | {_pct(r['under_triage_esi_1_2'])} ({r['under_triaged']}) | "
+                             f"{r['under_triaged_not_flagged']} | {r['esi_1_2_sent_home']} | "
+                             f"{_pct(r['over_triage_esi_3_5'])} | {_f(r['unit_macro_f1'])} | {_pct(r['flagged_rate'])} |")
         cases = m.get("under_triage_cases", [])
         lines += ["", f"### Under-triaged true ESI 1-2, {_NAMES.get(n, n)}: {len(cases)}", ""]
         if cases:

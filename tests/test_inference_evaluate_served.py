@@ -77,6 +77,33 @@ def test_baseline_side_by_side_curve_and_threshold(report):
     assert "served_test" in rep and rep["served_test"]["model_decoded"]["n"] == rep["n_test"]
 
 
+def test_under_triage_weight_curve_and_flag_reasons(report):
+    rep, md = report
+    served = rep["handwritten"]["model_decoded"]
+    curve = served["under_triage_weight_curve"]
+    assert [r["weight"] for r in curve] == [1.0, 1.5, 2.0, 2.5, 3.0]
+    # a heavier under-triage weight never under-triages more patients, and never over-triages fewer
+    assert all(a["under_triaged"] >= b["under_triaged"] for a, b in zip(curve, curve[1:]))
+    assert all(a["over_triage_esi_3_5"] <= b["over_triage_esi_3_5"] for a, b in zip(curve, curve[1:]))
+    fb = served["flagged_by"]
+    assert sum(fb.values()) == pytest.approx(served["flagged_rate"])
+    assert fb["safety_raise"] > 0          # the shocked patient is raised, hence flagged
+    assert rep["handwritten"]["model"]["flagged_by"] is None
+    assert "Under-triage weight of the cost matrix" in md and "raised by the safety floor" in md
+
+
+def test_the_weight_curve_policy_has_the_shipped_shape():
+    from inference.evaluate_decoded import with_under_triage_weight
+    from inference.labels import DEFAULT_LABELS
+    from inference.policy import load_policy
+
+    pol = load_policy()
+    assert with_under_triage_weight(pol, DEFAULT_LABELS, 1.5).decoding.acuity_cost == tuple(
+        tuple(float(x) for x in row) for row in pol.decoding.acuity_cost)
+    sym = with_under_triage_weight(pol, DEFAULT_LABELS, 1.0).decoding.acuity_cost
+    assert all(sym[i][j] == abs(i - j) for i in range(5) for j in range(5))
+
+
 def test_packaged_handwritten_set_is_labelled_by_the_taxonomy():
     from inference.data import load_files
     from inference.evaluate_decoded import DEFAULT_HANDWRITTEN
