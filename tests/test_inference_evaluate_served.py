@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
@@ -83,8 +84,8 @@ def test_under_triage_weight_curve_and_flag_reasons(report):
     curve = served["under_triage_weight_curve"]
     assert [r["weight"] for r in curve] == [1.0, 1.5, 2.0, 2.5, 3.0]
     # a heavier under-triage weight never under-triages more patients, and never over-triages fewer
-    assert all(a["under_triaged"] >= b["under_triaged"] for a, b in zip(curve, curve[1:]))
-    assert all(a["over_triage_esi_3_5"] <= b["over_triage_esi_3_5"] for a, b in zip(curve, curve[1:]))
+    assert all(a["under_triaged"] >= b["under_triaged"] for a, b in pairwise(curve))
+    assert all(a["over_triage_esi_3_5"] <= b["over_triage_esi_3_5"] for a, b in pairwise(curve))
     fb = served["flagged_by"]
     assert sum(fb.values()) == pytest.approx(served["flagged_rate"])
     assert fb["safety_raise"] > 0          # the shocked patient is raised, hence flagged
@@ -96,7 +97,8 @@ def test_values_derived_on_validation_meet_their_own_rules():
     import numpy as np
 
     from inference.data import Example
-    from inference.evaluate_decoded import derive_on_validation, system_metrics
+    from inference.evaluate_decoded import (DERIVE_DISCHARGE_COSTS, derive_on_validation, system_metrics,
+                                            with_under_triage_weight)
     from inference.labels import DEFAULT_LABELS as L
     from inference.policy import load_policy
 
@@ -124,7 +126,6 @@ def test_values_derived_on_validation_meet_their_own_rules():
     t = d["uncertainty_threshold"]["m"]
     assert t is None or r["unit_accuracy_not_flagged"] >= 0.9
     # the cost is the lowest that works: one step lower sends an urgent patient home
-    from inference.evaluate_decoded import DERIVE_DISCHARGE_COSTS, with_under_triage_weight
     k = DERIVE_DISCHARGE_COSTS.index(d["discharge_urgent_cost"])
     if k > 0:
         lower = with_under_triage_weight(pol, L, d["under_triage_weight"] or 1.5)
