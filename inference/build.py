@@ -36,6 +36,8 @@ class BuildSettings:
     threads: int = 2
     train_overrides: dict = field(default_factory=dict)
     progress: bool = True
+    # the training split also reads the test split's presentations (validation keeps its own held out)
+    train_on_test_presentations: bool = False
 
 
 def _key(obj) -> str:
@@ -84,11 +86,14 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
     t_all = time.monotonic()
     cdir, tdir, idir = out_dir / "corpus", out_dir / "torch", out_dir / "int8"
     cparams = {"n_train": s.n_train, "n_val": s.n_val, "n_test": s.n_test, "seed": s.seed}
+    if s.train_on_test_presentations:  # only when set, so the default build keeps its cache key
+        cparams["train_on_test_presentations"] = True
     ckey = corpus_fingerprint(cparams)
     files = tuple(f"{x}.jsonl" for x in ("train", "validation", "test"))
 
     def do_corpus():
-        splits = generate_splits(s.n_train, s.n_val, s.n_test, s.seed)
+        splits = generate_splits(s.n_train, s.n_val, s.n_test, s.seed,
+                                 train_on_test_presentations=s.train_on_test_presentations)
         exs = from_cases(splits)
         for name, part in by_split(exs).items():
             write_examples(part, cdir / f"{name}.jsonl")

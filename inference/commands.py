@@ -231,7 +231,8 @@ def cmd_build_model(args) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     s = BuildSettings(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
-                      threads=_threads(args), train_overrides=overrides, progress=not args.no_progress)
+                      threads=_threads(args), train_overrides=overrides, progress=not args.no_progress,
+                      train_on_test_presentations=args.train_on_test_presentations)
     build(Path(args.out), Path(args.reports), force=args.force, settings=s)
     return 0
 
@@ -311,7 +312,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", action="append", help="CSV/JSONL with a split column (default: the model's data/)")
     p.add_argument("--data-dir", help="directory with train/validation/test.jsonl")
     p.add_argument("--out", default=str(DEFAULT_REPORTS), help="report directory")
-    p.add_argument("--threshold", type=float, default=0.6, help="uncertainty threshold to report on")
+    p.add_argument("--threshold", type=float, default=0.55, help="uncertainty threshold to report on (default 0.55, the worker's default)")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--handwritten", default=None,
                    help="hand-written notes (JSONL/CSV, labelled) reported apart from the test split (default: the "
@@ -349,6 +350,10 @@ def register(subparsers) -> None:
     _sizes(p)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--time-budget", type=float, default=None, help="seconds for the training loop")
+    p.add_argument("--train-on-test-presentations", action="store_true",
+                   help="train on the test split's presentations too (with training templates): the served model "
+                        "reads every presentation but validation's; the test split then holds out templates only "
+                        "for them (docs/inference.md)")
     _common(p)
     p.set_defaults(func=cmd_build_model)
 

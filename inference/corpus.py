@@ -1366,12 +1366,17 @@ def split_corpus(cases: Sequence[ClinicalCase], seed: int = 0, fraction: float =
     return out
 
 
-def generate_splits(n_train: int, n_val: int, n_test: int, seed: int, fraction: float = 0.15) -> dict[str, list[ClinicalCase]]:
+def generate_splits(n_train: int, n_val: int, n_test: int, seed: int, fraction: float = 0.15, *,
+                    train_on_test_presentations: bool = False) -> dict[str, list[ClinicalCase]]:
     """Generate each split to size. Validation/test: half from held-out presentations (any non-test
-    template), half from train presentations with held-out templates."""
+    template), half from train presentations with held-out templates. `train_on_test_presentations`:
+    the training split also draws the test split's presentations (with training templates only), so the
+    served model has read them; the test split then holds out templates only for those, while
+    validation still holds out whole presentations (the decoding values are derived there)."""
     held = heldout_sets(seed, fraction)
     all_t = set(TEMPLATE_IDS)
-    train_p = [p for p in PRESENTATION_IDS if p not in held.val_presentations and p not in held.test_presentations]
+    train_p = [p for p in PRESENTATION_IDS if p not in held.val_presentations
+               and (train_on_test_presentations or p not in held.test_presentations)]
     train_t = sorted(all_t - set(held.val_templates) - set(held.test_templates))
     rng = random.Random(seed)
     out = {"train": [sample_case(rng, presentations=train_p, templates=train_t) for _ in range(n_train)]}
@@ -1383,7 +1388,8 @@ def generate_splits(n_train: int, n_val: int, n_test: int, seed: int, fraction: 
             if i % 2 == 0:
                 cases.append(sample_case(r, presentations=hp, templates=sorted(set(other_t) | set(ht))))
             else:
-                cases.append(sample_case(r, presentations=train_p, templates=ht))
+                cases.append(sample_case(r, presentations=[p for p in train_p if p not in held.test_presentations],
+                                         templates=ht))
         out[name] = cases
     return out
 

@@ -105,7 +105,7 @@ def _allowed(unit: str, level: int, age: float, units: Sequence[str], policy: Tr
 
 
 def _best_pair(unit_p: list[float], acuity_costs: list[float], labels: LabelSet, age: float, policy: TriagePolicy,
-               *, max_level: int | None = None, force_unit: str | None = None) -> tuple[int, int]:
+               *, max_level: int | None = None, force_unit: str | None = None, urgent_mass: float = 0.0) -> tuple[int, int]:
     d = policy.decoding
     best: tuple[tuple[float, int, float], int, int] | None = None
     for ui, u in enumerate(labels.units):
@@ -113,6 +113,8 @@ def _best_pair(unit_p: list[float], acuity_costs: list[float], labels: LabelSet,
             continue
         miss = d.discharge_miss_cost if u == d.discharge_unit else 1.0
         uc = d.unit_weight * miss * (1.0 - unit_p[ui])
+        if u == d.discharge_unit:  # home, yet the acuity head gives a chance of ESI 1-2: the patient may be urgent
+            uc += d.discharge_urgent_cost * urgent_mass
         for ai, a in enumerate(labels.acuities):
             if max_level is not None and a > max_level:
                 continue
@@ -143,11 +145,11 @@ def decode(unit_p: Sequence[float], acuity_p: Sequence[float], need_p: Sequence[
     model_unit, model_acuity = units[_argmax(unit_p)], int(levels[_argmax(acuity_p)])
     up = adjusted_unit_probs(unit_p, labels, age, policy)
     ac = expected_acuity_costs(acuity_p, policy)
-    ui, ai = _best_pair(up, ac, labels, age, policy)
+    urgent_mass = sum(float(acuity_p[i]) for i, a in enumerate(levels) if a in d.urgent_levels)
+    ui, ai = _best_pair(up, ac, labels, age, policy, urgent_mass=urgent_mass)
     reasons: list[Reason] = []
     decoded_level = int(levels[ai])
     if decoded_level != model_acuity:
-        urgent_mass = sum(float(acuity_p[i]) for i, a in enumerate(levels) if a in d.urgent_levels)
         reasons.append(Reason("cost_decoding", f"Acuity {decoded_level} chosen by expected cost (most likely "
                                                f"{model_acuity}; P(ESI 1-2) = {urgent_mass:.2f})."))
 
@@ -158,7 +160,7 @@ def decode(unit_p: Sequence[float], acuity_p: Sequence[float], need_p: Sequence[
         if floor_level < decoded_level or (icu and units[ui] != icu):
             before_unit = units[ui]
             ui, ai = _best_pair(up, ac, labels, age, policy, max_level=min(floor_level, decoded_level),
-                                force_unit=icu)
+                                force_unit=icu, urgent_mass=urgent_mass)
             new_level = int(levels[ai])
             why = "; ".join(f.text() for f in fl if f.level <= new_level)
             if new_level < decoded_level:
@@ -189,6 +191,12 @@ def decode(unit_p: Sequence[float], acuity_p: Sequence[float], need_p: Sequence[
     if d.flag_urgent_risk_at_least is not None and ai > 0 and risk >= d.flag_urgent_risk_at_least:
         reasons.append(Reason("urgency_risk", f"P(more urgent than ESI {int(levels[ai])}) = {risk:.2f}: a clinician "
                                               f"confirms the acuity."))
+        uncertain = True
+    if (d.flag_urgent_mass_at_least is not None and int(levels[ai]) not in d.urgent_levels
+            and urgent_mass >= d.flag_urgent_mass_at_least and not any(r.code == "urgency_risk" for r in reasons)):
+        reasons.append(Reason("urgency_risk", f"P(ESI {'-'.join(str(x) for x in d.urgent_levels)}) = "
+                                              f"{urgent_mass:.2f} at ESI {int(levels[ai])}: a clinician confirms "
+                                              f"the acuity."))
         uncertain = True
     return Decoded(unit=units[ui], acuity=int(levels[ai]), needs=needs_t, uncertain=bool(uncertain),
                    unit_confidence=unit_conf, acuity_confidence=acuity_conf, model_unit=model_unit,

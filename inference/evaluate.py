@@ -187,6 +187,13 @@ def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, thr
         systems["baseline"] = _calibrated(bl, b.temperatures)
     report["served_test"] = compare(systems, test, labels, policy, threshold=threshold,
                                     target_accuracy=target_accuracy, need_threshold=cfg.need_threshold)
+    if splits["validation"]:  # the decoding values this model's validation split calls for (docs/inference.md)
+        from inference.evaluate_decoded import derive_on_validation
+
+        v_logits, _ = model_logits(model_dir, splits["validation"], threads, progress)
+        report["derived_on_validation"] = derive_on_validation(
+            {"model": _calibrated(v_logits, cfg.temperatures)}, splits["validation"], labels, policy,
+            target_accuracy=target_accuracy, need_threshold=cfg.need_threshold)
     if handwritten:
         hw_logits, _ = model_logits(model_dir, handwritten, threads, progress)
         hw_systems = {"model": _calibrated(hw_logits, cfg.temperatures)}

@@ -48,6 +48,10 @@ def _predict(probs: dict[str, np.ndarray], exs: Sequence[Example], labels: Label
                 r.code == "urgency_risk" for r in d.reasons)  # flagged whatever the threshold
             out["conf"].append(0.0 if always else d.confidence)
             out["raised"].append(d.raised)
+            out.setdefault("flag_kind", []).append(
+                "safety_raise" if d.raised and policy.safety.flag_uncertain_when_raised else
+                "urgency" if any(r.code == "urgency_risk" for r in d.reasons) else
+                "threshold" if d.uncertain else "")
             out["reasons"].append([r.to_dict() for r in d.reasons])
         else:
             ui, ai = int(np.argmax(up)), int(np.argmax(ap))
@@ -105,6 +109,10 @@ def system_metrics(probs: dict[str, np.ndarray], exs: Sequence[Example], labels:
         "flagged_rate": float(unc.mean()) if n else 0.0,
         "unit_accuracy_not_flagged": float(unit_ok[~unc].mean()) if (~unc).any() else None,
         "raised_by_safety": int(np.sum(p["raised"])),
+        # why the served predictions were flagged (shares of all cases): a safety raise, an urgency flag
+        # (P(more urgent) or P(ESI 1-2) at ESI 3-5), or only the confidence threshold
+        "flagged_by": ({k: float(np.mean([f == k for f in p["flag_kind"]])) if n else 0.0
+                        for k in ("safety_raise", "urgency", "threshold")} if decoded else None),
         "inconsistent_predictions": int(inconsistent),
     }
     if n:
@@ -187,6 +195,32 @@ def summary(m: dict) -> dict:
     return s
 
 
+TRADEOFF_WEIGHTS = (1.0, 1.5, 2.0, 2.5, 3.0)
+
+
+def with_under_triage_weight(policy: TriagePolicy, labels: LabelSet, weight: float) -> TriagePolicy:
+    """The policy with the acuity cost matrix replaced by: `weight` per level for under-triaging a true urgent
+    level, 1 per level for every other error (the shape `triage_policy.yaml` ships)."""
+    urgent = set(policy.decoding.urgent_levels)
+    lv = list(labels.acuities)
+    cost = tuple(tuple(float((weight if (t in urgent and a > t) else 1.0) * abs(i - j)) for j, a in enumerate(lv))
+                 for i, t in enumerate(lv))
+    return policy.model_copy(update={"decoding": policy.decoding.model_copy(update={"acuity_cost": cost})})
+
+
+def tradeoff(probs: dict[str, np.ndarray], exs: Sequence[Example], labels: LabelSet, policy: TriagePolicy, *,
+             threshold: float, need_threshold: float = 0.5, weights: Sequence[float] = TRADEOFF_WEIGHTS) -> list[dict]:
+    """Under- vs over-triage of the served prediction as the under-triage weight of the cost matrix moves."""
+    rows = []
+    for w in weights:
+        m = system_metrics(probs, exs, labels, with_under_triage_weight(policy, labels, w), threshold=threshold,
+                           decoded=True, need_threshold=need_threshold, list_misses=False)
+        rows.append({"weight": w, **{k: m[k] for k in ("under_triage_esi_1_2", "under_triaged",
+                                                         "under_triaged_not_flagged", "esi_1_2_sent_home",
+                                                         "over_triage_esi_3_5", "unit_macro_f1", "flagged_rate")}})
+    return rows
+
+
 def compare(systems: dict[str, dict[str, np.ndarray]], exs: Sequence[Example], labels: LabelSet,
             policy: TriagePolicy, *, threshold: float, target_accuracy: float, need_threshold: float = 0.5) -> dict:
     """Every system argmax and decoded: {"<name>": {...}, "<name>_decoded": {...}, "summary": {...}}."""
@@ -196,6 +230,72 @@ def compare(systems: dict[str, dict[str, np.ndarray]], exs: Sequence[Example], l
             key = f"{name}_decoded" if decoded else name
             out[key] = system_metrics(probs, exs, labels, policy, threshold=threshold, decoded=decoded,
                                       target_accuracy=target_accuracy, need_threshold=need_threshold)
+        if len(labels.acuities) > 1:
+            out[f"{name}_decoded"]["under_triage_weight_curve"] = tradeoff(
+                probs, exs, labels, policy, threshold=threshold, need_threshold=need_threshold)
     out["summary"] = {k: summary(v) for k, v in out.items() if isinstance(v, dict) and "unit_macro_f1" in v}
     out["signals_alone"] = signals_alone(exs, policy)
+    return out
+
+
+DERIVE_WEIGHTS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+DERIVE_DISCHARGE_COSTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0)
+DERIVE_MASS = (0.05, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)
+
+
+def derive_on_validation(systems: dict[str, dict[str, np.ndarray]], exs: Sequence[Example], labels: LabelSet,
+                         policy: TriagePolicy, *, target_accuracy: float = 0.9, target_under_triage: float = 0.05,
+                         need_threshold: float = 0.5) -> dict:
+    """The decoding values the validation split calls for, by the rules `triage_policy.yaml` documents (never
+    the hand-written notes), one after the other; a value must meet its rule for every model in `systems`
+    (e.g. the fp32 and the int8 export of one model, calibrated probabilities on `exs`):
+    1. under-triage weight: the lowest of `DERIVE_WEIGHTS` whose ESI 1-2 under-triage is at most the target;
+    2. `discharge_urgent_cost`: the lowest of `DERIVE_DISCHARGE_COSTS` sending no true ESI 1-2 home;
+    3. `flag_urgent_mass_at_least`: the largest of `DERIVE_MASS` leaving no under-triaged ESI 1-2 unflagged;
+    4. `uncertainty_threshold` (per model): the lowest threshold whose unflagged served predictions meet the
+       target unit accuracy and leave no under-triaged ESI 1-2 unflagged (steps 1-3 are measured at 0.6).
+    A step no value meets gives None and keeps the policy's own value for the next steps."""
+    d = policy.decoding
+    out: dict = {"n": len(exs), "models": list(systems), "target_under_triage": target_under_triage,
+                 "target_unit_accuracy": target_accuracy}
+
+    def metrics(probs: dict[str, np.ndarray], pol: TriagePolicy, threshold: float = 0.6) -> dict:
+        return system_metrics(probs, exs, labels, pol, threshold=threshold, decoded=True,
+                              target_accuracy=target_accuracy, need_threshold=need_threshold, list_misses=False)
+
+    def every(pol: TriagePolicy, ok) -> bool:
+        return all(ok(metrics(pr, pol)) for pr in systems.values())
+
+    def with_(pol: TriagePolicy, **kw) -> TriagePolicy:
+        return pol.model_copy(update={"decoding": pol.decoding.model_copy(update=kw)})
+
+    pol = policy
+    w = next((w for w in DERIVE_WEIGHTS if every(with_under_triage_weight(pol, labels, w),
+                                                 lambda m: m["under_triage_esi_1_2"] <= target_under_triage)), None)
+    out["under_triage_weight"] = w
+    if w is not None:
+        pol = with_under_triage_weight(pol, labels, w)
+    c = next((c for c in DERIVE_DISCHARGE_COSTS
+              if every(with_(pol, discharge_urgent_cost=c), lambda m: m["esi_1_2_sent_home"] == 0)), None)
+    out["discharge_urgent_cost"] = c
+    if c is not None:
+        pol = with_(pol, discharge_urgent_cost=c)
+    ok = [x for x in DERIVE_MASS
+          if every(with_(pol, flag_urgent_mass_at_least=x), lambda m: m["under_triaged_not_flagged"] == 0)]
+    out["flag_urgent_mass_at_least"] = max(ok) if ok else None
+    if ok:
+        pol = with_(pol, flag_urgent_mass_at_least=max(ok))
+    out["uncertainty_threshold"], out["resulting"] = {}, {}
+    for name, pr in systems.items():
+        t = next((float(x) for x in CURVE_THRESHOLDS
+                  if (m := metrics(pr, pol, float(x)))["under_triaged_not_flagged"] == 0
+                  and m["unit_accuracy_not_flagged"] is not None and m["unit_accuracy_not_flagged"] >= target_accuracy),
+                 None)
+        out["uncertainty_threshold"][name] = t
+        final = metrics(pr, pol, t if t is not None else 0.6)
+        out["resulting"][name] = {k: final[k] for k in (
+            "under_triage_esi_1_2", "under_triaged_not_flagged", "esi_1_2_sent_home", "over_triage_esi_3_5",
+            "unit_macro_f1", "flagged_rate", "unit_accuracy_not_flagged")}
+    out["policy_now"] = {"discharge_urgent_cost": d.discharge_urgent_cost,
+                         "flag_urgent_mass_at_least": d.flag_urgent_mass_at_least}
     return out

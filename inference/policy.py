@@ -70,6 +70,7 @@ class Esi1(_M):
     apnoeic: Flag
     pulseless: Flag
     paediatric_hypotension: PaediatricHypotension
+    peak_flow_pct_below: Num | None = None
     send_to_icu: tuple[str, ...] = ()
 
 
@@ -97,6 +98,7 @@ class Esi2(_M):
     under5_resp_rate_above: Num
     apnoea_episodes: Flag
     news2_score_at_least: Num
+    peak_flow_pct_at_most: Num | None = None
 
 
 class DangerBand(_M):
@@ -137,6 +139,11 @@ class Decoding(_M):
     discharge_miss_cost: float = Field(2.0, ge=0)
     acuity_confidence: Literal["top", "not_under"] = "top"
     flag_urgent_risk_at_least: float | None = Field(None, ge=0, le=1)
+    # sending home a patient whom the model gives a chance P(ESI 1-2) of being urgent costs this much more
+    # per unit of that chance (0 = off)
+    discharge_urgent_cost: float = Field(0.0, ge=0)
+    # flag `uncertain` when the served level is not urgent but P(ESI 1-2) is at least this (None = off)
+    flag_urgent_mass_at_least: float | None = Field(None, ge=0, le=1)
     urgent_levels: tuple[int, ...] = (1, 2)
     icu_unit: str = "ICU"
     discharge_unit: str = "DISCHARGE"

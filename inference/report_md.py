@@ -85,6 +85,20 @@ def served_section(title: str, comp: dict) -> list[str]:
                   "| threshold | coverage (not flagged) | unit accuracy |", "| --- | --- | --- |"]
         for c in m["coverage_accuracy"]:
             lines.append(f"| {c['threshold']:.2f} | {_pct(c['coverage'])} | {_pct(c['unit_accuracy'])} |")
+        fb = m.get("flagged_by")
+        if fb:
+            lines += ["", f"Flagged: {_pct(m['flagged_rate'])} of the cases: {_pct(fb['safety_raise'])} raised by the "
+                          f"safety floor, {_pct(fb['urgency'])} by an urgency flag, {_pct(fb['threshold'])} by the "
+                          f"confidence threshold ({m['threshold']:g}) alone."]
+        curve = m.get("under_triage_weight_curve")
+        if curve:
+            lines += ["", f"### Under-triage weight of the cost matrix, {_NAMES.get(n, n)}", "",
+                      "| weight | under-triage ESI 1-2 | not flagged | sent home | over-triage ESI 3-5 | unit macro-F1 "
+                      "| flagged |", "| --- | --- | --- | --- | --- | --- | --- |"]
+            for r in curve:
+                lines.append(f"| {r['weight']:g} | {_pct(r['under_triage_esi_1_2'])} ({r['under_triaged']}) | "
+                             f"{r['under_triaged_not_flagged']} | {r['esi_1_2_sent_home']} | "
+                             f"{_pct(r['over_triage_esi_3_5'])} | {_f(r['unit_macro_f1'])} | {_pct(r['flagged_rate'])} |")
         cases = m.get("under_triage_cases", [])
         lines += ["", f"### Under-triaged true ESI 1-2, {_NAMES.get(n, n)}: {len(cases)}", ""]
         if cases:
@@ -153,4 +167,33 @@ def render_markdown(rep: dict, labels: LabelSet) -> str:
                                 rep["handwritten"])
     if "served_test" in rep:
         lines += served_section("Served predictions on the generated test split", rep["served_test"])
+    dv = rep.get("derived_on_validation")
+    if dv:
+        lines += derived_section(dv)
     return "\n".join(lines) + "\n"
+
+
+def derived_section(dv: dict) -> list[str]:
+    """The decoding values the validation split calls for (`evaluate_decoded.derive_on_validation`)."""
+    def v(x) -> str:
+        return "n/a" if x is None else f"{x:g}"
+
+    lines = [f"## Decoding values derived on the validation split ({dv['n']} cases)", "",
+             "By the rules in `inference/triage_policy.yaml`, in this order (n/a: no value of the grid meets it):", "",
+             f"* under-triage weight, the lowest with ESI 1-2 under-triage <= {_pct(dv['target_under_triage'])}: "
+             f"{v(dv['under_triage_weight'])};",
+             f"* `discharge_urgent_cost`, the lowest sending no true ESI 1-2 home: {v(dv['discharge_urgent_cost'])} "
+             f"(policy now {v(dv['policy_now']['discharge_urgent_cost'])});",
+             f"* `flag_urgent_mass_at_least`, the largest leaving no under-triaged ESI 1-2 unflagged: "
+             f"{v(dv['flag_urgent_mass_at_least'])} (policy now {v(dv['policy_now']['flag_urgent_mass_at_least'])});",
+             "* `uncertainty_threshold`, the lowest with unit accuracy >= "
+             f"{_pct(dv['target_unit_accuracy'])} when not flagged and no under-triage unflagged: "
+             + ", ".join(f"{n} {v(t)}" for n, t in dv["uncertainty_threshold"].items()) + ".", ""]
+    for n, r in dv["resulting"].items():
+        lines.append(f"With them, {n} on validation: under-triage {_pct(r['under_triage_esi_1_2'])} "
+                     f"({r['under_triaged_not_flagged']} not flagged), {r['esi_1_2_sent_home']} sent home, over-triage "
+                     f"{_pct(r['over_triage_esi_3_5'])}, unit macro-F1 {_f(r['unit_macro_f1'])}, flagged "
+                     f"{_pct(r['flagged_rate'])} (unit accuracy {_pct(r['unit_accuracy_not_flagged'])} when not).")
+    lines += ["", "Derive the values for the model you serve, with every precision you serve it in (the fp32 "
+                  "and int8 exports together: `inference.evaluate_decoded.derive_on_validation`).", ""]
+    return lines

@@ -82,6 +82,9 @@ def floors(sig: Signals, age: float, model_acuity: int | None, policy: TriagePol
         add("hypoxia_on_oxygen", 1, f"SpO2 {on_o2.show('%')} on oxygen", limit_o2)
     if adult and hr_lo is not None and hr_lo < e1.adult_heart_rate_below.value:
         add("bradycardia", 1, f"HR {_g(hr_lo)}", e1.adult_heart_rate_below)
+    pef = sig.lowest("peak_flow_pct")
+    if pef is not None and e1.peak_flow_pct_below is not None and pef < e1.peak_flow_pct_below.value:
+        add("life_threatening_asthma", 1, f"PEF {_g(pef)}% of best or predicted", e1.peak_flow_pct_below)
 
     # ---- at least ESI 2 whatever the model said
     spo2 = sig.lowest_spo2()
@@ -134,6 +137,9 @@ def floors(sig: Signals, age: float, model_acuity: int | None, policy: TriagePol
         add("infant_fever", 2, f"T {_g(t_hi)} C at age {_g(round(age * 12, 1))} months", e2.infant_fever_at_least)
     if age < 5 and rr_hi is not None and rr_hi > e2.under5_resp_rate_above.value:
         add("child_resp_rate", 2, f"RR {_g(rr_hi)} under 5", e2.under5_resp_rate_above)
+    if pef is not None and e2.peak_flow_pct_at_most is not None and pef <= e2.peak_flow_pct_at_most.value \
+            and (e1.peak_flow_pct_below is None or pef >= e1.peak_flow_pct_below.value):
+        add("acute_severe_asthma", 2, f"PEF {_g(pef)}% of best or predicted", e2.peak_flow_pct_at_most)
     if sig.apnoea_episodes and e2.apnoea_episodes.value and not sig.apnoeic:
         add("apnoea_episodes", 2, "apnoeic episodes", e2.apnoea_episodes)
 

@@ -2,7 +2,7 @@
 
 Arrival notes carry vital signs and bedside tests in many styles: "sats 91 RA", "SpO2 91% on
 air", "O2 sat 91", "BP 76/44", "HR 128", "RR 26", "GCS 11" or "E2V2M4", "T 39.4" or "102.8F",
-"BM 28", "glucose 450 mg/dL", "ketones 3.4", "lactate 5". `parse_signals` reads them into a
+"BM 28", "glucose 450 mg/dL", "ketones 3.4", "lactate 5", "PEF 25% of best". `parse_signals` reads them into a
 `Signals` value for the safety layer (`inference.safety`), which applies the ESI v4 decision
 points to *measured values*, never to words.
 
@@ -86,6 +86,7 @@ class Signals:
     postpartum: bool = False
     hypercapnic_target: bool = False    # a stated SpO2 target of 88-92% (BTS; NEWS2 scale 2)
     news2: tuple[Value, ...] = ()       # a NEWS2 total stated in the note
+    peak_flow_pct: tuple[Value, ...] = ()  # peak expiratory flow as % of best or predicted (never an absolute L/min)
     ignored: tuple[Ignored, ...] = field(default_factory=tuple)
 
     # worst values -------------------------------------------------------------------------
@@ -237,12 +238,15 @@ _HYPERCAPNIC = re.compile(r"(?:target|aim|goal|keep)\w*\W+(?:\w+\W+){0,3}88\s*(?
                           r"co2\s+retainer|retains\s+co2|hypercapnic\s+(?:resp\w*\s+)?failure", _I)
 _NEWS = re.compile(r"(?<![\w/])news\s*2?\s*(?:score)?\s*(?:of|=|:|was|is)?\s*(?P<a>\d{1,2})(?!\.?\d)", _I)
 _NUMBERED = re.compile(r"^\d{1,3}(?:\.\d+)?$")
+# peak flow as a percentage ("PEF 25% of best", "PEFR 40% predicted", "peak flow 30%"); "PEF 150" (L/min) is not
+# a percentage and is not read (the patient's best is rarely stated)
+_PEF = re.compile(rf"(?<![\w/])(?:pefr?|peak\s+(?:expiratory\s+)?flow(?:\s+rate)?)(?![a-z]){GAP}{VAL}\s*%", _I)
 
 # plausible ranges (inclusive) per sign, in the stored unit
 PLAUSIBLE: dict[str, tuple[float, float]] = {
     "spo2": (40.0, 100.0), "heart_rate": (10.0, 300.0), "resp_rate": (1.0, 80.0), "systolic": (30.0, 300.0),
     "diastolic": (10.0, 200.0), "gcs": (3.0, 15.0), "temperature_c": (25.0, 45.0), "glucose_mmol": (0.5, 100.0),
-    "ketones_mmol": (0.0, 20.0), "lactate_mmol": (0.0, 30.0), "news2": (0.0, 20.0),
+    "ketones_mmol": (0.0, 20.0), "lactate_mmol": (0.0, 30.0), "news2": (0.0, 20.0), "peak_flow_pct": (5.0, 150.0),
 }
 
 
@@ -293,7 +297,8 @@ def _oxygen_context(text: str, m: re.Match) -> bool | None:
 class _Collector:
     def __init__(self) -> None:
         self.values: dict[str, list] = {k: [] for k in ("spo2", "blood_pressure", "heart_rate", "resp_rate", "gcs",
-                                                        "temperature_c", "glucose_mmol", "ketones_mmol", "lactate_mmol", "news2")}
+                                                        "temperature_c", "glucose_mmol", "ketones_mmol", "lactate_mmol", "news2",
+                                                        "peak_flow_pct")}
         self.ignored: list[Ignored] = []
         self.seen: set[tuple[str, int]] = set()
 
@@ -409,6 +414,12 @@ def parse_signals(text: str) -> Signals:
         v = float(m.group("a"))
         if c.plausible("news2", v, v, f"{v:g}"):
             c.add("news2", Value(v, v), m.start("a"))
+    for m in _PEF.finditer(t):
+        if _not_today(t, m.start()):
+            continue
+        lo, hi = _value(m, decade_width=10.0)
+        if c.plausible("peak_flow_pct", lo, hi, Value(lo, hi).show("%")):
+            c.add("peak_flow_pct", Value(lo, hi), m.start("a"))
     gestation, pregnant = _pregnancy(t)
     return Signals(
         spo2=tuple(c.values["spo2"]), blood_pressure=tuple(c.values["blood_pressure"]),
@@ -418,7 +429,8 @@ def parse_signals(text: str) -> Signals:
         ketones_mmol=tuple(c.values["ketones_mmol"]), lactate_mmol=tuple(c.values["lactate_mmol"]),
         apnoeic=_apnoeic(t), apnoea_episodes=bool(_APNOEA_EPISODES.search(t)), pulseless=_pulseless(t),
         pregnant=pregnant, gestation_weeks=gestation, postpartum=bool(_POSTPARTUM.search(t)),
-        hypercapnic_target=bool(_HYPERCAPNIC.search(t)), news2=tuple(c.values["news2"]), ignored=tuple(c.ignored))
+        hypercapnic_target=bool(_HYPERCAPNIC.search(t)), news2=tuple(c.values["news2"]),
+        peak_flow_pct=tuple(c.values["peak_flow_pct"]), ignored=tuple(c.ignored))
 
 
 # ------------------------------------------------------------------------------ readers

@@ -126,6 +126,19 @@ def test_splits_hold_out_whole_presentations_and_templates():
     assert all(c.template in held.test_templates for c in splits["test"] if c not in test_unseen)
 
 
+def test_training_on_the_test_presentations_keeps_validation_and_every_held_out_template_apart():
+    held = heldout_sets(13)
+    plain = generate_splits(600, 200, 200, seed=13)
+    both = generate_splits(3000, 200, 200, seed=13, train_on_test_presentations=True)
+    seen = {c.presentation for c in both["train"]}
+    assert set(held.test_presentations) <= seen
+    assert not seen & set(held.val_presentations)
+    assert not {c.template for c in both["train"]} & (set(held.test_templates) | set(held.val_templates))
+    # validation and test are drawn exactly as before: only what the model reads changes
+    for split in ("validation", "test"):
+        assert [c.text for c in both[split]] == [c.text for c in plain[split]]
+
+
 def test_corpus_command_writes_jsonl(tmp_path):
     import argparse
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
@@ -75,6 +76,82 @@ def test_baseline_side_by_side_curve_and_threshold(report):
     assert t is None or t["unit_accuracy"] >= 0.9
     assert "TF-IDF served" in md and "Coverage vs unit accuracy" in md
     assert "served_test" in rep and rep["served_test"]["model_decoded"]["n"] == rep["n_test"]
+
+
+def test_under_triage_weight_curve_and_flag_reasons(report):
+    rep, md = report
+    served = rep["handwritten"]["model_decoded"]
+    curve = served["under_triage_weight_curve"]
+    assert [r["weight"] for r in curve] == [1.0, 1.5, 2.0, 2.5, 3.0]
+    # a heavier under-triage weight never under-triages more patients, and never over-triages fewer
+    assert all(a["under_triaged"] >= b["under_triaged"] for a, b in pairwise(curve))
+    assert all(a["over_triage_esi_3_5"] <= b["over_triage_esi_3_5"] for a, b in pairwise(curve))
+    fb = served["flagged_by"]
+    assert sum(fb.values()) == pytest.approx(served["flagged_rate"])
+    assert fb["safety_raise"] > 0          # the shocked patient is raised, hence flagged
+    assert rep["handwritten"]["model"]["flagged_by"] is None
+    assert "Under-triage weight of the cost matrix" in md and "raised by the safety floor" in md
+
+
+def test_values_derived_on_validation_meet_their_own_rules():
+    import numpy as np
+
+    from inference.data import Example
+    from inference.evaluate_decoded import (DERIVE_DISCHARGE_COSTS, derive_on_validation, system_metrics,
+                                            with_under_triage_weight)
+    from inference.labels import DEFAULT_LABELS as L
+    from inference.policy import load_policy
+
+    rng = np.random.default_rng(3)
+    units = list(L.units)
+    exs, up, ap = [], [], []
+    for i in range(120):  # a noisy model: the truth is usually, not always, its most likely label
+        acuity = int(rng.integers(1, 6))
+        unit = "DISCHARGE" if acuity >= 4 else ("ICU" if acuity == 1 else "MEDICINE")
+        exs.append(Example(text="", age=50.0, sex="F", unit=unit, acuity=acuity, needs=(), split="validation",
+                           group=f"v{i}"))
+        u, a = rng.dirichlet(np.ones(10) * 0.3), rng.dirichlet(np.ones(5) * 0.3)
+        u[units.index(unit)] += 1.0
+        a[acuity - 1] += rng.choice([0.2, 1.5])
+        up.append(u / u.sum())
+        ap.append(a / a.sum())
+    probs = {"unit": np.array(up), "acuity": np.array(ap), "needs": np.zeros((120, 7))}
+    pol = load_policy()
+    d = derive_on_validation({"m": probs}, exs, L, pol)
+    assert d["discharge_urgent_cost"] is not None and d["flag_urgent_mass_at_least"] is not None
+    r = d["resulting"]["m"]
+    assert r["esi_1_2_sent_home"] == 0 and r["under_triaged_not_flagged"] == 0
+    if d["under_triage_weight"] is not None:
+        assert r["under_triage_esi_1_2"] <= 0.05
+    t = d["uncertainty_threshold"]["m"]
+    assert t is None or r["unit_accuracy_not_flagged"] >= 0.9
+    # the cost is the lowest that works: one step lower sends an urgent patient home
+    k = DERIVE_DISCHARGE_COSTS.index(d["discharge_urgent_cost"])
+    if k > 0:
+        lower = with_under_triage_weight(pol, L, d["under_triage_weight"] or 1.5)
+        lower = lower.model_copy(update={"decoding": lower.decoding.model_copy(
+            update={"discharge_urgent_cost": DERIVE_DISCHARGE_COSTS[k - 1]})})
+        assert system_metrics(probs, exs, L, lower, threshold=0.6, decoded=True,
+                              list_misses=False)["esi_1_2_sent_home"] > 0
+
+
+def test_the_report_ends_with_the_derived_values(report):
+    rep, md = report
+    dv = rep["derived_on_validation"]          # the tiny model's data has a validation split
+    assert dv["models"] == ["model"] and set(dv["uncertainty_threshold"]) == {"model"}
+    assert "Decoding values derived on the validation split" in md
+
+
+def test_the_weight_curve_policy_has_the_shipped_shape():
+    from inference.evaluate_decoded import with_under_triage_weight
+    from inference.labels import DEFAULT_LABELS
+    from inference.policy import load_policy
+
+    pol = load_policy()
+    assert with_under_triage_weight(pol, DEFAULT_LABELS, 1.5).decoding.acuity_cost == tuple(
+        tuple(float(x) for x in row) for row in pol.decoding.acuity_cost)
+    sym = with_under_triage_weight(pol, DEFAULT_LABELS, 1.0).decoding.acuity_cost
+    assert all(sym[i][j] == abs(i - j) for i in range(5) for j in range(5))
 
 
 def test_packaged_handwritten_set_is_labelled_by_the_taxonomy():

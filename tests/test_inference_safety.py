@@ -249,5 +249,41 @@ def test_a_real_chance_of_more_urgency_flags_the_prediction():
     d = decode(up, [0.0, 0.25, 0.7, 0.05, 0.0], [0.0] * 7, L, age=40, text="", policy=POLICY, threshold=0.6)
     assert d.acuity == 3 and d.uncertain          # 0.7 is confident, but P(ESI 1-2) = 0.25
     assert any(r.code == "urgency_risk" and "0.25" in r.text for r in d.reasons)
-    d = decode(up, [0.0, 0.1, 0.85, 0.05, 0.0], [0.0] * 7, L, age=40, text="", policy=POLICY, threshold=0.6)
+    d = decode(up, [0.0, 0.05, 0.9, 0.05, 0.0], [0.0] * 7, L, age=40, text="", policy=POLICY, threshold=0.6)
     assert not d.uncertain and not d.reasons
+
+
+def test_meaningful_mass_on_esi_1_2_flags_a_decision_of_3_or_less_urgent():
+    x = POLICY.decoding.flag_urgent_mass_at_least
+    up = [0.0, 0.0, 0.0, 0.95, 0.01, 0.01, 0.01, 0.0, 0.01, 0.01]
+    above = decode(up, [0.0, x, 0.9 - x, 0.1, 0.0], [0.0] * 7, L, age=40, text="", policy=POLICY, threshold=0.6)
+    assert above.acuity == 3 and above.uncertain
+    assert [r.code for r in above.reasons] == ["urgency_risk"] and "P(ESI 1-2)" in above.reasons[0].text
+    below = decode(up, [0.0, x - 0.01, 0.91 - x, 0.1, 0.0], [0.0] * 7, L, age=40, text="", policy=POLICY, threshold=0.6)
+    assert below.acuity == 3 and not below.uncertain
+    # at ESI 4 the same mass flags too (the decision is not urgent)
+    d = decode(up, [0.0, x, 0.0, 0.9 - x, 0.1], [0.0] * 7, L, age=40, text="", policy=POLICY, threshold=0.6)
+    assert d.acuity == 4 and d.uncertain
+
+
+def test_a_chance_of_esi_1_2_keeps_a_patient_the_model_would_send_home():
+    c = POLICY.decoding.discharge_urgent_cost
+    assert c > 0
+    up = [0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.0, 0.0, 0.0, 0.95]   # DISCHARGE 0.95, ORTHO 0.05
+    home = decode(up, [0.0, 0.0, 0.05, 0.9, 0.05], [0.0] * 7, L, age=35, text="", policy=POLICY, threshold=0.6)
+    assert home.unit == "DISCHARGE"                             # no chance of urgency: home
+    # P(ESI 1-2) = 0.1: discharging costs 2 * 0.05 + c * 0.1, a ward bed 1 - 0.05
+    kept = decode(up, [0.0, 0.1, 0.0, 0.85, 0.05], [0.0] * 7, L, age=35, text="", policy=POLICY, threshold=0.6)
+    assert kept.unit == "ORTHO" and kept.acuity == 4 and kept.uncertain
+    assert any(r.code == "consistency" for r in kept.reasons)
+    child = decode(up, [0.0, 0.1, 0.0, 0.85, 0.05], [0.0] * 7, L, age=9, text="", policy=POLICY, threshold=0.6)
+    assert child.unit == "PAEDIATRICS"
+
+
+@pytest.mark.parametrize("text, level", [
+    ("PEF 32% of best", 1), ("PEF 33% of best", 2), ("peak flow 50% predicted", 2), ("PEFR 51% predicted", None),
+    ("PEF 150 L/min", None), ("usual PEF 30% when well", None)])
+def test_peak_flow_asthma_severity_edges(text, level):
+    assert floor_level(text, age=30) == level
+    if level == 1:
+        assert rules(text, age=30) == {"life_threatening_asthma"}

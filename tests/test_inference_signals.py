@@ -267,3 +267,21 @@ def test_a_dash_between_list_items_is_not_a_range():
 def test_repeated_keywords_do_not_stall_the_parser(text):
     """A hang guard (no backtracking blow-up on adversarial text), not a speed target: this took 72 s before."""
     assert parse_signals(text).spo2 == ()
+
+
+@pytest.mark.parametrize("text, value", [
+    ("PEF 25% of best", (25, 25)), ("PEFR 40% predicted", (40, 40)), ("peak flow 30%", (30, 30)),
+    ("peak expiratory flow rate 45 % of predicted", (45, 45)), ("PEF 30-35%", (30, 35))])
+def test_peak_flow_as_a_percentage(text, value):
+    pef = parse_signals(text).peak_flow_pct
+    assert [(v.low, v.high) for v in pef] == [value]
+
+
+@pytest.mark.parametrize("text", ["PEF 150 L/min", "PEF unrecordable", "target PEF 80%", "usual PEF 60%"])
+def test_peak_flow_in_litres_targets_and_baselines_are_not_read(text):
+    assert parse_signals(text).peak_flow_pct == ()
+
+
+def test_implausible_peak_flow_is_ignored_with_a_reason():
+    s = parse_signals("PEF 250%")
+    assert s.peak_flow_pct == () and [i.sign for i in s.ignored] == ["peak_flow_pct"]
