@@ -7,7 +7,7 @@ states the decision's actual grounds. Every reason is one sentence a bed manager
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

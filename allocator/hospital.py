@@ -9,10 +9,11 @@ is reported as one line naming the file, the field path and what is wrong.
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -197,10 +198,7 @@ def _beds_kind(value: Any) -> str | None:
 
 # `beds: 4` or `beds: [ {...}, ... ]`; the tags start with "~" so error paths can drop them.
 _Beds = Annotated[
-    Union[
-        Annotated[Annotated[int, Field(ge=1)], Tag("~count")],
-        Annotated[list[_BedSpec], Tag("~list")],
-    ],
+    Annotated[Annotated[int, Field(ge=1)], Tag("~count")] | Annotated[list[_BedSpec], Tag("~list")],
     Discriminator(
         _beds_kind,
         custom_error_type="beds_type",

@@ -19,8 +19,9 @@ total key, and equal beds are split by config order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment

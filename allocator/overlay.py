@@ -7,7 +7,7 @@ against the state that earlier placements of the same run left behind: all read 
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from allocator.placement import BedSnapshot
 

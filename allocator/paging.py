@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -59,7 +59,7 @@ from allocator.news2 import (
 DEFAULT_CHAIN = ("nurse_in_charge", "ward_doctor", "critical_care_outreach", "rapid_response")
 URGENT_OVERDUE_TOTAL = 5  # RCP: a NEWS2 of 5 or more is the urgent response threshold
 _DAY_MINUTES = 24 * 60
-_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

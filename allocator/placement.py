@@ -8,9 +8,9 @@ filter chain decides and explains, so a reason can never disagree with the decis
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Mapping, Sequence
 
 from allocator.hospital import Bed, Hospital, Unit
 

@@ -39,8 +39,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
-from itertools import islice
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -54,7 +53,7 @@ import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402
+from allocator.hospital import load_hospitals  # noqa: E402
 from streams.app import input_topic_names, output_topic_names  # noqa: E402
 from streams.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
 from streams.kafka_io import produce_all  # noqa: E402
@@ -65,7 +64,7 @@ from streams.simulator import HospitalSimulator, SimEvent  # noqa: E402
 MODEL_DIR = Path("models/triage/int8")
 HOSPITAL_CONFIG = Path("allocator/hospitals/demo.yaml")
 PARTITIONS = 2
-SIM_START = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)
+SIM_START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 RUN = uuid.uuid4().hex[:8]
 
 

@@ -149,9 +149,9 @@ def cmd_train_feedback(args) -> int:
 
 def cmd_evaluate(args) -> int:
     _offline()
+    from inference.config import load_config
     from inference.data import load_files
     from inference.evaluate import evaluate
-    from inference.config import load_config
 
     model = Path(args.model)
     labels = load_config(model).labels

@@ -22,9 +22,9 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from inference.presentations import PRESENTATIONS, Presentation
 
@@ -59,7 +59,7 @@ class ClinicalCase:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClinicalCase":
+    def from_dict(cls, d: dict) -> ClinicalCase:
         return cls(text=d["text"], age=float(d["age"]), sex=d["sex"], target_unit=d["target_unit"],
                    acuity=int(d["acuity"]), needs=tuple(d.get("needs") or ()),
                    weight_kg=d.get("weight_kg"), presentation=d.get("presentation", ""),
@@ -1043,9 +1043,8 @@ _FILLER = ("Property left with relatives", "Next of kin informed and on the way"
 
 
 # ---- speech-to-text dictation (numbers as words, no punctuation, mis-heard terms)
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-         "seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 
 def _words(n: int, rng: random.Random) -> str:

@@ -20,9 +20,10 @@ import hashlib
 import io
 import json
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from inference.exceptions import ModelConfigError, TrainingDataError
 from inference.interface import MAX_AGE, VALID_SEXES

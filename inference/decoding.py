@@ -21,8 +21,8 @@ numbers only (never the note).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from inference.exceptions import ModelConfigError
 from inference.interface import Reason

@@ -13,8 +13,8 @@ Measures (each for the argmax and for the decoded prediction):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

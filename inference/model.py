@@ -11,15 +11,14 @@ A saved model directory (`save_model`) holds:
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads crawl on a shared, busy CPU
 
-import torch  # noqa: E402
+import torch
 from torch import nn
 
 from inference.config import TriageConfig, load_config

@@ -13,8 +13,8 @@ otherwise; intra-op threads from the caller (settings.inference_threads).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -87,7 +87,7 @@ class OnnxTriageModel:
     @classmethod
     def load(cls, model_dir: Path, *, threads: int = 2, uncertainty_threshold: float = 0.6,
              providers: Sequence[str] | None = None, batch_size: int = 32,
-             policy: TriagePolicy | Path | None = None) -> "OnnxTriageModel":
+             policy: TriagePolicy | Path | None = None) -> OnnxTriageModel:
         """`policy`: the triage policy (decoding costs, safety thresholds) or its YAML path; default the
         packaged `inference/triage_policy.yaml`."""
         model_dir = Path(model_dir)

@@ -166,8 +166,8 @@ def _kw(kw: str) -> re.Pattern:
 
 
 _SPO2 = _kw(_SPO2_KW)
-_SPO2_BARE = re.compile(rf"(?<![\w/.])(?P<a>\d{{2,3}})\s*%\s*(?P<ctx>(?:on\s+|in\s+)?(?:ra\b|r/a\b|room\s+air|air\b|"
-                        rf"\d{{1,2}}\s*l\b|o2\b|oxygen\b|nrb\b|high[- ]flow|hfno\b|niv\b|cpap\b))", _I)
+_SPO2_BARE = re.compile(r"(?<![\w/.])(?P<a>\d{2,3})\s*%\s*(?P<ctx>(?:on\s+|in\s+)?(?:ra\b|r/a\b|room\s+air|air\b|"
+                        r"\d{1,2}\s*l\b|o2\b|oxygen\b|nrb\b|high[- ]flow|hfno\b|niv\b|cpap\b))", _I)
 _HR = _kw(_HR_KW)
 _RR = _kw(_RR_KW)
 _TEMP = re.compile(rf"(?<![\w/]){_TEMP_KW}(?![a-z]){GAP}{VAL}(?P<unit>\s*°?\s*(?:c|f)\b|\s*°)?{AFTER_NUM}", _I)
@@ -312,9 +312,8 @@ class _Collector:
         self.values[sign].append(value)
 
 
-_UNIT_W = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                                        "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
-_TENS_W = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i >= 2}
+_UNIT_W = {w: i for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"])}
+_TENS_W = {w: 10 * i for i, w in enumerate(["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]) if i >= 2}
 _NUM_WORD = re.compile(r"\b(?:" + "|".join(list(_UNIT_W) + list(_TENS_W)) + r")\b", _I)
 
 

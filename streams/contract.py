@@ -9,7 +9,7 @@ Errors never carry input values (`hide_input_in_errors`): free text is PHI.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -410,4 +410,4 @@ def encode_output(model: BaseModel) -> bytes:
 
 def utcnow() -> datetime:
     """Aware 'now' for `created_at` / `received_at` (a naive one is refused)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

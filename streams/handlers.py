@@ -18,8 +18,18 @@ from allocator.placement import Assignment, BedSnapshot, NoBed, PatientToPlace
 from allocator.waiting import WaitingPatient
 from streams import capacity, clinical, windowed
 from streams.clinical import ClinicalConfig
-from streams.contract import (Admission, BedStatusChange, Cancellation, Discharge, InputEvent, Override, PageAck, Swap,
-                              Transfer, Vitals)
+from streams.contract import (
+    Admission,
+    BedStatusChange,
+    Cancellation,
+    Discharge,
+    InputEvent,
+    Override,
+    PageAck,
+    Swap,
+    Transfer,
+    Vitals,
+)
 from streams.decisions import DecisionLog
 from streams.exceptions import EventRejected
 from streams.records import BedState, EncounterState

@@ -46,9 +46,9 @@ from typing import Any
 import orjson
 
 from allocator import news2, paging_legacy
+from allocator.hospital import Hospital
 from allocator.news2 import DEFAULT_RESPONSES
 from inference.interface import TriageModel
-from allocator.hospital import Hospital
 from streams.clinical import ClinicalConfig, page_id_for
 from streams.handlers import HandlerContext
 from streams.memory import InMemoryWorker

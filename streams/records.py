@@ -6,7 +6,7 @@ records are the worker's own state, small and flat so a changelog entry stays ch
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import faust
 
@@ -16,9 +16,9 @@ class BedState(faust.Record, serializer="json"):
 
     status: str
     since: str  # RFC 3339: when the bed entered this status (event time)
-    encounter_id: Optional[str] = None
-    occupant_sex: Optional[str] = None
-    reason: Optional[str] = None
+    encounter_id: str | None = None
+    occupant_sex: str | None = None
+    reason: str | None = None
 
 
 class EncounterState(faust.Record, serializer="json"):
@@ -31,15 +31,15 @@ class EncounterState(faust.Record, serializer="json"):
     admitted_at: str
     status: str  # awaiting_confirmation | waiting | placed | discharged
     needs: list = []
-    target_unit: Optional[str] = None
-    unit_source: Optional[str] = None  # requested | model
-    bed_id: Optional[str] = None
-    unit: Optional[str] = None
-    waiting_since: Optional[str] = None
+    target_unit: str | None = None
+    unit_source: str | None = None  # requested | model
+    bed_id: str | None = None
+    unit: str | None = None
+    waiting_since: str | None = None
     spo2_scale2: bool = False
-    weight_kg: Optional[float] = None
-    prediction: Optional[dict] = None
-    hold_until: Optional[str] = None  # a proposed bed is held for confirmation until then
+    weight_kg: float | None = None
+    prediction: dict | None = None
+    hold_until: str | None = None  # a proposed bed is held for confirmation until then
 
 
 class UnitCensus(faust.Record, serializer="json"):

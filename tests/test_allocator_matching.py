@@ -7,8 +7,8 @@ from __future__ import annotations
 import random
 import textwrap
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pytest
 

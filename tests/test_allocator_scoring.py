@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pickle
 import textwrap
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pytest

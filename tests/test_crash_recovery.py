@@ -13,24 +13,24 @@ import random
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals
 from streams.app import input_topic_names, output_topic_names
 from streams.broker import create_topics
-from streams.kafka_io import produce_all, read_until
-from aiokafka import AIOKafkaProducer
-from streams.settings import WardflowSettings
 from streams.contract import encode_output
+from streams.kafka_io import produce_all, read_until
 from streams.memory import InMemoryWorker
 from streams.processor import RawMessage
 from streams.sequencer import EventTimeMerger, event_time
+from streams.settings import WardflowSettings
 from streams.simulator import HospitalSimulator, SimEvent
-from tests import events as ev
 from streams.state import BEDS, CENSUS, ENCOUNTERS, PATIENTS, WAITING
+from tests import events as ev
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -66,9 +66,9 @@ def test_kill_9_mid_replay_then_restart_recovers_exact_state(broker, run_id, sta
     prefix = f"{run_id}."
     hospitals = load_hospitals(DEMO_HOSPITAL_PATH)
     hospital = next(iter(hospitals.values()))
-    start = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
     events = list(HospitalSimulator(hospital, seed=11, start=start, malformed_rate=0.02).events(
-        until=datetime(2026, 11, 23, 18, 0, tzinfo=timezone.utc)))
+        until=datetime(2026, 11, 23, 18, 0, tzinfo=UTC)))
     assert len(events) > 400
     # A last admission after everything else: in event-time order, its decision means all is done.
     sentinel = ev.admission(hospital.hospital_id, "P-SENTINEL", "E-SENTINEL", 24 * 60 * 2, sex="F",
@@ -205,7 +205,7 @@ def multi_kill_replay(broker, run_id, start_worker, *, kills: int, hours: float,
     prefix = f"{run_id}."
     hospitals = load_hospitals(DEMO_HOSPITAL_PATH)
     hospital = next(iter(hospitals.values()))
-    start = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
     events = list(HospitalSimulator(hospital, seed=seed, start=start, malformed_rate=0.01, vitals=True).events(
         until=start + timedelta(hours=hours)))
     topic, body = ev.admission(hospital.hospital_id, "P-SENTINEL", "E-SENTINEL", sex="F",

@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -67,7 +67,7 @@ def hostile(prefix: str, rng: random.Random) -> list[tuple[str, bytes | None, by
     """(topic, key, value, partition, expected code) for every mutation on every topic."""
     out = []
     n = 0
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for topic in ("admissions", "vitals", "transfers", "discharges", "bed-status", "overrides", "page-acks"):
         full = f"{prefix}{topic}"
         for _ in range(8):

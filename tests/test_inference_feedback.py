@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from tests import inference_support as sup
 
 PHRASE = "small cut on finger"          # DISCHARGE in the toy task; the hospital says ORTHO
 OLD, NEW = "DISCHARGE", "ORTHO"
-T0 = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 TUNE_ARGS = ["--seed", "3", "--epochs", "6", "--batch-size", "8", "--lr", "2e-3", "--lr-head", "5e-3",
              "--freeze-layers", "0", "--feedback-share", "0.5", "--replay", "48", "--threads", "1", "--no-progress"]
 

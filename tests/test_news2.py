@@ -1,6 +1,6 @@
 """NEWS2 (Royal College of Physicians, 2017): every band edge of every parameter, both sides."""
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -29,7 +29,7 @@ NORMAL = Vitalset(
     consciousness="A",
     temperature_c=37.0,
 )
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def points(vitals: Vitalset, name: str, scale2: bool = False) -> int:

@@ -75,10 +75,10 @@ def _examples() -> dict[str, dict]:
 
 
 def test_documented_examples_are_valid_and_every_optional_field_accepts_null():
+    import orjson
+
     from streams.contract import INPUT_MODELS, MEASUREMENTS
     from streams.validation import decode_event
-
-    import orjson
 
     for topic, example in _examples().items():
         model = INPUT_MODELS[topic]

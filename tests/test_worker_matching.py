@@ -16,7 +16,6 @@ from tests.ward import HID
 from tests.ward import Ward as BaseWard
 
 
-
 def prediction(unit: str, acuity: int, needs: tuple[str, ...] = ()) -> dict:
     return {"target_unit": unit, "unit_probs": {unit: 0.93}, "acuity": acuity, "acuity_probs": {str(acuity): 0.8},
             "needs": list(needs), "need_probs": {n: 0.9 for n in needs}, "uncertain": False,

@@ -123,8 +123,21 @@ class Presentation:
 
 
 def _collect() -> tuple[Presentation, ...]:
-    from inference.presentations import (cardiac, discharge_a, discharge_b, icu, lookalikes, maternity, medicine_a,
-                                         medicine_b, mental_health, ortho, paediatrics, stroke, surgery)
+    from inference.presentations import (
+        cardiac,
+        discharge_a,
+        discharge_b,
+        icu,
+        lookalikes,
+        maternity,
+        medicine_a,
+        medicine_b,
+        mental_health,
+        ortho,
+        paediatrics,
+        stroke,
+        surgery,
+    )
     out: list[Presentation] = []
     for mod in (icu, cardiac, stroke, medicine_a, medicine_b, surgery, ortho, maternity, paediatrics,
                 mental_health, discharge_a, discharge_b, lookalikes):

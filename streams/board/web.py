@@ -10,7 +10,7 @@ import logging
 import secrets
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,7 @@ def create_board_app(settings: BoardSettings, hospitals: dict[str, Hospital],
         return bool(token) and hmac.compare_digest(token, sent)
 
     def audit(**entry: Any) -> None:
-        entry = {"at": datetime.now(timezone.utc).isoformat(), **entry}
+        entry = {"at": datetime.now(UTC).isoformat(), **entry}
         line = json.dumps(entry, sort_keys=True)
         audit_log.info("%s", line)
         if settings.board_audit_log:
@@ -315,7 +315,7 @@ def create_board_app(settings: BoardSettings, hospitals: dict[str, Hospital],
             metrics.actions.labels(action=action, outcome="invalid").inc()
             audit(**record, outcome="invalid_bed")
             return RedirectResponse(f"/h/{hid}/refused/bed", status_code=303)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         clock = parse_time(board.clock)
         occurred = max(now, clock) if clock is not None else now  # never before the hospital clock (replays, demo)
         body = {"event_id": f"board-{uuid.uuid4()}", "hospital_id": hid, "occurred_at": occurred.isoformat(),

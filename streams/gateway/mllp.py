@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -169,7 +169,7 @@ class Hl7Service:
 
     async def answer(self, raw: bytes, fault: str | None = None) -> bytes | None:
         """The ACK/NAK for one frame (None for bytes outside any frame: there is nobody to answer)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         header: Header | None
         try:
             header = read_header(raw)
@@ -186,7 +186,7 @@ class Hl7Service:
             mapped = map_message(raw, self.hospital, header)
         except Hl7Refused as refused:
             return await self._refuse(raw, header, refused, now, key, digest)
-        except Exception as exc:  # noqa: BLE001 - a bug must not stop the listener; the message is kept
+        except Exception as exc:
             log.exception("unexpected error mapping an HL7 message")
             refused = Hl7Refused("AE", APPLICATION_INTERNAL_ERROR, "internal_error",
                                  f"internal error while mapping ({type(exc).__name__}); the message is kept")
@@ -319,14 +319,14 @@ class MllpServer:
             log.info("MLLP connection %s dropped: %s", peer, exc)
         except asyncio.CancelledError:
             pass
-        except Exception:  # noqa: BLE001 - one connection's trouble never stops the listener
+        except Exception:
             log.exception("MLLP connection %s failed", peer)
         finally:
             leftover = splitter.close()
             if leftover is not None:
                 try:
                     await asyncio.shield(self.service.answer(leftover.data, leftover.fault))
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("could not keep the partial frame of %s", peer)
             writer.close()
             try:
