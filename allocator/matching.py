@@ -206,7 +206,7 @@ def _solve(scoring: ScoringRound, rows: list[PatientRow]) -> _Pass:
         infeasible = (float(sub_cost[sub_feasible].max()) + 1.0) * (min(sub_cost.shape) + 1)
         sub = np.where(sub_feasible, sub_cost, infeasible)
         r_idx, c_idx = linear_sum_assignment(sub)
-        pairs = [(int(live_rows[r]), int(live_cols[c])) for r, c in zip(r_idx, c_idx) if sub_feasible[r, c]]
+        pairs = [(int(live_rows[r]), int(live_cols[c])) for r, c in zip(r_idx, c_idx, strict=True) if sub_feasible[r, c]]
         mixed = _mixed_bays(pairs, sexes, room, flexible, priority)
         if not mixed:
             return _Pass(scoring, rows, feasible, sorted(pairs))

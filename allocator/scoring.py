@@ -194,7 +194,6 @@ class ScoringRound:
         The reserved beds are the last `keep` free beds of the pool in config order, so at most
         (free - keep) beds of the pool go to less urgent patients without the reserve's cost.
         """
-        table = self.table
         costs = np.zeros((len(self.weights.reserves), len(self.cols)))
         masks: list[np.ndarray] = []
         for k, reserve in enumerate(self.weights.reserves):
@@ -257,7 +256,7 @@ class ScoringRound:
         feasible &= self._sex_ok.get(patient.sex, self._sex_ok_other)
 
         needed = needed_features(patient)
-        scarce_costs = np.array([0.0 if f in needed else c for f, c in zip(SCARCE_FEATURES, w.scarce_beds.as_tuple())])
+        scarce_costs = np.array([0.0 if f in needed else c for f, c in zip(SCARCE_FEATURES, w.scarce_beds.as_tuple(), strict=True)])
         near = self.col_features[SCARCE_FEATURES.index("near_station")]
         level = w.level(patient.acuity)
         workload = w.workload * w.acuity_weight(patient.acuity) * self.load_per_nurse[self.col_unit]

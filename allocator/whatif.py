@@ -127,7 +127,7 @@ class WhatIfReport:
         width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         head = (f"{self.hospital_id}: {self.beds} beds, {self.days:g} days, load {self.load}, seed {self.seed}, "
                 f"{self.ed_arrivals} ED arrivals, {self.decisions_to_admit} decisions to admit")
-        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
+        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)) for r in rows]
         return "\n".join(lines)
 
 

@@ -174,7 +174,8 @@ async def main_async(args: argparse.Namespace) -> dict:
                    "WARDFLOW_FHIR_PORT": "0", "WARDFLOW_METRICS_PORT": "0", "WARDFLOW_LOG_LEVEL": "WARNING",
                    "WARDFLOW_HL7_PROCESSES": str(args.processes)}
             gateway = subprocess.Popen([sys.executable, "-m", "streams.cli", "hl7"], env=env,
-                                       stdout=subprocess.PIPE, stderr=open(Path(tmp) / "gateway.log", "w"), text=True)
+                                       stdout=subprocess.PIPE, stderr=open(Path(tmp) / "gateway.log", "w"),  # noqa: SIM115 - the child owns it
+                                       text=True)
             line = gateway.stdout.readline()
             if "MLLP on" not in line:
                 raise SystemExit(f"gateway did not start: {line!r} {(Path(tmp) / 'gateway.log').read_text()[-2000:]}")

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     single = results.get("torch_eager_single", {}).get("texts_per_s")
     ref_cpu = results.get("torch_eager_batched", {}).get("texts_per_cpu_s")
     single_cpu = results.get("torch_eager_single", {}).get("texts_per_cpu_s")
-    for c, r in results.items():
+    for r in results.values():
         if "texts_per_s" in r and ref:
             r["speedup_vs_torch_eager_batched"] = round(r["texts_per_s"] / ref, 2)
             r["cpu_speedup_vs_torch_eager_batched"] = round(r["texts_per_cpu_s"] / ref_cpu, 2)

@@ -51,7 +51,7 @@ class TfidfBaseline:
         self.unit = _Fitted(lr("newton-cg"), x, yu, len(lab.units))
         self.acuity = _Fitted(lr("newton-cg"), x, ya, len(lab.acuities))
         self.needs = []
-        for j, n in enumerate(lab.needs):
+        for n in lab.needs:
             y = np.array([int(n in e.needs) for e in train])
             self.needs.append(_Fitted(lr("liblinear"), x, y, 2))
         if validation:

@@ -85,7 +85,7 @@ def system_metrics(probs: dict[str, np.ndarray], exs: Sequence[Example], labels:
     unit_ok = pu == yu
     pred_urgent = np.array([a in urgent_levels for a in pa], dtype=bool)
     pred_unit = [labels.units[i] for i in pu]
-    inconsistent = sum(1 for u, pu_ in zip(pred_unit, pred_urgent)
+    inconsistent = sum(1 for u, pu_ in zip(pred_unit, pred_urgent, strict=True)
                        if (u == disc and pu_) or (u == policy.decoding.icu_unit and not pu_))
     m: dict = {
         "n": n, "decoded": decoded, "threshold": threshold,
@@ -130,7 +130,7 @@ def _case(e: Example, i: int, labels: LabelSet, probs: dict, p: dict, policy: Tr
     return {"id": e.group or f"row-{i + 1}", "true_unit": e.unit, "true_acuity": e.acuity,
             "predicted_unit": labels.units[p["unit"][i]], "predicted_acuity": int(p["acuity"][i]),
             "flagged_uncertain": bool(p["uncertain"][i]),
-            "acuity_probs": {str(a): round(float(x), 3) for a, x in zip(labels.acuities, probs["acuity"][i])},
+            "acuity_probs": {str(a): round(float(x), 3) for a, x in zip(labels.acuities, probs["acuity"][i], strict=True)},
             "unit_probs_top3": {labels.units[j]: round(float(up[j]), 3) for j in top},
             "reasons": p["reasons"][i]}
 

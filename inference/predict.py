@@ -44,7 +44,7 @@ def predict_stream(model, lines: Iterable[str]) -> Iterator[dict]:
         reqs = [(k, r) for k, r in enumerate(chunk) if isinstance(r[1], TriageRequest)]
         preds = model.predict_batch([r[1] for _, r in reqs]) if reqs else []
         out: list[TriagePrediction | PredictionFailed] = [r for _, r in chunk]  # type: ignore[misc]
-        for (k, _), p in zip(reqs, preds):
+        for (k, _), p in zip(reqs, preds, strict=True):
             out[k] = p
         for p in out:
             yield p.to_dict()

@@ -139,7 +139,7 @@ class OnnxTriageModel:
         ids = self.tokenize(texts)
         if any(x is None for x in ids):
             raise ModelConfigError("the tokenizer failed on at least one text")
-        meta = np.asarray([meta_vector(a, s) for a, s in zip(ages, sexes)], dtype=np.float32)
+        meta = np.asarray([meta_vector(a, s) for a, s in zip(ages, sexes, strict=True)], dtype=np.float32)
         return self.logits_from_ids(ids, meta, **kw)  # type: ignore[arg-type]
 
     def calibrate(self, logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -160,7 +160,7 @@ class OnnxTriageModel:
         ids_all = self.tokenize([requests[i].text for i in ok]) if ok else []
         good: list[int] = []
         ids: list[list[int]] = []
-        for i, x in zip(ok, ids_all):
+        for i, x in zip(ok, ids_all, strict=True):
             if x is None or len(x) == 0:
                 results[i] = PredictionFailed(requests[i].id, "tokenizer_error", "field 'text' could not be tokenized")
             else:
@@ -199,9 +199,9 @@ class OnnxTriageModel:
     def _prediction(self, req: TriageRequest, p: dict[str, np.ndarray]) -> TriagePrediction:
         """Model probabilities -> the decoded, safety-checked prediction (`inference.decoding`)."""
         up, ap, npb = p["unit"], p["acuity"], p["needs"]
-        unit_probs = {u: round(float(x), 6) for u, x in zip(self._units, up)}
-        acuity_probs = {a: round(float(x), 6) for a, x in zip(self._acuity_keys, ap)}
-        need_probs = {n: round(float(x), 6) for n, x in zip(self._needs, npb)}
+        unit_probs = {u: round(float(x), 6) for u, x in zip(self._units, up, strict=True)}
+        acuity_probs = {a: round(float(x), 6) for a, x in zip(self._acuity_keys, ap, strict=True)}
+        need_probs = {n: round(float(x), 6) for n, x in zip(self._needs, npb, strict=True)}
         d = decode(up.tolist(), ap.tolist(), npb.tolist(), self.config.labels, age=float(req.age), text=req.text,
                    policy=self.policy, threshold=self.uncertainty_threshold,
                    need_threshold=self.config.need_threshold)

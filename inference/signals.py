@@ -312,7 +312,9 @@ class _Collector:
         self.values[sign].append(value)
 
 
-_UNIT_W = {w: i for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"])}
+_UNIT_W = {w: i for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                                        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+                                        "eighteen", "nineteen"])}
 _TENS_W = {w: 10 * i for i, w in enumerate(["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]) if i >= 2}
 _NUM_WORD = re.compile(r"\b(?:" + "|".join(list(_UNIT_W) + list(_TENS_W)) + r")\b", _I)
 
@@ -436,7 +438,7 @@ def _read_spo2(t: str, c: _Collector) -> None:
         if not c.plausible("spo2", v, v, f"{v:g}%"):
             continue
         ctx = m.group("ctx")
-        on_o2 = False if _AIR.search(ctx) else True
+        on_o2 = not _AIR.search(ctx)
         c.add("spo2", SpO2(v, v, on_o2), m.start("a"))
 
 

@@ -349,7 +349,6 @@ def report(hospital: Hospital, *, seed: int, start: datetime, days: float, clini
 
     `current_run`: today's worker's run when the caller already made it (the same seed, start and days).
     """
-    cfg = clinical.paging
     if current_run is None:
         current_run = run(hospital, seed=seed, start=start, days=days, clinical=clinical, ack_loss_rate=ack_loss_rate,
                           malformed_rate=malformed_rate, on_progress=(lambda at: on_progress("chart rules", at)) if on_progress else None)

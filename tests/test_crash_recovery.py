@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import random
 import threading
@@ -114,7 +115,7 @@ def test_kill_9_mid_replay_then_restart_recovers_exact_state(broker, run_id, sta
         if got_bytes and expected_bytes[d.decision_id] not in got_bytes:
             want_reasons = [r.text for r in d.reasons]
             got_reasons = [r["text"] for r in orjson.loads(sorted(got_bytes)[0]).get("reasons", [])]
-            diff = [(w, g) for w, g in zip(want_reasons, got_reasons) if w != g]
+            diff = [(w, g) for w, g in zip(want_reasons, got_reasons, strict=False) if w != g]
             pytest.fail(f"decision {d.kind} caused by {d.caused_by} differs after the crash: {diff or got_bytes}; "
                         f"expected {expected_bytes[d.decision_id]!r}; "
                         f"{_order_divergence(broker.bootstrap, prefix, canonical_order(prefix, events))}")
@@ -173,7 +174,7 @@ def _order_divergence(bootstrap: str, prefix: str, canonical: list[RawMessage]) 
         seen.add(r.value)
         actual.append(r.value)
     want = [m.value for m in canonical if m.value in seen]
-    for i, (a, w) in enumerate(zip(actual, want)):
+    for i, (a, w) in enumerate(zip(actual, want, strict=False)):
         if a != w:
             def brief(v):
                 try:
@@ -343,17 +344,15 @@ def _where_lost(run: dict, lost: list[str]) -> str:
     letters = asyncio.run(read_until(run["broker"], [f"{prefix}dead-letters"], lambda r: False, 3))
     in_ordered = {}
     for r in ordered:
-        try:
+        with contextlib.suppress(Exception):  # malformed copies are expected too
             in_ordered[orjson.loads(r.value)["event_id"]] = (r.partition, r.offset)
-        except Exception:  # noqa: BLE001 - malformed copies are expected too
-            pass
     lettered = {}
     for r in letters:
-        try:
-            body = orjson.loads(base64.b64decode(orjson.loads(r.value)["value"]) if orjson.loads(r.value).get("value_encoding") == "base64" else orjson.loads(r.value)["value"])
-            lettered[body["event_id"]] = orjson.loads(r.value)["code"]
-        except Exception:  # noqa: BLE001
-            pass
+        with contextlib.suppress(Exception):  # so are malformed dead letters
+            letter = orjson.loads(r.value)
+            body = orjson.loads(base64.b64decode(letter["value"]) if letter.get("value_encoding") == "base64"
+                                else letter["value"])
+            lettered[body["event_id"]] = letter["code"]
     forwarded = sorted((in_ordered[i], i) for i in lost if i in in_ordered)
     return (f"{len(forwarded)} of them are on `ordered` (first {forwarded[:3]}, last {forwarded[-3:]}), "
             f"{sum(i in lettered for i in lost)} dead-lettered ({sorted(set(lettered[i] for i in lost if i in lettered))})")

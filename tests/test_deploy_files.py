@@ -632,7 +632,7 @@ tests:
         exp_samples:
           - labels: 'ALERTS{{alertname="WardflowEscalationsRising", alertstate="firing", role="registrar", severity="warning", team="clinical-ops"}}'
             value: 1
-"""
+"""  # noqa: E501 - an alert's expected label set is one line of promtool's YAML
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")

@@ -77,8 +77,8 @@ def hostile(prefix: str, rng: random.Random) -> list[tuple[str, bytes | None, by
             body = templates(hid, n)[topic]
             raw = orjson.dumps(body)
 
-            def add(value, code, *, k=key, partition=None):
-                out.append((full, k, value, partition, code))
+            def add(value, code, *, t=full, k=key, partition=None):
+                out.append((t, k, value, partition, code))
 
             add(raw[: len(raw) // 2], "malformed_json")
             add(b"\xff\xfe" + raw, "not_utf8")

@@ -98,7 +98,7 @@ def test_sample(name, hospital):
         mapped = map_message(sample(name), hospital)
         want = [(t, {k: v for k, v in f.items() if v is not None}) for t, f in expected[1]]
         assert [t for t, _ in fields(mapped)] == [t for t, _ in want]
-        for (_, g), (_, w) in zip(fields(mapped), want):
+        for (_, g), (_, w) in zip(fields(mapped), want, strict=True):
             assert {k: g.get(k) for k in w} == w
         if not mapped.events:
             assert mapped.note  # accepted without events: MSA-3 says why

@@ -85,7 +85,7 @@ def test_fine_tuned_model_learns_the_correction_and_keeps_the_rest(tuned):
     # the rest of the parent's test split (other phrases) is still right: replay kept it
     rest = [e for e in load_examples_for(tuned["out"]) if e.split == "test" and PHRASE not in e.text]
     preds = unit_predictions(tuned["out"], [e.text for e in rest])
-    assert np.mean([p == e.unit for p, e in zip(preds, rest)]) >= 0.8
+    assert np.mean([p == e.unit for p, e in zip(preds, rest, strict=True)]) >= 0.8
 
 
 def test_new_model_directory_has_the_normal_layout_and_its_lineage(tuned):

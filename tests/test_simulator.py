@@ -325,7 +325,7 @@ def test_dry_run_writes_the_events_as_json_lines(demo: Hospital, tmp_path: Path,
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     _, events = _run(demo, 0.1, malformed_rate=0.05)
     assert len(lines) == len(events)
-    for line, e in zip(lines, events):
+    for line, e in zip(lines, events, strict=True):
         assert line["topic"] == "x." + e.topic
         if e.malformed is None:
             assert orjson.dumps(line["value"]) == orjson.dumps(orjson.loads(e.value))

@@ -263,9 +263,9 @@ def load_instance(path: str | Path) -> Instance:
     shift_index = {name: i for i, name in enumerate(raw.shift_types)}
     age_index = {name: i for i, name in enumerate(raw.age_groups)}
     rooms = _index([r.id for r in raw.rooms], file, "rooms", "room")
-    theatres = _index([t.id for t in raw.operating_theaters], file, "operating_theaters", "theatre")
+    _index([t.id for t in raw.operating_theaters], file, "operating_theaters", "theatre")
     surgeons = _index([s.id for s in raw.surgeons], file, "surgeons", "surgeon")
-    nurses = _index([n.id for n in raw.nurses], file, "nurses", "nurse")
+    _index([n.id for n in raw.nurses], file, "nurses", "nurse")
     _index([p.id for p in raw.patients] + [o.id for o in raw.occupants], file, "patients", "patient/occupant")
 
     for i, s in enumerate(raw.surgeons):

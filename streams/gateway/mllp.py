@@ -23,6 +23,7 @@ What the listener promises:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import ssl
@@ -329,9 +330,7 @@ class MllpServer:
                 except Exception:
                     log.exception("could not keep the partial frame of %s", peer)
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, ssl.SSLError, asyncio.CancelledError):
                 await writer.wait_closed()
-            except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
-                pass
             if task is not None:
                 self._tasks.discard(task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import signal
@@ -72,10 +73,8 @@ async def serve(settings: GatewaySettings, hospital: Hospital, *, announce: bool
 def _listener_process(settings: GatewaySettings, hospital: Hospital) -> None:
     """An extra MLLP listener on the same port (SO_REUSEPORT): no FHIR, its own producer and metrics port."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, hospital, announce=False))
-    except KeyboardInterrupt:
-        pass
 
 
 def run_gateway(settings: GatewaySettings) -> int:
