@@ -34,12 +34,12 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from allocator.hospital import DEMO_HOSPITAL_PATH, Hospital, load_hospitals  # noqa: E402
-from allocator.matching import WaitingPatient, assign  # noqa: E402
-from allocator.placement import BedSnapshot  # noqa: E402
-from allocator.scaled import scale_hospital  # noqa: E402
-from allocator.whatif import WhatIfReport, plot_occupancy, run_whatif  # noqa: E402
-from allocator.whatif_cases import CaseMix, draw_arrivals  # noqa: E402
+from allocator.hospital import DEMO_HOSPITAL_PATH, Hospital, load_hospitals  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.matching import WaitingPatient, assign  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.placement import BedSnapshot  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.scaled import scale_hospital  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.whatif import WhatIfReport, plot_occupancy, run_whatif  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.whatif_cases import CaseMix, draw_arrivals  # noqa: E402 - after bench/ is taken off sys.path
 
 # Compared metric -> which direction is better. Time series and counts of context are left out.
 COMPARED = {

@@ -53,7 +53,9 @@ def _peak_rss_mb() -> float:
 
 def _stats(latencies: list[float], n_texts: int, wall: float) -> dict:
     lat = sorted(latencies)
-    q = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))]  # noqa: E731
+    def q(p: float) -> float:
+        return lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))]
+
     return {"texts_per_s": round(n_texts / wall, 2), "wall_s": round(wall, 3), "batches": len(lat),
             "latency_ms_p50": round(1000 * statistics.median(lat), 2), "latency_ms_p99": round(1000 * q(0.99), 2)}
 

@@ -110,7 +110,7 @@ def export_onnx(net, onnx_path: Path, example) -> None:
             torch.onnx.export(net, (x, m, meta), str(onnx_path), input_names=list(INPUT_NAMES),
                               output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=17,
                               do_constant_folding=True, dynamo=False)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; one clear error
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from None
 
 
@@ -126,7 +126,7 @@ def optimize(onnx_in: Path, onnx_out: Path, num_heads: int, hidden_size: int) ->
         opt = optimize_model(str(onnx_in), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
                              opt_level=1, use_gpu=False)
         opt.save_model_to_file(str(onnx_out))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the optimizer raises many kinds; one clear error
         raise ExportError(f"transformer graph optimization failed: {type(exc).__name__}: {exc}") from None
     log.info("graph fusions: %s", {k: v for k, v in (opt.get_fused_operator_statistics() or {}).items() if v})
 
@@ -147,7 +147,7 @@ def quantize_int8(onnx_in: Path, onnx_out: Path) -> None:
                              reduce_range=True, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         finally:
             root.setLevel(level)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the quantizer raises many kinds; one clear error
         raise ExportError(f"int8 dynamic quantization failed: {type(exc).__name__}: {exc}") from None
 
 

@@ -113,7 +113,7 @@ class OnnxTriageModel:
             for t in texts:
                 try:
                     out.append(self.tokenizer.encode(t).ids)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - this text alone fails (tokenizers raises plain Exception)
                     out.append(None)
             return out
 
@@ -186,7 +186,7 @@ class OnnxTriageModel:
             for j, i in enumerate(good):
                 try:
                     p = self.calibrate(self.logits_from_ids([ids[j]], meta[j:j + 1]))
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - this request alone fails, reported as inference_error
                     results[i] = PredictionFailed(requests[i].id, "inference_error",
                                                   "the model could not score this request (field 'text')")
                     p = {"unit": np.full((1, len(self._units)), np.nan),

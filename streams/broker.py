@@ -96,7 +96,7 @@ class EmbeddedBroker:
         if self.port == 0:
             self.port = free_port(self.host)
         binary = broker_binary()
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self.process = subprocess.Popen(
             [binary, "broker",

@@ -129,7 +129,7 @@ class SequencerStage:
                     continue
                 try:
                     known = self.app.consumer.highwater(TP(topic, partition)) is not None
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - not assigned or not fetched yet: unknown
                     known = False
                 if not known:
                     unknown.append(TP(topic, partition))

@@ -133,7 +133,7 @@ def test_prometheus_evaluates_every_shipped_expression(broker, run_id, start_wor
                        board_worker_views=f"http://127.0.0.1:{web_port}", board_password_file=tmp_path / "users.json")
     board = BoardProcess(env=env, port=free_port(), log_path=tmp_path / "board.log").start()
     prom_port = free_port()
-    prom_log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
+    prom_log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - handed to the child, closed after it
     prom = subprocess.Popen(
         [PROMETHEUS, f"--config.file={_config(tmp_path, metrics_port, board.port, prom_port)}",
          f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],

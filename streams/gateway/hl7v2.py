@@ -850,7 +850,9 @@ def build_ack(header: Header | None, code: AckCode, now: datetime, *, ack_contro
     h = header or Header()
     sep = h.field_sep
     comp, _rep, _esc_ch, sub = (h.encoding + "^~\\&")[:4]
-    e = lambda v: _esc(v, h)  # noqa: E731
+    def e(v):
+        return _esc(v, h)
+
     version = h.version if re.match(r"^2\.\d", h.version or "") else "2.5"
     msh = sep.join(["MSH", h.encoding, e(h.receiving_app), e(h.receiving_facility), e(h.sending_app),
                     e(h.sending_facility), now.strftime("%Y%m%d%H%M%S%z"), "",
