@@ -226,7 +226,7 @@ def _mixed_bays(
     for r, c in pairs:
         if flexible[c]:
             by_room.setdefault(int(room[c]), {}).setdefault(str(sexes[r]), []).append(r)
-    out = []
+    out: list[tuple[int, str]] = []
     for bay, groups in sorted(by_room.items()):
         if len(groups) < 2:
             continue

@@ -308,6 +308,8 @@ def _clear_pending(state: PagingState) -> PagingState:
 def _page(state: PagingState, page_id: str, band: Band, total: int, reasons: tuple[str, ...],
           scoring: tuple[ParameterScore, ...], now: datetime, cfg: PagingConfig) -> tuple[PagingState, Page]:
     response = cfg.responses[band]
+    if response.role is None:
+        raise ValueError(f"{band_label(band)}: the chart pages nobody in this band")
     page = Page(page_id=page_id, role=response.role, priority=response.priority, band=band, total=total,
                 reasons=reasons, scoring=scoring, trend=state.trend, monitoring_minutes=response.monitoring_minutes)
     state = replace(state, page_band=band, page_ids=(page_id,), last_page_id=page_id, last_page_at=now,
@@ -326,12 +328,13 @@ def on_score(
     response = cfg.responses[result.band]
     previous_band = state.last_band
     trend = (*state.trend, TrendPoint(now, result.total, result.band))[-cfg.trend_length:]
+    next_obs_due_at = now + _minutes(response.monitoring_minutes)
     state = replace(state, last_band=result.band, last_total=result.total, last_obs_at=now, trend=trend,
-                    next_obs_due_at=now + _minutes(response.monitoring_minutes))
+                    next_obs_due_at=next_obs_due_at)
     summary = describe_scoring(result)
     scoring = tuple(p for p in result.parameters if p.points)
 
-    if state.in_episode:
+    if state.page_band is not None:  # in an episode
         if result.band.rank < state.page_band.rank:
             below_since = state.below_since or now
             state = replace(state, below_since=below_since)
@@ -346,11 +349,11 @@ def on_score(
         if result.band != previous_band:
             actions.append(ReviewDue(band=result.band, total=result.total,
                                      monitoring_minutes=response.monitoring_minutes,
-                                     next_obs_due_at=state.next_obs_due_at,
+                                     next_obs_due_at=next_obs_due_at,
                                      nurse_assessment=result.band is Band.LOW, reasons=(summary, response.text)))
         return state, actions
 
-    if state.in_episode and result.band.rank <= state.page_band.rank:
+    if state.page_band is not None and result.band.rank <= state.page_band.rank:
         return _clear_pending(state), []  # one page per episode: nothing new to say
 
     suspect = suspect_artefact(result)
@@ -381,9 +384,10 @@ def on_ack(state: PagingState, page_id: str, now: datetime) -> tuple[PagingState
 
 
 def _repeat_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
-    if state.pending_page_id is None or now < state.pending_since + _minutes(cfg.repeat_within_minutes):
+    if (state.pending_page_id is None or state.pending_since is None or state.pending_band is None
+            or state.pending_total is None or now < state.pending_since + _minutes(cfg.repeat_within_minutes)):
         return state, []
-    if state.in_episode and state.pending_band.rank <= state.page_band.rank:
+    if state.page_band is not None and state.pending_band.rank <= state.page_band.rank:
         return _clear_pending(state), []
     reasons = (*state.pending_reasons,
                f"The suspect reading was not repeated within {cfg.repeat_within_minutes:g} minutes, so it is paged.")
@@ -394,7 +398,9 @@ def _repeat_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tup
 
 
 def _escalate(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
-    if not _escalating(state, cfg) or now - state.last_page_at < _minutes(cfg.escalate_after_minutes):
+    if (not _escalating(state, cfg) or state.escalation_level is None or state.page_band is None
+            or state.page_role is None or state.last_page_at is None
+            or now - state.last_page_at < _minutes(cfg.escalate_after_minutes)):
         return state, []
     level = state.escalation_level + 1
     role = cfg.chain[level]
@@ -425,7 +431,8 @@ def _overdue_due(state: PagingState) -> datetime | None:
 
 def _urgent_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
     due = _overdue_due(state)
-    if due is None or not _urgent(state) or now <= due + _minutes(cfg.overdue_grace_minutes):
+    if (due is None or state.last_band is None or state.last_total is None or not _urgent(state)
+            or now <= due + _minutes(cfg.overdue_grace_minutes)):
         return state, []
     interval = cfg.responses[state.last_band].monitoring_minutes
     action = ObservationsOverdue(
@@ -442,10 +449,10 @@ def next_action_at(state: PagingState, cfg: PagingConfig) -> datetime | None:
     Lets the caller skip everyone whose time has not come without reading their state: `tick` at
     any earlier time returns no action. (Urgent overdue observations act strictly after this time.)
     """
-    times = []
-    if state.pending_page_id is not None:
+    times: list[datetime] = []
+    if state.pending_page_id is not None and state.pending_since is not None:
         times.append(state.pending_since + _minutes(cfg.repeat_within_minutes))
-    if _escalating(state, cfg):
+    if _escalating(state, cfg) and state.last_page_at is not None:
         times.append(state.last_page_at + _minutes(cfg.escalate_after_minutes))
     due = _overdue_due(state)
     if due is not None and _urgent(state):
@@ -480,7 +487,7 @@ def overdue_round(
     grace = _minutes(cfg.overdue_grace_minutes)
     for encounter_id, unit, state in patients:
         due = _overdue_due(state)
-        if due is None or _urgent(state) or round_at <= due + grace:
+        if due is None or state.last_band is None or state.last_total is None or _urgent(state) or round_at <= due + grace:
             continue
         by_unit.setdefault(unit, []).append(OverduePatient(
             encounter_id=encounter_id, band=state.last_band, total=state.last_total, due_at=due,

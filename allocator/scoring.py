@@ -82,7 +82,7 @@ def bed_table(hospital: Hospital) -> BedTable:
         return hit[1]
     table = _build_table(hospital)
     key = id(hospital)
-    _TABLES[key] = (weakref.ref(hospital, lambda _ref, key=key: _TABLES.pop(key, None)), table)
+    _TABLES[key] = (weakref.ref(hospital, lambda _ref: _TABLES.pop(key, None)), table)
     return table
 
 
@@ -211,7 +211,7 @@ class ScoringRound:
             if reserve.unit not in table.unit_index:
                 return np.zeros(len(table.beds), dtype=bool)
             return table.unit_of == table.unit_index[reserve.unit]
-        return table.features[SCARCE_FEATURES.index(reserve.feature)]  # type: ignore[arg-type]
+        return table.features[SCARCE_FEATURES.index(reserve.feature)]
 
     def unit_rank(self, label: str) -> np.ndarray:
         """Per unit: -1 if not a candidate for the label, 0 if it serves it, k for the k-th overflow unit."""

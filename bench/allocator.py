@@ -93,12 +93,12 @@ def bench_placement(demo: Hospital, *, beds: int, waiting: int, repeats: int, oc
                               "instances": len(instances)}
     for policy in ("optimal", "greedy"):
         warm_patients, warm_beds, warm_loads = instances[0]
-        assign(warm_patients, big, warm_beds, policy=policy, loads=warm_loads)  # type: ignore[arg-type]  # caches
+        assign(warm_patients, big, warm_beds, policy=policy, loads=warm_loads)  # caches
         times, placed = [], []
         for i in range(repeats):
             patients, state, loads = instances[i % len(instances)]
             started = time.perf_counter()
-            result = assign(patients, big, state, policy=policy, loads=loads)  # type: ignore[arg-type]
+            result = assign(patients, big, state, policy=policy, loads=loads)
             times.append((time.perf_counter() - started) * 1000)
             placed.append(len(result.assignments))
         times.sort()

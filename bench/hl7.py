@@ -176,6 +176,8 @@ async def main_async(args: argparse.Namespace) -> dict:
             gateway = subprocess.Popen([sys.executable, "-m", "streams.cli", "hl7"], env=env,
                                        stdout=subprocess.PIPE, stderr=open(Path(tmp) / "gateway.log", "w"),  # noqa: SIM115 - the child owns it
                                        text=True)
+            if gateway.stdout is None:
+                raise SystemExit("gateway started without its stdout pipe")
             line = gateway.stdout.readline()
             if "MLLP on" not in line:
                 raise SystemExit(f"gateway did not start: {line!r} {(Path(tmp) / 'gateway.log').read_text()[-2000:]}")

@@ -39,6 +39,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -230,7 +231,7 @@ class Phase:
 
 
 def run_sustained(name: str, broker: EmbeddedBroker, workdir: Path, events: list[SimEvent], *,
-                  model_path: Path | None, timeout_s: float, warm: list[SimEvent] = ()) -> dict:
+                  model_path: Path | None, timeout_s: float, warm: Sequence[SimEvent] = ()) -> dict:
     phase = Phase(name, broker, workdir, model_path=model_path)
     phase.create_topics()
     phase.produce([*warm, *events])

@@ -435,8 +435,13 @@ _KEYS = "qwertyuiopasdfghjklzxcvbnm"
 def _abbreviate(text: str, rng: random.Random, p: float) -> str:
     for pat, options in _ABBREV:
         if _chance(rng, p):
-            text = re.sub(pat, lambda m, options=options: _pick(rng, options), text, flags=re.IGNORECASE)
+            text = re.sub(pat, _picker(rng, options), text, flags=re.IGNORECASE)
     return text
+
+
+def _picker(rng: random.Random, options: Sequence[str]) -> Callable[[re.Match], str]:
+    """A replacement for `re.sub`: each match gets its own pick."""
+    return lambda _m: _pick(rng, options)
 
 
 def _typos(text: str, rng: random.Random, rate: float) -> str:

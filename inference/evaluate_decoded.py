@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,8 @@ DEFAULT_HANDWRITTEN = Path(__file__).parent / "eval" / "handwritten_notes.jsonl"
 def _predict(probs: dict[str, np.ndarray], exs: Sequence[Example], labels: LabelSet, policy: TriagePolicy,
              threshold: float, decoded: bool, need_threshold: float) -> dict:
     units, levels = labels.units, labels.acuities
-    out = {"unit": [], "acuity": [], "needs": [], "uncertain": [], "conf": [], "raised": [], "reasons": []}
+    out: dict[str, list[Any]] = {"unit": [], "acuity": [], "needs": [], "uncertain": [], "conf": [], "raised": [],
+                                 "reasons": []}
     for i, e in enumerate(exs):
         up, ap = probs["unit"][i], probs["acuity"][i]
         npb = probs["needs"][i] if probs["needs"].size else np.zeros(0)
@@ -120,7 +122,7 @@ def system_metrics(probs: dict[str, np.ndarray], exs: Sequence[Example], labels:
     m["target_unit_accuracy"] = target_accuracy
     m["threshold_meeting_target"] = meets[0] if meets else None
     if list_misses:
-        m["under_triage_cases"] = [_case(exs[i], i, labels, probs, p, policy) for i in np.flatnonzero(under)]
+        m["under_triage_cases"] = [_case(exs[i], i, labels, probs, p, policy) for i in map(int, np.flatnonzero(under))]
     return m
 
 

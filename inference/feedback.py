@@ -192,8 +192,8 @@ def parse_record(obj: Any, labels: LabelSet, *, file: str,
             _timestamp(str(at))
         except ValueError:
             bad("at", "must be an RFC 3339 date-time")
-    if issues:
-        return None, issues
+    if issues or not isinstance(text, str) or age is None or not isinstance(unit, str):
+        return None, issues  # each of these has its issue above
     prev = str(obj.get("previous_target_unit") or "").strip()
     corrected = obj.get("corrected")
     item = FeedbackItem(

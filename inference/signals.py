@@ -246,7 +246,7 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
 }
 
 
-def _value(m: re.Match, *, decade_width: float = 10.0) -> tuple[float, float]:
+def _value(m: re.Match | _FakeDecade, *, decade_width: float = 10.0) -> tuple[float, float]:
     a = float(m.group("a"))
     b = m.groupdict().get("b")
     if b is not None and float(b) >= a:  # "88-90"; "32 - 2 syncopal episodes" is a list, not a range
@@ -347,6 +347,8 @@ def _spoken_number(ws: list[str], i: int) -> tuple[str, int] | None:
     elif w in ("one", "two") and i + 1 < len(ws) and (ws[i + 1] in _TENS_W or
                                                       (ws[i + 1] in _UNIT_W and _UNIT_W[ws[i + 1]] >= 10)):
         rest = _two_digit(ws, i + 1)
+        if rest is None:
+            return None
         val, n = (100 if w == "one" else 200) + rest[0], 1 + rest[1]
     else:
         r = _two_digit(ws, i)
@@ -356,7 +358,7 @@ def _spoken_number(ws: list[str], i: int) -> tuple[str, int] | None:
     out = str(val)
     k = i + n
     if k + 1 < len(ws) and ws[k] == "point" and ws[k + 1] in _UNIT_W and _UNIT_W[ws[k + 1]] < 10:
-        digits = []
+        digits: list[str] = []
         k += 1
         while k < len(ws) and ws[k] in _UNIT_W and _UNIT_W[ws[k]] < 10 and len(digits) < 2:
             digits.append(str(_UNIT_W[ws[k]]))

@@ -184,7 +184,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
                            batch_size=settings.inference_batch_size,
                            max_wait_s=settings.sequencer_max_wait_ms / 1000, metrics=metrics, limits=limits)
 
-    app.held_messages = stage.held_messages  # type: ignore[attr-defined]  # read by the consumer's wait_empty
+    app.held_messages = stage.held_messages  # read by the consumer's wait_empty
     @app.agent(inputs, concurrency=1, name=f"{settings.topic_prefix}sequencer")
     async def sequencer(stream: faust.StreamT) -> None:
         """Input topics -> one event-time-ordered topic per hospital partition (no tables here)."""

@@ -130,11 +130,11 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     legacy = await asyncio.to_thread(
         paging_report.run, hospital, seed=args.seed, start=start, days=args.days, clinical=clinical,
         ack_loss_rate=args.ack_loss_rate, malformed_rate=DEMO_MALFORMED_RATE, legacy=True)
-    live = paging_report.RunResult(sent=paging_sent, scores=closed_loop.scores, truth=closed_loop.truth,
-                                   occupied_bed_days=closed_loop.occupied_bed_days, until=closed_loop.until,
-                                   acks_sent=closed_loop.acks_sent, acks_lost=closed_loop.acks_lost,
-                                   repeats=closed_loop.repeats, dead_letters=figures.dead_letters_by_code)
-    report = paging_report.compare(live, legacy, hospital=hospital, seed=args.seed, start=start, days=args.days,
+    live_run = paging_report.RunResult(sent=paging_sent, scores=closed_loop.scores, truth=closed_loop.truth,
+                                       occupied_bed_days=closed_loop.occupied_bed_days, until=closed_loop.until,
+                                       acks_sent=closed_loop.acks_sent, acks_lost=closed_loop.acks_lost,
+                                       repeats=closed_loop.repeats, dead_letters=figures.dead_letters_by_code)
+    report = paging_report.compare(live_run, legacy, hospital=hospital, seed=args.seed, start=start, days=args.days,
                                    clinical=clinical, ack_loss_rate=args.ack_loss_rate,
                                    malformed_rate=DEMO_MALFORMED_RATE, source="the live worker on the broker")
     return {

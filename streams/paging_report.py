@@ -146,11 +146,11 @@ class LegacyClinical:
         if event.topic == "vitals":
             self._vitals(body, at, out)
         elif event.topic == "page-acks":
-            enc = self.owner.get(body["page_id"])
-            if enc is not None:
-                state, outcome = paging_legacy.on_ack(self.states[enc], body["page_id"], at)
+            owner = self.owner.get(body["page_id"])
+            if owner is not None:
+                state, outcome = paging_legacy.on_ack(self.states[owner], body["page_id"], at)
                 if outcome != paging_legacy.AckOutcome.UNKNOWN:
-                    self._save(enc, state)
+                    self._save(owner, state)
         elif event.topic == "discharges":
             self.due.pop(body["encounter_id"], None)
         return out
@@ -236,7 +236,7 @@ async def _worker_loop(sim: HospitalSimulator, staff: SimulatedClinicians, score
     for offset, event in enumerate(sim.events(until)):
         prediction = error = None
         request = triage_request(event.value) if model is not None and event.topic == "admissions" else None
-        if request is not None:  # as the worker's sequencer stage does, one admission at a time
+        if model is not None and request is not None:  # as the worker's sequencer stage does, one admission at a time
             [result] = await predict(model, [request], batch_size=1, metrics=worker.processor.metrics)
             prediction, error = read_prediction(dict(prediction_headers(result)))
         if inputs is not None:
@@ -281,18 +281,21 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
         by_encounter[e.encounter_id].append(e)
     minutes, from_chart, recalled, never_called = [], [], 0, 0
     for e in deteriorations:
-        called = None if e.onset is None else next(
+        if e.onset is None:
+            never_called += 1
+            continue
+        called = next(
             ((at, band) for at, band in result.scores.get(e.encounter_id, ())
              if e.onset <= at <= e.ended and DEFAULT_RESPONSES[band].role), None)
         if called is None:
             never_called += 1
             continue
         due, role = called[0], DEFAULT_RESPONSES[called[1]].role
-        if due + window > result.until:
-            continue  # the stretch ends before the rules could be judged
+        if role is None or due + window > result.until:
+            continue  # the stretch ends before the rules could be judged (a called band always has a role)
         since = _need_started(e, by_encounter[e.encounter_id])
         times = sorted(s.created_at for s in reaching[e.encounter_id]
-                       if since <= s.created_at <= e.ended and rank.get(s.role, -1) >= rank[role])
+                       if since <= s.created_at <= e.ended and rank.get(s.role or "", -1) >= rank[role])
         recalled += bool(times) and times[0] <= due + window
         minutes.append(max(0.0, (times[0] - e.onset).total_seconds() / 60) if times else math.inf)
         from_chart.append(max(0.0, (times[0] - due).total_seconds() / 60) if times else math.inf)

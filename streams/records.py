@@ -11,7 +11,7 @@ from typing import Any
 import faust
 
 
-class BedState(faust.Record, serializer="json"):
+class BedState(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """One bed: `available` (clean, empty), `occupied`, `held`, `dirty`, `cleaning`, `blocked`, `closed`."""
 
     status: str
@@ -21,7 +21,7 @@ class BedState(faust.Record, serializer="json"):
     reason: str | None = None
 
 
-class EncounterState(faust.Record, serializer="json"):
+class EncounterState(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """One patient's stay: where they are and what is known about them (no free text kept)."""
 
     encounter_id: str
@@ -42,7 +42,7 @@ class EncounterState(faust.Record, serializer="json"):
     hold_until: str | None = None  # a proposed bed is held for confirmation until then
 
 
-class UnitCensus(faust.Record, serializer="json"):
+class UnitCensus(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """Beds of one unit by status, recomputed from the beds table whenever one of them changes."""
 
     unit: str
@@ -55,13 +55,13 @@ class UnitCensus(faust.Record, serializer="json"):
         return taken / self.total if self.total else 0.0
 
 
-class DedupeBucket(faust.Record, serializer="json"):
+class DedupeBucket(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """Event ids first seen within one hour of event time: lets old ids be forgotten in bulk."""
 
     event_ids: list = []
 
 
-class DedupeMeta(faust.Record, serializer="json"):
+class DedupeMeta(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """Per hospital: newest event time seen and the oldest bucket still remembered."""
 
     high_water: str

@@ -35,9 +35,9 @@ def topic_schemas(prefix: str = "wardflow.") -> dict[str, dict]:
             "hospital_id and occurred_at. Extra fields are allowed and ignored."
         )
         schemas[prefix + name] = schema
-    for name, model in OUTPUT_MODELS.items():
+    for name, out_model in OUTPUT_MODELS.items():
         key = _DEAD_LETTER_KEY if name == "dead-letters" else _KEY
-        schema = _base(prefix + name, model, mode="serialization", key=key)
+        schema = _base(prefix + name, out_model, mode="serialization", key=key)
         _drop_nulls(schema)  # outputs are written without nulls (exclude_none)
         schemas[prefix + name] = schema
     _add_rules(schemas, prefix)

@@ -206,12 +206,12 @@ async def _publish(events: Iterator[Any], settings: Any, start: datetime, until:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    total_min = (until - start).total_seconds() / 60
-    bar = tqdm(total=round(total_min), unit="sim-min", file=sys.stderr, dynamic_ncols=True, disable=None,
+    total_min = round((until - start).total_seconds() / 60)
+    bar = tqdm(total=total_min, unit="sim-min", file=sys.stderr, dynamic_ncols=True, disable=None,
                desc="simulating", bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
 
     def progress(sent: int, at: datetime) -> None:
-        bar.n = max(0, min(bar.total, round((at - start).total_seconds() / 60)))
+        bar.n = max(0, min(total_min, round((at - start).total_seconds() / 60)))
         bar.set_postfix_str(f"{at.astimezone(start.tzinfo):%a %H:%M} sim, {sent} sent", refresh=False)
         if sent % 50 == 0:
             bar.refresh()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from typing import Any
+
+from inference.presentations import authored as P
 
 _RS = "respiratory_support"
-_C = dict(unit="PAEDIATRICS", bariatric_ok=False, lay_voice="other")
+_C: dict[str, Any] = dict(unit="PAEDIATRICS", bariatric_ok=False, lay_voice="other")
 
 PRESENTATIONS = (
     P("paeds.bronchiolitis", acuity=2, vit="hypoxic", needs=("droplet_isolation", _RS), ages=(0.1, 1.5), vitals_key=True,

@@ -123,10 +123,10 @@ def create_board_app(settings: BoardSettings, hospitals: dict[str, Hospital],
             if client in trusted and USER_ID.match(user):
                 return user
             return None
-        user = request.session.get("user")
+        session_user = request.session.get("user")
         expires = request.session.get("expires", 0)
-        if user and time.time() < expires:
-            return user
+        if session_user and time.time() < expires:
+            return str(session_user)
         return None
 
     def csrf_token(request: Request) -> str:

@@ -189,9 +189,9 @@ class Hl7Service:
             return await self._refuse(raw, header, refused, now, key, digest)
         except Exception as exc:
             log.exception("unexpected error mapping an HL7 message")
-            refused = Hl7Refused("AE", APPLICATION_INTERNAL_ERROR, "internal_error",
-                                 f"internal error while mapping ({type(exc).__name__}); the message is kept")
-            return await self._refuse(raw, header, refused, now, None, digest)
+            internal = Hl7Refused("AE", APPLICATION_INTERNAL_ERROR, "internal_error",
+                                  f"internal error while mapping ({type(exc).__name__}); the message is kept")
+            return await self._refuse(raw, header, internal, now, None, digest)
         try:
             await self.publisher.publish(mapped.events)
         except PublishError as exc:

@@ -72,8 +72,8 @@ class Publisher:
         if pending:
             raise PublishError(f"no acknowledgement within {self.settings.publish_timeout_s} s")
         for fut in done:
-            if (exc := fut.exception()) is not None:
-                raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+            if (error := fut.exception()) is not None:
+                raise PublishError(f"{type(error).__name__}: {error}") from error
 
     async def publish(self, events: Sequence[Outbound]) -> None:
         if events:

@@ -86,9 +86,10 @@ def run_gateway(settings: GatewaySettings) -> int:
     for i in range(1, settings.hl7_processes):
         child = settings.model_copy(update={"fhir_port": 0,
                                             "metrics_port": settings.metrics_port + i if settings.metrics_port else 0})
-        proc = ctx.Process(target=_listener_process, args=(child, hospital), name=f"wardflow-hl7-{i}", daemon=True)
-        proc.start()
-        extra.append(proc)
+        listener = ctx.Process(target=_listener_process, args=(child, hospital), name=f"wardflow-hl7-{i}",
+                               daemon=True)
+        listener.start()
+        extra.append(listener)
     try:
         return asyncio.run(serve(settings, hospital))
     finally:
