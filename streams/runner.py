@@ -46,10 +46,11 @@ def settings_env(**settings: object) -> dict[str, str]:
 
 @dataclass
 class WorkerProcess:
-    """One `wardflow worker` child process writing its log to `log_path`."""
+    """One `wardflow worker` child process (or another Faust worker: `command`) writing its log to `log_path`."""
 
     env: dict[str, str]
     log_path: Path
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "streams.cli", "worker"])
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     started_at: float = field(default=0.0, init=False)
     _log_offset: int = field(default=0, init=False)
@@ -61,7 +62,7 @@ class WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            self.command,
             env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
