@@ -72,12 +72,13 @@ def _open_out(path: str) -> IO[str]:
 
 
 def run(model_dir: Path, input_path: str, output_path: str, *, threads: int = 2,
-        uncertainty_threshold: float = 0.6, batch_size: int = 32, providers=None) -> tuple[int, int]:
-    """(predicted, failed) counts."""
+        uncertainty_threshold: float = 0.6, batch_size: int = 32, providers=None,
+        policy: Path | None = None) -> tuple[int, int]:
+    """(predicted, failed) counts; `policy`: the triage policy YAML (default: the packaged one)."""
     from inference.serving import OnnxTriageModel
 
     model = OnnxTriageModel.load(Path(model_dir), threads=threads, uncertainty_threshold=uncertainty_threshold,
-                                 providers=providers, batch_size=batch_size)
+                                 providers=providers, batch_size=batch_size, policy=policy)
     ok = bad = 0
     fin, fout = _open_in(input_path), _open_out(output_path)
     try:

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocator.hospital import DEMO_HOSPITAL_PATH
+from inference.settings import InferenceSettings
 from streams.exceptions import StreamsError
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_PATH = Path("models/triage/int8")
 OUTPUT_HEADROOM_BYTES = 16_384  # record framing and our headers on a forwarded message (a few hundred bytes)
 
 
@@ -32,8 +32,12 @@ class SettingsError(StreamsError):
     """Settings that cannot be used; the message names the setting and the problem."""
 
 
-class WardflowSettings(BaseSettings):
-    """Everything a worker, the simulator and the demo need to know, with sane defaults."""
+class WardflowSettings(InferenceSettings, BaseSettings):
+    """Everything a worker, the simulator and the demo need to know, with sane defaults.
+
+    The model's serving settings (model_path, inference_batch_size, inference_threads,
+    uncertainty_threshold, triage_policy_path) are the inference package's own
+    (`inference.settings.InferenceSettings`), composed here."""
 
     model_config = SettingsConfigDict(env_prefix="WARDFLOW_", frozen=True, extra="forbid")
 
@@ -91,16 +95,9 @@ class WardflowSettings(BaseSettings):
     occupancy_step_minutes: float = Field(5.0, gt=0, description="Occupancy per unit is kept per step of this length")
     window_retention_hours: float = Field(48.0, gt=0, description="How long closed windows are kept in the tables")
 
-    # Model
-    model_path: Path = Field(DEFAULT_MODEL_PATH, description="Directory of the exported ONNX triage model")
+    # Model (where it is and how it runs: InferenceSettings)
     allow_no_model: bool = Field(False, description="Start without a model (every affected decision says so)")
-    inference_batch_size: int = Field(32, ge=1, le=1024, description="Most texts in one inference batch")
     inference_batch_wait_ms: float = Field(20.0, ge=0, description="Longest wait to fill an inference batch")
-    inference_threads: int = Field(2, ge=1, description="onnxruntime intra-op threads")
-    uncertainty_threshold: float = Field(0.6, ge=0, le=1, description="Calibrated confidence below which a prediction is uncertain")
-    triage_policy_path: Path | None = Field(
-        None, description="Triage policy YAML: decoding costs and ESI safety thresholds with their sources "
-                          "(default: the packaged inference/triage_policy.yaml)")
     hold_minutes: float = Field(30.0, gt=0, description="How long a proposed bed is held awaiting confirmation")
 
     # NEWS2 and paging
