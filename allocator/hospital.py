@@ -28,9 +28,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from allocator.exceptions import HospitalConfigError
-from allocator.locations import ENCOUNTER_SOURCES, TEXT_SOURCES, Hl7Profile, LocationRule, template_problem
+from allocator.locations import EncounterSource, Hl7Profile, LocationRule, TextSource, template_problem
 from allocator.surge import LevelThresholds, SurgeConfig
-from allocator.weights import ESI_LEVELS, RESERVE_FEATURES, AllocationWeights, Reserve, ScarceBedCosts
+from allocator.weights import ESI_LEVELS, AllocationWeights, Reserve, ReserveFeature, ScarceBedCosts
 
 __all__ = [
     "DEMO_HOSPITAL_PATH",
@@ -144,6 +144,13 @@ class Hospital:
     def bed(self, bed_id: str) -> Bed | None:
         return self._bed_by_id.get(bed_id)
 
+    def bed_unit(self, bed_id: str) -> str:
+        """The unit of a bed this hospital has (a KeyError naming the bed otherwise)."""
+        bed = self._bed_by_id.get(bed_id)
+        if bed is None:
+            raise KeyError(f"bed {bed_id!r} is not in hospital {self.hospital_id}")
+        return bed.unit
+
     def beds_in_unit(self, code: str) -> tuple[Bed, ...]:
         """Beds of a unit in config order (the order first-fit placement walks); () if unknown."""
         return self._beds_by_unit.get(code, ())
@@ -246,7 +253,7 @@ class _ScarceSpec(_Spec):
 
 class _ReserveSpec(_Spec):
     unit: Text | None = None
-    feature: Literal[RESERVE_FEATURES] | None = None  # type: ignore[valid-type]
+    feature: ReserveFeature | None = None
     keep: Annotated[int, Field(ge=1)]
     max_acuity: Annotated[int, Field(ge=1, le=4)]
     cost: Cost
@@ -305,8 +312,8 @@ class _LocationSpec(_Spec):
 class _Hl7Spec(_Spec):
     timezone: Text
     locations: list[_LocationSpec] = []
-    free_text: list[Literal[TEXT_SOURCES]] = ["PV2-3", "NTE", "DG1-4"]  # type: ignore[valid-type]
-    encounter_id: Annotated[list[Literal[ENCOUNTER_SOURCES]], Field(min_length=1)] = ["PV1-19", "PID-18"]  # type: ignore[valid-type]
+    free_text: list[TextSource] = ["PV2-3", "NTE", "DG1-4"]
+    encounter_id: Annotated[list[EncounterSource], Field(min_length=1)] = ["PV1-19", "PID-18"]
     patient_id_types: list[Text] = ["MR"]
     inpatient_classes: list[Text] = ["I"]
 

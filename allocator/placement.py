@@ -376,7 +376,7 @@ def _sex_detail(sex: str, free: Sequence[Bed], passed: list[str], occupants: dic
     phrases = []
     if designated:
         rooms = len({bed.room_id for bed in designated})
-        other = _SEX_WORDS[designated[0].bay_sex]  # type: ignore[index]
+        other = _SEX_WORDS[str(designated[0].bay_sex)]  # designated: bay_sex is set
         phrases.append((len(designated), f"in a {other} bay" if rooms == 1 else f"in {other} bays"))
     if flexible:
         flexible_rooms = {bed.room_id for bed in flexible}

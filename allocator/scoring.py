@@ -126,7 +126,7 @@ class PatientRow:
 
     @property
     def cost(self) -> np.ndarray:
-        return sum(self.terms.values())  # type: ignore[return-value]
+        return np.asarray(sum(self.terms.values()))
 
 
 class ScoringRound:

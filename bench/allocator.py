@@ -91,6 +91,7 @@ def bench_placement(demo: Hospital, *, beds: int, waiting: int, repeats: int, oc
     instances = [_instance(big, seed, waiting, occupancy) for seed in range(10)]
     out: dict[str, object] = {"beds": len(big.beds), "waiting": waiting, "occupancy": occupancy, "repeats": repeats,
                               "instances": len(instances)}
+    optimal_p95 = float("inf")
     for policy in ("optimal", "greedy"):
         warm_patients, warm_beds, warm_loads = instances[0]
         assign(warm_patients, big, warm_beds, policy=policy, loads=warm_loads)  # caches
@@ -102,10 +103,12 @@ def bench_placement(demo: Hospital, *, beds: int, waiting: int, repeats: int, oc
             times.append((time.perf_counter() - started) * 1000)
             placed.append(len(result.assignments))
         times.sort()
+        if policy == "optimal":
+            optimal_p95 = round(times[min(len(times) - 1, int(0.95 * len(times)))], 2)
         out[policy] = {"median_ms": round(statistics.median(times), 2),
                        "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 2),
                        "max_ms": round(times[-1], 2), "mean_placed": round(statistics.mean(placed), 1)}
-    out["target_optimal_p95_under_50ms"] = out["optimal"]["p95_ms"] < 50  # type: ignore[index]
+    out["target_optimal_p95_under_50ms"] = optimal_p95 < 50
     return out
 
 

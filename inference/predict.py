@@ -41,13 +41,12 @@ def predict_stream(model, lines: Iterable[str]) -> Iterator[dict]:
     chunk: list[tuple[int, TriageRequest | PredictionFailed]] = []
 
     def flush() -> Iterator[dict]:
-        reqs = [(k, r) for k, r in enumerate(chunk) if isinstance(r[1], TriageRequest)]
-        preds = model.predict_batch([r[1] for _, r in reqs]) if reqs else []
-        out: list[TriagePrediction | PredictionFailed] = [r for _, r in chunk]  # type: ignore[misc]
-        for (k, _), p in zip(reqs, preds, strict=True):
-            out[k] = p
-        for p in out:
-            yield p.to_dict()
+        reqs = [(k, r) for k, (_, r) in enumerate(chunk) if isinstance(r, TriageRequest)]
+        preds = model.predict_batch([r for _, r in reqs]) if reqs else []
+        predicted: dict[int, TriagePrediction | PredictionFailed] = {
+            k: p for (k, _), p in zip(reqs, preds, strict=True)}
+        for k, (_, r) in enumerate(chunk):
+            yield (predicted[k] if isinstance(r, TriageRequest) else r).to_dict()
 
     for n, line in enumerate(lines, start=1):
         if not line.strip():

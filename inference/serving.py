@@ -136,11 +136,12 @@ class OnnxTriageModel:
         return out
 
     def logits(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str], **kw) -> dict[str, np.ndarray]:
-        ids = self.tokenize(texts)
-        if any(x is None for x in ids):
+        tokenized = self.tokenize(texts)
+        ids = [x for x in tokenized if x is not None]
+        if len(ids) != len(tokenized):
             raise ModelConfigError("the tokenizer failed on at least one text")
         meta = np.asarray([meta_vector(a, s) for a, s in zip(ages, sexes, strict=True)], dtype=np.float32)
-        return self.logits_from_ids(ids, meta, **kw)  # type: ignore[arg-type]
+        return self.logits_from_ids(ids, meta, **kw)
 
     def calibrate(self, logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t = self.config.temperatures
@@ -176,7 +177,10 @@ class OnnxTriageModel:
                     except Exception:  # noqa: BLE001 - never an unchecked prediction; this request fails alone
                         results[i] = PredictionFailed(requests[i].id, "safety_check_failed",
                                                       "the safety layer could not read field 'text'")
-        return results  # type: ignore[return-value]
+        done = [r for r in results if r is not None]
+        if len(done) != len(requests):  # every branch above answers its request
+            raise RuntimeError("a triage request was left without a result")
+        return done
 
     def _probs_isolating_failures(self, ids, meta, good, requests, results) -> dict[str, np.ndarray]:
         try:

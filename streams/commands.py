@@ -107,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     try:
         from streams import sim_command
     except ImportError:
-        sim_command = None  # type: ignore[assignment]
+        sim_command = None  # type: ignore[assignment]  # the module, or None where it cannot be imported
     if sim_command is not None:
         p = sub.add_parser("simulate", help="publish a simulated hospital's events",
                            description="Publish a realistic, seeded stream of hospital events for the configured "

@@ -597,7 +597,7 @@ def handle_swap(event: Swap, state: HospitalState, ctx: HandlerContext, log: Dec
         raise EventRejected("impossible_transition", field_name, f"swaps: field '{field_name}' is not in a bed, "
                                                                  "so there is nothing to swap")
     bed_one, bed_two = one.bed_id, two.bed_id
-    unit_one, unit_two = state.hospital.bed(bed_one).unit, state.hospital.bed(bed_two).unit  # type: ignore[union-attr]
+    unit_one, unit_two = state.hospital.bed_unit(bed_one), state.hospital.bed_unit(bed_two)
     one = one.derive(status="placed", bed_id=bed_two, unit=unit_two)
     two = two.derive(status="placed", bed_id=bed_one, unit=unit_one)
     _occupy(state, bed_two, one, at)

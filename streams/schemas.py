@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -56,8 +56,8 @@ def write_schemas(out_dir: Path, prefix: str = "wardflow.") -> list[Path]:
     return paths
 
 
-def _base(topic: str, model: type[BaseModel], mode: str, key: str) -> dict[str, Any]:
-    body = model.model_json_schema(mode=mode)  # type: ignore[arg-type]
+def _base(topic: str, model: type[BaseModel], mode: Literal["validation", "serialization"], key: str) -> dict[str, Any]:
+    body = model.model_json_schema(mode=mode)
     doc = " ".join((model.__doc__ or "").split())
     head = {
         "$schema": DIALECT,

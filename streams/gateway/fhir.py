@@ -207,7 +207,7 @@ async def start_fhir(settings: GatewaySettings, hospital: Hospital, publisher: P
     await runner.setup()
     site = web.TCPSite(runner, settings.fhir_host, settings.fhir_port)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     log.info("FHIR R4 endpoint on http://%s:%d/fhir", settings.fhir_host, port)
     return runner, port
 

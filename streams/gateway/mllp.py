@@ -39,6 +39,7 @@ from allocator.hospital import Hospital
 from streams.gateway.hl7v2 import (
     APPLICATION_INTERNAL_ERROR,
     SEGMENT_SEQUENCE_ERROR,
+    AckCode,
     Header,
     Hl7Refused,
     build_ack,
@@ -137,7 +138,7 @@ def frame(message: bytes) -> bytes:
 # --------------------------------------------------------------------------- one message -> one answer
 
 
-_FAULTS = {
+_FAULTS: dict[str, tuple[AckCode, str]] = {
     "missing_end_block": ("AR", "the frame had no end block (FS CR) before the next start block: resend it"),
     "too_large": ("AR", "the message is larger than the listener accepts (hl7_max_message_bytes)"),
 }
@@ -224,9 +225,9 @@ class Hl7Service:
         return nak
 
     async def _framing_fault(self, raw: bytes, fault: str, header: Header | None, now: datetime) -> bytes | None:
-        ack_code, text = _FAULTS.get(fault, ("AR", f"framing fault: {fault}"))
-        refused = Hl7Refused(ack_code, SEGMENT_SEQUENCE_ERROR, fault, text,  # type: ignore[arg-type]
-                             segment="MSH" if header else None)
+        unknown: tuple[AckCode, str] = ("AR", f"framing fault: {fault}")
+        ack_code, text = _FAULTS.get(fault, unknown)
+        refused = Hl7Refused(ack_code, SEGMENT_SEQUENCE_ERROR, fault, text, segment="MSH" if header else None)
         letter = dead_letter(SOURCE, raw, fault, text, None, now)
         try:
             await self.publisher.dead_letter(letter)
@@ -235,7 +236,7 @@ class Hl7Service:
             log.error("could not dead-letter a %s frame (%d bytes): %s", fault, len(raw), exc)
         if fault in ("incomplete_frame", "outside_frame"):
             return None  # nobody is waiting for an answer to these
-        return build_ack(header, ack_code, now, ack_control_id=_ack_id(), error=refused)  # type: ignore[arg-type]
+        return build_ack(header, ack_code, now, ack_control_id=_ack_id(), error=refused)
 
     def _remember(self, key: tuple[str, str, str] | None, digest: bytes, answer: bytes) -> None:
         if key is None or not key[2] or self.cache_size == 0:
