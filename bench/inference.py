@@ -107,7 +107,9 @@ def run_one(config: str, model_dir: Path, n: int, batch_size: int, threads: int,
                 return model.predict_batch([reqs[i] for i in idx])
         else:
             def infer(idx):
-                ids = model.tokenize([texts[i] for i in idx])
+                ids = [x for x in model.tokenize([texts[i] for i in idx]) if x is not None]
+                if len(ids) != len(idx):
+                    raise SystemExit("the tokenizer failed on a benchmark text")
                 return model.logits_from_ids(ids, meta_all[idx], bucket=False, batch_size=len(idx))
     for idx in batches[:2]:   # warm-up
         infer(idx)
