@@ -168,7 +168,7 @@ def test_nulls_mean_absent_for_optional_fields() -> None:
 def test_models_are_frozen() -> None:
     event = decode_event("transfers", raw(EXAMPLES["transfers"]))
     with pytest.raises(ValidationError):
-        event.to_bed_id = "other"  # type: ignore[misc]
+        event.to_bed_id = "other"  # type: ignore[misc]  # deliberately: the model is frozen
 
 
 def test_override_deliberate_and_other_actions_without_bed() -> None:

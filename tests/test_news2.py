@@ -284,7 +284,7 @@ def test_clinical_response_per_band(band, role, priority, minutes):
 def test_response_table_covers_every_band_and_is_read_only():
     assert set(DEFAULT_RESPONSES) == set(Band)
     with pytest.raises(TypeError):
-        DEFAULT_RESPONSES[Band.LOW] = DEFAULT_RESPONSES[Band.HIGH]  # type: ignore[index]
+        DEFAULT_RESPONSES[Band.LOW] = DEFAULT_RESPONSES[Band.HIGH]  # type: ignore[index]  # deliberately: the table is read-only
 
 
 def test_rename_roles_gives_a_new_table_and_leaves_the_default_alone():
