@@ -137,3 +137,14 @@ def test_the_demo_without_its_extra_says_what_to_install():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr[-3000:]
     assert "pip install 'wardflow[demo]'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("module", [m for m in sorted(_all_modules()) if m.startswith(("inference", "allocator"))])
+def test_no_package_reaches_back_into_streams_and_the_allocator_stays_pure(module):
+    """The worker (streams) composes inference and allocator, never the other way round; the
+    allocator is plain functions over plain data: no Faust, no Kafka client."""
+    tree = ast.parse(_all_modules()[module].read_text(encoding="utf-8"))
+    names = [name for name, _, _ in _imports(tree)]
+    assert [n for n in names if n.split(".")[0] == "streams"] == []
+    if module.startswith("allocator"):
+        assert [n for n in names if n.split(".")[0] in ("faust", "mode", "aiokafka", "kafka")] == []
