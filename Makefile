@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: demo test model bench schemas clean help
 help:
 	@echo "make demo    - broker + worker + bed board + a simulated hospital day, live (builds the model on first run)"
-	@echo "make test    - the whole test suite (creates .venv when missing)"
+	@echo "make test    - ruff, mypy, then the whole test suite (creates .venv when missing)"
 	@echo "make model   - corpus -> train -> evaluate -> export -> quantize the default triage model"
 	@echo "make bench   - benchmarks in bench/ (JSON on stdout)"
 	@echo "make schemas - JSON Schema of every topic into ./schemas"
@@ -17,13 +17,15 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,dev,demo]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/wardflow demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -ra
 
 model: $(STAMP)

@@ -179,7 +179,8 @@ def plan_hospital(args: argparse.Namespace, hospital_config: Path):
     bar.close()
     summary = _summary(result, str(args.electives), args)
     summary["electives"] = summary.pop("instance")
-    summary.update({"hospital_config": str(hospital_config), "hospital_id": hospital_id, "plan_id": problem.plan_id, "start_date": problem.start_date.isoformat(),
+    summary.update({"hospital_config": str(hospital_config), "hospital_id": hospital_id, "plan_id": problem.plan_id,
+                    "start_date": problem.start_date.isoformat(),
                     "days": problem.instance.days})
     if not result.evaluation.feasible:
         print(json.dumps(summary, indent=2), file=sys.stderr)

@@ -7,7 +7,7 @@ states the decision's actual grounds. Every reason is one sentence a bed manager
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -144,7 +144,7 @@ def _term_phrase(scoring: ScoringRound, row: PatientRow, term: str, col: int) ->
 
 def _wasted(scoring: ScoringRound, row: PatientRow, col: int) -> list[str]:
     needed = needed_features(row.patient)
-    costs = dict(zip(SCARCE_FEATURES, scoring.weights.scarce_beds.as_tuple()))
+    costs = dict(zip(SCARCE_FEATURES, scoring.weights.scarce_beds.as_tuple(), strict=True))
     return [f for f in _FEATURE_NOUNS if f not in needed and costs[f] > 0
             and scoring.col_features[SCARCE_FEATURES.index(f), col]]
 
@@ -160,7 +160,7 @@ def _preferences(scoring: ScoringRound, row: PatientRow, feasible: np.ndarray, c
                                              f"without one was taken or scored worse."))
     else:
         needed = needed_features(row.patient)
-        costs = dict(zip(SCARCE_FEATURES, scoring.weights.scarce_beds.as_tuple()))
+        costs = dict(zip(SCARCE_FEATURES, scoring.weights.scarce_beds.as_tuple(), strict=True))
         spared = [f for f in _FEATURE_NOUNS if f not in needed and costs[f] > 0
                   and scoring.col_features[SCARCE_FEATURES.index(f), options].any()]
         if spared:

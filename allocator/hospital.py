@@ -9,10 +9,11 @@ is reported as one line naming the file, the field path and what is wrong.
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -27,9 +28,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from allocator.exceptions import HospitalConfigError
-from allocator.locations import ENCOUNTER_SOURCES, TEXT_SOURCES, Hl7Profile, LocationRule, template_problem
+from allocator.locations import EncounterSource, Hl7Profile, LocationRule, TextSource, template_problem
 from allocator.surge import LevelThresholds, SurgeConfig
-from allocator.weights import ESI_LEVELS, RESERVE_FEATURES, AllocationWeights, Reserve, ScarceBedCosts
+from allocator.weights import ESI_LEVELS, AllocationWeights, Reserve, ReserveFeature, ScarceBedCosts
 
 __all__ = [
     "DEMO_HOSPITAL_PATH",
@@ -200,6 +201,13 @@ class Hospital:
     def bed(self, bed_id: str) -> Bed | None:
         return self._bed_by_id.get(bed_id)
 
+    def bed_unit(self, bed_id: str) -> str:
+        """The unit of a bed this hospital has (a KeyError naming the bed otherwise)."""
+        bed = self._bed_by_id.get(bed_id)
+        if bed is None:
+            raise KeyError(f"bed {bed_id!r} is not in hospital {self.hospital_id}")
+        return bed.unit
+
     def beds_in_unit(self, code: str) -> tuple[Bed, ...]:
         """Beds of a unit in config order (the order first-fit placement walks); () if unknown."""
         return self._beds_by_unit.get(code, ())
@@ -254,10 +262,7 @@ def _beds_kind(value: Any) -> str | None:
 
 # `beds: 4` or `beds: [ {...}, ... ]`; the tags start with "~" so error paths can drop them.
 _Beds = Annotated[
-    Union[
-        Annotated[Annotated[int, Field(ge=1)], Tag("~count")],
-        Annotated[list[_BedSpec], Tag("~list")],
-    ],
+    Annotated[Annotated[int, Field(ge=1)], Tag("~count")] | Annotated[list[_BedSpec], Tag("~list")],
     Discriminator(
         _beds_kind,
         custom_error_type="beds_type",
@@ -305,7 +310,7 @@ class _ScarceSpec(_Spec):
 
 class _ReserveSpec(_Spec):
     unit: Text | None = None
-    feature: Literal[RESERVE_FEATURES] | None = None  # type: ignore[valid-type]
+    feature: ReserveFeature | None = None
     keep: Annotated[int, Field(ge=1)]
     max_acuity: Annotated[int, Field(ge=1, le=4)]
     cost: Cost
@@ -364,8 +369,8 @@ class _LocationSpec(_Spec):
 class _Hl7Spec(_Spec):
     timezone: Text
     locations: list[_LocationSpec] = []
-    free_text: list[Literal[TEXT_SOURCES]] = ["PV2-3", "NTE", "DG1-4"]  # type: ignore[valid-type]
-    encounter_id: Annotated[list[Literal[ENCOUNTER_SOURCES]], Field(min_length=1)] = ["PV1-19", "PID-18"]  # type: ignore[valid-type]
+    free_text: list[TextSource] = ["PV2-3", "NTE", "DG1-4"]
+    encounter_id: Annotated[list[EncounterSource], Field(min_length=1)] = ["PV1-19", "PID-18"]
     patient_id_types: list[Text] = ["MR"]
     inpatient_classes: list[Text] = ["I"]
 
@@ -382,7 +387,7 @@ def _minutes_kind(value: Any) -> str | None:
 
 # `minutes: 480` (every day) or `minutes: {mon: 480, wed: 240}` (a missing weekday: 0)
 _Minutes = Annotated[
-    Union[Annotated[Minutes, Tag("~every-day")], Annotated[dict[Weekday, Minutes], Tag("~per-weekday")]],
+    Annotated[Minutes, Tag("~every-day")] | Annotated[dict[Weekday, Minutes], Tag("~per-weekday")],
     Discriminator(_minutes_kind, custom_error_type="minutes_type",
                   custom_error_message="must be minutes every day (a number) or minutes per weekday "
                                        "({mon: 480, ...}, a missing day: 0)"),

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 # Where an admission's free text may come from, tried in the configured order.
-TEXT_SOURCES = ("PV2-3", "NTE", "OBX", "DG1-4", "PV2-12", "EVN-4")
-ENCOUNTER_SOURCES = ("PV1-19", "PID-18", "PV1-50")
+TextSource = Literal["PV2-3", "NTE", "OBX", "DG1-4", "PV2-12", "EVN-4"]
+EncounterSource = Literal["PV1-19", "PID-18", "PV1-50"]
+TEXT_SOURCES: tuple[str, ...] = get_args(TextSource)
+ENCOUNTER_SOURCES: tuple[str, ...] = get_args(EncounterSource)
 TEMPLATE_FIELDS = ("point_of_care", "room", "bed", "facility")
 
 

@@ -19,8 +19,9 @@ total key, and equal beds are split by config order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -205,7 +206,7 @@ def _solve(scoring: ScoringRound, rows: list[PatientRow]) -> _Pass:
         infeasible = (float(sub_cost[sub_feasible].max()) + 1.0) * (min(sub_cost.shape) + 1)
         sub = np.where(sub_feasible, sub_cost, infeasible)
         r_idx, c_idx = linear_sum_assignment(sub)
-        pairs = [(int(live_rows[r]), int(live_cols[c])) for r, c in zip(r_idx, c_idx) if sub_feasible[r, c]]
+        pairs = [(int(live_rows[r]), int(live_cols[c])) for r, c in zip(r_idx, c_idx, strict=True) if sub_feasible[r, c]]
         mixed = _mixed_bays(pairs, sexes, room, flexible, priority)
         if not mixed:
             return _Pass(scoring, rows, feasible, sorted(pairs))
@@ -225,7 +226,7 @@ def _mixed_bays(
     for r, c in pairs:
         if flexible[c]:
             by_room.setdefault(int(room[c]), {}).setdefault(str(sexes[r]), []).append(r)
-    out = []
+    out: list[tuple[int, str]] = []
     for bay, groups in sorted(by_room.items()):
         if len(groups) < 2:
             continue

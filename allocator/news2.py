@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 Consciousness = Literal["A", "C", "V", "P", "U"]
 Priority = Literal["routine", "urgent", "emergency"]
@@ -182,10 +182,31 @@ def _band_points(value: Decimal, bands: tuple) -> int | None:
     return None
 
 
-def _validate(v: Vitalset) -> None:
-    missing = v.missing()
-    if missing:
-        raise ValueError(f"NEWS2 needs a complete set; missing: {', '.join(missing)}")
+def _points(value: Decimal, bands: tuple) -> int:
+    """Points on a chart that ends open (its last band has no upper limit)."""
+    points = _band_points(value, bands)
+    if points is None:
+        raise ValueError(f"{value} is beyond the chart's last band")
+    return points
+
+
+@dataclass(frozen=True)
+class _Complete:
+    """A validated, complete set (what `score` charts)."""
+
+    resp_rate: float
+    spo2: float
+    on_oxygen: bool
+    systolic_bp: float
+    heart_rate: float
+    consciousness: Consciousness
+    temperature_c: float
+
+
+def _validate(v: Vitalset) -> _Complete:
+    if (v.resp_rate is None or v.spo2 is None or v.on_oxygen is None or v.systolic_bp is None
+            or v.heart_rate is None or v.consciousness is None or v.temperature_c is None):
+        raise ValueError(f"NEWS2 needs a complete set; missing: {', '.join(v.missing())}")
     for name in _NUMERIC:
         value = getattr(v, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -198,16 +219,18 @@ def _validate(v: Vitalset) -> None:
         raise ValueError(f"on_oxygen must be true or false, got {v.on_oxygen!r}")
     if v.consciousness not in _CONSCIOUSNESS_WORDS:
         raise ValueError(f"consciousness must be one of A, C, V, P, U, got {v.consciousness!r}")
+    return _Complete(v.resp_rate, v.spo2, v.on_oxygen, v.systolic_bp, v.heart_rate, v.consciousness,
+                     v.temperature_c)
 
 
 def _spo2_points(spo2: Decimal, on_oxygen: bool, scale2: bool) -> int:
     if not scale2:
-        return _band_points(spo2, _SPO2_SCALE1)
+        return _points(spo2, _SPO2_SCALE1)
     low = _band_points(spo2, _SPO2_SCALE2_LOW)
     if low is not None:
         return low
     # Scale 2 at 93% or more: harmless on air, a sign of over-oxygenation on oxygen.
-    return _band_points(spo2, _SPO2_SCALE2_OXYGEN) if on_oxygen else 0
+    return _points(spo2, _SPO2_SCALE2_OXYGEN) if on_oxygen else 0
 
 
 def _band(total: int, any_red: bool) -> Band:
@@ -220,23 +243,23 @@ def _band(total: int, any_red: bool) -> Band:
     return Band.LOW if total > 0 else Band.ZERO
 
 
-def score(v: Vitalset, scale2: bool) -> News2Score:
+def score(vitals: Vitalset, scale2: bool) -> News2Score:
     """Score a complete set; `scale2` only when a clinician prescribed SpO2 scale 2.
 
     Raises ValueError naming the missing or impossible parameters rather than guessing.
     """
-    _validate(v)
+    v = _validate(vitals)
     resp, spo2 = _chart(v.resp_rate, "1"), _chart(v.spo2, "1")
     sbp, pulse = _chart(v.systolic_bp, "1"), _chart(v.heart_rate, "1")
     temp = _chart(v.temperature_c, "0.1")
     parameters = (
-        ParameterScore("resp_rate", int(resp), _band_points(resp, _RESP)),
+        ParameterScore("resp_rate", int(resp), _points(resp, _RESP)),
         ParameterScore("spo2", int(spo2), _spo2_points(spo2, v.on_oxygen, scale2)),
         ParameterScore("on_oxygen", v.on_oxygen, 2 if v.on_oxygen else 0),
-        ParameterScore("systolic_bp", int(sbp), _band_points(sbp, _SYSTOLIC)),
-        ParameterScore("heart_rate", int(pulse), _band_points(pulse, _PULSE)),
+        ParameterScore("systolic_bp", int(sbp), _points(sbp, _SYSTOLIC)),
+        ParameterScore("heart_rate", int(pulse), _points(pulse, _PULSE)),
         ParameterScore("consciousness", v.consciousness, 0 if v.consciousness == "A" else 3),
-        ParameterScore("temperature_c", float(temp), _band_points(temp, _TEMPERATURE)),
+        ParameterScore("temperature_c", float(temp), _points(temp, _TEMPERATURE)),
     )
     total = sum(p.points for p in parameters)
     any_red = any(p.points == 3 for p in parameters)
@@ -264,7 +287,7 @@ def score_at_least(v: Vitalset, scale2: bool) -> News2Score:
     complete set scores as `score` does.
     """
     missing = v.missing()
-    fill = {name: (_ZERO_SPO2_SCALE2 if name == "spo2" and scale2 else _ZERO_POINTS[name]) for name in missing}
+    fill: dict[str, Any] = {name: (_ZERO_SPO2_SCALE2 if name == "spo2" and scale2 else _ZERO_POINTS[name]) for name in missing}
     full = score(replace(v, **fill), scale2=scale2)
     if not missing:
         return full
@@ -279,7 +302,7 @@ def _describe_parameter(p: ParameterScore, scale2: bool) -> str:
         "on_oxygen": lambda: "on oxygen",
         "systolic_bp": lambda: f"systolic BP {p.value} mmHg",
         "heart_rate": lambda: f"pulse {p.value}/min",
-        "consciousness": lambda: _CONSCIOUSNESS_WORDS[p.value],
+        "consciousness": lambda: _CONSCIOUSNESS_WORDS[str(p.value)],
         "temperature_c": lambda: f"temperature {p.value:.1f} °C",
     }[p.name]()
     return f"{text} ({p.points})"
@@ -338,7 +361,7 @@ def combine(
     leaves the set incomplete and names it.
     """
     _check_names(latest)
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     carried, missing, stale = [], [], []
     for name in PARAMETERS:
         value = getattr(new, name)

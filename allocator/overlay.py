@@ -7,7 +7,7 @@ against the state that earlier placements of the same run left behind: all read 
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from allocator.placement import BedSnapshot
 
@@ -24,7 +24,7 @@ class _Overlay(Mapping[str, BedSnapshot]):
             return self._top[bed_id]
         return self._base[bed_id]
 
-    def get(self, bed_id: str, default: BedSnapshot | None = None) -> BedSnapshot | None:  # type: ignore[override]
+    def get(self, bed_id: str, default: BedSnapshot | None = None) -> BedSnapshot | None:  # type: ignore[override]  # Mapping.get's overloads, one signature here
         hit = self._top.get(bed_id)
         return hit if hit is not None else self._base.get(bed_id, default)
 

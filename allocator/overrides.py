@@ -11,8 +11,9 @@ is not a judgement call but a collision with another patient or with housekeepin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 from allocator.hospital import Hospital
 from allocator.overlay import with_changes

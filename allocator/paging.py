@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -70,7 +70,7 @@ NEW_DETERIORATION = "new_deterioration"  # a rise into a paging band after an im
 NO_IMPROVEMENT = "no_improvement"  # still at the band `reassess_after_minutes` after the review
 URGENT_OVERDUE_TOTAL = 5  # RCP: a NEWS2 of 5 or more is the urgent response threshold
 _DAY_MINUTES = 24 * 60
-_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,7 @@ def suspect_artefact(result: News2Score, spo2_max: float = 85) -> str | None:
     points = {p.name: p.points for p in result.parameters}
     if not {"spo2", "resp_rate", "heart_rate"} <= set(points):
         return None  # plausibility needs the breathing and the pulse measured: without them it pages at once
-    spo2 = next(p.value for p in result.parameters if p.name == "spo2")
+    spo2 = float(next(p.value for p in result.parameters if p.name == "spo2"))
     if points["spo2"] == 3 and spo2 <= spo2_max and points["resp_rate"] == 0 and points["heart_rate"] <= 1:
         return "spo2"
     return None
@@ -341,6 +341,8 @@ def _page(state: PagingState, page_id: str, band: Band, total: int, reasons: tup
           scoring: tuple[ParameterScore, ...], now: datetime, cfg: PagingConfig,
           repage: str | None = None) -> tuple[PagingState, Page]:
     response = cfg.responses[band]
+    if response.role is None:
+        raise ValueError(f"{band_label(band)}: the chart pages nobody in this band")
     page = Page(page_id=page_id, role=response.role, priority=response.priority, band=band, total=total,
                 reasons=reasons, scoring=scoring, trend=state.trend, monitoring_minutes=response.monitoring_minutes,
                 repage=repage)
@@ -360,25 +362,28 @@ def on_score(
     response = cfg.responses[result.band]
     previous_band = state.last_band
     trend = (*state.trend, TrendPoint(now, result.total, result.band))[-cfg.trend_length:]
+    next_obs_due_at = now + _minutes(response.monitoring_minutes)
     state = replace(state, last_band=result.band, last_total=result.total, last_obs_at=now, trend=trend,
-                    next_obs_due_at=now + _minutes(response.monitoring_minutes))
+                    next_obs_due_at=next_obs_due_at)
     summary = describe_scoring(result)
     scoring = tuple(p for p in result.parameters if p.points)
 
     repage = None  # why a score inside the open episode pages again
-    if state.in_episode and not _escalating(state, cfg):
+    if state.page_band is not None and not _escalating(state, cfg):
+        paged_band = state.page_band
         improved_since = state.below_since  # the scores before this one were below the episode's band
-        if (improved_since is not None and result.band.rank >= state.page_band.rank
+        if (improved_since is not None and result.band.rank >= paged_band.rank
                 and now - improved_since >= _minutes(cfg.episode_end_minutes)):
             state = _end_episode(state)  # below the band for the end time, however long the gap to this score
         elif (improved_since is not None and cfg.paging_band(result.band) and previous_band is not None
               and result.band.rank > previous_band.rank):
             repage = NEW_DETERIORATION
-        elif (state.acked and not state.reassessed and state.page_band.rank < Band.HIGH.rank
-              and result.band.rank == state.page_band.rank
+        elif (state.acked and state.acked_at is not None and not state.reassessed
+              and paged_band.rank < Band.HIGH.rank
+              and result.band.rank == paged_band.rank
               and now - state.acked_at >= _minutes(cfg.reassess_after_minutes)):
             repage = NO_IMPROVEMENT
-    if state.in_episode and not result.unmeasured:  # a lower bound below the band is no sign of improvement
+    if state.page_band is not None and not result.unmeasured:  # a lower bound below the band is no sign of improvement
         if result.band.rank < state.page_band.rank:
             below_since = state.below_since or now
             state = replace(state, below_since=below_since)
@@ -393,7 +398,7 @@ def on_score(
         if result.band != previous_band:
             actions.append(ReviewDue(band=result.band, total=result.total,
                                      monitoring_minutes=response.monitoring_minutes,
-                                     next_obs_due_at=state.next_obs_due_at,
+                                     next_obs_due_at=next_obs_due_at,
                                      nurse_assessment=result.band is Band.LOW, reasons=(summary, response.text)))
         return state, actions
 
@@ -406,12 +411,12 @@ def on_score(
         if not suspect:
             rise = ("NEWS2 rose into a paging band again after improving below the band already paged: a new "
                     "deterioration since the last review.",)
-    if repage == NO_IMPROVEMENT and state.in_episode:
+    if repage == NO_IMPROVEMENT and state.page_band is not None:
         # Still at the band `reassess_after_minutes` after the review: the next role in the chain reviews.
         role = cfg.reassess_role(state.page_band)
         band_response = cfg.responses[state.page_band]
         reason = (f"NEWS2 still {band_label(state.page_band)} {cfg.reassess_after_minutes:g} minutes after "
-                  f"the {state.page_role.replace('_', ' ')} acknowledged the page: no improvement, so the "
+                  f"the {(state.page_role or 'nurse_in_charge').replace('_', ' ')} acknowledged the page: no improvement, so the "
                   f"{role.replace('_', ' ')} is asked to review.")
         page = Page(page_id=page_id, role=role, priority=band_response.priority, band=state.page_band,
                     total=result.total, reasons=(summary, band_response.text, reason), scoring=scoring,
@@ -420,7 +425,7 @@ def on_score(
                         escalation_level=cfg.chain.index(role), page_summary=summary, acked=False, acked_at=None,
                         reassessed=True)
         return _clear_pending(state), [page]
-    if state.in_episode and result.band.rank <= state.page_band.rank:
+    if state.page_band is not None and result.band.rank <= state.page_band.rank:
         return _clear_pending(state), []  # one page per episode: nothing new to say
 
     if suspect and result.total < 7 and state.pending_page_id is None:
@@ -451,9 +456,10 @@ def on_ack(state: PagingState, page_id: str, now: datetime) -> tuple[PagingState
 
 
 def _repeat_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
-    if state.pending_page_id is None or now < state.pending_since + _minutes(cfg.repeat_within_minutes):
+    if (state.pending_page_id is None or state.pending_since is None or state.pending_band is None
+            or state.pending_total is None or now < state.pending_since + _minutes(cfg.repeat_within_minutes)):
         return state, []
-    if state.in_episode and state.pending_band.rank <= state.page_band.rank:
+    if state.page_band is not None and state.pending_band.rank <= state.page_band.rank:
         return _clear_pending(state), []
     reasons = (*state.pending_reasons,
                f"The suspect reading was not repeated within {cfg.repeat_within_minutes:g} minutes, so it is paged.")
@@ -464,7 +470,9 @@ def _repeat_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tup
 
 
 def _escalate(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
-    if not _escalating(state, cfg) or now - state.last_page_at < _minutes(cfg.escalate_after_minutes):
+    if (not _escalating(state, cfg) or state.escalation_level is None or state.page_band is None
+            or state.page_role is None or state.last_page_at is None
+            or now - state.last_page_at < _minutes(cfg.escalate_after_minutes)):
         return state, []
     level = state.escalation_level + 1
     role = cfg.chain[level]
@@ -495,7 +503,8 @@ def _overdue_due(state: PagingState) -> datetime | None:
 
 def _urgent_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:
     due = _overdue_due(state)
-    if due is None or not _urgent(state) or now <= due + _minutes(cfg.overdue_grace_minutes):
+    if (due is None or state.last_band is None or state.last_total is None or not _urgent(state)
+            or now <= due + _minutes(cfg.overdue_grace_minutes)):
         return state, []
     interval = cfg.responses[state.last_band].monitoring_minutes
     action = ObservationsOverdue(
@@ -512,10 +521,10 @@ def next_action_at(state: PagingState, cfg: PagingConfig) -> datetime | None:
     Lets the caller skip everyone whose time has not come without reading their state: `tick` at
     any earlier time returns no action. (Urgent overdue observations act strictly after this time.)
     """
-    times = []
-    if state.pending_page_id is not None:
+    times: list[datetime] = []
+    if state.pending_page_id is not None and state.pending_since is not None:
         times.append(state.pending_since + _minutes(cfg.repeat_within_minutes))
-    if _escalating(state, cfg):
+    if _escalating(state, cfg) and state.last_page_at is not None:
         times.append(state.last_page_at + _minutes(cfg.escalate_after_minutes))
     due = _overdue_due(state)
     if due is not None and _urgent(state):
@@ -550,7 +559,7 @@ def overdue_round(
     grace = _minutes(cfg.overdue_grace_minutes)
     for encounter_id, unit, state in patients:
         due = _overdue_due(state)
-        if due is None or _urgent(state) or round_at <= due + grace:
+        if due is None or state.last_band is None or state.last_total is None or _urgent(state) or round_at <= due + grace:
             continue
         by_unit.setdefault(unit, []).append(OverduePatient(
             encounter_id=encounter_id, band=state.last_band, total=state.last_total, due_at=due,

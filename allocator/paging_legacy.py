@@ -206,6 +206,8 @@ def on_score(
     if not _should_page(state, result.band, now, cfg):
         return state, []
     summary = describe_scoring(result)
+    if response.role is None:
+        raise ValueError(f"{band_label(result.band)}: the chart pages nobody in this band")
     page = Page(
         page_id=page_id,
         role=response.role,
@@ -241,7 +243,8 @@ def on_ack(state: PagingState, page_id: str, now: datetime) -> tuple[PagingState
 def _escalate(
     state: PagingState, now: datetime, cfg: PagingConfig
 ) -> tuple[PagingState, list[Action]]:
-    if state.last_page_at is None or state.acked or state.escalation_level is None:
+    if (state.last_page_at is None or state.acked or state.escalation_level is None or state.page_band is None
+            or state.page_role is None):
         return state, []
     if state.escalation_level + 1 >= len(cfg.chain):
         return state, []

@@ -8,9 +8,9 @@ filter chain decides and explains, so a reason can never disagree with the decis
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Mapping, Sequence
 
 from allocator.hospital import Bed, Hospital, Unit
 
@@ -376,13 +376,13 @@ def _sex_detail(sex: str, free: Sequence[Bed], passed: list[str], occupants: dic
     phrases = []
     if designated:
         rooms = len({bed.room_id for bed in designated})
-        other = _SEX_WORDS[designated[0].bay_sex]  # type: ignore[index]
+        other = _SEX_WORDS[str(designated[0].bay_sex)]  # designated: bay_sex is set
         phrases.append((len(designated), f"in a {other} bay" if rooms == 1 else f"in {other} bays"))
     if flexible:
-        rooms = {bed.room_id for bed in flexible}
-        unrecorded = any(None in occupants.get(room, ()) for room in rooms)
+        flexible_rooms = {bed.room_id for bed in flexible}
+        unrecorded = any(None in occupants.get(room, ()) for room in flexible_rooms)
         whom = "someone of another or unrecorded sex" if unrecorded else "someone of another sex"
-        phrases.append((len(flexible), f"in a flexible bay that already holds {whom}" if len(rooms) == 1
+        phrases.append((len(flexible), f"in a flexible bay that already holds {whom}" if len(flexible_rooms) == 1
                         else f"in flexible bays that already hold {whom}"))
     if len(phrases) == 1:
         subject = "it is" if n == 1 else "they are"

@@ -12,8 +12,8 @@ never disagree with the number the solver saw.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -82,7 +82,7 @@ def bed_table(hospital: Hospital) -> BedTable:
         return hit[1]
     table = _build_table(hospital)
     key = id(hospital)
-    _TABLES[key] = (weakref.ref(hospital, lambda _ref, key=key: _TABLES.pop(key, None)), table)
+    _TABLES[key] = (weakref.ref(hospital, lambda _ref: _TABLES.pop(key, None)), table)
     return table
 
 
@@ -126,7 +126,7 @@ class PatientRow:
 
     @property
     def cost(self) -> np.ndarray:
-        return sum(self.terms.values())  # type: ignore[return-value]
+        return np.asarray(sum(self.terms.values()))
 
 
 class ScoringRound:
@@ -194,7 +194,6 @@ class ScoringRound:
         The reserved beds are the last `keep` free beds of the pool in config order, so at most
         (free - keep) beds of the pool go to less urgent patients without the reserve's cost.
         """
-        table = self.table
         costs = np.zeros((len(self.weights.reserves), len(self.cols)))
         masks: list[np.ndarray] = []
         for k, reserve in enumerate(self.weights.reserves):
@@ -212,7 +211,7 @@ class ScoringRound:
             if reserve.unit not in table.unit_index:
                 return np.zeros(len(table.beds), dtype=bool)
             return table.unit_of == table.unit_index[reserve.unit]
-        return table.features[SCARCE_FEATURES.index(reserve.feature)]  # type: ignore[arg-type]
+        return table.features[SCARCE_FEATURES.index(reserve.feature)]
 
     def unit_rank(self, label: str) -> np.ndarray:
         """Per unit: -1 if not a candidate for the label, 0 if it serves it, k for the k-th overflow unit."""
@@ -257,7 +256,7 @@ class ScoringRound:
         feasible &= self._sex_ok.get(patient.sex, self._sex_ok_other)
 
         needed = needed_features(patient)
-        scarce_costs = np.array([0.0 if f in needed else c for f, c in zip(SCARCE_FEATURES, w.scarce_beds.as_tuple())])
+        scarce_costs = np.array([0.0 if f in needed else c for f, c in zip(SCARCE_FEATURES, w.scarce_beds.as_tuple(), strict=True)])
         near = self.col_features[SCARCE_FEATURES.index("near_station")]
         level = w.level(patient.acuity)
         workload = w.workload * w.acuity_weight(patient.acuity) * self.load_per_nurse[self.col_unit]

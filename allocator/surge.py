@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 _LEVELS = (2, 3, 4)  # level 1 has no thresholds: it is what remains
@@ -63,7 +64,7 @@ class SurgeConfig:
             raise ValueError("thresholds must give OPEL 2, 3 and 4, in that order")
         for attr in ("occupancy", "waiting", "arrivals_per_hour"):
             values = [getattr(t, attr) for t in self.thresholds]
-            if any(a >= b for a, b in zip(values, values[1:])):
+            if any(a >= b for a, b in pairwise(values)):
                 raise ValueError(f"{attr} thresholds must rise strictly from OPEL 2 to 4")
         margins = (self.occupancy_margin, self.waiting_margin, self.arrivals_margin)
         if any(m < 0 for m in margins) or self.min_dwell_minutes < 0:

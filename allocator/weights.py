@@ -10,13 +10,15 @@ allocator/hospitals/demo.yaml), which `allocator.hospital` validates into these 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 __all__ = ["ESI_LEVELS", "SCARCE_FEATURES", "AllocationWeights", "Reserve", "ScarceBedCosts"]
 
 ESI_LEVELS = (1, 2, 3, 4, 5)  # the taxonomy's acuity scale, 1 the most urgent
 # Bed features a patient can be given without needing them, in the order the cost vector uses.
 SCARCE_FEATURES = ("negative_pressure", "single_room", "telemetry", "bariatric", "near_station")
-RESERVE_FEATURES = ("negative_pressure", "single_room", "telemetry", "bariatric")
+ReserveFeature = Literal["negative_pressure", "single_room", "telemetry", "bariatric"]
+RESERVE_FEATURES: tuple[str, ...] = get_args(ReserveFeature)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,10 @@ class Reserve:
     @property
     def name(self) -> str:
         """'ICU' or 'telemetry': what reasons call the pool."""
-        return self.unit if self.unit is not None else self.feature  # type: ignore[return-value]
+        name = self.unit if self.unit is not None else self.feature
+        if name is None:  # refused by __post_init__
+            raise ValueError("a reserve names exactly one of unit and feature")
+        return name
 
 
 @dataclass(frozen=True)

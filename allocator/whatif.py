@@ -34,11 +34,12 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from allocator.hospital import Hospital
-from allocator.matching import assign
+from allocator.matching import Policy, assign
 from allocator.placement import ADULT_AGE, AVAILABLE, BedSnapshot, candidate_units, hard_breaches
 from allocator.waiting import WaitingPatient
 from allocator.whatif_cases import (
@@ -126,7 +127,7 @@ class WhatIfReport:
         width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         head = (f"{self.hospital_id}: {self.beds} beds, {self.days:g} days, load {self.load}, seed {self.seed}, "
                 f"{self.ed_arrivals} ED arrivals, {self.decisions_to_admit} decisions to admit")
-        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
+        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)) for r in rows]
         return "\n".join(lines)
 
 
@@ -138,10 +139,7 @@ def run_whatif(
         raise ValueError(f"load must be one of {', '.join(LOADS)}, got {load!r}")
     if days <= 0:
         raise ValueError("days must be positive")
-    policies = ["optimal", "greedy"] if policy == "both" else [policy]
-    for p in policies:
-        if p not in ("optimal", "greedy"):
-            raise ValueError(f"policy must be optimal, greedy or both, got {policy!r}")
+    policies: list[Policy] = ["optimal", "greedy"] if policy == "both" else [_policy(policy)]
     mix = CaseMix(hospital)
     arrivals, ed_arrivals = draw_arrivals(mix, seed=seed, days=days, load=load)
     census = draw_census(mix, seed=seed, load=load)
@@ -159,7 +157,7 @@ def simulate_cases(
     hospital: Hospital, *, policy: str, days: float, census: Sequence[tuple[Case, str]], arrivals: Sequence[Case],
 ) -> PolicyMetrics:
     """One policy over hand-made cases (census: each case with its bed): crafted scenarios and tests."""
-    return _Engine(hospital, CaseMix(hospital), policy, days).run(census, sorted(arrivals, key=lambda c: c.decision_at))
+    return _Engine(hospital, CaseMix(hospital), _policy(policy), days).run(census, sorted(arrivals, key=lambda c: c.decision_at))
 
 
 def plot_occupancy(reports: Sequence[WhatIfReport], path: str) -> None:
@@ -220,8 +218,16 @@ class _Stay:
     request: _Request | None = None
 
 
+def _policy(name: str) -> Policy:
+    if name == "optimal":
+        return "optimal"
+    if name == "greedy":
+        return "greedy"
+    raise ValueError(f"policy must be optimal, greedy or both, got {name!r}")
+
+
 class _Engine:
-    def __init__(self, hospital: Hospital, mix: CaseMix, policy: str, days: float) -> None:
+    def __init__(self, hospital: Hospital, mix: CaseMix, policy: Policy, days: float) -> None:
         self.h = hospital
         self.mix = mix
         self.policy = policy
@@ -360,7 +366,7 @@ class _Engine:
         self.runs += 1
         waiting = [_waiting(cid, r.label, r.needs, r.acuity, self.stays[cid].case.age, self.stays[cid].case.sex,
                             self.now - r.since) for cid, r in self.waiting.items()]
-        result = assign(waiting, self.h, self.beds, policy=self.policy, loads=self.loads,  # type: ignore[arg-type]
+        result = assign(waiting, self.h, self.beds, policy=self.policy, loads=self.loads,
                         explain=False)
         for placed in result.assignments:
             stay = self.stays[placed.patient.encounter_id]
@@ -412,13 +418,13 @@ class _Engine:
         self.beds[bed_id] = BedSnapshot("occupied", occupant_sex=stay.case.sex)
         self.occupant[bed_id] = stay.case.case_id
         stay.bed = bed_id
-        self.loads[self.h.bed(bed_id).unit] += self.weights.acuity_weight(stay.acuity)  # type: ignore[union-attr]
+        self.loads[self.h.bed_unit(bed_id)] += self.weights.acuity_weight(stay.acuity)
 
     def _vacate(self, stay: _Stay) -> None:
         bed_id = stay.bed
         if bed_id is None:
             return
-        self.loads[self.h.bed(bed_id).unit] -= self.weights.acuity_weight(stay.acuity)  # type: ignore[union-attr]
+        self.loads[self.h.bed_unit(bed_id)] -= self.weights.acuity_weight(stay.acuity)
         del self.occupant[bed_id]
         self.beds[bed_id] = BedSnapshot("dirty")
         cleanings = stay.case.cleanings

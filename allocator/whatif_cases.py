@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from allocator.hospital import Bed, Hospital
 from allocator.placement import ADULT_AGE, NEED_FEATURES, candidate_units

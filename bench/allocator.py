@@ -34,12 +34,12 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from allocator.hospital import DEMO_HOSPITAL_PATH, Hospital, load_hospitals  # noqa: E402
-from allocator.matching import WaitingPatient, assign  # noqa: E402
-from allocator.placement import BedSnapshot  # noqa: E402
-from allocator.scaled import scale_hospital  # noqa: E402
-from allocator.whatif import WhatIfReport, plot_occupancy, run_whatif  # noqa: E402
-from allocator.whatif_cases import CaseMix, draw_arrivals  # noqa: E402
+from allocator.hospital import DEMO_HOSPITAL_PATH, Hospital, load_hospitals  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.matching import WaitingPatient, assign  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.placement import BedSnapshot  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.scaled import scale_hospital  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.whatif import WhatIfReport, plot_occupancy, run_whatif  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.whatif_cases import CaseMix, draw_arrivals  # noqa: E402 - after bench/ is taken off sys.path
 
 # Compared metric -> which direction is better. Time series and counts of context are left out.
 COMPARED = {
@@ -91,21 +91,24 @@ def bench_placement(demo: Hospital, *, beds: int, waiting: int, repeats: int, oc
     instances = [_instance(big, seed, waiting, occupancy) for seed in range(10)]
     out: dict[str, object] = {"beds": len(big.beds), "waiting": waiting, "occupancy": occupancy, "repeats": repeats,
                               "instances": len(instances)}
+    optimal_p95 = float("inf")
     for policy in ("optimal", "greedy"):
         warm_patients, warm_beds, warm_loads = instances[0]
-        assign(warm_patients, big, warm_beds, policy=policy, loads=warm_loads)  # type: ignore[arg-type]  # caches
+        assign(warm_patients, big, warm_beds, policy=policy, loads=warm_loads)  # caches
         times, placed = [], []
         for i in range(repeats):
             patients, state, loads = instances[i % len(instances)]
             started = time.perf_counter()
-            result = assign(patients, big, state, policy=policy, loads=loads)  # type: ignore[arg-type]
+            result = assign(patients, big, state, policy=policy, loads=loads)
             times.append((time.perf_counter() - started) * 1000)
             placed.append(len(result.assignments))
         times.sort()
+        if policy == "optimal":
+            optimal_p95 = round(times[min(len(times) - 1, int(0.95 * len(times)))], 2)
         out[policy] = {"median_ms": round(statistics.median(times), 2),
                        "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 2),
                        "max_ms": round(times[-1], 2), "mean_placed": round(statistics.mean(placed), 1)}
-    out["target_optimal_p95_under_50ms"] = out["optimal"]["p95_ms"] < 50  # type: ignore[index]
+    out["target_optimal_p95_under_50ms"] = optimal_p95 < 50
     return out
 
 

@@ -23,13 +23,14 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC
 from pathlib import Path
 
 import orjson
 import yaml
 
 from streams.broker import EmbeddedBroker, free_port
-from streams.kafka_io import produce_all, read_until
+from streams.kafka_io import read_until
 from streams.runner import WorkerProcess, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,9 +39,9 @@ HOSPITALS = [f"h{i}" for i in range(8)]
 
 
 def _event(hid: str, topic: str, minute: float, event_id: str, **fields: object) -> tuple[str, bytes, bytes]:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    at = datetime(2026, 11, 24, 8, tzinfo=timezone.utc) + timedelta(minutes=minute)
+    at = datetime(2026, 11, 24, 8, tzinfo=UTC) + timedelta(minutes=minute)
     body = {"event_id": event_id, "hospital_id": hid, "occurred_at": at.isoformat(), **fields}
     return topic, hid.encode(), orjson.dumps(body)
 

@@ -38,14 +38,14 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-from aiokafka import AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402 - after bench/ is taken off sys.path
 
-from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402
-from streams.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
-from streams.contract import INPUT_MODELS  # noqa: E402
-from streams.gateway.hl7v2 import map_message  # noqa: E402
-from streams.gateway.mllp import CR, FS, frame  # noqa: E402
-from streams.gateway.publisher import encode_event  # noqa: E402
+from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402 - after bench/ is taken off sys.path
+from streams.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402 - after bench/ is taken off sys.path
+from streams.contract import INPUT_MODELS  # noqa: E402 - after bench/ is taken off sys.path
+from streams.gateway.hl7v2 import map_message  # noqa: E402 - after bench/ is taken off sys.path
+from streams.gateway.mllp import CR, FS, frame  # noqa: E402 - after bench/ is taken off sys.path
+from streams.gateway.publisher import encode_event  # noqa: E402 - after bench/ is taken off sys.path
 
 HOSPITAL = "st-elsewhere"
 
@@ -174,7 +174,10 @@ async def main_async(args: argparse.Namespace) -> dict:
                    "WARDFLOW_FHIR_PORT": "0", "WARDFLOW_METRICS_PORT": "0", "WARDFLOW_LOG_LEVEL": "WARNING",
                    "WARDFLOW_HL7_PROCESSES": str(args.processes)}
             gateway = subprocess.Popen([sys.executable, "-m", "streams.cli", "hl7"], env=env,
-                                       stdout=subprocess.PIPE, stderr=open(Path(tmp) / "gateway.log", "w"), text=True)
+                                       stdout=subprocess.PIPE, stderr=open(Path(tmp) / "gateway.log", "w"),  # noqa: SIM115 - the child owns it
+                                       text=True)
+            if gateway.stdout is None:
+                raise SystemExit("gateway started without its stdout pipe")
             line = gateway.stdout.readline()
             if "MLLP on" not in line:
                 raise SystemExit(f"gateway did not start: {line!r} {(Path(tmp) / 'gateway.log').read_text()[-2000:]}")

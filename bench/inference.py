@@ -53,7 +53,9 @@ def _peak_rss_mb() -> float:
 
 def _stats(latencies: list[float], n_texts: int, wall: float) -> dict:
     lat = sorted(latencies)
-    q = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))]  # noqa: E731
+    def q(p: float) -> float:
+        return lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))]
+
     return {"texts_per_s": round(n_texts / wall, 2), "wall_s": round(wall, 3), "batches": len(lat),
             "latency_ms_p50": round(1000 * statistics.median(lat), 2), "latency_ms_p99": round(1000 * q(0.99), 2)}
 
@@ -105,7 +107,9 @@ def run_one(config: str, model_dir: Path, n: int, batch_size: int, threads: int,
                 return model.predict_batch([reqs[i] for i in idx])
         else:
             def infer(idx):
-                ids = model.tokenize([texts[i] for i in idx])
+                ids = [x for x in model.tokenize([texts[i] for i in idx]) if x is not None]
+                if len(ids) != len(idx):
+                    raise SystemExit("the tokenizer failed on a benchmark text")
                 return model.logits_from_ids(ids, meta_all[idx], bucket=False, batch_size=len(idx))
     for idx in batches[:2]:   # warm-up
         infer(idx)
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     single = results.get("torch_eager_single", {}).get("texts_per_s")
     ref_cpu = results.get("torch_eager_batched", {}).get("texts_per_cpu_s")
     single_cpu = results.get("torch_eager_single", {}).get("texts_per_cpu_s")
-    for c, r in results.items():
+    for r in results.values():
         if "texts_per_s" in r and ref:
             r["speedup_vs_torch_eager_batched"] = round(r["texts_per_s"] / ref, 2)
             r["cpu_speedup_vs_torch_eager_batched"] = round(r["texts_per_cpu_s"] / ref_cpu, 2)

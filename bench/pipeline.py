@@ -2,9 +2,15 @@
 
 One run, one embedded (Tansu, in-memory) broker, a fresh topic prefix and app id per phase:
   ceiling      plain aiokafka consume -> produce loop, no processing (messages/s end to end)
+  stateful_faust  the framework's own ceiling: a trivial stateful Faust agent (bench/stateful_faust.py:
+               one table increment per event, the worker's Faust app class, fetch wait, commit
+               interval and group timeouts) on the same backlog (cycled to >= 5,000 events), topics
+               and partitions as `mix`, measured the same way
   mix          the WardFlow worker on a pre-produced vitals-heavy backlog from the hospital
-               simulator (every admission has a requested_unit): sustained events/s and the
-               ratio to the ceiling (target >= 0.5)
+               simulator (every admission has a requested_unit): sustained events/s, the ratio
+               to the ceiling (target >= 0.5) and to the stateful Faust agent
+               (`ratio_to_stateful_faust`, target >= 0.5); `worker_settings` gives the batch and
+               checkpoint (commit) settings the worker ran with
   inference    admissions with no requested_unit (each one goes through the triage model):
                worker events/s vs the model's own predict_batch rate (batches of 32) on the
                same texts in the same run; skipped when models/triage/int8 does not exist
@@ -39,8 +45,8 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
-from itertools import islice
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -50,22 +56,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-import orjson  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+import orjson  # noqa: E402 - after the thread settings and sys.path above
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402 - after the thread settings and sys.path above
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402 - after the thread settings and sys.path above
 
-from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402
-from streams.app import input_topic_names, output_topic_names  # noqa: E402
-from streams.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
-from streams.kafka_io import produce_all  # noqa: E402
-from streams.runner import WorkerProcess, settings_env  # noqa: E402
-from streams.settings import WardflowSettings  # noqa: E402
-from streams.simulator import HospitalSimulator, SimEvent  # noqa: E402
+from allocator.hospital import load_hospitals  # noqa: E402 - after the thread settings and sys.path above
+from streams.app import input_topic_names, output_topic_names  # noqa: E402 - after the thread settings and sys.path above
+from streams.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402 - after the thread settings and sys.path above
+from streams.kafka_io import produce_all  # noqa: E402 - after the thread settings and sys.path above
+from streams.runner import WorkerProcess, settings_env  # noqa: E402 - after the thread settings and sys.path above
+from streams.settings import WardflowSettings  # noqa: E402 - after the thread settings and sys.path above
+from streams.simulator import HospitalSimulator, SimEvent  # noqa: E402 - after the thread settings and sys.path above
 
 MODEL_DIR = Path("models/triage/int8")
 HOSPITAL_CONFIG = Path("allocator/hospitals/demo.yaml")
 PARTITIONS = 2
-SIM_START = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)
+SIM_START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 RUN = uuid.uuid4().hex[:8]
 
 
@@ -199,30 +205,12 @@ class Phase:
             time.sleep(0.2)
 
     def sustained(self, k: int, timeout_s: float, warm: int = 0) -> dict:
-        """Poll /metrics until events_in reaches warm + k; rate between the first poll at or past
-        `warm` (and past 0) and the poll that reaches warm + k."""
-        first: tuple[float, float] | None = None
-        deadline = time.monotonic() + timeout_s
-        count = 0.0
-        total = warm + k
-        while time.monotonic() < deadline:
-            count = self.processed()
-            now = time.monotonic()
-            if first is None and count > 0 and count >= warm:
-                first = (now, count)
-            if count >= total:
-                break
-            if self.worker is not None and not self.worker.running:
-                raise RuntimeError(f"{self.name}: worker exited; see {self.log_path}")
-            time.sleep(0.2)
-        end = time.monotonic()
-        if first is None or count < total:
-            return {"events": k, "warmup_events": warm, "processed": count, "timed_out": True}
-        span = end - first[0]
-        rate = (total - first[1]) / span if span > 0 else None
+        """`measure_sustained` on the worker's `wardflow_events_in_total`, plus its counters."""
+        result = measure_sustained(self, k, timeout_s, warm)
+        if result.get("timed_out"):
+            return result
         m = self.metrics()
-        return {"events": k, "warmup_events": warm, "wall_s": round(span, 3),
-                "events_per_s": round(rate, 1) if rate else None, "measured_from_count": first[1],
+        return {**result,
                 "decisions_incl_warmup": m.get("wardflow_decisions_total", 0.0),
                 "dead_letters": m.get("wardflow_dead_letters_total", 0.0),
                 "duplicates": m.get("wardflow_duplicates_total", 0.0),
@@ -230,8 +218,98 @@ class Phase:
                 "worker_ready_s": round(self.ready_s or 0, 1)}
 
 
+def measure_sustained(phase: Phase | StatefulFaustPhase, k: int, timeout_s: float, warm: int) -> dict:
+    """Poll the phase's processed count every 0.2 s until it reaches warm + k; the rate between the
+    first poll at or past `warm` (and past 0) and the poll that reaches warm + k."""
+    first: tuple[float, float] | None = None
+    deadline = time.monotonic() + timeout_s
+    count = 0.0
+    total = warm + k
+    while time.monotonic() < deadline:
+        count = phase.processed()
+        now = time.monotonic()
+        if first is None and count > 0 and count >= warm:
+            first = (now, count)
+        if count >= total:
+            break
+        if phase.worker is not None and not phase.worker.running:
+            raise RuntimeError(f"{phase.name}: worker exited; see {phase.log_path}")
+        time.sleep(0.2)
+    end = time.monotonic()
+    if first is None or count < total:
+        return {"events": k, "warmup_events": warm, "processed": count, "timed_out": True}
+    span = end - first[0]
+    rate = (total - first[1]) / span if span > 0 else None
+    return {"events": k, "warmup_events": warm, "wall_s": round(span, 3),
+            "events_per_s": round(rate, 1) if rate else None, "measured_from_count": first[1]}
+
+
+class StatefulFaustPhase:
+    """The trivial stateful Faust agent (bench/stateful_faust.py) in its own process, on its own
+    prefix and app id, reading the same input topics (by name) with the same partitions."""
+
+    def __init__(self, broker: EmbeddedBroker, workdir: Path) -> None:
+        self.name = "stateful_faust"
+        self.prefix = f"bench-{RUN}-{self.name}."
+        self.settings = WardflowSettings(broker_url=broker.url, topic_prefix=self.prefix, topic_partitions=PARTITIONS)
+        self.bootstrap = broker.bootstrap
+        self.web_port = free_port()
+        self.log_path = workdir / f"worker-{self.name}.log"
+        self.command = [
+            sys.executable, str(ROOT / "bench" / "stateful_faust.py"), "--broker-url", broker.url,
+            "--app-id", f"bench-{RUN}-{self.name}", "--topics", ",".join(input_topic_names(self.settings)),
+            "--partitions", str(PARTITIONS), "--web-port", str(self.web_port),
+            "--datadir", str(workdir / f"data-{self.name}"),
+            "--fetch-max-wait-ms", str(self.settings.broker_fetch_max_wait_ms),
+            "--commit-interval-s", str(self.settings.commit_interval_s),
+            "--session-timeout-s", str(self.settings.broker_session_timeout_s),
+            "--rebalance-timeout-s", str(self.settings.broker_rebalance_timeout_s),
+            "--heartbeat-interval-s", str(self.settings.broker_heartbeat_interval_s)]
+        self.worker: WorkerProcess | None = None
+        self.ready_s: float | None = None
+
+    def processed(self) -> float:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/processed/", timeout=2) as resp:
+                return float(orjson.loads(resp.read())["processed"])
+        except OSError:
+            return 0.0
+
+
+def run_stateful_faust(broker: EmbeddedBroker, workdir: Path, events: list[SimEvent], *, timeout_s: float,
+                       warm: Sequence[SimEvent] = ()) -> dict:
+    phase = StatefulFaustPhase(broker, workdir)
+    asyncio.run(create_topics(phase.bootstrap, input_topic_names(phase.settings), PARTITIONS))
+    asyncio.run(produce_all(phase.bootstrap, [(phase.prefix + e.topic, e.key, e.value) for e in [*warm, *events]]))
+    say(f"{phase.name}: {len(warm)} warm-up + {len(events)} events pre-produced; starting the Faust agent")
+    phase.worker = WorkerProcess(env={}, log_path=phase.log_path, command=phase.command).start()
+    try:
+        phase.ready_s = phase.worker.wait_ready(120)
+        say(f"{phase.name}: agent ready after {phase.ready_s:.1f}s")
+        result = measure_sustained(phase, len(events), timeout_s, len(warm))
+    finally:
+        phase.worker.stop()
+        errors = phase.worker.errors()
+        if errors:
+            say(f"{phase.name}: {len(errors)} ERROR/Traceback lines in {phase.log_path}: {errors[:3]}")
+    result.update({"agent": "one Faust table increment per event (bench/stateful_faust.py)",
+                   "worker_ready_s": round(phase.ready_s or 0, 1), "partitions": PARTITIONS,
+                   "broker_fetch_max_wait_ms": phase.settings.broker_fetch_max_wait_ms,
+                   "commit_interval_s": phase.settings.commit_interval_s,
+                   "mix": dict(Counter(e.topic for e in events))})
+    return result
+
+
+def worker_settings() -> dict:
+    """The worker's batch and checkpoint settings (defaults plus WARDFLOW_ variables), by name."""
+    settings = WardflowSettings()
+    words = ("batch", "checkpoint", "commit", "fetch_max_wait", "max_wait")
+    return {name: getattr(settings, name) for name in sorted(WardflowSettings.model_fields)
+            if any(w in name for w in words)}
+
+
 def run_sustained(name: str, broker: EmbeddedBroker, workdir: Path, events: list[SimEvent], *,
-                  model_path: Path | None, timeout_s: float, warm: list[SimEvent] = ()) -> dict:
+                  model_path: Path | None, timeout_s: float, warm: Sequence[SimEvent] = ()) -> dict:
     phase = Phase(name, broker, workdir, model_path=model_path)
     phase.create_topics()
     phase.produce([*warm, *events])
@@ -378,12 +456,26 @@ def main() -> int:
                                                     [(mix[i % k].key, mix[i % k].value) for i in range(n_ceil)]))
             say(f"ceiling: {result['ceiling']['messages_per_s']} msg/s")
 
+            # the same backlog cycled to at least 5,000 events (like the ceiling's): the agent drains 1,000
+            # in well under a second, too short for the 0.2 s polls to time it
+            faust_events = [mix[i % k] for i in range(max(5 * k, 5000))]
+            say(f"stateful_faust: {len(faust_events)} events")
+            result["stateful_faust"] = run_stateful_faust(broker, workdir, faust_events, timeout_s=240, warm=mix_warm)
+            faust_rate, ceil_rate = result["stateful_faust"].get("events_per_s"), result["ceiling"].get("messages_per_s")
+            if faust_rate and ceil_rate:
+                result["stateful_faust"]["ratio_to_ceiling"] = round(faust_rate / ceil_rate, 3)
+            say(f"stateful_faust: {faust_rate} events/s")
+
             say(f"mix: {k} events")
             result["mix"] = run_sustained("mix", broker, workdir, mix, model_path=None, timeout_s=240, warm=mix_warm)
-            rate, ceil_rate = result["mix"].get("events_per_s"), result["ceiling"].get("messages_per_s")
+            result["mix"]["worker_settings"] = worker_settings()
+            rate = result["mix"].get("events_per_s")
             if rate and ceil_rate:
                 result["mix"]["ratio_to_ceiling"] = round(rate / ceil_rate, 3)
                 result["mix"]["meets_target_0_5"] = rate / ceil_rate >= 0.5
+            if rate and faust_rate:
+                result["mix"]["ratio_to_stateful_faust"] = round(rate / faust_rate, 3)
+                result["mix"]["meets_stateful_faust_target_0_5"] = rate / faust_rate >= 0.5
             say(f"mix: {rate} events/s")
 
             if (MODEL_DIR / "triage_config.json").exists():

@@ -34,8 +34,8 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from allocator.planning.model import load_instance, write_solution  # noqa: E402
-from allocator.planning.planner import DEFAULT_MOVES_PER_SECOND, plan  # noqa: E402
+from allocator.planning.model import load_instance, write_solution  # noqa: E402 - after bench/ is taken off sys.path
+from allocator.planning.planner import DEFAULT_MOVES_PER_SECOND, plan  # noqa: E402 - after bench/ is taken off sys.path
 
 DEFAULT_DATA = Path(os.environ.get("WARDFLOW_IHTC_DATA", "/work/shared/ihtc2024"))
 

@@ -28,13 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-import yaml  # noqa: E402
+import yaml  # noqa: E402 - after the repository root is put on sys.path
 
-from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.runner import WorkerProcess, settings_env  # noqa: E402
-from streams.sim_publish import publish  # noqa: E402
-from streams.simulator import HospitalSimulator, utc_hour  # noqa: E402
+from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402 - after the repository root is put on sys.path
+from streams.broker import EmbeddedBroker, free_port  # noqa: E402 - after the repository root is put on sys.path
+from streams.runner import WorkerProcess, settings_env  # noqa: E402 - after the repository root is put on sys.path
+from streams.sim_publish import publish  # noqa: E402 - after the repository root is put on sys.path
+from streams.simulator import HospitalSimulator, utc_hour  # noqa: E402 - after the repository root is put on sys.path
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "wardflow.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"

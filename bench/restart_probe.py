@@ -1,168 +1,215 @@
-"""Diagnostic probe (not a benchmark with a baseline): a restart after kill -9, phase by phase.
+"""Diagnostic probe: one restart after kill -9 on the embedded broker, phase by phase (JSON on stdout).
 
-Replays HOURS of the demo hospital (vitals included) through a worker on the embedded broker, waits
-until it has drained, kills it with SIGKILL, starts another, publishes one admission and prints:
-the phases of the restart from the new worker's log (settings, group join, changelog recovery,
-ready), seconds from the kill to that admission's decision, the worker's and the broker's CPU
-seconds during recovery, a plain aiokafka read of the same changelogs, the changelog records per
-table, and the group's committed offsets against the broker's listed end offsets. When the
-decision does not come within 45 s it prints the worker's metrics, a py-spy dump and keeps the log
-in /tmp/exp/stall.log. Extra `name=value` arguments are worker settings (WARDFLOW_NAME).
+Replays `--hours` of the demo hospital (vitals included) through a worker, waits until it has
+drained, kills it with SIGKILL, starts another, publishes one new admission and reports:
 
-    python bench/restart_probe.py [HOURS] [broker_session_timeout_s=4 ...]
+  phases_s            seconds from the new worker's first log line to its settings, group join(s),
+                      changelog recovery and readiness (from its log)
+  kill_to_decision_s  seconds from the kill to the new admission's decision (null: none within --wait-s)
+  recovery            wall and CPU seconds of the worker and the broker while the changelogs were read
+  plain_read_s        the same changelogs read by a plain aiokafka consumer, for comparison
+  changelog_records   records per changelog topic
+  offsets             committed offset against the broker's listed end offset for admissions, vitals
+                      and ordered (Tansu lists an end short of the last record when the last batch
+                      holds several)
 
-Findings of 2026-12-06 (see the issue 11 note): the join of a restarted worker waits half the
-session timeout on Tansu; recovery costs ~7 CPU-s for 50,000 changelog records (8.7 per event);
-Tansu lists a partition's end offset short of its last record when the last batch holds several
-(committed 357, listed 330..354, 357 records readable); about one restart in five the new worker
-never forwards the new admission (reproduced with session timeouts of 4 and 6 s).
+When the decision does not come, the worker's log is copied next to the JSON (`--keep-log`).
+This is a probe, not a benchmark with a baseline: run it before and after a change, on the same
+machine, and compare. Findings of 2026-12-06 are in the issue 11 note.
+
+    python bench/restart_probe.py [--hours 20] [--set broker_session_timeout_s=6 ...] [--keep-log FILE]
 """
-import asyncio, re, sys, tempfile, time, uuid, threading
-from datetime import datetime, timedelta, timezone
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-import orjson
-sys.path.insert(0, ".")
+
+import psutil
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
 from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals
-from streams.broker import EmbeddedBroker, free_port, create_topics
+from streams.app import input_topic_names, output_topic_names
+from streams.broker import EmbeddedBroker, create_topics, free_port
 from streams.kafka_io import produce_all, read_until
 from streams.runner import WorkerProcess, settings_env
-from streams.simulator import HospitalSimulator
-from streams.app import input_topic_names, output_topic_names
 from streams.settings import WardflowSettings
+from streams.simulator import HospitalSimulator
+from tests import events as ev
 
-hours = float(sys.argv[1]) if len(sys.argv) > 1 else 20
-extra = dict(a.split("=", 1) for a in sys.argv[2:])
-tmp = Path(tempfile.mkdtemp(prefix="exp-"))
-broker = EmbeddedBroker(log_path=tmp / "tansu.log").start()
-try:
-    run_id = f"x{uuid.uuid4().hex[:8]}"; prefix = run_id + "."
-    hospitals = load_hospitals(DEMO_HOSPITAL_PATH); h = next(iter(hospitals.values()))
-    start = datetime(2026, 11, 23, tzinfo=timezone.utc)
-    events = list(HospitalSimulator(h, seed=3, start=start, vitals=True).events(until=start + timedelta(hours=hours)))
-    s = WardflowSettings(broker_url=broker.url, topic_prefix=prefix, topic_partitions=4)
-    asyncio.run(create_topics(broker.bootstrap, input_topic_names(s) + output_topic_names(s), 4))
-    asyncio.run(produce_all(broker.bootstrap, [(prefix + e.topic, e.key, e.value) for e in events]))
-    env = settings_env(broker_url=broker.url, topic_prefix=prefix, app_id=f"wardflow-{run_id}", data_dir=tmp / "data",
-                       hospital_config=DEMO_HOSPITAL_PATH, metrics_port=free_port(), web_port=0, topic_partitions=4,
-                       allow_no_model=True, model_path=tmp / "no-model")
-    env.update({f"WARDFLOW_{k.upper()}": v for k, v in extra.items()})
-    log = tmp / "worker.log"
-    w = WorkerProcess(env=env, log_path=log).start(); w.wait_ready(90)
-    t0 = time.monotonic()
-    def n_dec(): return len(asyncio.run(read_until(broker.bootstrap, [prefix + "decisions"], lambda r: True, 10, settle_s=0.5)))
-    # wait until it drained: decisions count stable
+PARTITIONS = 4
+PHASES = [("settings", "effective settings"), ("worker_start", r"\[\^Worker\]: Starting"),
+          ("join_requested", r"\(Re-\)joining group"), ("joined", "Joined group"),
+          ("restoring", "Restoring state"), ("done_reading", "Done reading"), ("ready", r"\[\^Worker\]: Ready")]
+STAMP = re.compile(r"^\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\]?")
+
+
+def _stamps(log_text: str, pattern: str) -> list[float]:
+    out = []
+    for line in log_text.splitlines():
+        m = STAMP.match(line)
+        if m and re.search(pattern, line):
+            out.append(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
+    return out
+
+
+class CpuSampler:
+    """CPU seconds of the worker and the broker, sampled four times a second with wall-clock stamps."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.done = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            sample = {}
+            for name, proc in self.procs.items():
+                try:
+                    cpu = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                sample[name] = cpu.user + cpu.system
+            self.samples.append((time.time(), sample))
+            time.sleep(0.25)
+
+    def at(self, when: float, name: str) -> float:
+        value = 0.0
+        for stamp, sample in self.samples:
+            if stamp <= when and name in sample:
+                value = sample[name]
+        return value
+
+
+async def _changelog_facts(bootstrap: str, run_id: str, prefix: str, group: str) -> dict:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topics = [t for t in await consumer.topics() if run_id in t and t.endswith("-changelog")]
+        tps = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(tps)
+        per_topic: dict[str, int] = {}
+        for tp, end in ends.items():
+            name = tp.topic.rsplit(".", 1)[-1]
+            per_topic[name] = per_topic.get(name, 0) + end
+        consumer.assign(tps)
+        began, read = time.monotonic(), 0
+        while read < sum(ends.values()) and time.monotonic() - began < 60:
+            batch = await consumer.getmany(timeout_ms=1000)
+            read += sum(len(v) for v in batch.values())
+        plain_s = round(time.monotonic() - began, 2)
+    finally:
+        await consumer.stop()
+    grouped = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await grouped.start()
+    try:
+        watched = [TopicPartition(prefix + t, p) for t in ("admissions", "vitals", "ordered") for p in range(PARTITIONS)]
+        listed = await grouped.end_offsets(watched)
+        offsets = [{"topic": tp.topic, "partition": tp.partition, "committed": await grouped.committed(tp),
+                    "listed_end": listed[tp]} for tp in watched]
+    finally:
+        await grouped.stop()
+    return {"changelog_records": dict(sorted(per_topic.items(), key=lambda kv: -kv[1])), "plain_read_s": plain_s,
+            "plain_read_records": read, "offsets": [o for o in offsets if o["committed"] is not None]}
+
+
+def _drain(bootstrap: str, prefix: str) -> int:
+    """Wait until the decisions topic stops growing; returns how many decisions there are."""
     last = -1
     while True:
-        n = n_dec()
-        if n == last: break
-        last = n; time.sleep(2)
-    print(f"{len(events)} events -> {n} decisions in {time.monotonic()-t0:.1f}s", flush=True)
-    w.kill(); killed = time.monotonic(); mark = log.stat().st_size
-    w2 = WorkerProcess(env=env, log_path=log).start()
-    import os, subprocess
-    os.makedirs("/tmp/exp", exist_ok=True)
-    def cpu_sampler():
-        import psutil
-        procs = {"worker": psutil.Process(w2.process.pid), "tansu": psutil.Process(broker.process.pid) if hasattr(broker, "process") else None}
-        while w2.process.poll() is None and not done.is_set():
-            out = {}
-            for k, p in procs.items():
-                if p is None: continue
-                try: ct = p.cpu_times(); out[k] = ct.user + ct.system
-                except Exception: pass
-            samples.append((time.time(), out)); time.sleep(0.25)
-    def dumper():
-        while "Restoring state" not in log.read_bytes()[mark:].decode(errors="replace"):
-            time.sleep(0.1)
-        with open("/tmp/exp/dumps.txt", "w") as f:
-            for i in range(8):
-                time.sleep(0.7)
-                f.write(subprocess.run([".venv/bin/py-spy", "dump", "--nonblocking", "-p", str(w2.process.pid)], capture_output=True, text=True).stdout + "\n=====\n")
-    if os.environ.get("DUMP"): threading.Thread(target=dumper, daemon=True).start()
-    samples = []; done = threading.Event()
-    threading.Thread(target=cpu_sampler, daemon=True).start()
-    spy = subprocess.Popen([".venv/bin/py-spy", "record", "-r", "50", "-o", "/tmp/exp/prof.txt", "-f", "raw", "-d", "25", "-p", str(w2.process.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if os.environ.get("SPY") else None
-    # new event to trigger a decision after restart
-    from tests import events as ev
-    topic, body = ev.admission(h.hospital_id, "P-NEW", "E-NEW", sex="F", requested_unit="MEDICINE", event_id="after-restart")
-    body["occurred_at"] = (start + timedelta(hours=hours, minutes=1)).isoformat()
-    t, k, v = ev.encode(prefix, (topic, body))
-    asyncio.run(produce_all(broker.bootstrap, [(t, k, v)]))
-    asyncio.run(read_until(broker.bootstrap, [prefix + "decisions"], lambda rs: any(b"after-restart" in r.value for r in rs), 45))
-    total = time.monotonic() - killed
-    async def groupinfo():
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.structs import TopicPartition
-        c = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=f"wardflow-{run_id}", enable_auto_commit=False); await c.start()
-        try:
-            tps = [TopicPartition(prefix + t, p) for t in ("admissions", "vitals", "ordered") for p in range(4)]
-            end = await c.end_offsets(tps)
-            out = []
-            for tp in tps:
-                out.append((tp.topic[-10:], tp.partition, await c.committed(tp), end[tp]))
-            return out
-        finally: await c.stop()
-    info = asyncio.run(groupinfo()); print("committed vs end", info)
-    vit = [r for r in asyncio.run(read_until(broker.bootstrap, [prefix + "vitals"], lambda r: False, 4)) if r.partition == 0]
-    print("vitals[0] records read:", len(vit), "max offset", max(r.offset for r in vit))
-    if total > 40:
-        import urllib.request
-        mtext = urllib.request.urlopen(f"http://127.0.0.1:{env['WARDFLOW_METRICS_PORT']}/metrics").read().decode()
-        print("\n".join(l for l in mtext.splitlines() if l.startswith("wardflow_") and not l.endswith(" 0.0") and "bucket" not in l)[:3000])
+        n = len(asyncio.run(read_until(bootstrap, [prefix + "decisions"], lambda r: True, 10, settle_s=0.5)))
+        if n == last:
+            return n
+        last = n
+        time.sleep(2)
 
-        t1 = time.monotonic(); late = asyncio.run(read_until(broker.bootstrap, [prefix + "decisions"], lambda rs: any(b"after-restart" in r.value for r in rs), 20))
-        print("late decision after", round(time.monotonic() - killed, 1), any(b"after-restart" in r.value for r in late))
-        print("STALL; ordered has after-restart:", any(b"after-restart" in r.value for r in asyncio.run(read_until(broker.bootstrap, [prefix + "ordered"], lambda r: False, 5))))
-        print(subprocess.run([".venv/bin/py-spy", "dump", "-p", str(w2.process.pid)], capture_output=True, text=True).stdout[:6000])
-        import shutil; shutil.copy(log, "/tmp/exp/stall.log")
-    done.set()
-    text = log.read_bytes()[mark:].decode(errors="replace")
-    def ts(pat):
-        m = re.search(r"^\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\]?.*" + pat, text, re.M)
-        return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() if m else None
-    marks = {k: ts(p) for k, p in [("settings", "effective settings"), ("worker_start", r"\[\^Worker\]: Starting"),
-             ("rejoin", r"\(Re-\)joining group"), ("joined", "Joined group"), ("restoring", "Restoring state"),
-             ("done_reading", "Done reading"), ("ready", r"\[\^Worker\]: Ready")]}
-    base = marks["settings"]
-    print({k: round(v - base, 2) if v else None for k, v in marks.items()}, f"kill->decision {total:.2f}s")
-    def cpu_at(t, who):
-        best = None
-        for ts_, out in samples:
-            if ts_ <= t and who in out: best = out[who]
-        return best or 0.0
-    r0, r1 = marks["restoring"], marks["done_reading"]
-    print(f"recovery wall {r1-r0:.2f}s, worker cpu {cpu_at(r1,'worker')-cpu_at(r0,'worker'):.2f}s, tansu cpu {cpu_at(r1,'tansu')-cpu_at(r0,'tansu'):.2f}s")
-    w2.stop()
-    async def hw():
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.structs import TopicPartition
-        c = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap); await c.start()
-        try:
-            topics = [t for t in await c.topics() if run_id in t and "changelog" in t]
-            tps = [TopicPartition(t, p) for t in topics for p in range(4)]
-            end = await c.end_offsets(tps)
-            per = {}
-            for tp, o in end.items(): per[tp.topic.rsplit('.',1)[-1]] = per.get(tp.topic.rsplit('.',1)[-1], 0) + o
-            return per
-        finally: await c.stop()
-    async def plain(**kw):
-        from aiokafka import AIOKafkaConsumer
-        c = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, **kw); await c.start()
-        try:
-            topics = [t for t in await c.topics() if run_id in t and "changelog" in t]
-            from aiokafka.structs import TopicPartition
-            tps = [TopicPartition(t, p) for t in topics for p in range(4)]
-            c.assign(tps); end = await c.end_offsets(tps); want = sum(end.values())
-            t0 = time.monotonic(); n = 0; rounds = 0
-            while n < want:
-                got = await c.getmany(timeout_ms=1000, max_records=kw.get('max_poll_records') or 100000)
-                rounds += 1
-                n += sum(len(v) for v in got.values())
-                if time.monotonic() - t0 > 60: break
-            return n, rounds, round(time.monotonic() - t0, 2)
-        finally: await c.stop()
-    print("plain aiokafka", asyncio.run(plain()), asyncio.run(plain(fetch_max_wait_ms=50, max_poll_records=500)))
-    per = asyncio.run(hw()); print(sum(per.values()), sorted(per.items(), key=lambda x: -x[1]))
-    if spy: spy.wait()
-finally:
-    broker.stop()
+
+def probe(hours: float, overrides: dict[str, str], wait_s: float, keep_log: Path | None) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="wf-restart-probe-"))
+    broker = EmbeddedBroker(log_path=tmp / "tansu.log").start()
+    try:
+        run_id = f"x{uuid.uuid4().hex[:8]}"
+        prefix = run_id + "."
+        hospital = next(iter(load_hospitals(DEMO_HOSPITAL_PATH).values()))
+        start = datetime(2026, 11, 23, tzinfo=UTC)
+        events = list(HospitalSimulator(hospital, seed=3, start=start, vitals=True).events(
+            until=start + timedelta(hours=hours)))
+        settings = WardflowSettings(broker_url=broker.url, topic_prefix=prefix, topic_partitions=PARTITIONS)
+        asyncio.run(create_topics(broker.bootstrap, input_topic_names(settings) + output_topic_names(settings),
+                                  PARTITIONS))
+        asyncio.run(produce_all(broker.bootstrap, [(prefix + e.topic, e.key, e.value) for e in events]))
+        env = settings_env(broker_url=broker.url, topic_prefix=prefix, app_id=f"wardflow-{run_id}",
+                           data_dir=tmp / "data", hospital_config=DEMO_HOSPITAL_PATH, metrics_port=free_port(),
+                           web_port=0, topic_partitions=PARTITIONS, allow_no_model=True, model_path=tmp / "no-model")
+        env.update({f"WARDFLOW_{k.upper()}": v for k, v in overrides.items()})
+        log = tmp / "worker.log"
+        first = WorkerProcess(env=env, log_path=log).start()
+        first.wait_ready(90)
+        print(f"replaying {len(events)} events ...", file=sys.stderr)
+        decided = _drain(broker.bootstrap, prefix)
+        first.kill()
+        killed = time.monotonic()
+        mark = log.stat().st_size
+        second = WorkerProcess(env=env, log_path=log).start()
+        assert second.process is not None and broker.process is not None
+        cpu = CpuSampler({"worker": second.process.pid, "broker": broker.process.pid})
+        topic, body = ev.admission(hospital.hospital_id, "P-NEW", "E-NEW", sex="F", requested_unit="MEDICINE",
+                                   event_id="after-restart")
+        body["occurred_at"] = (start + timedelta(hours=hours, minutes=1)).isoformat()
+        asyncio.run(produce_all(broker.bootstrap, [ev.encode(prefix, (topic, body))]))
+        seen = asyncio.run(read_until(broker.bootstrap, [prefix + "decisions"],
+                                      lambda rs: any(b"after-restart" in (r.value or b"") for r in rs), wait_s))
+        decided_after = any(b"after-restart" in (r.value or b"") for r in seen)
+        kill_to_decision = round(time.monotonic() - killed, 2) if decided_after else None
+        cpu.done.set()
+        second.stop()
+        text = log.read_bytes()[mark:].decode(errors="replace")
+        stamps = {name: _stamps(text, pattern) for name, pattern in PHASES}
+        base = stamps["settings"][0]
+        phases = {name: [round(t - base, 2) for t in times] for name, times in stamps.items()}
+        recovery = {}
+        if stamps["restoring"] and stamps["done_reading"]:
+            r0, r1 = stamps["restoring"][-1], stamps["done_reading"][-1]
+            recovery = {"wall_s": round(r1 - r0, 2),
+                        "worker_cpu_s": round(cpu.at(r1, "worker") - cpu.at(r0, "worker"), 2),
+                        "broker_cpu_s": round(cpu.at(r1, "broker") - cpu.at(r0, "broker"), 2)}
+        if not decided_after and keep_log is not None:
+            shutil.copy(log, keep_log)
+        facts = asyncio.run(_changelog_facts(broker.bootstrap, run_id, prefix, f"wardflow-{run_id}"))
+        return {"hours": hours, "events": len(events), "decisions_before_kill": decided, "settings": overrides,
+                "phases_s": phases, "kill_to_decision_s": kill_to_decision, "recovery": recovery, **facts}
+    finally:
+        broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hours", type=float, default=20.0, help="simulated hours replayed before the kill (default 20)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a worker setting, e.g. broker_session_timeout_s=6 (repeatable)")
+    ap.add_argument("--wait-s", type=float, default=45.0, help="longest wait for the new admission's decision")
+    ap.add_argument("--keep-log", type=Path, help="copy the worker's log here when the decision does not come")
+    args = ap.parse_args()
+    try:
+        overrides = dict(item.split("=", 1) for item in args.set)
+    except ValueError:
+        ap.error("--set takes NAME=VALUE")
+    print(json.dumps(probe(args.hours, overrides, args.wait_s, args.keep_log), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@ Trained on the same training split; its temperatures are fitted on the same vali
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse
@@ -30,7 +30,7 @@ class TfidfBaseline:
         m = sparse.csr_matrix(meta_matrix((e.age, e.sex) for e in exs) * 3.0)
         return sparse.hstack([w, c, m]).tocsr()
 
-    def fit(self, train: Sequence[Example], validation: Sequence[Example] = ()) -> "TfidfBaseline":
+    def fit(self, train: Sequence[Example], validation: Sequence[Example] = ()) -> TfidfBaseline:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
@@ -51,7 +51,7 @@ class TfidfBaseline:
         self.unit = _Fitted(lr("newton-cg"), x, yu, len(lab.units))
         self.acuity = _Fitted(lr("newton-cg"), x, ya, len(lab.acuities))
         self.needs = []
-        for j, n in enumerate(lab.needs):
+        for n in lab.needs:
             y = np.array([int(n in e.needs) for e in train])
             self.needs.append(_Fitted(lr("liblinear"), x, y, 2))
         if validation:

@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from inference.settings import load_settings
+
 DEFAULT_OUT = Path("models/triage")
 DEFAULT_REPORTS = Path("reports/triage")
 
@@ -26,20 +28,11 @@ def _offline() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no spin-waiting on a shared CPU
 
 
-def _settings():
-    try:
-        from streams.settings import WardflowSettings
-
-        return WardflowSettings()
-    except Exception:  # noqa: BLE001 - settings are optional here
-        return None
-
-
 def _threads(args) -> int:
+    """--threads, else WARDFLOW_INFERENCE_THREADS (an invalid value is an error, not a default)."""
     if getattr(args, "threads", None):
         return int(args.threads)
-    s = _settings()
-    return int(getattr(s, "inference_threads", 2) or 2)
+    return load_settings().inference_threads
 
 
 def _load_examples(args):
@@ -149,9 +142,9 @@ def cmd_train_feedback(args) -> int:
 
 def cmd_evaluate(args) -> int:
     _offline()
+    from inference.config import load_config
     from inference.data import load_files
     from inference.evaluate import evaluate
-    from inference.config import load_config
 
     model = Path(args.model)
     labels = load_config(model).labels
@@ -209,14 +202,14 @@ def cmd_export(args) -> int:
 def cmd_predict(args) -> int:
     from inference import predict
 
-    s = _settings()
-    threshold = args.threshold if args.threshold is not None else float(getattr(s, "uncertainty_threshold", 0.6))
-    batch = args.batch_size or int(getattr(s, "inference_batch_size", 32) or 32)
-    model = Path(args.model) if args.model else Path(getattr(s, "model_path", DEFAULT_OUT / "int8"))
+    s = load_settings()
+    threshold = args.threshold if args.threshold is not None else s.uncertainty_threshold
+    batch = args.batch_size or s.inference_batch_size
+    model = Path(args.model) if args.model else s.model_path
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.provider == "cuda" else (
         ["CPUExecutionProvider"] if args.provider == "cpu" else None)
     ok, bad = predict.run(model, args.input, args.output, threads=_threads(args), uncertainty_threshold=threshold,
-                          batch_size=batch, providers=providers)
+                          batch_size=batch, providers=providers, policy=s.triage_policy_path)
     print(f"predicted {ok}, failed {bad}", file=sys.stderr)
     return 0
 

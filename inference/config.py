@@ -50,7 +50,7 @@ class TriageConfig:
         return p
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TriageConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TriageConfig:
         try:
             labels = LabelSet.from_dict(d["labels"])
             temps = {k: float(d.get("temperatures", {}).get(k, 1.0)) for k in ("unit", "acuity", "needs")}

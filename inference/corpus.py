@@ -22,9 +22,9 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from inference.presentations import PRESENTATIONS, Presentation
 
@@ -59,7 +59,7 @@ class ClinicalCase:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClinicalCase":
+    def from_dict(cls, d: dict) -> ClinicalCase:
         return cls(text=d["text"], age=float(d["age"]), sex=d["sex"], target_unit=d["target_unit"],
                    acuity=int(d["acuity"]), needs=tuple(d.get("needs") or ()),
                    weight_kg=d.get("weight_kg"), presentation=d.get("presentation", ""),
@@ -328,7 +328,8 @@ def render_vitals(v: Vitals, rng: random.Random, style: str, show_o2: bool) -> s
             }[k])
         else:
             items.append({
-                "hr": f"heart rate {v.hr}" + (" and irregular" if v.irregular else "") if _chance(rng, 0.5) else f"pulse {v.hr}" + (" irregularly irregular" if v.irregular else ""),
+                "hr": (f"heart rate {v.hr}" + (" and irregular" if v.irregular else "") if _chance(rng, 0.5)
+                       else f"pulse {v.hr}" + (" irregularly irregular" if v.irregular else "")),
                 "bp": f"blood pressure {v.sbp}/{v.dbp}",
                 "rr": f"respiratory rate {v.rr}",
                 "spo2": f"oxygen saturation {v.spo2}%" + (o2 if o2.strip() else " on room air"),
@@ -434,8 +435,13 @@ _KEYS = "qwertyuiopasdfghjklzxcvbnm"
 def _abbreviate(text: str, rng: random.Random, p: float) -> str:
     for pat, options in _ABBREV:
         if _chance(rng, p):
-            text = re.sub(pat, lambda m: _pick(rng, options), text, flags=re.IGNORECASE)
+            text = re.sub(pat, _picker(rng, options), text, flags=re.IGNORECASE)
     return text
+
+
+def _picker(rng: random.Random, options: Sequence[str]) -> Callable[[re.Match], str]:
+    """A replacement for `re.sub`: each match gets its own pick."""
+    return lambda _m: _pick(rng, options)
 
 
 def _typos(text: str, rng: random.Random, rate: float) -> str:
@@ -731,7 +737,8 @@ _GP_NAMES = ("Dr A. Okafor", "Dr J. Mitchell", "Dr S. Patel", "Dr R. Evans", "Dr
 def _t_ref_1(sc, rng):
     b = _clinical_bits(sc, rng, False)
     s = [_pick(rng, ("Dear Colleague,", "Dear Doctor,", "Dear Medical Registrar,", "Dear on-call team,")),
-         f"Thank you for seeing this {_long_intro(sc, rng)}" + (f" who is {b['preg']}" if b["preg"] else "") + f" who presented to the surgery today with {b['cc']}."]
+         f"Thank you for seeing this {_long_intro(sc, rng)}" + (f" who is {b['preg']}" if b["preg"] else "")
+         + f" who presented to the surgery today with {b['cc']}."]
     s += [_sentence(x) for x in b["key"] + b["hx"] + b["addons"]]
     if b["o2"]:
         s.append(_sentence(b["o2"]))
@@ -915,7 +922,7 @@ def _lay_bits(sc: Scenario, rng: random.Random) -> tuple[dict, list[str]]:
     if sc.pregnant_weeks is not None:
         t = _preg_text(sc, rng, "lay")
         extra.append(t if self_voice else t.replace("I'm", _fill("{Im}", v)).replace("I am", _fill("{Pr} {is}", v)))
-    for need, _, lay_text in [a for a in _ADDON_LOOKUP if a[1] in sc.addons]:
+    for _need, _, lay_text in [a for a in _ADDON_LOOKUP if a[1] in sc.addons]:
         extra.append(lay_text if self_voice else _third(lay_text, v))
     wt = _weight_text(sc, rng, "lay")
     if wt:
@@ -951,7 +958,6 @@ _LAY_NEG = {
 
 def _t_lay_1(sc, rng):
     info, bits = _lay_bits(sc, rng)
-    v = info["v"]
     if info["self"]:
         opener = _pick(rng, (f"I'm {int(sc.age)} and ", f"Hi, I'm a {int(sc.age)} year old {_person_noun(sc.age, sc.sex, rng)}. ",
                              "", f"{int(sc.age)}{sc.sex}. "))
@@ -1043,9 +1049,9 @@ _FILLER = ("Property left with relatives", "Next of kin informed and on the way"
 
 
 # ---- speech-to-text dictation (numbers as words, no punctuation, mis-heard terms)
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-         "seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 
 def _words(n: int, rng: random.Random) -> str:

@@ -20,9 +20,10 @@ import hashlib
 import io
 import json
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from inference.exceptions import ModelConfigError, TrainingDataError
 from inference.interface import MAX_AGE, VALID_SEXES
@@ -57,7 +58,7 @@ def fingerprint(examples: Sequence[Example], labels: LabelSet) -> str:
     return h.hexdigest()[:16]
 
 
-def from_cases(splits: dict[str, Sequence[Any]]) -> list[Example]:
+def from_cases(splits: Mapping[str, Sequence[Any]]) -> list[Example]:
     """Corpus `ClinicalCase`s, keyed by split, as examples."""
     out = []
     for split, cases in splits.items():
@@ -95,7 +96,7 @@ def _parse_needs(value: Any, where: dict) -> tuple[str, ...]:
 
 def parse_row(row: dict, labels: LabelSet, *, file: str, row_no: int) -> Example:
     """Validate one raw row (dict of field -> value) against the label set."""
-    where = {"file": file, "row": row_no}
+    where: dict[str, Any] = {"file": file, "row": row_no}
     for f in REQUIRED_FIELDS:
         if f not in row or (row[f] is None and f != "needs"):
             raise TrainingDataError("missing", **where, field=f)

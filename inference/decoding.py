@@ -21,8 +21,8 @@ numbers only (never the note).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from inference.exceptions import ModelConfigError
 from inference.interface import Reason
@@ -74,8 +74,8 @@ def adjusted_unit_probs(unit_p: Sequence[float], labels: LabelSet, age: float,
     k = units.index(d.paediatric_unit)
     if age < d.paediatric_age_below:
         keep = {d.icu_unit, d.discharge_unit, d.paediatric_unit}
-        merged = sum(x for u, x in zip(units, p) if u not in keep)
-        p = [x if u in keep else 0.0 for u, x in zip(units, p)]
+        merged = sum(x for u, x in zip(units, p, strict=True) if u not in keep)
+        p = [x if u in keep else 0.0 for u, x in zip(units, p, strict=True)]
         p[k] += merged
     else:
         p[k] = 0.0
@@ -173,7 +173,7 @@ def decode(unit_p: Sequence[float], acuity_p: Sequence[float], need_p: Sequence[
         reasons.append(Reason("consistency", f"Unit {units[ui]} instead of {model_unit} (most likely): "
                                              f"{_consistency_why(model_unit, int(levels[ai]), age, policy)}."))
 
-    needs = [n for n, x in zip(labels.needs, need_p) if float(x) >= need_threshold]
+    needs = [n for n, x in zip(labels.needs, need_p, strict=True) if float(x) >= need_threshold]
     for nf in needs_from_signals(sig, age, policy):
         if nf.need in labels.needs and nf.need not in needs:
             needs.append(nf.need)

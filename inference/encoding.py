@@ -7,7 +7,7 @@ graph's `meta` input means the same thing at training and serving time.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -13,8 +13,9 @@ Measures (each for the argmax and for the decoded prediction):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,8 @@ DEFAULT_HANDWRITTEN = Path(__file__).parent / "eval" / "handwritten_notes.jsonl"
 def _predict(probs: dict[str, np.ndarray], exs: Sequence[Example], labels: LabelSet, policy: TriagePolicy,
              threshold: float, decoded: bool, need_threshold: float) -> dict:
     units, levels = labels.units, labels.acuities
-    out = {"unit": [], "acuity": [], "needs": [], "uncertain": [], "conf": [], "raised": [], "reasons": []}
+    out: dict[str, list[Any]] = {"unit": [], "acuity": [], "needs": [], "uncertain": [], "conf": [], "raised": [],
+                                 "reasons": []}
     for i, e in enumerate(exs):
         up, ap = probs["unit"][i], probs["acuity"][i]
         npb = probs["needs"][i] if probs["needs"].size else np.zeros(0)
@@ -89,7 +91,7 @@ def system_metrics(probs: dict[str, np.ndarray], exs: Sequence[Example], labels:
     unit_ok = pu == yu
     pred_urgent = np.array([a in urgent_levels for a in pa], dtype=bool)
     pred_unit = [labels.units[i] for i in pu]
-    inconsistent = sum(1 for u, pu_ in zip(pred_unit, pred_urgent)
+    inconsistent = sum(1 for u, pu_ in zip(pred_unit, pred_urgent, strict=True)
                        if (u == disc and pu_) or (u == policy.decoding.icu_unit and not pu_))
     m: dict = {
         "n": n, "decoded": decoded, "threshold": threshold,
@@ -128,7 +130,7 @@ def system_metrics(probs: dict[str, np.ndarray], exs: Sequence[Example], labels:
     m["target_unit_accuracy"] = target_accuracy
     m["threshold_meeting_target"] = meets[0] if meets else None
     if list_misses:
-        m["under_triage_cases"] = [_case(exs[i], i, labels, probs, p, policy) for i in np.flatnonzero(under)]
+        m["under_triage_cases"] = [_case(exs[i], i, labels, probs, p, policy) for i in map(int, np.flatnonzero(under))]
     return m
 
 
@@ -138,7 +140,7 @@ def _case(e: Example, i: int, labels: LabelSet, probs: dict, p: dict, policy: Tr
     return {"id": e.group or f"row-{i + 1}", "true_unit": e.unit, "true_acuity": e.acuity,
             "predicted_unit": labels.units[p["unit"][i]], "predicted_acuity": int(p["acuity"][i]),
             "flagged_uncertain": bool(p["uncertain"][i]),
-            "acuity_probs": {str(a): round(float(x), 3) for a, x in zip(labels.acuities, probs["acuity"][i])},
+            "acuity_probs": {str(a): round(float(x), 3) for a, x in zip(labels.acuities, probs["acuity"][i], strict=True)},
             "unit_probs_top3": {labels.units[j]: round(float(up[j]), 3) for j in top},
             "reasons": p["reasons"][i]}
 

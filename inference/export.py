@@ -15,11 +15,12 @@ model.onnx, tokenizer.json and triage_config.json.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def sample_inputs(tok, texts: Sequence[str], ages: Sequence[float], sexes: Seque
                   batch_sizes: Sequence[int] = (1, 3, 8, 16)) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Real inputs of several batch sizes and sequence lengths."""
     ids = encode(tok, texts)
-    meta = meta_matrix(zip(ages, sexes))
+    meta = meta_matrix(zip(ages, sexes, strict=True))
     pid = pad_id_of(tok)
     out, start = [], 0
     for bs in batch_sizes:
@@ -79,7 +80,7 @@ def validate_onnx(onnx_path: Path, batches, references, tolerance: float = FP32_
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types
         raise ExportError(f"onnxruntime cannot load {onnx_path}: {type(exc).__name__}: {exc}") from None
     worst = {k: 0.0 for k in _NAME_OF}
-    for (x, m, meta), ref in zip(batches, references):
+    for (x, m, meta), ref in zip(batches, references, strict=True):
         got = run_logits(sess, x, m, meta)
         for k in _NAME_OF:
             if got[k].shape != ref[k].shape:
@@ -109,7 +110,7 @@ def export_onnx(net, onnx_path: Path, example) -> None:
             torch.onnx.export(net, (x, m, meta), str(onnx_path), input_names=list(INPUT_NAMES),
                               output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=17,
                               do_constant_folding=True, dynamo=False)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; one clear error
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from None
 
 
@@ -125,7 +126,7 @@ def optimize(onnx_in: Path, onnx_out: Path, num_heads: int, hidden_size: int) ->
         opt = optimize_model(str(onnx_in), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
                              opt_level=1, use_gpu=False)
         opt.save_model_to_file(str(onnx_out))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the optimizer raises many kinds; one clear error
         raise ExportError(f"transformer graph optimization failed: {type(exc).__name__}: {exc}") from None
     log.info("graph fusions: %s", {k: v for k, v in (opt.get_fused_operator_statistics() or {}).items() if v})
 
@@ -146,7 +147,7 @@ def quantize_int8(onnx_in: Path, onnx_out: Path) -> None:
                              reduce_range=True, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         finally:
             root.setLevel(level)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the quantizer raises many kinds; one clear error
         raise ExportError(f"int8 dynamic quantization failed: {type(exc).__name__}: {exc}") from None
 
 
@@ -170,10 +171,9 @@ def export_model(model_dir: Path, out_dir: Path, examples: Sequence[Example] = (
     t0 = time.monotonic()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     net, cfg = load_model(model_dir)
-    try:  # the classic attention pattern, which onnxruntime's optimizer fuses into Attention ops
+    # the classic attention pattern, which onnxruntime's optimizer fuses into Attention ops
+    with contextlib.suppress(AttributeError, ValueError):
         net.encoder.set_attn_implementation("eager")
-    except (AttributeError, ValueError):
-        pass
     tok = load_tokenizer(model_dir / "tokenizer.json", cfg.max_length)
     splits = by_split(examples) if examples else {"validation": [], "test": []}
     probe = (splits["test"] or splits["validation"])[:24]

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from inference.data import Example, write_jsonl
 from inference.exceptions import FeedbackDataError
@@ -115,7 +116,7 @@ def _timestamp(value: str) -> float:
         s = s[:-1] + "+00:00"
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
@@ -191,8 +192,8 @@ def parse_record(obj: Any, labels: LabelSet, *, file: str,
             _timestamp(str(at))
         except ValueError:
             bad("at", "must be an RFC 3339 date-time")
-    if issues:
-        return None, issues
+    if issues or not isinstance(text, str) or age is None or not isinstance(unit, str):
+        return None, issues  # each of these has its issue above
     prev = str(obj.get("previous_target_unit") or "").strip()
     corrected = obj.get("corrected")
     item = FeedbackItem(

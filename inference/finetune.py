@@ -23,29 +23,36 @@ split and on the feedback records.
 
 from __future__ import annotations
 
-import os
-
 import hashlib
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads crawl on a shared, busy CPU
 
-from inference.config import TriageConfig, load_config, result_settings  # noqa: E402
-from inference.data import Example, SPLITS, load_files  # noqa: E402
-from inference.exceptions import FeedbackDataError, InferenceError, ModelNotFoundError  # noqa: E402
-from inference.feedback import (FEEDBACK_DATA_FILE, FeedbackItem, FeedbackSet, items_fingerprint,  # noqa: E402
-                                latest_per_encounter, load_feedback, read_feedback_file, write_feedback)
-from inference.labels import LabelSet  # noqa: E402
+from inference.config import TriageConfig, load_config, result_settings
+from inference.data import SPLITS, Example, load_files
+from inference.exceptions import FeedbackDataError, InferenceError, ModelNotFoundError
+from inference.feedback import (
+    FEEDBACK_DATA_FILE,
+    FeedbackItem,
+    FeedbackSet,
+    items_fingerprint,
+    latest_per_encounter,
+    load_feedback,
+    read_feedback_file,
+    write_feedback,
+)
+from inference.labels import LabelSet
 
 log = logging.getLogger(__name__)
 

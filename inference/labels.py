@@ -42,7 +42,7 @@ class LabelSet:
         return {"units": list(self.units), "acuities": list(self.acuities), "needs": list(self.needs)}
 
     @classmethod
-    def from_dict(cls, d: Any) -> "LabelSet":
+    def from_dict(cls, d: Any) -> LabelSet:
         if not isinstance(d, dict):
             raise ModelConfigError("label set must be an object with 'units', 'acuities' and 'needs'")
         try:

@@ -11,15 +11,14 @@ A saved model directory (`save_model`) holds:
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads crawl on a shared, busy CPU
 
-import torch  # noqa: E402
+import torch
 from torch import nn
 
 from inference.config import TriageConfig, load_config
@@ -28,11 +27,13 @@ from inference.exceptions import ModelConfigError, ModelNotFoundError
 
 
 class TriageNet(nn.Module):
+    encoder: Any  # a Hugging Face model (BertModel): its config, embeddings and layers are read by name
+
     def __init__(self, encoder: nn.Module, n_units: int, n_acuities: int, n_needs: int,
                  meta_dim: int = META_DIM, dropout: float = 0.1) -> None:
         super().__init__()
         self.encoder = encoder
-        hidden = int(encoder.config.hidden_size)
+        hidden = int(self.encoder.config.hidden_size)
         self.meta_proj = nn.Sequential(nn.Linear(meta_dim, 32), nn.GELU())
         self.trunk = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden + 32, hidden), nn.GELU(), nn.Dropout(dropout))
         self.unit_head = nn.Linear(hidden, n_units)

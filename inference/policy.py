@@ -151,7 +151,7 @@ class Decoding(_M):
     paediatric_age_below: float = 16
 
     @model_validator(mode="after")
-    def _square(self) -> "Decoding":
+    def _square(self) -> Decoding:
         n = len(self.acuity_cost)
         if n < 2 or any(len(r) != n for r in self.acuity_cost):
             raise ValueError("acuity_cost must be a square matrix (rows = true level, columns = predicted)")
@@ -168,7 +168,7 @@ class TriagePolicy(_M):
     decoding: Decoding
 
     @model_validator(mode="after")
-    def _sources_known(self) -> "TriagePolicy":
+    def _sources_known(self) -> TriagePolicy:
         missing = sorted({s for s in _sources_used(self.safety) if s not in self.sources})
         if missing:
             raise ValueError(f"threshold sources not listed under 'sources': {', '.join(missing)}")

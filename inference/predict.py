@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from inference.interface import PredictionFailed, TriagePrediction, TriageRequest
 
@@ -40,13 +41,12 @@ def predict_stream(model, lines: Iterable[str]) -> Iterator[dict]:
     chunk: list[tuple[int, TriageRequest | PredictionFailed]] = []
 
     def flush() -> Iterator[dict]:
-        reqs = [(k, r) for k, r in enumerate(chunk) if isinstance(r[1], TriageRequest)]
-        preds = model.predict_batch([r[1] for _, r in reqs]) if reqs else []
-        out: list[TriagePrediction | PredictionFailed] = [r for _, r in chunk]  # type: ignore[misc]
-        for (k, _), p in zip(reqs, preds):
-            out[k] = p
-        for p in out:
-            yield p.to_dict()
+        reqs = [(k, r) for k, (_, r) in enumerate(chunk) if isinstance(r, TriageRequest)]
+        preds = model.predict_batch([r for _, r in reqs]) if reqs else []
+        predicted: dict[int, TriagePrediction | PredictionFailed] = {
+            k: p for (k, _), p in zip(reqs, preds, strict=True)}
+        for k, (_, r) in enumerate(chunk):
+            yield (predicted[k] if isinstance(r, TriageRequest) else r).to_dict()
 
     for n, line in enumerate(lines, start=1):
         if not line.strip():
@@ -71,12 +71,13 @@ def _open_out(path: str) -> IO[str]:
 
 
 def run(model_dir: Path, input_path: str, output_path: str, *, threads: int = 2,
-        uncertainty_threshold: float = 0.6, batch_size: int = 32, providers=None) -> tuple[int, int]:
-    """(predicted, failed) counts."""
+        uncertainty_threshold: float = 0.6, batch_size: int = 32, providers=None,
+        policy: Path | None = None) -> tuple[int, int]:
+    """(predicted, failed) counts; `policy`: the triage policy YAML (default: the packaged one)."""
     from inference.serving import OnnxTriageModel
 
     model = OnnxTriageModel.load(Path(model_dir), threads=threads, uncertainty_threshold=uncertainty_threshold,
-                                 providers=providers, batch_size=batch_size)
+                                 providers=providers, batch_size=batch_size, policy=policy)
     ok = bad = 0
     fin, fout = _open_in(input_path), _open_out(output_path)
     try:

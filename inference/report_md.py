@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from inference.labels import LabelSet
 
 
@@ -39,7 +42,7 @@ def _class_table(report: dict, names: list[str]) -> list[str]:
     return out
 
 
-_SERVED_ROWS = [("unit_macro_f1", "unit macro-F1", _f), ("unit_accuracy", "unit accuracy", _pct),
+_SERVED_ROWS: list[tuple[str, str, Callable[[Any], str]]] = [("unit_macro_f1", "unit macro-F1", _f), ("unit_accuracy", "unit accuracy", _pct),
                 ("acuity_exact", "acuity exact", _pct), ("acuity_within_one", "acuity within one", _pct),
                 ("under_triage_esi_1_2", "under-triage of true ESI 1-2", _pct),
                 ("under_triaged", "under-triaged ESI 1-2 (patients)", str),

@@ -64,10 +64,10 @@ def floors(sig: Signals, age: float, model_acuity: int | None, policy: TriagePol
         add("apnoea", 1, "apnoeic / not breathing", e1.apnoeic)
     if sig.bp_unrecordable and e1.bp_unrecordable.value:
         add("bp_unrecordable", 1, "BP not recordable", e1.bp_unrecordable)
-    if adult and sbp is not None and hr_hi is not None and sbp < e1.shock_systolic_below.value \
+    if adult and bp is not None and sbp is not None and hr_hi is not None and sbp < e1.shock_systolic_below.value \
             and hr_hi > e1.shock_heart_rate_above.value:
         add("shock", 1, f"BP {bp.show()} with HR {_g(hr_hi)}", e1.shock_systolic_below)
-    if not adult and sbp is not None:
+    if not adult and bp is not None and sbp is not None:
         limit = e1.paediatric_hypotension.systolic_limit(age)
         if limit is not None and sbp < limit:
             add("paediatric_hypotension", 1, f"BP {bp.show()} (below {_g(limit)} for age {_g(age)})",
@@ -97,7 +97,7 @@ def floors(sig: Signals, age: float, model_acuity: int | None, policy: TriagePol
             add("news2_resp_rate", 2, f"RR {_g(rr_hi)}", e2.adult_resp_rate_at_least)
         if rr_lo is not None and rr_lo <= e2.adult_resp_rate_at_most.value:
             add("news2_resp_rate", 2, f"RR {_g(rr_lo)}", e2.adult_resp_rate_at_most)
-        if sbp is not None and sbp <= e2.adult_systolic_at_most.value:
+        if bp is not None and sbp is not None and sbp <= e2.adult_systolic_at_most.value:
             add("news2_systolic", 2, f"BP {bp.show()}", e2.adult_systolic_at_most)
         if hr_hi is not None and hr_hi >= e2.adult_heart_rate_at_least.value:
             add("news2_heart_rate", 2, f"HR {_g(hr_hi)}", e2.adult_heart_rate_at_least)

@@ -13,8 +13,8 @@ otherwise; intra-op threads from the caller (settings.inference_threads).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -87,7 +87,7 @@ class OnnxTriageModel:
     @classmethod
     def load(cls, model_dir: Path, *, threads: int = 2, uncertainty_threshold: float = 0.6,
              providers: Sequence[str] | None = None, batch_size: int = 32,
-             policy: TriagePolicy | Path | None = None) -> "OnnxTriageModel":
+             policy: TriagePolicy | Path | None = None) -> OnnxTriageModel:
         """`policy`: the triage policy (decoding costs, safety thresholds) or its YAML path; default the
         packaged `inference/triage_policy.yaml`."""
         model_dir = Path(model_dir)
@@ -113,7 +113,7 @@ class OnnxTriageModel:
             for t in texts:
                 try:
                     out.append(self.tokenizer.encode(t).ids)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - this text alone fails (tokenizers raises plain Exception)
                     out.append(None)
             return out
 
@@ -136,11 +136,12 @@ class OnnxTriageModel:
         return out
 
     def logits(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str], **kw) -> dict[str, np.ndarray]:
-        ids = self.tokenize(texts)
-        if any(x is None for x in ids):
+        tokenized = self.tokenize(texts)
+        ids = [x for x in tokenized if x is not None]
+        if len(ids) != len(tokenized):
             raise ModelConfigError("the tokenizer failed on at least one text")
-        meta = np.asarray([meta_vector(a, s) for a, s in zip(ages, sexes)], dtype=np.float32)
-        return self.logits_from_ids(ids, meta, **kw)  # type: ignore[arg-type]
+        meta = np.asarray([meta_vector(a, s) for a, s in zip(ages, sexes, strict=True)], dtype=np.float32)
+        return self.logits_from_ids(ids, meta, **kw)
 
     def calibrate(self, logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t = self.config.temperatures
@@ -160,7 +161,7 @@ class OnnxTriageModel:
         ids_all = self.tokenize([requests[i].text for i in ok]) if ok else []
         good: list[int] = []
         ids: list[list[int]] = []
-        for i, x in zip(ok, ids_all):
+        for i, x in zip(ok, ids_all, strict=True):
             if x is None or len(x) == 0:
                 results[i] = PredictionFailed(requests[i].id, "tokenizer_error", "field 'text' could not be tokenized")
             else:
@@ -176,7 +177,10 @@ class OnnxTriageModel:
                     except Exception:  # noqa: BLE001 - never an unchecked prediction; this request fails alone
                         results[i] = PredictionFailed(requests[i].id, "safety_check_failed",
                                                       "the safety layer could not read field 'text'")
-        return results  # type: ignore[return-value]
+        done = [r for r in results if r is not None]
+        if len(done) != len(requests):  # every branch above answers its request
+            raise RuntimeError("a triage request was left without a result")
+        return done
 
     def _probs_isolating_failures(self, ids, meta, good, requests, results) -> dict[str, np.ndarray]:
         try:
@@ -186,7 +190,7 @@ class OnnxTriageModel:
             for j, i in enumerate(good):
                 try:
                     p = self.calibrate(self.logits_from_ids([ids[j]], meta[j:j + 1]))
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - this request alone fails, reported as inference_error
                     results[i] = PredictionFailed(requests[i].id, "inference_error",
                                                   "the model could not score this request (field 'text')")
                     p = {"unit": np.full((1, len(self._units)), np.nan),
@@ -199,9 +203,9 @@ class OnnxTriageModel:
     def _prediction(self, req: TriageRequest, p: dict[str, np.ndarray]) -> TriagePrediction:
         """Model probabilities -> the decoded, safety-checked prediction (`inference.decoding`)."""
         up, ap, npb = p["unit"], p["acuity"], p["needs"]
-        unit_probs = {u: round(float(x), 6) for u, x in zip(self._units, up)}
-        acuity_probs = {a: round(float(x), 6) for a, x in zip(self._acuity_keys, ap)}
-        need_probs = {n: round(float(x), 6) for n, x in zip(self._needs, npb)}
+        unit_probs = {u: round(float(x), 6) for u, x in zip(self._units, up, strict=True)}
+        acuity_probs = {a: round(float(x), 6) for a, x in zip(self._acuity_keys, ap, strict=True)}
+        need_probs = {n: round(float(x), 6) for n, x in zip(self._needs, npb, strict=True)}
         d = decode(up.tolist(), ap.tolist(), npb.tolist(), self.config.labels, age=float(req.age), text=req.text,
                    policy=self.policy, threshold=self.uncertainty_threshold,
                    need_threshold=self.config.need_threshold)

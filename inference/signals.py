@@ -167,8 +167,8 @@ def _kw(kw: str) -> re.Pattern:
 
 
 _SPO2 = _kw(_SPO2_KW)
-_SPO2_BARE = re.compile(rf"(?<![\w/.])(?P<a>\d{{2,3}})\s*%\s*(?P<ctx>(?:on\s+|in\s+)?(?:ra\b|r/a\b|room\s+air|air\b|"
-                        rf"\d{{1,2}}\s*l\b|o2\b|oxygen\b|nrb\b|high[- ]flow|hfno\b|niv\b|cpap\b))", _I)
+_SPO2_BARE = re.compile(r"(?<![\w/.])(?P<a>\d{2,3})\s*%\s*(?P<ctx>(?:on\s+|in\s+)?(?:ra\b|r/a\b|room\s+air|air\b|"
+                        r"\d{1,2}\s*l\b|o2\b|oxygen\b|nrb\b|high[- ]flow|hfno\b|niv\b|cpap\b))", _I)
 _HR = _kw(_HR_KW)
 _RR = _kw(_RR_KW)
 _TEMP = re.compile(rf"(?<![\w/]){_TEMP_KW}(?![a-z]){GAP}{VAL}(?P<unit>\s*°?\s*(?:c|f)\b|\s*°)?{AFTER_NUM}", _I)
@@ -250,7 +250,7 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
 }
 
 
-def _value(m: re.Match, *, decade_width: float = 10.0) -> tuple[float, float]:
+def _value(m: re.Match | _FakeDecade, *, decade_width: float = 10.0) -> tuple[float, float]:
     a = float(m.group("a"))
     b = m.groupdict().get("b")
     if b is not None and float(b) >= a:  # "88-90"; "32 - 2 syncopal episodes" is a list, not a range
@@ -317,9 +317,10 @@ class _Collector:
         self.values[sign].append(value)
 
 
-_UNIT_W = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                                        "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
-_TENS_W = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i >= 2}
+_UNIT_W = {w: i for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                                        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+                                        "eighteen", "nineteen"])}
+_TENS_W = {w: 10 * i for i, w in enumerate(["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]) if i >= 2}
 _NUM_WORD = re.compile(r"\b(?:" + "|".join(list(_UNIT_W) + list(_TENS_W)) + r")\b", _I)
 
 
@@ -351,6 +352,8 @@ def _spoken_number(ws: list[str], i: int) -> tuple[str, int] | None:
     elif w in ("one", "two") and i + 1 < len(ws) and (ws[i + 1] in _TENS_W or
                                                       (ws[i + 1] in _UNIT_W and _UNIT_W[ws[i + 1]] >= 10)):
         rest = _two_digit(ws, i + 1)
+        if rest is None:
+            return None
         val, n = (100 if w == "one" else 200) + rest[0], 1 + rest[1]
     else:
         r = _two_digit(ws, i)
@@ -360,7 +363,7 @@ def _spoken_number(ws: list[str], i: int) -> tuple[str, int] | None:
     out = str(val)
     k = i + n
     if k + 1 < len(ws) and ws[k] == "point" and ws[k + 1] in _UNIT_W and _UNIT_W[ws[k + 1]] < 10:
-        digits = []
+        digits: list[str] = []
         k += 1
         while k < len(ws) and ws[k] in _UNIT_W and _UNIT_W[ws[k]] < 10 and len(digits) < 2:
             digits.append(str(_UNIT_W[ws[k]]))
@@ -449,7 +452,7 @@ def _read_spo2(t: str, c: _Collector) -> None:
         if not c.plausible("spo2", v, v, f"{v:g}%"):
             continue
         ctx = m.group("ctx")
-        on_o2 = False if _AIR.search(ctx) else True
+        on_o2 = not _AIR.search(ctx)
         c.add("spo2", SpO2(v, v, on_o2), m.start("a"))
 
 

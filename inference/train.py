@@ -6,23 +6,23 @@ tokens; the saved config tells serving to read up to `max_length` (256).
 
 from __future__ import annotations
 
-import os
-
 import copy
 import hashlib
 import json
 import logging
 import math
+import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads crawl on a shared, busy CPU
 
-import torch  # noqa: E402
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -165,7 +165,7 @@ def fit_temperatures(logits: dict[str, np.ndarray], t: Tensors) -> dict[str, flo
             "needs": fit_temperature_sigmoid(logits["needs"], t.needs)}
 
 
-def _next_eval(step: int, total: int, settings: "TrainSettings") -> int:
+def _next_eval(step: int, total: int, settings: TrainSettings) -> int:
     """Validation checks at evenly spaced points of the (planned) schedule, from its first third."""
     n = max(1, settings.evals_per_epoch * settings.epochs)
     points = [max(1, round(total * (k + 1) / n)) for k in range(n)]

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import faust
 
 from allocator.hospital import Hospital, load_hospitals
+from inference.interface import TriageModel
 from streams.contract import INPUT_MODELS, DeadLetter, encode_output
+from streams.exceptions import ModelMissingError
 from streams.faust_transport import drain_changelog, tuned_app_class
 from streams.handlers import HandlerContext
 from streams.kafka_security import faust_credentials
@@ -26,12 +28,10 @@ from streams.metrics import WorkerMetrics
 from streams.positions import OrderedPositions
 from streams.processor import EventProcessor, RawMessage
 from streams.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
-from streams.triage import read_prediction
-from streams.views import beds_snapshot, capacity_snapshot
-from inference.interface import TriageModel
-from streams.exceptions import ModelMissingError
 from streams.settings import WardflowSettings
 from streams.state import TABLE_TYPES
+from streams.triage import read_prediction
+from streams.views import beds_snapshot, capacity_snapshot
 from streams.windowed import ARRIVALS_WINDOW, OCCUPANCY_WINDOW, PAGES_WINDOW
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
                            batch_size=settings.inference_batch_size,
                            max_wait_s=settings.sequencer_max_wait_ms / 1000, metrics=metrics, limits=limits)
 
-    app.held_messages = stage.held_messages  # type: ignore[attr-defined]  # read by the consumer's wait_empty
+    app.held_messages = stage.held_messages  # read by the consumer's wait_empty
     @app.agent(inputs, concurrency=1, name=f"{settings.topic_prefix}sequencer")
     async def sequencer(stream: faust.StreamT) -> None:
         """Input topics -> one event-time-ordered topic per hospital partition (no tables here)."""

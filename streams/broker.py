@@ -19,6 +19,9 @@ from pathlib import Path
 
 from streams.exceptions import BrokerError
 from streams.runner import stop_process_group
+from streams.topics import create_topics
+
+__all__ = ["EmbeddedBroker", "broker_binary", "create_topics", "embedded_broker", "free_port", "wait_until_ready"]
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +95,11 @@ class EmbeddedBroker:
     def url(self) -> str:
         return f"kafka://{self.bootstrap}"
 
-    def start(self, timeout_s: float = 20.0) -> "EmbeddedBroker":
+    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         if self.port == 0:
             self.port = free_port(self.host)
         binary = broker_binary()
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self.process = subprocess.Popen(
             [binary, "broker",
@@ -130,31 +133,3 @@ def embedded_broker(log_path: Path | None = None) -> Iterator[EmbeddedBroker]:
         yield broker
     finally:
         broker.stop()
-
-
-async def create_topics(bootstrap: str, names: list[str], partitions: int, replicas: int = 1,
-                        **client: object) -> list[str]:
-    """Create the topics that do not exist yet and check every one has `partitions` partitions.
-
-    One hospital's events must land on the same partition number of every topic (the worker's
-    tables and its event-time merge depend on it), so a topic created elsewhere with another
-    partition count is refused with a message saying which and how to fix it.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if missing:
-            await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=replicas) for n in missing])
-        described = await admin.describe_topics(names)
-        wrong = {t["topic"]: len(t["partitions"]) for t in described if len(t["partitions"]) != partitions}
-        if wrong:
-            listing = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
-            raise BrokerError(f"topics must all have {partitions} partitions (setting topic_partitions) so that a "
-                              f"hospital's events share a partition: {listing}; recreate them or change the setting")
-        return missing
-    finally:
-        await admin.close()

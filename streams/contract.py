@@ -9,11 +9,20 @@ Errors never carry input values (`hide_input_in_errors`): free text is PHI.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 TIMESTAMP_EXAMPLE = "2026-11-24T08:15:00+00:00"
@@ -59,53 +68,49 @@ Timestamp = Annotated[
 
 
 def _text(max_length: int, *, required: bool = True, description: str | None = None) -> Any:
-    """A strict string; `required` ones must hold a non-blank character (after stripping)."""
-    extra = {"pattern": r"\S"} if required else None
-    return Annotated[
-        str,
-        Field(
-            strict=True,
-            min_length=1 if required else 0,
-            max_length=max_length,
-            description=description,
-            json_schema_extra=extra,
-        ),
-    ]
+    """A strict string (`Annotated[str, _text(...)]`); `required` ones must hold a non-blank
+    character (after stripping)."""
+    extra: dict[str, JsonValue] | None = {"pattern": r"\S"} if required else None
+    return Field(
+        strict=True,
+        min_length=1 if required else 0,
+        max_length=max_length,
+        description=description,
+        json_schema_extra=extra,
+    )
 
 
 def _number(ge: float, le: float, description: str) -> Any:
-    """A strict number (ints welcome, bools and numeric strings refused) within [ge, le]."""
-    return Annotated[
-        float, Field(strict=True, ge=ge, le=le, allow_inf_nan=False, description=description)
-    ]
+    """A strict number (`Annotated[float, _number(...)]`: ints welcome, bools and numeric strings
+    refused) within [ge, le]."""
+    return Field(strict=True, ge=ge, le=le, allow_inf_nan=False, description=description)
 
 
-def _choice(*values: str) -> Any:
-    return Annotated[Literal[values], BeforeValidator(_strip)]  # type: ignore[valid-type]
+_CHOICE = BeforeValidator(_strip)  # `Annotated[Literal[...], _CHOICE]`: surrounding blanks are forgiven
 
 
-Id = _text(200)
-EventId = _text(200, description="Unique id of the event; a repeat is a no-op")
-HospitalId = _text(100, description="Hospital; also the Kafka key")
-ClinicalText = _text(20_000, description="Chief complaint, triage or admission note (PHI)")
-Note = _text(1_000, required=False)
-OverrideReason = _text(5_000, required=False)
+Id = Annotated[str, _text(200)]
+EventId = Annotated[str, _text(200, description="Unique id of the event; a repeat is a no-op")]
+HospitalId = Annotated[str, _text(100, description="Hospital; also the Kafka key")]
+ClinicalText = Annotated[str, _text(20_000, description="Chief complaint, triage or admission note (PHI)")]
+Note = Annotated[str, _text(1_000, required=False)]
+OverrideReason = Annotated[str, _text(5_000, required=False)]
 Flag = Annotated[bool, Field(strict=True)]
 # An optional flag: absent or null both mean false (the contract's rule for optional fields).
 OptionalFlag = Annotated[bool, BeforeValidator(lambda v: False if v is None else v), Field(strict=True),
                          WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "null"}]})]
-Sex = _choice("F", "M", "X")
-Arrival = _choice("ambulance", "walk_in", "referral", "transfer")
-Consciousness = _choice("A", "C", "V", "P", "U")
-BedStatus = _choice("clean", "dirty", "cleaning", "blocked", "closed")
-Action = _choice("confirm", "reassign", "reject")
-Age = _number(0, 125, "Age in years; 0.5 for six months")
-WeightKg = _number(0.3, 500, "Weight in kg")
-RespRate = _number(0, 80, "Respiration rate, breaths/min")
-SpO2 = _number(0, 100, "Oxygen saturation, %")
-SystolicBp = _number(20, 300, "Systolic blood pressure, mmHg")
-HeartRate = _number(0, 300, "Heart rate, beats/min")
-TemperatureC = _number(25, 45, "Temperature, degrees Celsius")
+Sex = Annotated[Literal["F", "M", "X"], _CHOICE]
+Arrival = Annotated[Literal["ambulance", "walk_in", "referral", "transfer"], _CHOICE]
+Consciousness = Annotated[Literal["A", "C", "V", "P", "U"], _CHOICE]
+BedStatus = Annotated[Literal["clean", "dirty", "cleaning", "blocked", "closed"], _CHOICE]
+Action = Annotated[Literal["confirm", "reassign", "reject"], _CHOICE]
+Age = Annotated[float, _number(0, 125, "Age in years; 0.5 for six months")]
+WeightKg = Annotated[float, _number(0.3, 500, "Weight in kg")]
+RespRate = Annotated[float, _number(0, 80, "Respiration rate, breaths/min")]
+SpO2 = Annotated[float, _number(0, 100, "Oxygen saturation, %")]
+SystolicBp = Annotated[float, _number(20, 300, "Systolic blood pressure, mmHg")]
+HeartRate = Annotated[float, _number(0, 300, "Heart rate, beats/min")]
+TemperatureC = Annotated[float, _number(25, 45, "Temperature, degrees Celsius")]
 
 
 class _Model(BaseModel):
@@ -228,7 +233,7 @@ class PageAck(InputEvent):
     clinician_id: Id
 
 
-CancelKind = _choice("admission", "transfer", "discharge")
+CancelKind = Annotated[Literal["admission", "transfer", "discharge"], _CHOICE]
 
 
 class Cancellation(InputEvent):
@@ -411,4 +416,4 @@ def encode_output(model: BaseModel) -> bytes:
 
 def utcnow() -> datetime:
     """Aware 'now' for `created_at` / `received_at` (a naive one is refused)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

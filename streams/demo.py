@@ -14,7 +14,7 @@ import logging
 import signal
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -23,13 +23,13 @@ from rich.console import Console
 from rich.live import Live
 
 from allocator.hospital import load_hospitals
+from streams import paging_report
 from streams.app import input_topic_names, load_model, output_topic_names
 from streams.broker import EmbeddedBroker, create_topics, free_port
 from streams.demo_plots import DemoHistory, write_plots
 from streams.demo_view import DemoFigures, describe_decision, render, scrape
 from streams.runner import WorkerProcess, settings_env
 from streams.settings import WardflowSettings, settings_from_args
-from streams import paging_report
 from streams.sim_publish import publish
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     hospital = next(iter(load_hospitals(settings.hospital_config).values()))
     # The simulated day ends now: a day played fast from now on would be dated ahead of the broker's
     # clock, and the worker refuses events from the future (future_event).
-    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=args.days)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=args.days)
     clinical = settings.clinical_config()
     # The day and its clinicians in event time: they read each page a few simulated minutes after it goes out and
     # acknowledge it then (a share of acks lost), and repeat a suspect set when asked. Run once in memory, so their
@@ -130,11 +130,11 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     legacy = await asyncio.to_thread(
         paging_report.run, hospital, seed=args.seed, start=start, days=args.days, clinical=clinical,
         ack_loss_rate=args.ack_loss_rate, malformed_rate=DEMO_MALFORMED_RATE, legacy=True)
-    live = paging_report.RunResult(sent=paging_sent, scores=closed_loop.scores, truth=closed_loop.truth,
-                                   occupied_bed_days=closed_loop.occupied_bed_days, until=closed_loop.until,
-                                   acks_sent=closed_loop.acks_sent, acks_lost=closed_loop.acks_lost,
-                                   repeats=closed_loop.repeats, dead_letters=figures.dead_letters_by_code)
-    report = paging_report.compare(live, legacy, hospital=hospital, seed=args.seed, start=start, days=args.days,
+    live_run = paging_report.RunResult(sent=paging_sent, scores=closed_loop.scores, truth=closed_loop.truth,
+                                       occupied_bed_days=closed_loop.occupied_bed_days, until=closed_loop.until,
+                                       acks_sent=closed_loop.acks_sent, acks_lost=closed_loop.acks_lost,
+                                       repeats=closed_loop.repeats, dead_letters=figures.dead_letters_by_code)
+    report = paging_report.compare(live_run, legacy, hospital=hospital, seed=args.seed, start=start, days=args.days,
                                    clinical=clinical, ack_loss_rate=args.ack_loss_rate,
                                    malformed_rate=DEMO_MALFORMED_RATE, source="the live worker on the broker")
     return {

@@ -65,7 +65,8 @@ def write_plots(history: DemoHistory, stem: Path) -> list[Path] | str:
     units = sorted({u for _, occ in history.occupancy for u in occ})
     fig, ax = plt.subplots(figsize=(11, 5.5))
     for unit in units:
-        ax.plot(times, [100 * occ.get(unit, float("nan")) for _, occ in history.occupancy], label=unit, linewidth=1.2)
+        ax.plot(times, [100 * occ.get(unit, float("nan")) for _, occ in history.occupancy],  # type: ignore[arg-type]  # matplotlib plots datetimes through its unit converters; its stubs leave them out
+                label=unit, linewidth=1.2)
     ax.set_title("Occupancy per unit (occupied or held beds), simulated day")
     ax.set_ylabel("% of the unit's beds")
     ax.set_ylim(0, 105)

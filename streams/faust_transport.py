@@ -202,7 +202,8 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
 
         def release_held_partitions(self) -> None:
             """Start fetching the stream partitions held back during the rebalance (still assigned ones)."""
-            held, self._held = getattr(self, "_held", set()), set()
+            held: set[Any] = getattr(self, "_held", set())
+            self._held = set()
             log.info("rebalance ended: releasing %d held stream partitions (%d still assigned)", len(held),
                      len(held & set(self.assignment())))
             if held:

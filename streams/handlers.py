@@ -18,8 +18,18 @@ from allocator.placement import Assignment, BedSnapshot, NoBed, PatientToPlace
 from allocator.waiting import WaitingPatient
 from streams import capacity, clinical, windowed
 from streams.clinical import ClinicalConfig
-from streams.contract import (Admission, BedStatusChange, Cancellation, Discharge, InputEvent, Override, PageAck, Swap,
-                              Transfer, Vitals)
+from streams.contract import (
+    Admission,
+    BedStatusChange,
+    Cancellation,
+    Discharge,
+    InputEvent,
+    Override,
+    PageAck,
+    Swap,
+    Transfer,
+    Vitals,
+)
 from streams.decisions import DecisionLog
 from streams.exceptions import EventRejected
 from streams.records import BedState, EncounterState
@@ -427,8 +437,10 @@ def handle_override(event: Override, state: HospitalState, ctx: HandlerContext, 
     if enc is None or enc.status == "discharged":
         raise EventRejected("unknown_decision", "decision_id",
                             "overrides: field 'decision_id' names no open decision of this hospital")
-    held = enc.status == "awaiting_confirmation" and enc.bed_id and state.bed(enc.bed_id).status == "held"
-    proposed = Assignment(bed_id=enc.bed_id, unit=enc.unit, overflow=False, reasons=()) if held else None
+    proposed = None
+    if (enc.status == "awaiting_confirmation" and enc.bed_id and enc.unit
+            and state.bed(enc.bed_id).status == "held"):
+        proposed = Assignment(bed_id=enc.bed_id, unit=enc.unit, overflow=False, reasons=())
     outcome = check_override(event.action, event.clinician_id, state.hospital, proposed=proposed,
                              patient=_patient(enc), bed_id=event.bed_id, beds=state.bed_snapshots(),
                              deliberate=event.deliberate)
@@ -449,6 +461,8 @@ def handle_override(event: Override, state: HospitalState, ctx: HandlerContext, 
         log.add("override_applied", outcome.reasons, details=details, **common)
         place_waiting(state, ctx, log, at)
         return
+    if outcome.new_bed_id is None or outcome.new_unit is None:  # check_override names the bed it applies
+        raise ValueError(f"override {outcome.code!r} applied without a bed")
     if event.action == "reassign" or outcome.new_bed_id != enc.bed_id:
         _release(state, enc, at)
     if enc.encounter_id in state.holds():
@@ -583,7 +597,7 @@ def handle_swap(event: Swap, state: HospitalState, ctx: HandlerContext, log: Dec
         raise EventRejected("impossible_transition", field_name, f"swaps: field '{field_name}' is not in a bed, "
                                                                  "so there is nothing to swap")
     bed_one, bed_two = one.bed_id, two.bed_id
-    unit_one, unit_two = state.hospital.bed(bed_one).unit, state.hospital.bed(bed_two).unit  # type: ignore[union-attr]
+    unit_one, unit_two = state.hospital.bed_unit(bed_one), state.hospital.bed_unit(bed_two)
     one = one.derive(status="placed", bed_id=bed_two, unit=unit_two)
     two = two.derive(status="placed", bed_id=bed_one, unit=unit_one)
     _occupy(state, bed_two, one, at)

@@ -26,7 +26,7 @@ class BrokerSecurityError(StreamsError):
     """The TLS files named in the settings cannot be used (missing, unreadable, wrong password)."""
 
 
-def ssl_context(settings: "WardflowSettings") -> ssl.SSLContext | None:
+def ssl_context(settings: WardflowSettings) -> ssl.SSLContext | None:
     """A client TLS context verifying the broker (hostname and chain), or None for plaintext."""
     if not settings.broker_uses_tls:
         return None
@@ -43,14 +43,14 @@ def ssl_context(settings: "WardflowSettings") -> ssl.SSLContext | None:
     return context
 
 
-def security_protocol(settings: "WardflowSettings") -> str:
+def security_protocol(settings: WardflowSettings) -> str:
     sasl = bool(settings.broker_username)
     if settings.broker_uses_tls:
         return "SASL_SSL" if sasl else "SSL"
     return "SASL_PLAINTEXT" if sasl else "PLAINTEXT"
 
 
-def client_options(settings: "WardflowSettings") -> dict[str, Any]:
+def client_options(settings: WardflowSettings) -> dict[str, Any]:
     """Keyword arguments for AIOKafkaProducer / AIOKafkaConsumer / AIOKafkaAdminClient."""
     options: dict[str, Any] = {"security_protocol": security_protocol(settings)}
     context = ssl_context(settings)
@@ -63,7 +63,7 @@ def client_options(settings: "WardflowSettings") -> dict[str, Any]:
     return options
 
 
-def faust_credentials(settings: "WardflowSettings") -> Any:
+def faust_credentials(settings: WardflowSettings) -> Any:
     """`broker_credentials` for the Faust app (None: plaintext, no login)."""
     import faust
 
@@ -98,7 +98,7 @@ def broker_hosts(url: str) -> list[str]:
     return hosts
 
 
-def warn_if_plaintext(settings: "WardflowSettings") -> bool:
+def warn_if_plaintext(settings: WardflowSettings) -> bool:
     """Log a warning when patient data would cross a network unencrypted; True when it warned."""
     if settings.broker_uses_tls:
         return False

@@ -32,7 +32,7 @@ class Limits:
     partitions: int | None = None  # input topic partitions: None skips the partition-ownership check
 
     @classmethod
-    def from_settings(cls, settings: "WardflowSettings") -> "Limits":
+    def from_settings(cls, settings: WardflowSettings) -> Limits:
         return cls(max_message_bytes=settings.max_message_bytes, max_key_bytes=settings.max_key_bytes,
                    max_text_chars=settings.max_text_chars,
                    producer_max_request_bytes=settings.producer_max_request_bytes,

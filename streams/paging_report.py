@@ -49,9 +49,9 @@ from typing import Any
 import orjson
 
 from allocator import news2, paging_legacy
+from allocator.hospital import Hospital
 from allocator.news2 import DEFAULT_RESPONSES
 from inference.interface import TriageModel
-from allocator.hospital import Hospital
 from streams.clinical import ClinicalConfig, page_id_for
 from streams.handlers import HandlerContext
 from streams.memory import InMemoryWorker
@@ -149,11 +149,11 @@ class LegacyClinical:
         if event.topic == "vitals":
             self._vitals(body, at, out)
         elif event.topic == "page-acks":
-            enc = self.owner.get(body["page_id"])
-            if enc is not None:
-                state, outcome = paging_legacy.on_ack(self.states[enc], body["page_id"], at)
+            owner = self.owner.get(body["page_id"])
+            if owner is not None:
+                state, outcome = paging_legacy.on_ack(self.states[owner], body["page_id"], at)
                 if outcome != paging_legacy.AckOutcome.UNKNOWN:
-                    self._save(enc, state)
+                    self._save(owner, state)
         elif event.topic == "discharges":
             self.due.pop(body["encounter_id"], None)
         return out
@@ -239,7 +239,7 @@ async def _worker_loop(sim: HospitalSimulator, staff: SimulatedClinicians, score
     for offset, event in enumerate(sim.events(until)):
         prediction = error = None
         request = triage_request(event.value) if model is not None and event.topic == "admissions" else None
-        if request is not None:  # as the worker's sequencer stage does, one admission at a time
+        if model is not None and request is not None:  # as the worker's sequencer stage does, one admission at a time
             [result] = await predict(model, [request], batch_size=1, metrics=worker.processor.metrics)
             prediction, error = read_prediction(dict(prediction_headers(result)))
         if inputs is not None:
@@ -329,24 +329,25 @@ def _reach(episodes: list[TrueEpisode], result: RunResult, reaching: dict[str, l
     `after_onset` collects the minutes to the first such page at or after the onset (no credit for earlier ones)."""
     minutes, from_chart, recalled, never_called = [], [], 0, 0
     for e in episodes:
-        called = None if e.onset is None else next(
+        onset = e.onset
+        called = None if onset is None else next(
             ((at, band) for at, band in result.scores.get(e.encounter_id, ())
-             if e.onset <= at <= e.ended and DEFAULT_RESPONSES[band].role), None)
-        if called is None:
+             if onset <= at <= e.ended and DEFAULT_RESPONSES[band].role), None)
+        if called is None or onset is None:
             never_called += 1
             continue
         due, role = called[0], DEFAULT_RESPONSES[called[1]].role
-        if due + window > result.until:
-            continue  # the stretch ends before the rules could be judged
+        if role is None or due + window > result.until:
+            continue  # the stretch ends before the rules could be judged (a called band always has a role)
         since = _need_started(e, by_encounter[e.encounter_id])
         times = sorted(s.created_at for s in reaching[e.encounter_id]
-                       if since <= s.created_at <= e.ended and rank.get(s.role, -1) >= rank[role])
+                       if since <= s.created_at <= e.ended and rank.get(s.role or "", -1) >= rank[role])
         recalled += bool(times) and times[0] <= due + window
-        minutes.append(max(0.0, (times[0] - e.onset).total_seconds() / 60) if times else math.inf)
+        minutes.append(max(0.0, (times[0] - onset).total_seconds() / 60) if times else math.inf)
         from_chart.append(max(0.0, (times[0] - due).total_seconds() / 60) if times else math.inf)
         if after_onset is not None:
-            later = [t for t in times if t >= e.onset]
-            after_onset.append((later[0] - e.onset).total_seconds() / 60 if later else math.inf)
+            later = [t for t in times if t >= onset]
+            after_onset.append((later[0] - onset).total_seconds() / 60 if later else math.inf)
     return minutes, from_chart, recalled, never_called
 
 
@@ -375,7 +376,6 @@ def report(hospital: Hospital, *, seed: int, start: datetime, days: float, clini
 
     `current_run`: today's worker's run when the caller already made it (the same seed, start and days).
     """
-    cfg = clinical.paging
     if current_run is None:
         current_run = run(hospital, seed=seed, start=start, days=days, clinical=clinical, ack_loss_rate=ack_loss_rate,
                           malformed_rate=malformed_rate, on_progress=(lambda at: on_progress("chart rules", at)) if on_progress else None)

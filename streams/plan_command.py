@@ -41,11 +41,12 @@ def admission_decisions(hospital_id: str, plan_id: str, admissions: Sequence[Any
 
 
 async def _publish(settings: Any, hospital_id: str, decisions: Sequence[Decision]) -> int:
+    from aiokafka import AIOKafkaProducer
+
     from streams.app import bootstrap_servers
-    from streams.broker import create_topics
     from streams.exceptions import BrokerError
-    from streams.kafka_io import produce_all
     from streams.kafka_security import client_options, warn_if_plaintext
+    from streams.topics import create_topics
 
     bootstrap = bootstrap_servers(settings.broker_url)
     config = client_options(settings)
@@ -56,10 +57,17 @@ async def _publish(settings: Any, hospital_id: str, decisions: Sequence[Decision
             await create_topics(bootstrap, [topic], partitions=settings.topic_partitions,
                                 replicas=settings.topic_replicas, **config)
         key = hospital_id.encode()
-        return await produce_all(bootstrap, [(topic, key, encode_output(d)) for d in decisions], **config)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **config)
+        await producer.start()
+        try:  # in order, each acknowledged by the broker before the command reports success
+            sent = [await producer.send(topic, value=encode_output(d), key=key) for d in decisions]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+        return len(sent)
     except BrokerError:
         raise
-    except Exception as exc:  # noqa: BLE001 - aiokafka raises several kinds; one clear line
+    except Exception as exc:
         raise BrokerError(f"cannot publish the plan to {topic} on {bootstrap}: {exc}") from exc
 
 

@@ -6,22 +6,22 @@ records are the worker's own state, small and flat so a changelog entry stays ch
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import faust
 
 
-class BedState(faust.Record, serializer="json"):
+class BedState(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """One bed: `available` (clean, empty), `occupied`, `held`, `dirty`, `cleaning`, `blocked`, `closed`."""
 
     status: str
     since: str  # RFC 3339: when the bed entered this status (event time)
-    encounter_id: Optional[str] = None
-    occupant_sex: Optional[str] = None
-    reason: Optional[str] = None
+    encounter_id: str | None = None
+    occupant_sex: str | None = None
+    reason: str | None = None
 
 
-class EncounterState(faust.Record, serializer="json"):
+class EncounterState(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """One patient's stay: where they are and what is known about them (no free text kept)."""
 
     encounter_id: str
@@ -31,18 +31,18 @@ class EncounterState(faust.Record, serializer="json"):
     admitted_at: str
     status: str  # awaiting_confirmation | waiting | placed | discharged
     needs: list = []
-    target_unit: Optional[str] = None
-    unit_source: Optional[str] = None  # requested | model
-    bed_id: Optional[str] = None
-    unit: Optional[str] = None
-    waiting_since: Optional[str] = None
+    target_unit: str | None = None
+    unit_source: str | None = None  # requested | model
+    bed_id: str | None = None
+    unit: str | None = None
+    waiting_since: str | None = None
     spo2_scale2: bool = False
-    weight_kg: Optional[float] = None
-    prediction: Optional[dict] = None
-    hold_until: Optional[str] = None  # a proposed bed is held for confirmation until then
+    weight_kg: float | None = None
+    prediction: dict | None = None
+    hold_until: str | None = None  # a proposed bed is held for confirmation until then
 
 
-class UnitCensus(faust.Record, serializer="json"):
+class UnitCensus(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """Beds of one unit by status, recomputed from the beds table whenever one of them changes."""
 
     unit: str
@@ -55,13 +55,13 @@ class UnitCensus(faust.Record, serializer="json"):
         return taken / self.total if self.total else 0.0
 
 
-class DedupeBucket(faust.Record, serializer="json"):
+class DedupeBucket(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """Event ids first seen within one hour of event time: lets old ids be forgotten in bulk."""
 
     event_ids: list = []
 
 
-class DedupeMeta(faust.Record, serializer="json"):
+class DedupeMeta(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """Per hospital: newest event time seen and the oldest bucket still remembered."""
 
     high_water: str

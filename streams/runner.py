@@ -46,22 +46,23 @@ def settings_env(**settings: object) -> dict[str, str]:
 
 @dataclass
 class WorkerProcess:
-    """One `wardflow worker` child process writing its log to `log_path`."""
+    """One `wardflow worker` child process (or another Faust worker: `command`) writing its log to `log_path`."""
 
     env: dict[str, str]
     log_path: Path
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "streams.cli", "worker"])
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     started_at: float = field(default=0.0, init=False)
     _log_offset: int = field(default=0, init=False)
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self._log_offset = self.log_path.stat().st_size
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            self.command,
             env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
@@ -69,10 +70,9 @@ class WorkerProcess:
         return self
 
     def log_text(self) -> str:
-        with contextlib.suppress(FileNotFoundError):
-            with open(self.log_path, "rb") as fh:
-                fh.seek(self._log_offset)
-                return fh.read().decode("utf-8", "replace")
+        with contextlib.suppress(FileNotFoundError), open(self.log_path, "rb") as fh:
+            fh.seek(self._log_offset)
+            return fh.read().decode("utf-8", "replace")
         return ""
 
     def wait_ready(self, timeout_s: float = 60.0) -> float:

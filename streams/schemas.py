@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -35,9 +35,9 @@ def topic_schemas(prefix: str = "wardflow.") -> dict[str, dict]:
             "hospital_id and occurred_at. Extra fields are allowed and ignored."
         )
         schemas[prefix + name] = schema
-    for name, model in OUTPUT_MODELS.items():
+    for name, out_model in OUTPUT_MODELS.items():
         key = _DEAD_LETTER_KEY if name == "dead-letters" else _KEY
-        schema = _base(prefix + name, model, mode="serialization", key=key)
+        schema = _base(prefix + name, out_model, mode="serialization", key=key)
         _drop_nulls(schema)  # outputs are written without nulls (exclude_none)
         schemas[prefix + name] = schema
     _add_rules(schemas, prefix)
@@ -56,8 +56,8 @@ def write_schemas(out_dir: Path, prefix: str = "wardflow.") -> list[Path]:
     return paths
 
 
-def _base(topic: str, model: type[BaseModel], mode: str, key: str) -> dict[str, Any]:
-    body = model.model_json_schema(mode=mode)  # type: ignore[arg-type]
+def _base(topic: str, model: type[BaseModel], mode: Literal["validation", "serialization"], key: str) -> dict[str, Any]:
+    body = model.model_json_schema(mode=mode)
     doc = " ".join((model.__doc__ or "").split())
     head = {
         "$schema": DIALECT,

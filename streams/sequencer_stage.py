@@ -105,7 +105,7 @@ class SequencerStage:
                     key, value = self._excerpt(key, value)
                 sent.append(await self.ordered.send(key=key, value=value, partition=m.partition,
                                                     timestamp=m.timestamp, headers=out_headers))
-            for fut, p in zip(sent, released):
+            for fut, p in zip(sent, released, strict=True):
                 await fut
                 p.item.ack()  # the original is committed only once its copy is safely in `ordered`
             return len(released)
@@ -129,7 +129,7 @@ class SequencerStage:
                     continue
                 try:
                     known = self.app.consumer.highwater(TP(topic, partition)) is not None
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - not assigned or not fetched yet: unknown
                     known = False
                 if not known:
                     unknown.append(TP(topic, partition))
@@ -154,7 +154,7 @@ class SequencerStage:
         if not todo:
             return {}
         results = await predict(self.model, [r for _, r in todo], self.batch_size, self.metrics)
-        return {id(p): prediction_headers(res) for (p, _), res in zip(todo, results)}
+        return {id(p): prediction_headers(res) for (p, _), res in zip(todo, results, strict=True)}
 
     def held_messages(self) -> list[Any]:
         """The consumer messages of events held back (never forwarded, so never acknowledged)."""

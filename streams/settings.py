@@ -10,12 +10,13 @@ import argparse
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from allocator.hospital import DEMO_HOSPITAL_PATH
+from inference.settings import InferenceSettings
 from streams.exceptions import StreamsError
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_PATH = Path("models/triage/int8")
 OUTPUT_HEADROOM_BYTES = 16_384  # record framing and our headers on a forwarded message (a few hundred bytes)
 
 
@@ -32,8 +32,12 @@ class SettingsError(StreamsError):
     """Settings that cannot be used; the message names the setting and the problem."""
 
 
-class WardflowSettings(BaseSettings):
-    """Everything a worker, the simulator and the demo need to know, with sane defaults."""
+class WardflowSettings(InferenceSettings, BaseSettings):
+    """Everything a worker, the simulator and the demo need to know, with sane defaults.
+
+    The model's serving settings (model_path, inference_batch_size, inference_threads,
+    uncertainty_threshold, triage_policy_path) are the inference package's own
+    (`inference.settings.InferenceSettings`), composed here."""
 
     model_config = SettingsConfigDict(env_prefix="WARDFLOW_", frozen=True, extra="forbid")
 
@@ -91,19 +95,9 @@ class WardflowSettings(BaseSettings):
     occupancy_step_minutes: float = Field(5.0, gt=0, description="Occupancy per unit is kept per step of this length")
     window_retention_hours: float = Field(48.0, gt=0, description="How long closed windows are kept in the tables")
 
-    # Model
-    model_path: Path = Field(DEFAULT_MODEL_PATH, description="Directory of the exported ONNX triage model")
+    # Model (where it is and how it runs: InferenceSettings)
     allow_no_model: bool = Field(False, description="Start without a model (every affected decision says so)")
-    inference_batch_size: int = Field(32, ge=1, le=1024, description="Most texts in one inference batch")
     inference_batch_wait_ms: float = Field(20.0, ge=0, description="Longest wait to fill an inference batch")
-    inference_threads: int = Field(2, ge=1, description="onnxruntime intra-op threads")
-    uncertainty_threshold: float = Field(
-        0.55, ge=0, le=1, description="Calibrated confidence below which a prediction is uncertain (0.55: the lowest "
-                                      "threshold at which the int8 model's unflagged served predictions are 90% right "
-                                      "on the unit, on the generated validation split; docs/inference.md)")
-    triage_policy_path: Optional[Path] = Field(
-        None, description="Triage policy YAML: decoding costs and ESI safety thresholds with their sources "
-                          "(default: the packaged inference/triage_policy.yaml)")
     hold_minutes: float = Field(30.0, gt=0, description="How long a proposed bed is held awaiting confirmation")
 
     # NEWS2 and paging
@@ -111,8 +105,10 @@ class WardflowSettings(BaseSettings):
     paging_escalate_after_minutes: float = Field(15.0, gt=0, description="Unacknowledged page escalates to the next role after")
     paging_episode_end_minutes: float = Field(60.0, ge=0, description="Scores below the episode's band this long end it (one page per episode)")
     paging_repeat_within_minutes: float = Field(10.0, gt=0, description="A suspected probe artefact waits this long for a repeat set before it pages")
-    paging_reassess_after_minutes: float = Field(60.0, gt=0, description="A 5-6 or single 3 still at its band this long after the ack pages the next role, once per episode")
-    paging_artefact_spo2_max: float = Field(85.0, gt=0, lt=92, description="A SpO2 at or below this with normal breathing and pulse is a suspected probe artefact (repeat first)")
+    paging_reassess_after_minutes: float = Field(60.0, gt=0, description="A 5-6 or single 3 still at its band this "
+                                                 "long after the ack pages the next role, once per episode")
+    paging_artefact_spo2_max: float = Field(85.0, gt=0, lt=92, description="A SpO2 at or below this with normal "
+                                            "breathing and pulse is a suspected probe artefact (repeat first)")
     paging_overdue_grace_minutes: float = Field(15.0, ge=0, description="Observations overdue this long past due are reported")
     paging_overdue_round_minutes: float = Field(240.0, gt=0, description="Ward rounds (overdue lists per unit) every this many minutes from midnight UTC")
 
@@ -121,7 +117,7 @@ class WardflowSettings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535, description="Faust web server port (read-only views)")
     log_level: str = Field("INFO", description="Python log level")
 
-    def clinical_config(self) -> "ClinicalConfig":
+    def clinical_config(self) -> ClinicalConfig:
         from allocator.paging import PagingConfig
         from streams.clinical import ClinicalConfig
 
@@ -136,7 +132,7 @@ class WardflowSettings(BaseSettings):
                                 overdue_round_minutes=self.paging_overdue_round_minutes),
         )
 
-    def window_config(self) -> "WindowConfig":
+    def window_config(self) -> WindowConfig:
         from streams.windowed import WindowConfig
 
         return WindowConfig(size_s=self.window_size_minutes * 60, step_s=self.window_step_minutes * 60,
@@ -148,7 +144,7 @@ class WardflowSettings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
     @model_validator(mode="after")
-    def _windows_fit(self) -> "WardflowSettings":
+    def _windows_fit(self) -> WardflowSettings:
         if self.window_step_minutes > self.window_size_minutes:
             raise ValueError("window_step_minutes cannot exceed window_size_minutes")
         if self.broker_heartbeat_interval_s * 3 > self.broker_session_timeout_s:
@@ -156,7 +152,7 @@ class WardflowSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _sizes_fit(self) -> "WardflowSettings":
+    def _sizes_fit(self) -> WardflowSettings:
         room = self.producer_max_request_bytes - OUTPUT_HEADROOM_BYTES
         if self.max_message_bytes + self.max_key_bytes > room:
             raise ValueError(f"max_message_bytes + max_key_bytes must leave {OUTPUT_HEADROOM_BYTES} bytes of "

@@ -139,12 +139,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _offline(args: argparse.Namespace, settings: Any, hospital: Any, start: datetime) -> int:
     """The closed loop in memory, the paging report on stdout, the decisions by kind on stderr."""
+    import logging
+
     import orjson
     from tqdm import tqdm
 
     from streams import paging_report
-
-    import logging
 
     clinical = settings.clinical_config()
     total = round(args.days * 24 * 60)
@@ -200,18 +200,18 @@ async def _publish(events: Iterator[Any], settings: Any, start: datetime, until:
         try:
             await create_topics(bootstrap, [settings.topic(n) for n in INPUT_MODELS],
                                 partitions=settings.topic_partitions, replicas=settings.topic_replicas, **config)
-        except Exception as exc:  # noqa: BLE001 - aiokafka raises several kinds; one clear line
+        except Exception as exc:
             raise BrokerError(f"cannot create the input topics on {bootstrap}: {exc}") from exc
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    total_min = (until - start).total_seconds() / 60
-    bar = tqdm(total=round(total_min), unit="sim-min", file=sys.stderr, dynamic_ncols=True, disable=None,
+    total_min = round((until - start).total_seconds() / 60)
+    bar = tqdm(total=total_min, unit="sim-min", file=sys.stderr, dynamic_ncols=True, disable=None,
                desc="simulating", bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
 
     def progress(sent: int, at: datetime) -> None:
-        bar.n = max(0, min(bar.total, round((at - start).total_seconds() / 60)))
+        bar.n = max(0, min(total_min, round((at - start).total_seconds() / 60)))
         bar.set_postfix_str(f"{at.astimezone(start.tzinfo):%a %H:%M} sim, {sent} sent", refresh=False)
         if sent % 50 == 0:
             bar.refresh()

@@ -63,7 +63,7 @@ async def publish(events: Iterable[SimEvent], *, bootstrap: str, prefix: str, sp
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **dict(producer_config or {}))
     try:
         await producer.start()
-    except Exception as exc:  # noqa: BLE001 - aiokafka raises several kinds; one clear line
+    except Exception as exc:
         await producer.stop()
         raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
     loop = asyncio.get_running_loop()

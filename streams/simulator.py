@@ -46,12 +46,12 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from allocator.hospital import Hospital
+from allocator.hospital import Bed, Hospital
 from allocator.matching import Policy, assign
 from allocator.news2 import DEFAULT_RESPONSES, Vitalset, score
 from allocator.placement import Assignment, BedSnapshot, PatientToPlace, place
@@ -436,11 +436,11 @@ class HospitalSimulator:
     def _on_isolation(self, at: datetime, encounter_id: str | None) -> None:
         """A new infection (C. difficile, norovirus) is found: move to a side room if one is free."""
         p = self._patients.get(encounter_id or "")
-        if p is None or not p.bed_id or self.hospital.bed(p.bed_id).single_room:
+        if p is None or not p.bed_id or self._bed(p.bed_id).single_room:
             return
         needs = p.needs | {"contact_isolation"}
         bed = self._choose_bed(p, p.label, needs)
-        if bed is not None and self.hospital.bed(bed.bed_id).single_room:
+        if bed is not None and self._bed(bed.bed_id).single_room:
             p.needs = needs
             self._transfer(at, p, bed.bed_id, kind="isolation_move")
 
@@ -483,7 +483,7 @@ class HospitalSimulator:
         unknown = self.hospital.allocation.acuity_weight(None)
         loads = {u.code: 0.0 for u in self.hospital.units}
         for bed_id in self._occupant:
-            loads[self.hospital.bed(bed_id).unit] += unknown  # type: ignore[union-attr]
+            loads[self._bed(bed_id).unit] += unknown
         waiting = [WaitingPatient(encounter_id=p.encounter_id, age=p.case.age, sex=p.case.sex, target_unit=p.label,
                                   needs=p.worker_needs,
                                   waited_minutes=max(0.0, (at - self._waiting_since[p.encounter_id]).total_seconds() / 60))
@@ -594,7 +594,7 @@ class HospitalSimulator:
         body = {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}
         self._emit(at, "vitals", body, series="v")
         self._by_kind["vitals"] += 1
-        unit = self.hospital.bed(p.bed_id).unit if p.bed_id else None
+        unit = self._bed(p.bed_id).unit if p.bed_id else None
         if severity > 0 or p.acuity <= 2 or (unit and "ICU" in self.hospital.unit(unit).serves):
             gap = timedelta(minutes=rng.uniform(50, 70))
         elif p.acuity == 3:
@@ -628,6 +628,12 @@ class HospitalSimulator:
             return 1.0
         return math.exp(-max(0.0, (at - p.admitted_at).total_seconds()) / (RECOVERY_HOURS * 3600))
 
+    def _bed(self, bed_id: str) -> Bed:
+        bed = self.hospital.bed(bed_id)
+        if bed is None:
+            raise KeyError(f"bed {bed_id!r} is not in {self.hospital.hospital_id}")
+        return bed
+
     def _true_response(self, p: _Patient, at: datetime, severity: float) -> str | None:
         """The role the chart pages for the patient's true (noise-free) physiology at `at` (None: no page)."""
         true = _true_physiology(p, severity, self._settling(p, at))
@@ -638,7 +644,10 @@ class HospitalSimulator:
     def _close_episode(self, p: _Patient, ended: datetime, *, keep: bool = True) -> TrueEpisode:
         """The truth about `p`'s deterioration: when its noise-free physiology first called for a page."""
         ep = p.episode
-        onset = role = None
+        if ep is None:
+            raise ValueError(f"{p.encounter_id} has no deterioration episode to close")
+        onset: datetime | None = None
+        role: str | None = None
         t = ep.started
         while t <= ended:
             role = self._true_response(p, t, _severity_at(ep.started, ep.until, t))
@@ -656,6 +665,8 @@ class HospitalSimulator:
     def _unwell_on_admission(self, p: _Patient) -> None:
         """A patient admitted with a true physiology the chart pages for: a true episode until it settles."""
         at = p.admitted_at
+        if at is None:
+            raise ValueError(f"{p.encounter_id} is not admitted yet")
         role = self._true_response(p, at, 0.0)
         if role is None:
             return
@@ -669,7 +680,7 @@ class HospitalSimulator:
     def _obstetric(self, p: _Patient) -> bool:
         """Whether the worker (without a model) judges the patient to be on an obstetric unit's chart."""
         if p.bed_id:
-            units = [self.hospital.unit(self.hospital.bed(p.bed_id).unit)]
+            units = [self.hospital.unit(self._bed(p.bed_id).unit)]
         elif p.requested:
             units = list(self.hospital.units_serving(p.label))
         else:
@@ -693,11 +704,11 @@ class HospitalSimulator:
         service about equally full, so the bed pressure the demo shows is the hospital's, not
         an artefact of the corpus. The text and labels still come from the corpus itself.
         """
-        beds: Counter[str] = Counter()
+        beds: dict[str, float] = {}
         for unit in self.hospital.units:
             n = len(self.hospital.beds_in_unit(unit.code))
             for label in unit.serves:
-                beds[label] += n / len(unit.serves)
+                beds[label] = beds.get(label, 0.0) + n / len(unit.serves)
         return {lb: n / LENGTH_OF_STAY.get(lb, DEFAULT_LENGTH_OF_STAY)[0] for lb, n in sorted(beds.items())
                 if lb != DISCHARGE_LABEL and n > 0}
 
@@ -875,6 +886,8 @@ def _severity_at(started: datetime, until: datetime, at: datetime) -> float:
 
 
 def _severity(p: _Patient, at: datetime) -> float:
+    if p.deterioration_started is None or p.deteriorating_until is None:
+        raise ValueError(f"{p.encounter_id} is not deteriorating")
     return _severity_at(p.deterioration_started, p.deteriorating_until, at)
 
 
@@ -886,7 +899,7 @@ def _true_physiology(p: _Patient, severity: float, settling: float) -> tuple[flo
     the patient's need), as prescribed, not one noisy reading.
     """
     base = _BASELINES.get(p.acuity, _BASELINES[3])
-    rr, spo2, sbp, hr, temp = (n + (b - n) * settling for b, n in zip(base, _SETTLED))
+    rr, spo2, sbp, hr, temp = (n + (b - n) * settling for b, n in zip(base, _SETTLED, strict=True))
     if p.spo2_scale2:
         spo2 = 90  # target 88-92% for hypercapnic patients
     rr, spo2, sbp = rr + 10 * severity, spo2 - 7 * severity, sbp - 35 * severity
@@ -960,5 +973,5 @@ class SimulatedClinicians:
 
 def utc_hour(now: datetime | None = None) -> datetime:
     """The default simulation start: now, rounded down to the hour, in UTC."""
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return (now or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 

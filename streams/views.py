@@ -9,9 +9,8 @@ them), never a bed-status reason or any other free text. A worker answers for th
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from typing import Any
-
 from datetime import datetime
+from typing import Any
 
 from allocator.hospital import Hospital
 from streams import windowed
@@ -35,7 +34,7 @@ def capacity_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: 
         census = state.census(unit.code)
         entry = {"unit": unit.code, "name": unit.name, "total": census.total,
                  "by_status": dict(census.by_status), "occupancy": round(census.occupancy, 4)}
-        if last is not None:
+        if now is not None and last is not None:
             entry["arrivals_last_window"] = windowed.count_in(staged.get, hospital.hospital_id, unit.code,
                                                               windowed.ARRIVALS_WINDOW, last, windows)
             entry["pages_last_window"] = windowed.count_in(staged.get, hospital.hospital_id, unit.code,
@@ -46,7 +45,7 @@ def capacity_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: 
     surge = state.surge() or {}
     window = ({"start": datetime.fromtimestamp(last[0], tz=now.tzinfo).isoformat(), "minutes": windows.size_s / 60,
                "admissions": windowed.count_in(staged.get, hospital.hospital_id, windowed.ADMISSIONS_KEY,
-                                               windowed.ARRIVALS_WINDOW, last, windows)} if last is not None else None)
+                                               windowed.ARRIVALS_WINDOW, last, windows)} if now is not None and last is not None else None)
     return {"hospital_id": hospital.hospital_id, "name": hospital.name, "as_of": clock,
             "units": units, "patients_waiting": len(state.waiting()), "surge_level": surge.get("level", 1),
             "surge_since": surge.get("since"), "last_window": window}

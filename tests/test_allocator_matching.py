@@ -7,8 +7,8 @@ from __future__ import annotations
 import random
 import textwrap
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pytest
 
@@ -52,7 +52,7 @@ def refereed(result: MatchResult, h: Hospital, beds: dict[str, BedSnapshot]) -> 
     for pp in result.assignments:
         p = pp.patient.to_place()
         problems = referee(p, pp.assignment, h, state)  # v1's independent referee
-        problems += [b.code for b in hard_breaches(p, h.bed(pp.bed_id), h, state)]  # type: ignore[arg-type]
+        problems += [b.code for b in hard_breaches(p, h.bed(pp.bed_id), h, state)]  # type: ignore[arg-type]  # h.bed: the solution's beds exist
         assert problems == [], (pp.patient, pp.bed_id, problems)
         state[pp.bed_id] = BedSnapshot("held", occupant_sex=pp.patient.sex)
     assert len({pp.bed_id for pp in result.assignments}) == len(result.assignments)
@@ -281,7 +281,7 @@ def test_bad_calls_are_refused(build) -> None:
     with pytest.raises(ValueError):
         assign([wp("a"), wp("a")], h, {})
     with pytest.raises(ValueError):
-        assign([wp("a")], h, {}, policy="random")  # type: ignore[arg-type]
+        assign([wp("a")], h, {}, policy="random")  # type: ignore[arg-type]  # deliberately not a policy
     empty = assign([], h, {})
     assert empty.assignments == [] and empty.unplaced == []
     nobody_serves = assign([wp("a", "NEUROSURGERY")], h, {})

@@ -41,7 +41,7 @@ def outcome_ok(outcome: OverrideOutcome) -> None:
 
 @pytest.mark.parametrize("action", ["confirm", "reassign", "reject"])
 def test_only_listed_clinicians_may_override(hospital: Hospital, action: str) -> None:
-    outcome = check_override(action, "dr-nobody", hospital, proposed=PROPOSED, patient=WOMAN, bed_id="SR01",  # type: ignore[arg-type]
+    outcome = check_override(action, "dr-nobody", hospital, proposed=PROPOSED, patient=WOMAN, bed_id="SR01",  # type: ignore[arg-type]  # the action comes from the parametrize list
                              beds=HELD, deliberate=True)
     assert (outcome.applied, outcome.code, outcome.new_bed_id) == (False, "unauthorized", None)
     assert "dr-nobody" in outcome.reasons[0].text
@@ -119,7 +119,7 @@ def test_reassign_needs_a_known_bed(hospital: Hospital) -> None:
     assert check_override("reassign", "dr-a", hospital, proposed=None, patient=WOMAN, bed_id="ZZ-9", beds={},
                           deliberate=False).code == "unknown_bed"
     with pytest.raises(ValueError):
-        check_override("move", "dr-a", hospital, proposed=None, patient=WOMAN, bed_id=None, beds={},  # type: ignore[arg-type]
+        check_override("move", "dr-a", hospital, proposed=None, patient=WOMAN, bed_id=None, beds={},  # type: ignore[arg-type]  # deliberately not an action
                        deliberate=False)
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import random
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable
 
 import pytest
 

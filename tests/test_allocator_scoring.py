@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pickle
 import textwrap
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pytest
@@ -235,14 +235,14 @@ def test_hard_breaches_lists_every_broken_rule_with_one_sentence_each(build) -> 
         unit("SURG", "{id: S1, type: single}", serves=["SURGERY"]),
     )
     woman = PatientToPlace("e", 40.0, "F", "MED", frozenset({"airborne_isolation", "telemetry"}))
-    codes = [r.code for r in hard_breaches(woman, h.bed("BM-A"), h, {})]  # type: ignore[arg-type]
+    codes = [r.code for r in hard_breaches(woman, h.bed("BM-A"), h, {})]  # type: ignore[arg-type]  # the fixture's beds exist
     assert codes == ["needs_negative_pressure", "needs_telemetry", "bay_sex"]
-    assert [r.code for r in hard_breaches(woman, h.bed("P1"), h, {})] == [  # type: ignore[arg-type]
+    assert [r.code for r in hard_breaches(woman, h.bed("P1"), h, {})] == [  # type: ignore[arg-type]  # the fixture's beds exist
         "age_mismatch", "needs_negative_pressure", "needs_telemetry"]
-    assert [r.code for r in hard_breaches(woman, h.bed("S1"), h, {})][0] == "not_candidate_unit"  # type: ignore[arg-type]
+    assert [r.code for r in hard_breaches(woman, h.bed("S1"), h, {})][0] == "not_candidate_unit"  # type: ignore[arg-type]  # the fixture's beds exist
     child = PatientToPlace("c", 6.0, "M", "MED", frozenset())
-    assert [r.code for r in hard_breaches(child, h.bed("BM-A"), h, {})] == ["age_mismatch"]  # type: ignore[arg-type]
-    for r in hard_breaches(woman, h.bed("BM-A"), h, {}):  # type: ignore[arg-type]
+    assert [r.code for r in hard_breaches(child, h.bed("BM-A"), h, {})] == ["age_mismatch"]  # type: ignore[arg-type]  # the fixture's beds exist
+    for r in hard_breaches(woman, h.bed("BM-A"), h, {}):  # type: ignore[arg-type]  # the fixture's beds exist
         assert r.text.endswith(".") and ". " not in r.text and "BM-A" in r.text
 
 
@@ -250,14 +250,14 @@ def test_hard_breaches_follow_flexible_bay_occupants_and_sex_x(build) -> None:
     h = build(unit("MED", "{id: FX, type: bay, sex: flexible, beds: 2}", "{id: SR, type: single}"))
     man = PatientToPlace("m", 50.0, "M", "MED", frozenset())
     fx_b = h.bed("FX-B")
-    assert hard_breaches(man, fx_b, h, {}) == []  # type: ignore[arg-type]
-    assert hard_breaches(man, fx_b, h, {"FX-A": BedSnapshot("held", "M")}) == []  # type: ignore[arg-type]
-    assert [r.code for r in hard_breaches(man, fx_b, h, {"FX-A": BedSnapshot("occupied", "F")})] == ["bay_sex"]  # type: ignore[arg-type]
-    assert [r.code for r in hard_breaches(man, fx_b, h, {"FX-A": BedSnapshot("occupied", None)})] == ["bay_sex"]  # type: ignore[arg-type]
-    assert hard_breaches(man, fx_b, h, {"FX-A": BedSnapshot("dirty")}) == [], "an empty dirty bed holds no one"  # type: ignore[arg-type]
+    assert hard_breaches(man, fx_b, h, {}) == []  # type: ignore[arg-type]  # the fixture's beds exist
+    assert hard_breaches(man, fx_b, h, {"FX-A": BedSnapshot("held", "M")}) == []  # type: ignore[arg-type]  # the fixture's beds exist
+    assert [r.code for r in hard_breaches(man, fx_b, h, {"FX-A": BedSnapshot("occupied", "F")})] == ["bay_sex"]  # type: ignore[arg-type]  # the fixture's beds exist
+    assert [r.code for r in hard_breaches(man, fx_b, h, {"FX-A": BedSnapshot("occupied", None)})] == ["bay_sex"]  # type: ignore[arg-type]  # the fixture's beds exist
+    assert hard_breaches(man, fx_b, h, {"FX-A": BedSnapshot("dirty")}) == [], "an empty dirty bed holds no one"  # type: ignore[arg-type]  # the fixture's beds exist
     x = PatientToPlace("x", 50.0, "X", "MED", frozenset())
-    assert [r.code for r in hard_breaches(x, fx_b, h, {})] == ["bay_sex"]  # type: ignore[arg-type]
-    assert hard_breaches(x, h.bed("SR"), h, {}) == []  # type: ignore[arg-type]
+    assert [r.code for r in hard_breaches(x, fx_b, h, {})] == ["bay_sex"]  # type: ignore[arg-type]  # the fixture's beds exist
+    assert hard_breaches(x, h.bed("SR"), h, {}) == []  # type: ignore[arg-type]  # the fixture's beds exist
 
 
 def test_round_feasibility_agrees_with_the_breach_checker_on_the_demo() -> None:

@@ -16,18 +16,18 @@ import json
 import os
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
 from streams.board.auth import PasswordStore
+from streams.board.process import BoardProcess
 from streams.broker import free_port
 from streams.kafka_io import produce_all, read_until
 from streams.runner import settings_env
 from tests import events as ev
-from streams.board.process import BoardProcess
 from tests.conftest import FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_board_in_a_browser(broker, run_id, start_worker, tmp_path):
         # ahead), and the worker lapses a hold 30 minutes of hospital time after the admission.
         topic, admission = ev.admission(HID, "P-1001", "E-1001", 0, sex="F", age=61, event_id="adm-1",
                                         text="crushing chest pain with st elevation")
-        admission["occurred_at"] = datetime.now(timezone.utc).isoformat()
+        admission["occurred_at"] = datetime.now(UTC).isoformat()
         asyncio.run(produce_all(broker.bootstrap, [ev.encode(prefix, (topic, admission))]))
         records = asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"],
                                          lambda rs: any(d["caused_by"] == "adm-1" for d in _decisions(rs)),

@@ -16,17 +16,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from streams.board.process import BoardProcess
 from streams.broker import free_port
 from streams.kafka_io import produce_all
 from streams.runner import settings_env
 from tests import events as ev
-from streams.board.process import BoardProcess
 from tests.conftest import FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_prometheus_evaluates_every_shipped_expression(broker, run_id, start_wor
                        board_worker_views=f"http://127.0.0.1:{web_port}", board_password_file=tmp_path / "users.json")
     board = BoardProcess(env=env, port=free_port(), log_path=tmp_path / "board.log").start()
     prom_port = free_port()
-    prom_log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
+    prom_log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - handed to the child, closed after it
     prom = subprocess.Popen(
         [PROMETHEUS, f"--config.file={_config(tmp_path, metrics_port, board.port, prom_port)}",
          f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
@@ -145,7 +145,7 @@ def test_prometheus_evaluates_every_shipped_expression(broker, run_id, start_wor
         time.sleep(2)  # scraped before any event: counters' increases start from what was there
         # A little hospital: model admissions (uncertain, held), EHR-placed patients, a deteriorating one
         # paged and escalated, a bad message dead-lettered; surge rises (the fixture's low thresholds).
-        start = datetime.now(timezone.utc) - timedelta(minutes=100)  # in the past: the worker refuses future events
+        start = datetime.now(UTC) - timedelta(minutes=100)  # in the past: the worker refuses future events
 
         def at(minutes: float) -> str:
             return (start + timedelta(minutes=minutes)).isoformat()

@@ -66,8 +66,9 @@ def test_passwords_are_salted_scrypt_hashes():
 
 
 def test_a_short_session_secret_is_refused_and_an_empty_one_means_unset():
-    from streams.board.settings import BoardSettingsError, board_settings_from_args
     import argparse
+
+    from streams.board.settings import BoardSettingsError, board_settings_from_args
 
     with pytest.raises(BoardSettingsError, match="board-session-secret: .*at least 32"):
         board_settings_from_args(argparse.Namespace(setting_board_session_secret="short"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ def test_valid_example_decodes(topic: str) -> None:
     event = decode_event(topic, raw(EXAMPLES[topic]))
     assert type(event) is MODEL_OF[topic]
     assert event.event_id == "ev-1"
-    assert event.occurred_at == datetime(2026, 11, 24, 8, 15, tzinfo=timezone.utc)
+    assert event.occurred_at == datetime(2026, 11, 24, 8, 15, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("topic", list(INPUT_MODELS))
@@ -168,7 +168,7 @@ def test_nulls_mean_absent_for_optional_fields() -> None:
 def test_models_are_frozen() -> None:
     event = decode_event("transfers", raw(EXAMPLES["transfers"]))
     with pytest.raises(ValidationError):
-        event.to_bed_id = "other"  # type: ignore[misc]
+        event.to_bed_id = "other"  # type: ignore[misc]  # deliberately: the model is frozen
 
 
 def test_override_deliberate_and_other_actions_without_bed() -> None:
@@ -185,15 +185,15 @@ def test_override_deliberate_and_other_actions_without_bed() -> None:
 @pytest.mark.parametrize(
     ("stamp", "expected"),
     [
-        ("2026-11-24T08:15:00Z", datetime(2026, 11, 24, 8, 15, tzinfo=timezone.utc)),
-        ("2026-11-24t08:15:00z", datetime(2026, 11, 24, 8, 15, tzinfo=timezone.utc)),
+        ("2026-11-24T08:15:00Z", datetime(2026, 11, 24, 8, 15, tzinfo=UTC)),
+        ("2026-11-24t08:15:00z", datetime(2026, 11, 24, 8, 15, tzinfo=UTC)),
         (
             "2026-11-24T09:15:00.250+01:00",
             datetime(2026, 11, 24, 9, 15, 0, 250000, tzinfo=timezone(timedelta(hours=1))),
         ),
         (
             "2026-11-24T08:15:00.123456789Z",
-            datetime(2026, 11, 24, 8, 15, 0, 123456, tzinfo=timezone.utc),
+            datetime(2026, 11, 24, 8, 15, 0, 123456, tzinfo=UTC),
         ),
     ],
 )
@@ -229,7 +229,7 @@ def test_python_construction_needs_an_aware_datetime() -> None:
     fields = {**EXAMPLES["page-acks"], "occurred_at": datetime(2026, 11, 24, 8, 15)}
     with pytest.raises(ValidationError, match="bad_timestamp"):
         PageAck(**fields)
-    aware = datetime(2026, 11, 24, 8, 15, tzinfo=timezone.utc)
+    aware = datetime(2026, 11, 24, 8, 15, tzinfo=UTC)
     assert PageAck(**{**fields, "occurred_at": aware}).occurred_at == aware
 
 
@@ -384,7 +384,7 @@ def test_dead_letter_payload_keeps_text_or_base64() -> None:
 def test_make_dead_letter_from_a_violation() -> None:
     value = b"\xfe" + raw(EXAMPLES["vitals"])
     exc = violation("vitals", value)
-    received = datetime(2026, 11, 24, 8, 16, tzinfo=timezone.utc)
+    received = datetime(2026, 11, 24, 8, 16, tzinfo=UTC)
     letter = make_dead_letter("wardflow.vitals", 2, 41, b"h1", value, exc, received)
     assert (letter.code, letter.field) == ("not_utf8", None)
     assert (letter.key, letter.key_encoding) == ("h1", "utf-8")

@@ -97,8 +97,9 @@ def test_impossible_corrections_are_dead_lettered(item, code):
 
 
 def test_contract_rules():
-    from streams.validation import ContractViolation
     import orjson
+
+    from streams.validation import ContractViolation
 
     _, body = cancel("P1", "E1", "transfer", 0)
     with pytest.raises(ContractViolation) as info:

@@ -8,29 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import random
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals
 from streams.app import input_topic_names, output_topic_names
 from streams.broker import create_topics
-from streams.kafka_io import produce_all, read_until
-from aiokafka import AIOKafkaProducer
-from streams.settings import WardflowSettings
 from streams.contract import encode_output
+from streams.kafka_io import produce_all, read_until
 from streams.memory import InMemoryWorker
 from streams.processor import RawMessage
 from streams.sequencer import EventTimeMerger, event_time
+from streams.settings import WardflowSettings
 from streams.simulator import HospitalSimulator, SimEvent
-from tests import events as ev
 from streams.state import BEDS, CENSUS, ENCOUNTERS, PATIENTS, WAITING
+from tests import events as ev
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -66,9 +67,9 @@ def test_kill_9_mid_replay_then_restart_recovers_exact_state(broker, run_id, sta
     prefix = f"{run_id}."
     hospitals = load_hospitals(DEMO_HOSPITAL_PATH)
     hospital = next(iter(hospitals.values()))
-    start = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
     events = list(HospitalSimulator(hospital, seed=11, start=start, malformed_rate=0.02).events(
-        until=datetime(2026, 11, 23, 18, 0, tzinfo=timezone.utc)))
+        until=datetime(2026, 11, 23, 18, 0, tzinfo=UTC)))
     assert len(events) > 400
     # A last admission after everything else: in event-time order, its decision means all is done.
     sentinel = ev.admission(hospital.hospital_id, "P-SENTINEL", "E-SENTINEL", 24 * 60 * 2, sex="F",
@@ -114,7 +115,7 @@ def test_kill_9_mid_replay_then_restart_recovers_exact_state(broker, run_id, sta
         if got_bytes and expected_bytes[d.decision_id] not in got_bytes:
             want_reasons = [r.text for r in d.reasons]
             got_reasons = [r["text"] for r in orjson.loads(sorted(got_bytes)[0]).get("reasons", [])]
-            diff = [(w, g) for w, g in zip(want_reasons, got_reasons) if w != g]
+            diff = [(w, g) for w, g in zip(want_reasons, got_reasons, strict=False) if w != g]
             pytest.fail(f"decision {d.kind} caused by {d.caused_by} differs after the crash: {diff or got_bytes}; "
                         f"expected {expected_bytes[d.decision_id]!r}; "
                         f"{_order_divergence(broker.bootstrap, prefix, canonical_order(prefix, events))}")
@@ -173,7 +174,7 @@ def _order_divergence(bootstrap: str, prefix: str, canonical: list[RawMessage]) 
         seen.add(r.value)
         actual.append(r.value)
     want = [m.value for m in canonical if m.value in seen]
-    for i, (a, w) in enumerate(zip(actual, want)):
+    for i, (a, w) in enumerate(zip(actual, want, strict=False)):
         if a != w:
             def brief(v):
                 try:
@@ -205,7 +206,7 @@ def multi_kill_replay(broker, run_id, start_worker, *, kills: int, hours: float,
     prefix = f"{run_id}."
     hospitals = load_hospitals(DEMO_HOSPITAL_PATH)
     hospital = next(iter(hospitals.values()))
-    start = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
     events = list(HospitalSimulator(hospital, seed=seed, start=start, malformed_rate=0.01, vitals=True).events(
         until=start + timedelta(hours=hours)))
     topic, body = ev.admission(hospital.hospital_id, "P-SENTINEL", "E-SENTINEL", sex="F",
@@ -343,17 +344,15 @@ def _where_lost(run: dict, lost: list[str]) -> str:
     letters = asyncio.run(read_until(run["broker"], [f"{prefix}dead-letters"], lambda r: False, 3))
     in_ordered = {}
     for r in ordered:
-        try:
+        with contextlib.suppress(Exception):  # malformed copies are expected too
             in_ordered[orjson.loads(r.value)["event_id"]] = (r.partition, r.offset)
-        except Exception:  # noqa: BLE001 - malformed copies are expected too
-            pass
     lettered = {}
     for r in letters:
-        try:
-            body = orjson.loads(base64.b64decode(orjson.loads(r.value)["value"]) if orjson.loads(r.value).get("value_encoding") == "base64" else orjson.loads(r.value)["value"])
-            lettered[body["event_id"]] = orjson.loads(r.value)["code"]
-        except Exception:  # noqa: BLE001
-            pass
+        with contextlib.suppress(Exception):  # so are malformed dead letters
+            letter = orjson.loads(r.value)
+            body = orjson.loads(base64.b64decode(letter["value"]) if letter.get("value_encoding") == "base64"
+                                else letter["value"])
+            lettered[body["event_id"]] = letter["code"]
     forwarded = sorted((in_ordered[i], i) for i in lost if i in in_ordered)
     return (f"{len(forwarded)} of them are on `ordered` (first {forwarded[:3]}, last {forwarded[-3:]}), "
             f"{sum(i in lettered for i in lost)} dead-lettered ({sorted(set(lettered[i] for i in lost if i in lettered))})")

@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -67,7 +67,7 @@ def hostile(prefix: str, rng: random.Random) -> list[tuple[str, bytes | None, by
     """(topic, key, value, partition, expected code) for every mutation on every topic."""
     out = []
     n = 0
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for topic in ("admissions", "vitals", "transfers", "discharges", "bed-status", "overrides", "page-acks"):
         full = f"{prefix}{topic}"
         for _ in range(8):
@@ -77,8 +77,8 @@ def hostile(prefix: str, rng: random.Random) -> list[tuple[str, bytes | None, by
             body = templates(hid, n)[topic]
             raw = orjson.dumps(body)
 
-            def add(value, code, *, k=key, partition=None):
-                out.append((full, k, value, partition, code))
+            def add(value, code, *, t=full, k=key, partition=None):
+                out.append((t, k, value, partition, code))
 
             add(raw[: len(raw) // 2], "malformed_json")
             add(b"\xff\xfe" + raw, "not_utf8")

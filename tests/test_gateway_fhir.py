@@ -6,7 +6,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -20,12 +20,17 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from allocator.hospital import load_hospitals
 from streams.broker import free_port
 from streams.contract import Admission, BedStatusChange, Cancellation, Discharge, Transfer, Vitals
-from streams.gateway.fhir_map import (DecisionsProjection, FhirRefused, bundle_events, location_resources,
-                                      validate_bundle)
+from streams.gateway.fhir_map import (
+    DecisionsProjection,
+    FhirRefused,
+    bundle_events,
+    location_resources,
+    validate_bundle,
+)
 from streams.kafka_io import read_until
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hl7_hospital.yaml"
-NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from allocator.hospital import load_hospitals
 from streams.contract import Admission, BedStatusChange, Cancellation, Swap, Vitals
-from streams.gateway.hl7v2 import Hl7Refused, Mapped, build_ack, map_message, parse, read_header, vital_values, _Msg
+from streams.gateway.hl7v2 import Hl7Refused, Mapped, _Msg, build_ack, map_message, parse, read_header, vital_values
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "hl7-samples"
 if not SAMPLES.is_dir():
@@ -98,7 +98,7 @@ def test_sample(name, hospital):
         mapped = map_message(sample(name), hospital)
         want = [(t, {k: v for k, v in f.items() if v is not None}) for t, f in expected[1]]
         assert [t for t, _ in fields(mapped)] == [t for t, _ in want]
-        for (_, g), (_, w) in zip(fields(mapped), want):
+        for (_, g), (_, w) in zip(fields(mapped), want, strict=True):
             assert {k: g.get(k) for k in w} == w
         if not mapped.events:
             assert mapped.note  # accepted without events: MSA-3 says why
@@ -161,7 +161,7 @@ def test_a01_with_reason_is_an_admission_to_the_mapped_unit(hospital):
     assert (e.patient_id, e.encounter_id, e.age, e.sex, e.requested_unit, e.bed_id) == \
         ("P-1", "V-1", 78.0, "F", "MED", "MED-B1-A")
     assert e.text == "Fall at home&hip pain"  # escape sequences come from python-hl7
-    assert e.occurred_at == datetime(2026, 11, 24, 8, 15, tzinfo=timezone.utc)
+    assert e.occurred_at == datetime(2026, 11, 24, 8, 15, tzinfo=UTC)
 
 
 def test_free_text_source_is_configurable(hospital):
@@ -245,7 +245,7 @@ def test_loinc_vitals_with_units(hospital):
     assert isinstance(v, Vitals)
     assert (v.resp_rate, v.spo2, v.systolic_bp, v.heart_rate, v.temperature_c, v.on_oxygen, v.consciousness) == \
         (24, 91, 95, 118, 38.5, True, "V")
-    assert v.occurred_at == datetime(2026, 11, 24, 9, 5, tzinfo=timezone.utc)  # OBX-14 of the first vital
+    assert v.occurred_at == datetime(2026, 11, 24, 9, 5, tzinfo=UTC)  # OBX-14 of the first vital
 
 
 def test_wrong_unit_repeated_value_and_out_of_range_are_refused(hospital):
@@ -286,7 +286,7 @@ def test_bad_timestamp_and_unknown_sex(hospital):
 # --------------------------------------------------------------------------- ACK / NAK
 
 
-NOW = datetime(2026, 11, 24, 8, 15, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 8, 15, 1, tzinfo=UTC)
 
 
 def segs(ack: bytes) -> list[list[str]]:

@@ -87,7 +87,7 @@ class Client:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, port: int, ssl_ctx: ssl.SSLContext | None = None) -> "Client":
+    async def connect(cls, port: int, ssl_ctx: ssl.SSLContext | None = None) -> Client:
         return cls(*await asyncio.open_connection("127.0.0.1", port, ssl=ssl_ctx))
 
     async def ack(self) -> list[list[str]]:

@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -57,7 +58,7 @@ def _pauses(records, windows: list[tuple[str, float]]) -> dict[str, float]:
         inside = [at] + [t for t in times if at <= t <= at + 20]
         nxt = [t for t in times if t > at + 20][:1]
         seq = inside + nxt
-        out[name] = round(max(b - a for a, b in zip(seq, seq[1:])) if len(seq) > 1 else float("inf"), 2)
+        out[name] = round(max(b - a for a, b in pairwise(seq)) if len(seq) > 1 else float("inf"), 2)
     return out
 
 
@@ -79,7 +80,7 @@ def test_a_worker_joins_and_another_leaves_on_sigterm_with_nothing_lost(broker, 
     producer = threading.Thread(target=lambda: asyncio.run(produce_paced(broker.bootstrap, messages, 40.0)),
                                 daemon=True)
     producer.start()
-    time.sleep(5)  # a stream under way  # noqa: the schedule of the scenario, not a wait for a condition
+    time.sleep(5)  # a stream under way: the scenario's schedule, not a wait for a condition
     joined_at = time.time()
     b = start_worker(broker_group_instance_id=f"{run_id}-b", metrics_port=0, **common)
     _wait_decisions(broker, prefix, len(_decisions(broker, prefix)) + 80)  # both share the stream a while

@@ -175,9 +175,9 @@ def test_lookups(small: Hospital) -> None:
 
 def test_config_is_immutable_and_survives_copy_and_pickle(small: Hospital) -> None:
     with pytest.raises(TypeError):
-        small.roster["bed_manager"] = "9999"  # type: ignore[index]
+        small.roster["bed_manager"] = "9999"  # type: ignore[index]  # deliberately: the roster is read-only
     with pytest.raises(TypeError):
-        small.unit("MED").roster["ward_doctor"] = "9999"  # type: ignore[index]
+        small.unit("MED").roster["ward_doctor"] = "9999"  # type: ignore[index]  # deliberately: the roster is read-only
     for clone in (pickle.loads(pickle.dumps(small)), copy.deepcopy(small)):
         assert clone == small
         assert clone.bed("MED-B1-A") == small.bed("MED-B1-A")
@@ -293,7 +293,7 @@ def test_yaml_syntax_error_gives_the_line(tmp_path: Path) -> None:
         load_hospitals(path)
     message = str(info.value)
     assert message.startswith(f"{path}: line ")
-    line = int(re.search(r"line (\d+)", message).group(1))  # type: ignore[union-attr]
+    line = int(re.search(r"line (\d+)", message).group(1))  # type: ignore[union-attr]  # the message names its line
     assert index + 1 <= line <= index + 3, message
     assert "YAML" in message
 

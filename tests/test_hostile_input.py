@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -114,7 +114,7 @@ def test_future_dated_events_are_refused_and_stall_nothing(broker, run_id, start
     hospital's clock does not move, its next events are not stale, and another hospital is not held up."""
     prefix = f"{run_id}."
     worker = start_worker(hospital_config=two_hospitals(tmp_path))
-    ahead = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
+    ahead = (datetime.now(UTC) + timedelta(days=30)).isoformat()
     vitals = ev.vitals(HID, "P1", "E1", 1, event_id="v-future", resp_rate=30, spo2=85, on_oxygen=True,
                        systolic_bp=85, heart_rate=140, consciousness="V", temperature_c=39.5)
     vitals[1]["occurred_at"] = ahead
@@ -165,10 +165,10 @@ def test_events_off_their_hospitals_partition_are_refused(broker, run_id, start_
 def test_an_event_whose_outputs_would_not_fit_one_record_is_dead_lettered_not_applied():
     """The journal record (this event's writes and outputs, and the previous event's) must fit the
     producer's limit, or a restart would fail on it again and again: such an event is refused whole."""
+    from allocator.hospital import load_hospitals
     from streams.limits import Limits
     from streams.memory import InMemoryWorker
     from streams.processor import RawMessage
-    from allocator.hospital import load_hospitals
 
     worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
     # the 19,000-character text weighs about 34.5 kB in a journal record: more than a whole record here
@@ -188,11 +188,11 @@ def test_an_event_whose_outputs_would_not_fit_one_record_is_dead_lettered_not_ap
 def test_events_that_fit_a_record_alone_but_not_with_the_previous_ones_writes_are_applied():
     """The journal record carries the previous event's writes only when both fit; otherwise those writes
     are made durable first and left out, so an event is refused only when it alone would not fit."""
+    from allocator.hospital import load_hospitals
     from streams.limits import Limits
     from streams.memory import InMemoryWorker
     from streams.processor import RawMessage
     from streams.state import JOURNAL
-    from allocator.hospital import load_hospitals
 
     worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
     worker.processor.limits = Limits(producer_max_request_bytes=40_000, max_message_bytes=25_000)
@@ -248,12 +248,12 @@ def test_a_record_time_from_a_wrong_clock_does_not_let_a_future_event_in():
     from streams.processor import RawMessage
 
     worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
-    ahead = datetime.now(timezone.utc) + timedelta(days=30)
+    ahead = datetime.now(UTC) + timedelta(days=30)
     body = ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="a-1")[1]
     body["occurred_at"] = ahead.isoformat()
     late = RawMessage(topic="wardflow.admissions", partition=0, offset=0, key=HID.encode(),
                       value=orjson.dumps(body), timestamp=ahead.timestamp())
-    skewed = dict(body, event_id="a-2", occurred_at=(datetime.now(timezone.utc) + timedelta(minutes=10)).isoformat())
+    skewed = dict(body, event_id="a-2", occurred_at=(datetime.now(UTC) + timedelta(minutes=10)).isoformat())
     ok = RawMessage(topic="wardflow.admissions", partition=0, offset=1, key=HID.encode(),
                     value=orjson.dumps(dict(skewed, patient_id="P2", encounter_id="E2")), timestamp=time.time())
     outcomes = asyncio.run(worker.feed([late, ok]))

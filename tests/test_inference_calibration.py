@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.calibration import (ece_multilabel, ece_softmax, fit_temperature_sigmoid, fit_temperature_softmax,
-                                   reliability)
+from inference.calibration import (
+    ece_multilabel,
+    ece_softmax,
+    fit_temperature_sigmoid,
+    fit_temperature_softmax,
+    reliability,
+)
 from inference.encoding import meta_vector, sigmoid, softmax
 
 

@@ -9,8 +9,17 @@ import re
 import pytest
 
 from inference import corpus
-from inference.corpus import (NEEDS, REGISTERS, TEMPLATE_IDS, UNITS, derive_labels, generate_corpus, generate_splits,
-                              heldout_sets, sample_case)
+from inference.corpus import (
+    NEEDS,
+    REGISTERS,
+    TEMPLATE_IDS,
+    UNITS,
+    derive_labels,
+    generate_corpus,
+    generate_splits,
+    heldout_sets,
+    sample_case,
+)
 from inference.presentations import PRESENTATIONS, Presentation
 
 

@@ -71,7 +71,7 @@ def test_baseline_side_by_side_curve_and_threshold(report):
     assert {"model", "model_decoded", "baseline", "baseline_decoded"} <= set(hw["summary"])
     curve = hw["model_decoded"]["coverage_accuracy"]
     assert curve[0]["threshold"] == 0.0 and curve[0]["coverage"] == 1.0
-    assert all(a["coverage"] >= b["coverage"] for a, b in zip(curve, curve[1:]))
+    assert all(a["coverage"] >= b["coverage"] for a, b in pairwise(curve))
     t = hw["model_decoded"]["threshold_meeting_target"]
     assert t is None or t["unit_accuracy"] >= 0.9
     assert "TF-IDF served" in md and "Coverage vs unit accuracy" in md
@@ -97,8 +97,12 @@ def test_values_derived_on_validation_meet_their_own_rules():
     import numpy as np
 
     from inference.data import Example
-    from inference.evaluate_decoded import (DERIVE_DISCHARGE_COSTS, derive_on_validation, system_metrics,
-                                            with_under_triage_weight)
+    from inference.evaluate_decoded import (
+        DERIVE_DISCHARGE_COSTS,
+        derive_on_validation,
+        system_metrics,
+        with_under_triage_weight,
+    )
     from inference.labels import DEFAULT_LABELS as L
     from inference.policy import load_policy
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from tests import inference_support as sup
 
 PHRASE = "small cut on finger"          # DISCHARGE in the toy task; the hospital says ORTHO
 OLD, NEW = "DISCHARGE", "ORTHO"
-T0 = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 TUNE_ARGS = ["--seed", "3", "--epochs", "6", "--batch-size", "8", "--lr", "2e-3", "--lr-head", "5e-3",
              "--freeze-layers", "0", "--feedback-share", "0.5", "--replay", "48", "--threads", "1", "--no-progress"]
 
@@ -85,7 +85,7 @@ def test_fine_tuned_model_learns_the_correction_and_keeps_the_rest(tuned):
     # the rest of the parent's test split (other phrases) is still right: replay kept it
     rest = [e for e in load_examples_for(tuned["out"]) if e.split == "test" and PHRASE not in e.text]
     preds = unit_predictions(tuned["out"], [e.text for e in rest])
-    assert np.mean([p == e.unit for p, e in zip(preds, rest)]) >= 0.8
+    assert np.mean([p == e.unit for p, e in zip(preds, rest, strict=True)]) >= 0.8
 
 
 def test_new_model_directory_has_the_normal_layout_and_its_lineage(tuned):

@@ -9,7 +9,8 @@ import pytest
 
 from inference.decoding import adjusted_unit_probs, check_policy, decode, expected_acuity_costs
 from inference.exceptions import ModelConfigError
-from inference.labels import DEFAULT_LABELS as L, LabelSet
+from inference.labels import DEFAULT_LABELS as L
+from inference.labels import LabelSet
 from inference.policy import DEFAULT_POLICY_PATH, load_policy
 from inference.safety import floors
 from inference.signals import parse_signals

@@ -70,9 +70,9 @@ def test_training_is_seeded(tmp_path):
 
 
 def test_evaluate_writes_json_markdown_and_figures(model_dir, tmp_path):
+    from inference.data import load_files
     from inference.evaluate import evaluate
     from inference.export import load_examples_for
-    from inference.data import load_files
 
     examples, _ = load_files([model_dir / "data" / f"{s}.jsonl" for s in ("train", "validation", "test")],
                              require_train=False)

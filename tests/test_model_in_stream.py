@@ -10,7 +10,6 @@ from tests.ward import HID
 from tests.ward import Ward as BaseWard
 
 
-
 def prediction(unit: str, p: float = 0.9, uncertain: bool = False, needs=()) -> dict:
     return {"target_unit": unit, "unit_probs": {unit: p, "MEDICINE" if unit != "MEDICINE" else "SURGERY": 1 - p},
             "acuity": 3, "acuity_probs": {"3": 0.8, "2": 0.2}, "needs": list(needs),

@@ -1,6 +1,6 @@
 """NEWS2 (Royal College of Physicians, 2017): every band edge of every parameter, both sides."""
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -30,7 +30,7 @@ NORMAL = Vitalset(
     consciousness="A",
     temperature_c=37.0,
 )
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def points(vitals: Vitalset, name: str, scale2: bool = False) -> int:
@@ -285,7 +285,7 @@ def test_clinical_response_per_band(band, role, priority, minutes):
 def test_response_table_covers_every_band_and_is_read_only():
     assert set(DEFAULT_RESPONSES) == set(Band)
     with pytest.raises(TypeError):
-        DEFAULT_RESPONSES[Band.LOW] = DEFAULT_RESPONSES[Band.HIGH]  # type: ignore[index]
+        DEFAULT_RESPONSES[Band.LOW] = DEFAULT_RESPONSES[Band.HIGH]  # type: ignore[index]  # deliberately: the table is read-only
 
 
 def test_rename_roles_gives_a_new_table_and_leaves_the_default_alone():

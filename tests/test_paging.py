@@ -2,11 +2,20 @@
 import json
 import random
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from allocator.news2 import DEFAULT_RESPONSES, PARAMETERS, Band, Vitalset, describe_scoring, rename_roles, score, score_at_least
+from allocator.news2 import (
+    DEFAULT_RESPONSES,
+    PARAMETERS,
+    Band,
+    Vitalset,
+    describe_scoring,
+    rename_roles,
+    score,
+    score_at_least,
+)
 from allocator.paging import (
     AckOutcome,
     Escalation,
@@ -27,7 +36,7 @@ from allocator.paging import (
     tick,
 )
 
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 CFG = PagingConfig()
 NORMAL = Vitalset(
     resp_rate=16, spo2=97, on_oxygen=False, systolic_bp=120, heart_rate=70, consciousness="A",
@@ -320,10 +329,10 @@ def test_seven_or_more_pages_at_once_even_with_an_implausible_reading():
 
 def test_rounds_fall_on_the_configured_interval_from_midnight_utc():
     cfg = PagingConfig(overdue_round_minutes=240)
-    assert previous_round(datetime(2024, 3, 1, 13, 59, tzinfo=timezone.utc), cfg) == datetime(
-        2024, 3, 1, 12, 0, tzinfo=timezone.utc)
-    assert previous_round(datetime(2024, 3, 1, 16, 0, tzinfo=timezone.utc), cfg) == datetime(
-        2024, 3, 1, 16, 0, tzinfo=timezone.utc)
+    assert previous_round(datetime(2024, 3, 1, 13, 59, tzinfo=UTC), cfg) == datetime(
+        2024, 3, 1, 12, 0, tzinfo=UTC)
+    assert previous_round(datetime(2024, 3, 1, 16, 0, tzinfo=UTC), cfg) == datetime(
+        2024, 3, 1, 16, 0, tzinfo=UTC)
 
 
 def test_a_ward_round_lists_each_units_overdue_patients_by_urgency_in_one_decision():

@@ -1,7 +1,7 @@
 """Today's (legacy) paging rules, kept only for the paging report's comparison: they must still behave as before."""
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,7 @@ from allocator.paging_legacy import (
     tick,
 )
 
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 CFG = PagingConfig()
 NORMAL = Vitalset(
     resp_rate=16, spo2=97, on_oxygen=False, systolic_bp=120, heart_rate=70, consciousness="A",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -20,7 +20,7 @@ from streams.memory import InMemoryWorker
 from streams.processor import RawMessage
 from streams.simulator import SimEvent, TrueEpisode
 
-T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 CHAIN = ("nurse_in_charge", "ward_doctor", "critical_care_outreach", "rapid_response")
 
 

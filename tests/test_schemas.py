@@ -28,7 +28,7 @@ def test_write_schemas_writes_one_valid_file_per_topic(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         f"wardflow.{topic}.schema.json" for topic in TOPICS
     )
-    for topic, path in zip(TOPICS, paths):
+    for topic, path in zip(TOPICS, paths, strict=True):
         schema = json.loads(path.read_text(encoding="utf-8"))
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["$id"].endswith(f"wardflow.{topic}")

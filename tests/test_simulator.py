@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import statistics
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -17,7 +17,7 @@ import pytest
 from allocator.hospital import DEMO_HOSPITAL_PATH, Hospital, load_hospitals
 from streams.simulator import HospitalSimulator, SimEvent
 
-START = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)  # a Monday, midnight
+START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday, midnight
 DAYS = 2
 DECODE_FAILURES = {"broken_json": "malformed_json", "not_utf8": "not_utf8", "missing_field": "missing_field",
                    "wrong_type": "wrong_type", "naive_timestamp": "bad_timestamp"}
@@ -325,7 +325,7 @@ def test_dry_run_writes_the_events_as_json_lines(demo: Hospital, tmp_path: Path,
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     _, events = _run(demo, 0.1, malformed_rate=0.05)
     assert len(lines) == len(events)
-    for line, e in zip(lines, events):
+    for line, e in zip(lines, events, strict=True):
         assert line["topic"] == "x." + e.topic
         if e.malformed is None:
             assert orjson.dumps(line["value"]) == orjson.dumps(orjson.loads(e.value))

@@ -1,6 +1,6 @@
 """Surge level (OPEL 1-4) with hysteresis: up at once, down only with a margin."""
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from allocator.surge import (
     evaluate_surge,
 )
 
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 # Defaults: OPEL 2 / 3 / 4 at occupancy 90 / 95 / 99 %, waiting 5 / 10 / 20,
 # arrivals 10 / 15 / 25 an hour; margins 3 points, 2 waiting, 3 arrivals.
 CFG = SurgeConfig()

@@ -75,17 +75,18 @@ def _examples() -> dict[str, dict]:
 
 
 def test_documented_examples_are_valid_and_every_optional_field_accepts_null():
+    import orjson
+
     from streams.contract import INPUT_MODELS, MEASUREMENTS
     from streams.validation import decode_event
-
-    import orjson
 
     for topic, example in _examples().items():
         model = INPUT_MODELS[topic]
         decode_event(topic, orjson.dumps(example))
         for name, info in model.model_fields.items():
-            if info.is_required() or (topic, name) in (("overrides", "bed_id"), ("cancellations", "bed_id")) or (topic == "vitals" and name in MEASUREMENTS and name in example
-                                      and sum(k in example for k in MEASUREMENTS) == 1):
+            if info.is_required() or (topic, name) in (("overrides", "bed_id"), ("cancellations", "bed_id")) or (
+                    topic == "vitals" and name in MEASUREMENTS and name in example
+                    and sum(k in example for k in MEASUREMENTS) == 1):
                 continue
             event = decode_event(topic, orjson.dumps({**example, name: None}))
             assert getattr(event, name) in (None, False), (topic, name)

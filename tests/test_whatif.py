@@ -146,7 +146,7 @@ def test_bad_arguments(demo: Hospital) -> None:
     with pytest.raises(ValueError):
         run_whatif(demo, policy="both", days=0, seed=1)
     with pytest.raises(ValueError):
-        run_whatif(demo, policy="both", days=1, seed=1, load="panic")  # type: ignore[arg-type]
+        run_whatif(demo, policy="both", days=1, seed=1, load="panic")  # type: ignore[arg-type]  # deliberately not a load
 
 
 def test_whatif_command_prints_json_and_writes_the_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,7 +73,9 @@ def test_hopping_counts_from_steps_equal_faust_hopping_windows():
         steps[("k", step)] = steps.get(("k", step), 0) + 1
         for w in CFG.hopping().ranges(t):
             hopping[w] = hopping.get(w, 0) + 1
-    get = lambda table, key, default=None: steps.get(key, default)  # noqa: E731
+    def get(table, key, default=None):
+        return steps.get(key, default)
+
     for w, expected in hopping.items():
         assert windowed.count_in(lambda t, k, d=None: get(t, ("k", k[1]), d), HID, "x", ARRIVALS_WINDOW, w, CFG) \
             == expected

@@ -16,7 +16,6 @@ from tests.ward import HID
 from tests.ward import Ward as BaseWard
 
 
-
 def prediction(unit: str, acuity: int, needs: tuple[str, ...] = ()) -> dict:
     return {"target_unit": unit, "unit_probs": {unit: 0.93}, "acuity": acuity, "acuity_probs": {str(acuity): 0.8},
             "needs": list(needs), "need_probs": {n: 0.9 for n in needs}, "uncertain": False,
@@ -25,7 +24,7 @@ def prediction(unit: str, acuity: int, needs: tuple[str, ...] = ()) -> dict:
 
 class Ward(BaseWard):
     def __init__(self, policy: str) -> None:
-        super().__init__(context=HandlerContext(model_available=True, policy=policy))  # type: ignore[arg-type]
+        super().__init__(context=HandlerContext(model_available=True, policy=policy))  # type: ignore[arg-type]  # the tests pass policies, a wrong one included
 
     def send(self, *items, predicted: dict | None = None, error: dict | None = None) -> list:
         out = super().send(*items, predicted=predicted, error=error)

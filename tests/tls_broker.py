@@ -68,7 +68,7 @@ class TlsTerminator:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "TlsTerminator":
+    def start(self) -> TlsTerminator:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("TLS terminator did not start")

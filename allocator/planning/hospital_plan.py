@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,7 +48,7 @@ class _Spec(BaseModel):
 
 
 Day = Annotated[date, Field(strict=False)]  # YAML gives a date, JSON an ISO string
-PerShift = Union[Annotated[int, Field(ge=0)], list[Annotated[int, Field(ge=0)]]]
+PerShift = Annotated[int, Field(ge=0)] | list[Annotated[int, Field(ge=0)]]
 
 
 class _PersonSpec(_Spec):
@@ -188,7 +188,7 @@ def build_problem(hospital: Hospital, electives: Electives, *, hospital_file: st
 
     def incompatible_for(sex: str, unit: str | None) -> list[str]:
         out = []
-        for room_id, code, capacity, single, bay_sex in rooms:
+        for room_id, code, _capacity, single, bay_sex in rooms:
             if unit is not None and code != unit:
                 out.append(room_id)
             elif sex == "X" and not single:

@@ -276,9 +276,9 @@ def _build_instance(raw: _InstanceFile, file: str, name: str) -> Instance:
     shift_index = {name: i for i, name in enumerate(raw.shift_types)}
     age_index = {name: i for i, name in enumerate(raw.age_groups)}
     rooms = _index([r.id for r in raw.rooms], file, "rooms", "room")
-    theatres = _index([t.id for t in raw.operating_theaters], file, "operating_theaters", "theatre")
+    _index([t.id for t in raw.operating_theaters], file, "operating_theaters", "theatre")
     surgeons = _index([s.id for s in raw.surgeons], file, "surgeons", "surgeon")
-    nurses = _index([n.id for n in raw.nurses], file, "nurses", "nurse")
+    _index([n.id for n in raw.nurses], file, "nurses", "nurse")
     _index([p.id for p in raw.patients] + [o.id for o in raw.occupants], file, "patients", "patient/occupant")
 
     for i, s in enumerate(raw.surgeons):
@@ -298,9 +298,9 @@ def _build_instance(raw: _InstanceFile, file: str, name: str) -> Instance:
                 raise bad(f"{where}.shift", f"unknown shift {w.shift!r}; the instance has {', '.join(raw.shift_types)}")
             if w.day >= D:
                 raise bad(f"{where}.day", f"day {w.day} is outside the horizon 0..{D - 1}")
-            s = w.day * spd + shift_index[w.shift]
-            nurse_works[i, s] = True
-            nurse_max[i, s] = w.max_load
+            slot = w.day * spd + shift_index[w.shift]
+            nurse_works[i, slot] = True
+            nurse_max[i, slot] = w.max_load
         if n.skill_level >= raw.skill_levels:
             raise bad(f"nurses[{i}].skill_level", f"{n.skill_level} is not below skill_levels={raw.skill_levels}")
 
@@ -358,14 +358,14 @@ def _build_instance(raw: _InstanceFile, file: str, name: str) -> Instance:
             raise bad(f"occupants[{i}].room_id", f"unknown room {o.room_id!r}")
         occ_room[i] = rooms[o.room_id]
 
-    w = raw.weights
+    weights = raw.weights
     return Instance(
         name=name,
         days=D,
         shift_types=tuple(raw.shift_types),
         age_groups=tuple(raw.age_groups),
         skill_levels=raw.skill_levels,
-        weights=np.array([getattr(w, part) for part in COST_PARTS], dtype=np.int64),
+        weights=np.array([getattr(weights, part) for part in COST_PARTS], dtype=np.int64),
         room_ids=tuple(r.id for r in raw.rooms),
         room_capacity=np.array([r.capacity for r in raw.rooms], dtype=np.int64),
         theatre_ids=tuple(t.id for t in raw.operating_theaters),
@@ -465,7 +465,7 @@ def load_solution(path: str | Path, instance: Instance) -> Solution:
 def solution_to_json(instance: Instance, sol: Solution, costs: list[str] | None = None) -> dict[str, Any]:
     """The official solution format; nurses list every shift they work, with the rooms they cover."""
     P, spd = instance.n_patients, instance.shifts_per_day
-    patients = []
+    patients: list[dict[str, Any]] = []
     for p in range(P):
         ident = instance.person_ids[p]
         if sol.admission[p] < 0:

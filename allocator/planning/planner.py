@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from allocator.planning import search
 from allocator.planning.evaluate import Evaluation, evaluate
 from allocator.planning.model import COST_PARTS, Instance, Solution
-from allocator.planning import search
 
 __all__ = ["DEFAULT_MOVES_PER_SECOND", "PlanResult", "Progress", "plan"]
 

@@ -656,7 +656,6 @@ def anneal(pb, st, iters, it0, total, t0, t1, probs, knobs, best_adm, best_room,
     cum0 = probs[0]
     cum1 = cum0 + probs[1]
     cum2 = cum1 + probs[2]
-    cum3 = cum2 + probs[3]
     for it in range(it0, it0 + iters):
         temp = t0 * ratio ** (it / total)
         u = np.random.random()

@@ -6,7 +6,7 @@ it always carries) plus the phrases the templates in `inference.corpus` render i
 corpus applies the taxonomy's precedence (ICU > PAEDIATRICS under 16 > MATERNITY > ...) and
 danger-zone vitals on top, from the drawn facts, never from the text.
 
-Authoring shorthand: every phrase field accepts a tuple or one string with alternatives
+Authoring shorthand (`authored`): every phrase field accepts a tuple or one string with alternatives
 separated by `|`. Pronoun tokens ({pr} {Pr} {obj} {pos} {has} {is} {s} {es} {dont} {Im}
 {Ive} {was}) are filled per case; lay phrases are written so that they read in the first
 person ("I've had...") and in the third ("she's had...").
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 _PHRASE_FIELDS = ("cc", "key", "hx", "neg", "imp", "plan", "o2_text", "prehosp", "lay_key", "lay", "lay_o2")
 VALID_UNITS = ("ICU", "CARDIAC", "STROKE", "MEDICINE", "SURGERY", "ORTHO", "MATERNITY", "PAEDIATRICS",
@@ -48,7 +50,7 @@ _AUTO_NEG_EXCL = (
 )
 
 
-def _split(value) -> tuple[str, ...]:
+def _split(value: str | Iterable[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -122,9 +124,34 @@ class Presentation:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
 
+def authored(id: str, unit: str, acuity: int, **fields: Any) -> Presentation:
+    """A presentation in the authoring shorthand: each phrase field (and `needs`, `pmh_excl`,
+    `neg_excl`) may be one string with alternatives separated by `|`."""
+    for name in (*_PHRASE_FIELDS, "needs"):
+        if name in fields:
+            fields[name] = _split(fields[name])
+    for name in ("pmh_excl", "neg_excl"):
+        if isinstance(fields.get(name), str):
+            fields[name] = frozenset(_split(fields[name]))
+    return Presentation(id, unit, acuity, **fields)
+
+
 def _collect() -> tuple[Presentation, ...]:
-    from inference.presentations import (cardiac, discharge_a, discharge_b, icu, lookalikes, maternity, medicine_a,
-                                         medicine_b, mental_health, ortho, paediatrics, stroke, surgery)
+    from inference.presentations import (
+        cardiac,
+        discharge_a,
+        discharge_b,
+        icu,
+        lookalikes,
+        maternity,
+        medicine_a,
+        medicine_b,
+        mental_health,
+        ortho,
+        paediatrics,
+        stroke,
+        surgery,
+    )
     out: list[Presentation] = []
     for mod in (icu, cardiac, stroke, medicine_a, medicine_b, surgery, ortho, maternity, paediatrics,
                 mental_health, discharge_a, discharge_b, lookalikes):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from typing import Any
 
-_D = dict(unit="DISCHARGE", addons_ok=True)
+from inference.presentations import authored as P
+
+_D: dict[str, Any] = dict(unit="DISCHARGE", addons_ok=True)
 
 PRESENTATIONS = (
     P("discharge.ankle_sprain", acuity=4, vit="normal", ages=(8, 75), child_p=0.2, **_D,

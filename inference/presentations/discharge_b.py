@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from typing import Any
 
-_D = dict(unit="DISCHARGE")
+from inference.presentations import authored as P
+
+_D: dict[str, Any] = dict(unit="DISCHARGE")
 
 PRESENTATIONS = (
     P("discharge.viral_urti", acuity=5, vit="febrile", ages=(2, 70), child_p=0.3, danger_ok=False, **_D,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from inference.presentations import authored as P
 
 _RS = "respiratory_support"
 
@@ -14,7 +14,8 @@ PRESENTATIONS = (
       imp="septic shock secondary to CAP|septic shock, chest source", plan="ICU referral, arterial line, central access, broad spectrum abx",
       o2_text="on 15L NRB|requiring 15L via non-rebreathe|FiO2 0.6 via venturi, still hypoxic",
       prehosp="IV fluids 500ml|high flow O2|fluid bolus and O2", lay_voice="other",
-      lay_key="{Pr} {has} been coughing for days and now {pr} can barely stay awake|the doctors said {pos} blood pressure is dangerously low and {pr} need{s} a drip to keep it up",
+      lay_key="{Pr} {has} been coughing for days and now {pr} can barely stay awake|"
+              "the doctors said {pos} blood pressure is dangerously low and {pr} need{s} a drip to keep it up",
       lay="{Pr} {is} cold and blotchy|{pr} had shaking fits of shivering last night",
       lay_o2="{pr} {is} on a big oxygen mask"),
     P("icu.urosepsis_shock", "ICU", 1, vit="shock", ages=(55, 95), vitals_key=True,

@@ -4,11 +4,13 @@ pericarditis vs STEMI, ruptured vs stable ectopic, necrotising fasciitis vs cell
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from typing import Any
+
+from inference.presentations import authored as P
 
 _RS = "respiratory_support"
 _T = "telemetry"
-_C = dict(unit="PAEDIATRICS", bariatric_ok=False, lay_voice="other")
+_C: dict[str, Any] = dict(unit="PAEDIATRICS", bariatric_ok=False, lay_voice="other")
 
 PRESENTATIONS = (
     # ---- headache: thunderclap (SAH, alert) vs tension-type

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from typing import Any
 
-_M = dict(unit="MATERNITY", sex="F", pregnancy_problem=True, ages=(14.0, 45.0), child_p=0.05, age_mode=30,
-          bariatric_ok=True, pmh_excl=frozenset({"cancer", "cardiac", "hip", "oa"}))
+from inference.presentations import authored as P
+
+_M: dict[str, Any] = dict(unit="MATERNITY", sex="F", pregnancy_problem=True, ages=(14.0, 45.0), child_p=0.05, age_mode=30,
+                          bariatric_ok=True, pmh_excl=frozenset({"cancer", "cardiac", "hip", "oa"}))
 
 PRESENTATIONS = (
     P("maternity.term_labour", acuity=3, vit="pain", preg=(37, 41.5), **_M,

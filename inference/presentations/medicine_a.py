@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from inference.presentations import authored as P
 
 _RS = "respiratory_support"
 

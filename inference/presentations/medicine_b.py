@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from inference.presentations import authored as P
 
 _CO = "close_observation"
 
@@ -86,7 +86,8 @@ PRESENTATIONS = (
       key="staggered paracetamol OD over 2 days, ALT 900|NAC infusion|states still wants to end {pos} life, has a plan",
       hx="wrote goodbye messages|recent job loss", imp="staggered paracetamol OD with ongoing suicidal intent",
       plan="NAC, 1:1 observation, psychiatry liaison",
-      lay_key="{Ive} been taking extra paracetamol for two days to end things|{pos} liver tests are bad and they've started a drip|{Im} still thinking about ending it",
+      lay_key="{Ive} been taking extra paracetamol for two days to end things|"
+              "{pos} liver tests are bad and they've started a drip|{Im} still thinking about ending it",
       lay="{Ive} written letters to {pos} family|{Ive} lost {pos} job"),
     P("medicine.alcohol_withdrawal", "MEDICINE", 2, vit="anxious", ages=(25, 75),
       cc="shakes and sweating, stopped drinking|alcohol withdrawal|tremor, previous withdrawal seizures",

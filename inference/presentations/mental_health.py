@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from typing import Any
+
+from inference.presentations import authored as P
 
 _CO = "close_observation"
-_MH = dict(unit="MENTAL_HEALTH", pmh_excl=frozenset({"mh"}), ages=(13.0, 80.0), child_p=0.12, age_mode=32)
+_MH: dict[str, Any] = dict(unit="MENTAL_HEALTH", pmh_excl=frozenset({"mh"}), ages=(13.0, 80.0), child_p=0.12, age_mode=32)
 
 PRESENTATIONS = (
     P("mh.suicidal_plan", acuity=2, vit="anxious", needs=_CO, **_MH,

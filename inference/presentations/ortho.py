@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from inference.presentations import authored as P
 
 PRESENTATIONS = (
     P("ortho.nof_fracture", "ORTHO", 3, vit="pain", ages=(65, 102), age_mode=84,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from typing import Any
+
+from inference.presentations import authored as P
 
 _RS = "respiratory_support"
-_C = dict(unit="PAEDIATRICS", bariatric_ok=False, lay_voice="other")
+_C: dict[str, Any] = dict(unit="PAEDIATRICS", bariatric_ok=False, lay_voice="other")
 
 PRESENTATIONS = (
     P("paeds.bronchiolitis", acuity=2, vit="hypoxic", needs=("droplet_isolation", _RS), ages=(0.1, 1.5), vitals_key=True,
@@ -75,7 +77,8 @@ PRESENTATIONS = (
     P("paeds.safeguarding_injury", acuity=3, vit="pain", ages=(0.2, 3), **_C,
       cc="arm injury in a non-mobile infant|bruising in a 4 month old|unexplained injury",
       key="spiral humeral fracture in non-mobile infant|history inconsistent with injury|safeguarding concerns",
-      hx="parents unsure how it happened|delayed presentation", imp="injury with safeguarding concern", plan="paediatric admission, skeletal survey, safeguarding",
+      hx="parents unsure how it happened|delayed presentation", imp="injury with safeguarding concern",
+      plan="paediatric admission, skeletal survey, safeguarding",
       lay_key="{pr} won't move {pos} arm and cries when it's touched|we don't know how it happened",
       lay="we noticed it yesterday|{pr} {is} not crawling yet"),
     P("paeds.supracondylar", acuity=3, vit="pain", ages=(3, 11), **_C,

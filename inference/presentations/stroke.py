@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from inference.presentations import authored as P
 
 _NO_STROKE_PMH = frozenset({"stroke"})
 

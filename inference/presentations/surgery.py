@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.presentations import Presentation as P
+from inference.presentations import authored as P
 
 PRESENTATIONS = (
     P("surgery.appendicitis", "SURGERY", 3, vit="febrile", ages=(5, 70), child_p=0.3, age_mode=22,

@@ -25,7 +25,7 @@ class BoardProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 60.0) -> "BoardProcess":
+    def start(self, timeout_s: float = 60.0) -> BoardProcess:
         """Start it and wait until it has read the decisions topic to its end (`/healthz` 200)."""
         env = {**os.environ, **self.env, **settings_env(board_port=self.port, board_host="127.0.0.1")}
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process

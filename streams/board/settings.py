@@ -79,7 +79,7 @@ def _option(name: str) -> str:
 def add_board_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also read from WARDFLOW_<NAME>)")
     for name, field in BoardSettings.model_fields.items():
-        shown = "********" if field.annotation is SecretStr or "secret" in name or "password" == name[-8:] else field.default
+        shown = "********" if field.annotation is SecretStr or "secret" in name or name[-8:] == "password" else field.default
         group.add_argument(_option(name), dest=f"setting_{name}", default=argparse.SUPPRESS, metavar=name.upper(),
                            help=f"{field.description} (default: {shown})")
 

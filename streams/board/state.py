@@ -149,8 +149,8 @@ class HospitalBoard:
 
     # ------------------------------------------------------------------ input
     def _tick(self, at: str | None) -> None:
-        t = parse_time(at)
-        if t is not None and (self.clock is None or t > parse_time(self.clock)):
+        t, current = parse_time(at), parse_time(self.clock)
+        if t is not None and (current is None or t > current):
             self.clock = t.isoformat()  # one spelling (`Z` and `+00:00` both arrive), whichever source came first
 
     def _bed(self, bed_id: str | None, at: str, entry: BedEntry) -> None:
@@ -168,14 +168,16 @@ class HospitalBoard:
         if len(self.seen_order) > SEEN_LIMIT:
             self.seen.discard(self.seen_order.popleft())
         self.decisions_applied += 1
-        kind, at, enc = d.get("kind"), d.get("created_at"), d.get("encounter_id")
+        kind, enc = d.get("kind"), d.get("encounter_id")
+        at = str(d.get("created_at") or "")  # every decision has one (the output contract); "" reads as no time
         self._tick(at)
         pid, acuity = d.get("patient_id"), _acuity(d.get("prediction"))
         item = self.queue.get(enc) if enc else None
         if kind == "assignment":
             self._bed(d.get("bed_id"), at, BedEntry("occupied", at, enc, pid, acuity))
-            self.queue.pop(enc, None)
-            self.waiting_reasons.pop(enc, None)
+            if enc:
+                self.queue.pop(enc, None)
+                self.waiting_reasons.pop(enc, None)
         elif kind in ("needs_confirmation", "no_bed") and enc:
             self.queue[enc] = QueueItem(decision_id, kind, at, pid, enc, d.get("unit"), d.get("bed_id"),
                                         _prediction_summary(d.get("prediction")), _reasons(d),
@@ -247,8 +249,8 @@ class HospitalBoard:
         """The worker's latest `beds` and `capacity` views (None: unreachable; the decisions alone are shown)."""
         before = (self.view_beds, self.view_waiting, self.view_as_of, self.capacity)
         if beds is not None and self.view_as_of is not None:
-            got = parse_time(beds.get("as_of"))
-            if got is None or got < parse_time(self.view_as_of):
+            got, shown = parse_time(beds.get("as_of")), parse_time(self.view_as_of)
+            if got is None or (shown is not None and got < shown):
                 return False  # an older picture (a worker not owning this hospital now, or one still recovering)
         if beds is None:
             self.view_beds = self.view_waiting = self.view_as_of = None
@@ -263,8 +265,8 @@ class HospitalBoard:
             waiting_ids = {w["encounter_id"] for w in self.view_waiting}
             for enc, item in list(self.queue.items()):
                 if item.kind == "no_bed" and item.state == "open" and enc not in waiting_ids:
-                    stamp = parse_time(item.created_at)
-                    if stamp is not None and self.view_as_of and parse_time(self.view_as_of) >= stamp:
+                    stamp, as_of = parse_time(item.created_at), parse_time(self.view_as_of)
+                    if stamp is not None and as_of is not None and as_of >= stamp:
                         del self.queue[enc]
         self.capacity = capacity
         return before != (self.view_beds, self.view_waiting, self.view_as_of, self.capacity)

@@ -10,7 +10,7 @@ import logging
 import secrets
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +123,10 @@ def create_board_app(settings: BoardSettings, hospitals: dict[str, Hospital],
             if client in trusted and USER_ID.match(user):
                 return user
             return None
-        user = request.session.get("user")
+        session_user = request.session.get("user")
         expires = request.session.get("expires", 0)
-        if user and time.time() < expires:
-            return user
+        if session_user and time.time() < expires:
+            return str(session_user)
         return None
 
     def csrf_token(request: Request) -> str:
@@ -144,7 +144,7 @@ def create_board_app(settings: BoardSettings, hospitals: dict[str, Hospital],
         return bool(token) and hmac.compare_digest(token, sent)
 
     def audit(**entry: Any) -> None:
-        entry = {"at": datetime.now(timezone.utc).isoformat(), **entry}
+        entry = {"at": datetime.now(UTC).isoformat(), **entry}
         line = json.dumps(entry, sort_keys=True)
         audit_log.info("%s", line)
         if settings.board_audit_log:
@@ -315,7 +315,7 @@ def create_board_app(settings: BoardSettings, hospitals: dict[str, Hospital],
             metrics.actions.labels(action=action, outcome="invalid").inc()
             audit(**record, outcome="invalid_bed")
             return RedirectResponse(f"/h/{hid}/refused/bed", status_code=303)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         clock = parse_time(board.clock)
         occurred = max(now, clock) if clock is not None else now  # never before the hospital clock (replays, demo)
         body = {"event_id": f"board-{uuid.uuid4()}", "hospital_id": hid, "occurred_at": occurred.isoformat(),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -69,7 +69,7 @@ class FhirApp:
 
     async def post_bundle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         try:
             data, bundle = validate_bundle(body)
             try:
@@ -105,7 +105,7 @@ class FhirApp:
     async def metadata(self, request: web.Request) -> web.Response:
         return _json({
             "resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
-            "date": datetime.now(timezone.utc).date().isoformat(), "format": ["json"],
+            "date": datetime.now(UTC).date().isoformat(), "format": ["json"],
             "software": {"name": "WardFlow gateway"},
             "rest": [{"mode": "server", "interaction": [{"code": "transaction"}, {"code": "batch"}],
                       "resource": [{"type": "Location", "interaction": [{"code": "search-type"}],
@@ -118,11 +118,10 @@ class FhirApp:
     async def _beds(self) -> dict[str, dict[str, Any]] | web.Response:
         url = f"{self.settings.fhir_worker_url.rstrip('/')}/hospitals/{self.hospital.hospital_id}/beds/"
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-                async with session.get(url) as resp:
-                    resp.raise_for_status()
-                    view = await resp.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, session.get(url) as resp:
+                resp.raise_for_status()
+                view = await resp.json()
+        except (TimeoutError, aiohttp.ClientError) as exc:
             return _json(operation_outcome([FhirRefused("transient", "", f"the worker's beds view ({url}) did not "
                                                                          f"answer: {exc}")]), 503)
         self._stateless = view.get("as_of") is None
@@ -208,7 +207,7 @@ async def start_fhir(settings: GatewaySettings, hospital: Hospital, publisher: P
     await runner.setup()
     site = web.TCPSite(runner, settings.fhir_host, settings.fhir_port)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     log.info("FHIR R4 endpoint on http://%s:%d/fhir", settings.fhir_host, port)
     return runner, port
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -413,4 +413,4 @@ def searchset(resources: list[dict[str, Any]], base: str, warning: str | None = 
         entries.append({"resource": operation_outcome([FhirRefused("informational", "", warning)], "warning"),
                         "search": {"mode": "outcome"}})
     return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-            "timestamp": datetime.now(timezone.utc).isoformat(), "entry": entries}
+            "timestamp": datetime.now(UTC).isoformat(), "entry": entries}

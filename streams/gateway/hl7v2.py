@@ -188,7 +188,7 @@ def decode_text(raw: bytes, header: Header) -> str:
         raise Hl7Refused("AE", DATA_TYPE_ERROR, "bad_charset",
                          f"the bytes are not valid {codec} (MSH-18 {header.charset or 'empty, read as UTF-8'}) "
                          f"at byte {exc.start}", segment="MSH", field=18) from None
-    segments = []
+    segments: list[str] = []
     for seg in _SEGMENT_SPLIT.split(text.strip("\r\n")):
         if not seg.strip():
             continue
@@ -837,7 +837,7 @@ _ADT: dict[str, Callable[[_Ctx], str | None]] = {
 
 def _esc(value: str, header: Header) -> str:
     """HL7-escape a value for the answer (escape character first)."""
-    comp, rep, esc, sub = (header.encoding + "^~\\&")[:4]
+    comp, rep, esc, sub = tuple((header.encoding + "^~\\&")[:4])
     out = value.replace(esc, f"{esc}E{esc}")
     for ch, code in ((header.field_sep, "F"), (comp, "S"), (sub, "T"), (rep, "R")):
         out = out.replace(ch, f"{esc}{code}{esc}")
@@ -849,8 +849,10 @@ def build_ack(header: Header | None, code: AckCode, now: datetime, *, ack_contro
     """An original-mode ACK: MSH, MSA and, for AE/AR, ERR naming the segment, field and problem."""
     h = header or Header()
     sep = h.field_sep
-    comp, _rep, _esc_ch, sub = (h.encoding + "^~\\&")[:4]
-    e = lambda v: _esc(v, h)  # noqa: E731
+    comp, _rep, _esc_ch, sub = tuple((h.encoding + "^~\\&")[:4])
+    def e(v):
+        return _esc(v, h)
+
     version = h.version if re.match(r"^2\.\d", h.version or "") else "2.5"
     msh = sep.join(["MSH", h.encoding, e(h.receiving_app), e(h.receiving_facility), e(h.sending_app),
                     e(h.sending_facility), now.strftime("%Y%m%d%H%M%S%z"), "",

@@ -23,6 +23,7 @@ What the listener promises:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import ssl
@@ -30,7 +31,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -38,6 +39,7 @@ from allocator.hospital import Hospital
 from streams.gateway.hl7v2 import (
     APPLICATION_INTERNAL_ERROR,
     SEGMENT_SEQUENCE_ERROR,
+    AckCode,
     Header,
     Hl7Refused,
     build_ack,
@@ -136,7 +138,7 @@ def frame(message: bytes) -> bytes:
 # --------------------------------------------------------------------------- one message -> one answer
 
 
-_FAULTS = {
+_FAULTS: dict[str, tuple[AckCode, str]] = {
     "missing_end_block": ("AR", "the frame had no end block (FS CR) before the next start block: resend it"),
     "too_large": ("AR", "the message is larger than the listener accepts (hl7_max_message_bytes)"),
 }
@@ -169,7 +171,7 @@ class Hl7Service:
 
     async def answer(self, raw: bytes, fault: str | None = None) -> bytes | None:
         """The ACK/NAK for one frame (None for bytes outside any frame: there is nobody to answer)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         header: Header | None
         try:
             header = read_header(raw)
@@ -186,11 +188,11 @@ class Hl7Service:
             mapped = map_message(raw, self.hospital, header)
         except Hl7Refused as refused:
             return await self._refuse(raw, header, refused, now, key, digest)
-        except Exception as exc:  # noqa: BLE001 - a bug must not stop the listener; the message is kept
+        except Exception as exc:
             log.exception("unexpected error mapping an HL7 message")
-            refused = Hl7Refused("AE", APPLICATION_INTERNAL_ERROR, "internal_error",
-                                 f"internal error while mapping ({type(exc).__name__}); the message is kept")
-            return await self._refuse(raw, header, refused, now, None, digest)
+            internal = Hl7Refused("AE", APPLICATION_INTERNAL_ERROR, "internal_error",
+                                  f"internal error while mapping ({type(exc).__name__}); the message is kept")
+            return await self._refuse(raw, header, internal, now, None, digest)
         try:
             await self.publisher.publish(mapped.events)
         except PublishError as exc:
@@ -223,9 +225,9 @@ class Hl7Service:
         return nak
 
     async def _framing_fault(self, raw: bytes, fault: str, header: Header | None, now: datetime) -> bytes | None:
-        ack_code, text = _FAULTS.get(fault, ("AR", f"framing fault: {fault}"))
-        refused = Hl7Refused(ack_code, SEGMENT_SEQUENCE_ERROR, fault, text,  # type: ignore[arg-type]
-                             segment="MSH" if header else None)
+        unknown: tuple[AckCode, str] = ("AR", f"framing fault: {fault}")
+        ack_code, text = _FAULTS.get(fault, unknown)
+        refused = Hl7Refused(ack_code, SEGMENT_SEQUENCE_ERROR, fault, text, segment="MSH" if header else None)
         letter = dead_letter(SOURCE, raw, fault, text, None, now)
         try:
             await self.publisher.dead_letter(letter)
@@ -234,7 +236,7 @@ class Hl7Service:
             log.error("could not dead-letter a %s frame (%d bytes): %s", fault, len(raw), exc)
         if fault in ("incomplete_frame", "outside_frame"):
             return None  # nobody is waiting for an answer to these
-        return build_ack(header, ack_code, now, ack_control_id=_ack_id(), error=refused)  # type: ignore[arg-type]
+        return build_ack(header, ack_code, now, ack_control_id=_ack_id(), error=refused)
 
     def _remember(self, key: tuple[str, str, str] | None, digest: bytes, answer: bytes) -> None:
         if key is None or not key[2] or self.cache_size == 0:
@@ -319,19 +321,17 @@ class MllpServer:
             log.info("MLLP connection %s dropped: %s", peer, exc)
         except asyncio.CancelledError:
             pass
-        except Exception:  # noqa: BLE001 - one connection's trouble never stops the listener
+        except Exception:
             log.exception("MLLP connection %s failed", peer)
         finally:
             leftover = splitter.close()
             if leftover is not None:
                 try:
                     await asyncio.shield(self.service.answer(leftover.data, leftover.fault))
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("could not keep the partial frame of %s", peer)
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, ssl.SSLError, asyncio.CancelledError):
                 await writer.wait_closed()
-            except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
-                pass
             if task is not None:
                 self._tasks.discard(task)

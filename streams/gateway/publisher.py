@@ -56,7 +56,7 @@ class Publisher:
     async def start(self) -> None:
         try:
             await self._producer.start()
-        except Exception as exc:  # noqa: BLE001 - aiokafka raises several kinds; one clear line
+        except Exception as exc:
             await self._producer.stop()
             raise BrokerError(f"cannot reach the broker at {self.settings.bootstrap()}: {exc}") from exc
 
@@ -67,13 +67,13 @@ class Publisher:
         try:
             futures = [await self._producer.send(topic, value=value, key=self.key) for topic, value in items]
             done, pending = await asyncio.wait(futures, timeout=self.settings.publish_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - any broker error: the caller NAKs with AE
+        except Exception as exc:
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
         if pending:
             raise PublishError(f"no acknowledgement within {self.settings.publish_timeout_s} s")
         for fut in done:
-            if (exc := fut.exception()) is not None:
-                raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+            if (error := fut.exception()) is not None:
+                raise PublishError(f"{type(error).__name__}: {error}") from error
 
     async def publish(self, events: Sequence[Outbound]) -> None:
         if events:

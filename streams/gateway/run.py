@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import signal
@@ -72,10 +73,8 @@ async def serve(settings: GatewaySettings, hospital: Hospital, *, announce: bool
 def _listener_process(settings: GatewaySettings, hospital: Hospital) -> None:
     """An extra MLLP listener on the same port (SO_REUSEPORT): no FHIR, its own producer and metrics port."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, hospital, announce=False))
-    except KeyboardInterrupt:
-        pass
 
 
 def run_gateway(settings: GatewaySettings) -> int:
@@ -87,9 +86,10 @@ def run_gateway(settings: GatewaySettings) -> int:
     for i in range(1, settings.hl7_processes):
         child = settings.model_copy(update={"fhir_port": 0,
                                             "metrics_port": settings.metrics_port + i if settings.metrics_port else 0})
-        proc = ctx.Process(target=_listener_process, args=(child, hospital), name=f"wardflow-hl7-{i}", daemon=True)
-        proc.start()
-        extra.append(proc)
+        listener = ctx.Process(target=_listener_process, args=(child, hospital), name=f"wardflow-hl7-{i}",
+                               daemon=True)
+        listener.start()
+        extra.append(listener)
     try:
         return asyncio.run(serve(settings, hospital))
     finally:

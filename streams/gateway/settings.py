@@ -57,7 +57,7 @@ class GatewaySettings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level")
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> "GatewaySettings":
+    def _tls_pair(self) -> GatewaySettings:
         if (self.hl7_tls_cert is None) != (self.hl7_tls_key is None):
             raise ValueError("hl7_tls_cert and hl7_tls_key go together: set both or neither")
         if self.hl7_tls_client_ca is not None and self.hl7_tls_cert is None:
