@@ -39,14 +39,20 @@ import psutil
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals
-from streams.app import input_topic_names, output_topic_names
-from streams.broker import EmbeddedBroker, create_topics, free_port
-from streams.kafka_io import produce_all, read_until
-from streams.runner import WorkerProcess, settings_env
-from streams.settings import WardflowSettings
-from streams.simulator import HospitalSimulator
-from tests import events as ev
+# Run as a script, this file's folder comes first on sys.path and bench/allocator.py would shadow the
+# `allocator` package; put the repository root there instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402 - after bench/ is taken off sys.path
+from streams.app import input_topic_names, output_topic_names  # noqa: E402
+from streams.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
+from streams.kafka_io import produce_all, read_until  # noqa: E402
+from streams.runner import WorkerProcess, settings_env  # noqa: E402
+from streams.settings import WardflowSettings  # noqa: E402
+from streams.simulator import HospitalSimulator  # noqa: E402
+from tests import events as ev  # noqa: E402
 
 PARTITIONS = 4
 PHASES = [("settings", "effective settings"), ("worker_start", r"\[\^Worker\]: Starting"),
