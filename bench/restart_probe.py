@@ -145,6 +145,7 @@ def _drain(bootstrap: str, prefix: str) -> int:
 def probe(hours: float, overrides: dict[str, str], wait_s: float, keep_log: Path | None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="wf-restart-probe-"))
     broker = EmbeddedBroker(log_path=tmp / "tansu.log").start()
+    workers: list[WorkerProcess] = []
     try:
         run_id = f"x{uuid.uuid4().hex[:8]}"
         prefix = run_id + "."
@@ -161,14 +162,18 @@ def probe(hours: float, overrides: dict[str, str], wait_s: float, keep_log: Path
                            web_port=0, topic_partitions=PARTITIONS, allow_no_model=True, model_path=tmp / "no-model")
         env.update({f"WARDFLOW_{k.upper()}": v for k, v in overrides.items()})
         log = tmp / "worker.log"
-        first = WorkerProcess(env=env, log_path=log).start()
+        first = WorkerProcess(env=env, log_path=log)
+        workers.append(first)
+        first.start()
         first.wait_ready(90)
         print(f"replaying {len(events)} events ...", file=sys.stderr)
         decided = _drain(broker.bootstrap, prefix)
         first.kill()
         killed = time.monotonic()
         mark = log.stat().st_size
-        second = WorkerProcess(env=env, log_path=log).start()
+        second = WorkerProcess(env=env, log_path=log)
+        workers.append(second)
+        second.start()
         assert second.process is not None and broker.process is not None
         cpu = CpuSampler({"worker": second.process.pid, "broker": broker.process.pid})
         topic, body = ev.admission(hospital.hospital_id, "P-NEW", "E-NEW", sex="F", requested_unit="MEDICINE",
@@ -197,6 +202,8 @@ def probe(hours: float, overrides: dict[str, str], wait_s: float, keep_log: Path
         return {"hours": hours, "events": len(events), "decisions_before_kill": decided, "settings": overrides,
                 "phases_s": phases, "kill_to_decision_s": kill_to_decision, "recovery": recovery, **facts}
     finally:
+        for worker in workers:  # nothing left running, whatever happened
+            worker.stop(timeout_s=10)
         broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
