@@ -13,7 +13,7 @@ drained, kills it with SIGKILL, starts another, publishes one new admission and 
                       and ordered (Tansu lists an end short of the last record when the last batch
                       holds several)
 
-`--keep-log FILE` keeps the workers' log.
+When the decision does not come, the worker's log is copied next to the JSON (`--keep-log`).
 This is a probe, not a benchmark with a baseline: run it before and after a change, on the same
 machine, and compare. Findings of 2026-12-06 are in the issue 11 note.
 
@@ -196,7 +196,7 @@ def probe(hours: float, overrides: dict[str, str], wait_s: float, keep_log: Path
             recovery = {"wall_s": round(r1 - r0, 2),
                         "worker_cpu_s": round(cpu.at(r1, "worker") - cpu.at(r0, "worker"), 2),
                         "broker_cpu_s": round(cpu.at(r1, "broker") - cpu.at(r0, "broker"), 2)}
-        if keep_log is not None:
+        if not decided_after and keep_log is not None:
             shutil.copy(log, keep_log)
         facts = asyncio.run(_changelog_facts(broker.bootstrap, run_id, prefix, f"wardflow-{run_id}"))
         return {"hours": hours, "events": len(events), "decisions_before_kill": decided, "settings": overrides,
@@ -214,7 +214,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a worker setting, e.g. broker_session_timeout_s=6 (repeatable)")
     ap.add_argument("--wait-s", type=float, default=45.0, help="longest wait for the new admission's decision")
-    ap.add_argument("--keep-log", type=Path, help="copy the workers' log here")
+    ap.add_argument("--keep-log", type=Path, help="copy the worker's log here when the decision does not come")
     args = ap.parse_args()
     try:
         overrides = dict(item.split("=", 1) for item in args.set)
