@@ -57,8 +57,9 @@ class WardflowSettings(InferenceSettings, BaseSettings):
                                                "third of the session timeout)")
     broker_group_instance_id: str | None = Field(None, description="Static group membership: a stable id unique to "
                                                  "this worker (its container or pod name). A worker restarted under "
-                                                 "the same id takes its partitions back without a rebalance; unset: "
-                                                 "dynamic membership")
+                                                 "the same id takes its partitions back without a rebalance, but a "
+                                                 "static member does not leave on SIGTERM (a planned stop waits for "
+                                                 "the session timeout); unset: dynamic membership")
     broker_fetch_max_wait_ms: int = Field(50, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency bound per hop)")
     sequencer_max_wait_ms: float = Field(200.0, ge=0, description="Longest wait for a silent input topic before releasing events in time order")
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval")

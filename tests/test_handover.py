@@ -76,13 +76,13 @@ def test_a_worker_joins_and_another_leaves_on_sigterm_with_nothing_lost(broker, 
     items = _stream(n_rounds=60)
     messages = [ev.encode(prefix, i) for i in items]
     common = dict(hospital_config=config, topic_partitions=4)
-    a = start_worker(broker_group_instance_id=f"{run_id}-a", metrics_port=0, **common)
+    a = start_worker(metrics_port=0, **common)
     producer = threading.Thread(target=lambda: asyncio.run(produce_paced(broker.bootstrap, messages, 40.0)),
                                 daemon=True)
     producer.start()
     time.sleep(5)  # a stream under way: the scenario's schedule, not a wait for a condition
     joined_at = time.time()
-    b = start_worker(broker_group_instance_id=f"{run_id}-b", metrics_port=0, **common)
+    b = start_worker(metrics_port=0, **common)
     _wait_decisions(broker, prefix, len(_decisions(broker, prefix)) + 80)  # both share the stream a while
     left_at = time.time()
     stop_began = time.monotonic()
