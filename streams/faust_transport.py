@@ -115,6 +115,11 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
                 return None
             return int(state.position)
 
+        def _refetch(self, tp: Any, offset: int) -> None:
+            """Point the fetcher back at `offset` (its prefetched records are dropped) and let Faust take it."""
+            self._thread.seek(tp, offset)
+            self._read_offset[tp] = offset
+
         def _point_back_lost_records(self) -> None:
             now = time.monotonic()
             if now - self._ahead_checked_at < self._LOST_AFTER_S / 2 or self.app.rebalancing or not self.flow_active:
@@ -135,8 +140,7 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
                 log.warning("%s[%d]: the fetcher is at %d but %d was never handed out (fetched for a request "
                             "that was dropped); refetching from %d", tp.topic, tp.partition, position, expected,
                             expected)
-                self._thread.seek(tp, expected)
-                self._read_offset[tp] = expected
+                self._refetch(tp, expected)
             self._ahead = still
 
         async def getmany(self, timeout: float) -> Any:
@@ -170,8 +174,7 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
                 self._stuck.pop(tp, None)
                 return True
             if now - sought_at >= 0.5:  # once per half second: the rest of a stale batch is just dropped
-                self._thread.seek(tp, expected)  # the fetcher's position; its prefetched records are dropped
-                self._read_offset[tp] = expected
+                self._refetch(tp, expected)
                 sought_at, seeks = now, seeks + 1
             self._stuck[tp] = (expected, first_at, sought_at, seeks)
             return False
@@ -185,7 +188,8 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
                 held = {tp for tp in tps if not self._is_changelog_tp(tp)}
                 self._held = getattr(self, "_held", set()) | held
                 tps -= held
-                log.info("holding %d stream partitions until the rebalance ends", len(held))
+                if held:
+                    log.info("holding %d stream partitions until the rebalance ends", len(held))
             super().resume_partitions(tps)
 
         async def wait_empty(self) -> None:
