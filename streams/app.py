@@ -20,7 +20,7 @@ from allocator.hospital import Hospital, load_hospitals
 from inference.interface import TriageModel
 from streams.contract import INPUT_MODELS, DeadLetter, encode_output
 from streams.exceptions import ModelMissingError
-from streams.faust_transport import drain_changelog, tuned_app_class
+from streams.faust_transport import acting_on, drain_changelog, tuned_app_class
 from streams.handlers import HandlerContext
 from streams.kafka_security import faust_credentials
 from streams.limits import Limits, read_too_large
@@ -102,8 +102,8 @@ class FaustSink:
             self._pending.append(await self.feedback_topic.send(key=key, value=value.encode()))
 
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
+        """Queue a dead letter (the checkpoint's flush makes it durable before its event is acknowledged)."""
         self._pending.append(await self.dead_letters_topic.send(key=key, value=encode_output(letter)))
-        await self.flush()  # durable before the event is acknowledged
 
     async def flush(self) -> None:
         """Every output and changelog record so far acknowledged, each send's own future awaited
@@ -199,6 +199,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
 
     # The last `ordered` offset applied per partition: recovered with the state, the truth about progress.
     positions = OrderedPositions(app.Table(f"{settings.topic_prefix}positions", partitions=settings.topic_partitions))
+    checkpoint_wait_s = settings.checkpoint_max_ms / 1000
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app_: faust.App, revoked: set, **kwargs: Any) -> None:
@@ -228,10 +229,20 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
             return web.json({"error": f"unknown hospital {hospital_id!r}"}, status=404)
         return web.json(beds_snapshot(tables, hospital))
 
-    @app.agent(ordered, concurrency=1, name=f"{settings.topic_prefix}state")
-    async def state_agent(stream: faust.StreamT) -> None:
-        """Every input event in event-time order, one at a time, per hospital partition: thin on purpose."""
-        async for event in stream.events():
+    async def checkpoint(events: list[faust.EventT]) -> None:
+        """Apply a batch of `ordered` events and make it durable in one checkpoint, then acknowledge it."""
+        current, stale = [], 0
+        for event in events:  # a rebalance since they were read: the partition's next owner applies them
+            if event.message.generation_id == app.consumer_generation_id:
+                current.append(event)
+            else:
+                stale += 1
+        if stale:
+            log.info("%d events read before a rebalance left to the partitions' owners", stale)
+        seeks: dict[Any, Any] = {}  # TP -> the offset to go back to
+        todo: list[RawMessage] = []
+        of_partition: dict[int, faust.EventT] = {}
+        for event in current:
             m = event.message
             verdict = positions.check(m.partition, m.offset, time.monotonic())
             if verdict.action == "skip":
@@ -240,13 +251,50 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
                 metrics.errors.labels(stage="ordered_gap").inc()
                 log.warning("%s[%d]: offset %d arrived but %d is next to apply; seeking back to it",
                             m.topic, m.partition, m.offset, verdict.expected)
-                await app.consumer.seek(m.tp, verdict.expected)
+                seeks[m.tp] = verdict.expected
                 continue
             if verdict.action == "accept_gap":
                 metrics.errors.labels(stage="ordered_gap").inc()
                 log.error("%s[%d]: offsets %d..%d are no longer in the log; continuing at %d",
                           m.topic, m.partition, verdict.expected, m.offset - 1, m.offset)
-            await processor.process(raw_message(m))
-            positions.applied(m.partition, m.offset)
+            todo.append(raw_message(m))
+            positions.stage(m.partition, m.offset)
+            of_partition[m.partition] = event
+
+        def scope(partition: int) -> Any:
+            return acting_on(of_partition[partition])
+
+        try:
+            await processor.process_batch(todo, scope)
+        except BaseException:
+            positions.drop_staged()
+            raise
+        for partition in positions.staged_partitions():
+            with scope(partition):
+                positions.write_staged(partition)
+        for tp, offset in seeks.items():
+            await app.consumer.seek(tp, offset)
+        for event in events:
+            event.ack()
+        metrics.checkpoint_events.observe(len(todo))
+
+    @app.agent(ordered, concurrency=1, name=f"{settings.topic_prefix}state")
+    async def state_agent(stream: faust.StreamT) -> None:
+        """Every input event in event-time order, per hospital partition, in checkpointed batches: thin on purpose.
+
+        A batch closes at `checkpoint_max_events`, after `checkpoint_max_ms`, or as soon as the
+        consumer has nothing more to give (an idle worker checkpoints each event at once)."""
+        events = stream.noack()
+        queue = events.channel.queue
+        batch: list[faust.EventT] = []
+        closes_at = 0.0
+        async for event in events.events():
+            if not batch:
+                closes_at = time.monotonic() + checkpoint_wait_s
+            batch.append(event)
+            if len(batch) < settings.checkpoint_max_events and not queue.empty() and time.monotonic() < closes_at:
+                continue
+            taken, batch = batch, []
+            await checkpoint(taken)
 
     return WardflowApp(app=app, settings=settings, hospitals=hospitals, metrics=metrics, tables=tables)

@@ -27,9 +27,13 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import faust
+from faust import streams as faust_streams
 from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import FutureMessage
@@ -265,3 +269,18 @@ class QuickTableManager(TableManager):
         if not self.should_stop:
             await self._update_channels()
             await self.recovery.start()
+
+
+@contextmanager
+def acting_on(event: faust.EventT) -> Iterator[None]:
+    """Table writes in this block belong to `event`'s partition (Faust takes the changelog partition
+    of a write, and the expiry bookkeeping of a windowed key, from the current event).
+
+    A checkpoint writes a batch's state after its events were iterated, when Faust's current event
+    is the batch's last, possibly of another partition; each partition's writes run under one of
+    its own events. Faust exposes the getter (`faust.streams.current_event`) but not the setter."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)

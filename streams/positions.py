@@ -5,11 +5,12 @@ was seen to be handed `ordered[0]` from offset 4380 right after seeking to its c
 1533: Faust counts the offsets it never delivered as a gap, treats the gap as acknowledged
 and commits past it, so every event in between (admissions among them) was skipped for good.
 
-The applied position is written to a table after each event, so it recovers with the state
-it describes. An event past the next expected offset means something was skipped: the agent
-seeks back and drops what arrives until the expected offset does. An event at or before the
-position was applied already and is dropped. Pure bookkeeping, no Faust here, so it is
-tested on its own.
+The applied position is written to a table after each checkpoint (never before the batch it
+describes is durable), so it recovers with the state it describes. Within a batch, `stage()`
+moves the position on in memory and `write_staged()` writes it once the batch is durable.
+An event past the next expected offset means something was skipped: the agent seeks back and
+drops what arrives until the expected offset does. An event at or before the position was
+applied already and is dropped. Pure bookkeeping, no Faust here, so it is tested on its own.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ class OrderedPositions:
         self.reseek_after_s = reseek_after_s
         self.max_seeks = max_seeks  # the expected offset never came after this many seeks: it is gone from the log
         self._seeking: dict[int, tuple[int, float, int]] = {}  # partition -> (expected, sought at, seeks)
+        self._staged: dict[int, int] = {}  # partition -> last offset of the batch being checkpointed
 
     def last(self, partition: int) -> int | None:
+        if partition in self._staged:
+            return self._staged[partition]
         value = self.table.get(str(partition))
         return None if value is None else int(value)
 
@@ -63,6 +67,21 @@ class OrderedPositions:
 
     def applied(self, partition: int, offset: int) -> None:
         self.table[str(partition)] = offset
+
+    def stage(self, partition: int, offset: int) -> None:
+        """`offset` is in the batch being checkpointed: later checks count it as applied."""
+        self._staged[partition] = offset
+
+    def staged_partitions(self) -> list[int]:
+        return sorted(self._staged)
+
+    def write_staged(self, partition: int) -> None:
+        """The batch is durable: write its last offset on `partition` to the table."""
+        self.applied(partition, self._staged.pop(partition))
+
+    def drop_staged(self) -> None:
+        """The batch was not made durable (its events will come again): forget its positions."""
+        self._staged.clear()
 
     def forget(self) -> None:
         """Partitions moved: no seek is under way any more (the table keeps the positions)."""

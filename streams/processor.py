@@ -1,13 +1,16 @@
-"""One input message, start to finish: decode, dedupe, apply, emit, commit.
+"""Input messages, start to finish, a batch at a time: decode, dedupe, apply, emit, checkpoint.
 
 Kept free of Faust so the same code runs under the worker's agent and in plain tests: the
-tables are any mappings and the output goes through a `Sink`. Crash safety with one broker
-round trip per event: the event's outputs and its journal record (its writes, the previous
-event's writes, its outputs) are acknowledged together before its individual writes are
-issued and before the event is acknowledged; those writes become durable with the next
-event's round trip. After a crash or a rebalance the first event of each hospital finishes
-the last journalled one (writes re-applied, outputs re-sent: deterministic ids and bytes),
-and events seen again are duplicates by their id.
+tables are any mappings and the output goes through a `Sink`. Each event is applied on its
+own overlay of its hospital's batch overlay (it reads every earlier event's writes; a
+rejected event changes nothing). A checkpoint then makes the batch durable with one broker
+round trip: each hospital's outputs and ONE journal record (the batch's writes, one value
+per key, the previous record's writes, and the outputs) are acknowledged together before
+the individual table writes are issued and before any event is acknowledged; those writes
+become durable with the next checkpoint's round trip. After a crash or a rebalance the first
+event of each hospital finishes the last journalled batch (writes re-applied, outputs re-sent:
+deterministic ids and bytes), and events seen again are duplicates by their id. A batch of
+one event behaves exactly as the worker did event by event.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -30,6 +34,7 @@ from streams.exceptions import EventRejected
 from streams.handlers import HandlerContext, handle
 from streams.limits import Limits, fits, size_facts, utf8_prefix
 from streams.metrics import WorkerMetrics
+from streams.records import UnitCensus
 from streams.state import CENSUS, HospitalState, StagedTables, replay_journal
 from streams.validation import ContractViolation, dead_letter_payload, decode_event
 
@@ -64,7 +69,7 @@ class Sink(Protocol):
         """Queue encoded decisions and feedback records (durable at the next `flush`)."""
 
     async def send_dead_letter(self, key: bytes | None, letter: DeadLetter) -> None:
-        """Send one dead letter and wait until the broker acknowledged it."""
+        """Queue one dead letter (durable at the next `flush`, before its event is acknowledged)."""
 
     async def flush(self) -> None:
         """Wait until everything produced so far (table changelogs included) is acknowledged."""
@@ -75,6 +80,59 @@ class Outcome:
     status: str  # applied | duplicate | dead_letter
     decisions: list[Decision] = field(default_factory=list)
     code: str | None = None
+
+
+# Table writes for a partition's state happen inside `scope(partition)` (the worker: with one of that
+# partition's events as Faust's current event, so the changelog records go to the right partition).
+Scope = Callable[[int], AbstractContextManager[object]]
+
+
+def _no_scope(partition: int) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+@dataclass
+class _Accepted:
+    """One event applied on its own overlay, waiting to join its hospital's batch."""
+
+    msg: RawMessage
+    hospital: Hospital
+    event_id: str
+    staged: StagedTables
+    outputs: dict[str, list[str]]
+    weight: int
+    decisions: list[Decision]
+    feedback_sources: list[str]
+    censuses: list[UnitCensus]
+    waiting: int
+
+
+@dataclass
+class _HospitalBatch:
+    staged: StagedTables
+    partition: int
+    event_ids: list[str] = field(default_factory=list)
+    outputs: dict[str, list[str]] = field(default_factory=lambda: {"decisions": [], "feedback": []})
+    weight: int = 0
+    accepted: list[_Accepted] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    tables: Mapping[str, MutableMapping[str, Any]]
+    scope: Scope
+    hospitals: dict[str, _HospitalBatch] = field(default_factory=dict)
+    dead_letters: int = 0  # queued in the sink, durable at the checkpoint
+
+    def overlay(self, hospital_id: str) -> StagedTables:
+        hb = self.hospitals.get(hospital_id)
+        return hb.staged if hb is not None else StagedTables(self.tables)
+
+    def hospital(self, hospital_id: str, partition: int) -> _HospitalBatch:
+        hb = self.hospitals.get(hospital_id)
+        if hb is None:
+            hb = self.hospitals[hospital_id] = _HospitalBatch(StagedTables(self.tables), partition)
+        return hb
 
 
 class EventProcessor:
@@ -126,77 +184,143 @@ class EventProcessor:
         return topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
 
     async def process(self, msg: RawMessage) -> Outcome:
-        """One message, whatever it holds: applied, a duplicate, or dead-lettered; never an exception.
+        """One message as a batch of its own (applied, a duplicate or dead-lettered; never an exception)."""
+        return (await self.process_batch([msg]))[0]
 
-        The last-resort guard makes a crash loop on one message impossible: anything unexpected
-        (a bug, an output that would not fit) dead-letters the message as `internal_error` and the
-        stream moves on. Only a failure to send the dead letter itself (the broker) propagates.
+    async def process_batch(self, msgs: Sequence[RawMessage], scope: Scope | None = None) -> list[Outcome]:
+        """Apply messages in order, then make them durable with one checkpoint; an outcome per message.
+
+        When a hospital's batch would outgrow one journal record, the batch so far is
+        checkpointed first and the rest goes on in a new one. When this returns, every output
+        and write of these messages is acknowledged by the broker, so they may be acknowledged.
+        """
+        batch = _Batch(self.tables, scope or _no_scope)
+        outcomes = []
+        for msg in msgs:
+            outcome, accepted = await self._guarded(msg, batch)
+            if accepted is not None:
+                await self._join(batch, accepted)
+            outcomes.append(outcome)
+        await self._checkpoint(batch)
+        return outcomes
+
+    async def _guarded(self, msg: RawMessage, batch: _Batch) -> tuple[Outcome, _Accepted | None]:
+        """`_process` behind the last-resort guard, which makes a crash loop on one message impossible:
+        anything unexpected (a bug, an output that would not fit) dead-letters the message as
+        `internal_error` and the stream moves on. Only a failure of the broker itself propagates.
         """
         try:
-            return await self._process(msg)
+            return await self._process(msg, batch)
         except Exception:
             log.exception("unexpected error on %s[%d]@%d; dead-lettered as internal_error",
                           msg.topic, msg.partition, msg.offset)
             self.metrics.errors.labels(stage="guard").inc()
             name = self.contract_topic(msg.topic)
-            return await self._dead_letter(msg, "internal_error", None,
-                                           f"{name}: the worker failed on this message; it is kept here for replay")
+            return await self._dead_letter(msg, batch, "internal_error", None,
+                                           f"{name}: the worker failed on this message; it is kept here for replay"), None
 
-    async def _process(self, msg: RawMessage) -> Outcome:
+    async def _join(self, batch: _Batch, accepted: _Accepted) -> None:
+        """An accepted event joins its hospital's batch; a checkpoint first if the journal record would not fit."""
+        hid = accepted.hospital.hospital_id
+        current = batch.hospitals.get(hid)
+        if current is not None and current.weight + accepted.weight > self.limits.max_output_bytes:
+            await self._checkpoint(batch)  # the event's writes stay valid: they were read over what is now committed
+        hb = batch.hospital(hid, accepted.msg.partition)
+        hb.staged.absorb(accepted.staged)
+        hb.event_ids.append(accepted.event_id)
+        for kind, encoded in accepted.outputs.items():
+            hb.outputs.setdefault(kind, []).extend(encoded)
+        hb.weight += accepted.weight
+        hb.accepted.append(accepted)
+
+    async def _checkpoint(self, batch: _Batch) -> None:
+        """Make the batch durable: outputs and one journal record per hospital acknowledged together,
+        then the table writes issued (durable with the next checkpoint's flush)."""
+        if not batch.hospitals:
+            if batch.dead_letters:
+                await self._flush()
+                batch.dead_letters = 0
+            return
+        limit = self.limits.max_output_bytes
+        # Each journal record carries its hospital's previous writes too. When both would not fit in one
+        # record, those writes are made durable first (one extra round trip) and left out of it.
+        carry_previous = all(hb.weight + self._journal_weight.get(hid, limit) <= limit
+                             for hid, hb in batch.hospitals.items())
+        if not carry_previous:
+            await self._flush()
+        for hid, hb in batch.hospitals.items():
+            await self.sink.send_outputs(hid, hb.outputs)
+            with batch.scope(hb.partition):
+                hb.staged.write_journal(hid, hb.event_ids, hb.outputs, carry_previous=carry_previous)
+            self._journal_weight[hid] = hb.weight
+        await self._flush()
+        for hb in batch.hospitals.values():
+            with batch.scope(hb.partition):
+                hb.staged.commit()
+        for hb in batch.hospitals.values():
+            for accepted in hb.accepted:
+                self._observe(accepted)
+        batch.hospitals.clear()
+        batch.dead_letters = 0
+
+    async def _process(self, msg: RawMessage, batch: _Batch) -> tuple[Outcome, _Accepted | None]:
         name = self.contract_topic(msg.topic)
         self.metrics.events_in.labels(topic=name).inc()
         limits = self.limits
         if msg.too_large is not None or limits.oversize(msg.key, msg.value):
-            return await self._too_large(msg, name)
+            return await self._too_large(msg, batch, name), None
         try:
             event = decode_event(name, msg.value)
         except ContractViolation as exc:
-            return await self._dead_letter(msg, exc.code, exc.field, exc.message)
+            return await self._dead_letter(msg, batch, exc.code, exc.field, exc.message), None
         text = getattr(event, "text", None)
         if isinstance(text, str) and len(text) > limits.max_text_chars:
-            return await self._dead_letter(msg, "too_large", "text",
+            return await self._dead_letter(msg, batch, "too_large", "text",
                                            f"{name}: field 'text' is longer than the {limits.max_text_chars} "
-                                           "characters this worker accepts")
+                                           "characters this worker accepts"), None
         hospital = self.hospitals.get(event.hospital_id)
         if hospital is None:
-            return await self._dead_letter(msg, "unknown_hospital", "hospital_id",
-                                           f"{name}: field 'hospital_id' names no hospital this worker serves")
+            return await self._dead_letter(msg, batch, "unknown_hospital", "hospital_id",
+                                           f"{name}: field 'hospital_id' names no hospital this worker serves"), None
         misplaced = self._misplaced(msg, event.hospital_id)
         if misplaced:
-            return await self._dead_letter(msg, "wrong_partition", "hospital_id", f"{name}: {misplaced}")
+            return await self._dead_letter(msg, batch, "wrong_partition", "hospital_id", f"{name}: {misplaced}"), None
         # The broker's record time, or our own clock if that is earlier (a producer may set a record time
         # from a wrong clock); on a replay our clock is later, so a replay decides as the first pass did.
         reference = min(msg.timestamp, time.time()) if msg.timestamp and msg.timestamp > 0 else time.time()
         ahead = event.occurred_at.timestamp() - reference
         if ahead > limits.future_skew_s:
             return await self._dead_letter(
-                msg, "future_event", "occurred_at",
+                msg, batch, "future_event", "occurred_at",
                 f"{name}: field 'occurred_at' is {_duration(ahead)} ahead of the time the broker received the "
-                f"event (at most {_duration(limits.future_skew_s)} is accepted); check the sender's clock")
+                f"event (at most {_duration(limits.future_skew_s)} is accepted); check the sender's clock"), None
         if hospital.hospital_id not in self._finished:
-            await self._finish_last_event(hospital.hospital_id)
-        staged = StagedTables(self.tables)
+            with batch.scope(msg.partition):
+                await self._finish_last_event(hospital.hospital_id)
+        staged = batch.overlay(hospital.hospital_id).child()
         if dedupe.is_duplicate(staged, hospital.hospital_id, event.event_id):
             self.metrics.duplicates.labels(topic=name).inc()
-            return Outcome("duplicate")
+            return Outcome("duplicate"), None
         if dedupe.is_stale(staged, hospital.hospital_id, event.occurred_at, self.retention):
-            return await self._dead_letter(msg, "stale_event", "occurred_at",
+            return await self._dead_letter(msg, batch, "stale_event", "occurred_at",
                                            f"{name}: field 'occurred_at' is older than the {self.retention} "
-                                           "idempotency window, so it cannot be applied safely")
+                                           "idempotency window, so it cannot be applied safely"), None
         if msg.prediction_error:
-            return await self._dead_letter(msg, msg.prediction_error.get("code", "inference_failed"), "text",
-                                           msg.prediction_error.get("message", f"{name}: the model failed on 'text'"))
+            return await self._dead_letter(msg, batch, msg.prediction_error.get("code", "inference_failed"), "text",
+                                           msg.prediction_error.get("message",
+                                                                    f"{name}: the model failed on 'text'")), None
         state = HospitalState(staged, hospital)
         try:
             result = handle(event, state, self.context, prediction=msg.prediction)
             decisions = result.decisions
         except EventRejected as exc:
-            return await self._dead_letter(msg, exc.code, exc.field, exc.message)
+            return await self._dead_letter(msg, batch, exc.code, exc.field, exc.message), None
         except Exception:
             log.exception("unexpected error applying %s[%d]@%d", msg.topic, msg.partition, msg.offset)
             self.metrics.errors.labels(stage="apply").inc()
-            return await self._dead_letter(msg, "internal_error", None,
-                                           f"{name}: the worker failed to apply this event; it is kept here for replay")
+            return await self._dead_letter(msg, batch, "internal_error", None,
+                                           f"{name}: the worker failed to apply this event; it is kept here for "
+                                           "replay"), None
         censuses = [v for t, _, v in staged.writes() if t == CENSUS and v is not None]
         dedupe.remember(staged, hospital.hospital_id, event.event_id, event.occurred_at, self.retention)
         outputs = {"decisions": [encode_output(d).decode() for d in decisions],
@@ -204,28 +328,20 @@ class EventProcessor:
         weight = _outputs_weight(staged, outputs, hospital.hospital_id)
         if weight > self.limits.max_output_bytes:
             return await self._dead_letter(
-                msg, "too_large", None,
+                msg, batch, "too_large", None,
                 f"{name}: applying this event would write {weight} bytes of decisions and state in one record, "
-                f"more than the {self.limits.max_output_bytes} a record may carry; nothing was applied")
-        # The journal record carries the previous event's writes too. When both would not fit in one
-        # record, those writes are made durable first (one extra round trip) and left out of it.
-        previous = self._journal_weight.get(hospital.hospital_id, self.limits.max_output_bytes)
-        carry_previous = weight + previous <= self.limits.max_output_bytes
-        if not carry_previous:
-            await self._flush()
-        self._journal_weight[hospital.hospital_id] = weight
-        await self.sink.send_outputs(hospital.hospital_id, outputs)
-        staged.write_journal(hospital.hospital_id, event.event_id, outputs, carry_previous=carry_previous)
-        await self._flush()
-        staged.commit()
-        for record in result.feedback:
-            self.metrics.feedback.labels(source=record.source).inc()
-        self._observe(hospital, state, censuses, decisions, msg)
-        return Outcome("applied", decisions)
+                f"more than the {self.limits.max_output_bytes} a record may carry; nothing was applied"), None
+        accepted = _Accepted(msg=msg, hospital=hospital, event_id=event.event_id, staged=staged, outputs=outputs,
+                             weight=weight, decisions=decisions,
+                             feedback_sources=[record.source for record in result.feedback],
+                             censuses=censuses, waiting=len(state.waiting()))
+        return Outcome("applied", decisions), accepted
 
-    def _observe(self, hospital: Hospital, state: HospitalState, censuses: list, decisions: list[Decision],
-                 msg: RawMessage) -> None:
-        for d in decisions:
+    def _observe(self, accepted: _Accepted) -> None:
+        hid = accepted.hospital.hospital_id
+        for source in accepted.feedback_sources:
+            self.metrics.feedback.labels(source=source).inc()
+        for d in accepted.decisions:
             self.metrics.decisions.labels(kind=d.kind).inc()
             if d.kind == "page":
                 self.metrics.pages.labels(role=d.role or "").inc()
@@ -237,13 +353,13 @@ class EventProcessor:
                 self.metrics.surge.labels(hospital=d.hospital_id).set(d.details["level"])
             elif d.kind == "news2" and d.details and d.details.get("complete"):
                 self.metrics.news2.labels(band=d.details["band"]).inc()
-        if decisions and msg.timestamp:
-            self.metrics.latency.observe(max(0.0, time.time() - msg.timestamp))
-        for census in censuses:
-            self.metrics.occupancy.labels(hospital=hospital.hospital_id, unit=census.unit).set(census.occupancy)
+        if accepted.decisions and accepted.msg.timestamp:
+            self.metrics.latency.observe(max(0.0, time.time() - accepted.msg.timestamp))
+        for census in accepted.censuses:
+            self.metrics.occupancy.labels(hospital=hid, unit=census.unit).set(census.occupancy)
             for status, count in census.by_status.items():
-                self.metrics.beds.labels(hospital=hospital.hospital_id, unit=census.unit, status=status).set(count)
-        self.metrics.waiting.labels(hospital=hospital.hospital_id).set(len(state.waiting()))
+                self.metrics.beds.labels(hospital=hid, unit=census.unit, status=status).set(count)
+        self.metrics.waiting.labels(hospital=hid).set(accepted.waiting)
 
     def _misplaced(self, msg: RawMessage, hospital_id: str) -> str | None:
         """Why this event is not on its hospital's partition (a hospital's state lives on one), or None."""
@@ -256,20 +372,21 @@ class EventProcessor:
                     f"{partition_for(msg.key, partitions)} (Kafka's default murmur2 partitioner)")
         return None
 
-    async def _too_large(self, msg: RawMessage, name: str) -> Outcome:
+    async def _too_large(self, msg: RawMessage, batch: _Batch, name: str) -> Outcome:
         facts = msg.too_large or size_facts(msg.key, msg.value)
         limits = self.limits
         what = (f"key of {facts['key_size']} bytes (at most {limits.max_key_bytes})"
                 if facts["key_size"] > limits.max_key_bytes else
                 f"value of {facts['value_size']} bytes (at most {limits.max_message_bytes})")
-        return await self._dead_letter(msg, "too_large", None,
+        return await self._dead_letter(msg, batch, "too_large", None,
                                        f"{name}: the message is too large: {what}; its size and SHA-256 are "
                                        "kept here with as much of it as fits", facts=facts)
 
-    async def _dead_letter(self, msg: RawMessage, code: str, field_name: str | None, message: str,
+    async def _dead_letter(self, msg: RawMessage, batch: _Batch, code: str, field_name: str | None, message: str,
                            facts: dict | None = None) -> Outcome:
         letter, key = self._fitting_letter(msg, code, field_name, message, facts)
         await self.sink.send_dead_letter(key, letter)
+        batch.dead_letters += 1
         self.metrics.dead_letters.labels(code=code).inc()
         log.warning("dead letter %s at %s[%d]@%d: %s", code, msg.topic, msg.partition, msg.offset, message)
         return Outcome("dead_letter", code=code)

@@ -63,6 +63,11 @@ class WardflowSettings(InferenceSettings, BaseSettings):
     broker_fetch_max_wait_ms: int = Field(50, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency bound per hop)")
     sequencer_max_wait_ms: float = Field(200.0, ge=0, description="Longest wait for a silent input topic before releasing events in time order")
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval")
+    checkpoint_max_events: int = Field(500, ge=1, description="Most events the state agent applies before making "
+                                       "them durable in one checkpoint (one broker round trip); a checkpoint "
+                                       "is taken sooner whenever the consumer has nothing more to give")
+    checkpoint_max_ms: float = Field(50.0, ge=0, description="Longest a checkpoint waits to gather events while "
+                                     "more keep arriving (bounds the latency a busy stream adds)")
     broker_tls: bool = Field(False, description="Speak TLS to the broker (SSL, or SASL_SSL with a username); "
                              "on by itself when a CA file or client certificate is set")
     broker_ca_file: Path | None = Field(None, description="CA bundle (PEM) the broker's certificate is verified "

@@ -3,9 +3,10 @@
 Keys are `hospital|item` strings, except in the windowed tables (`streams.windowed`), whose
 keys are `(hospital|item, (window start, window end))` as Faust keeps them.
 
-Writes are staged: handlers read their own writes, but nothing reaches the Faust tables (and
-their changelogs) until `commit()`, which the processor calls only after the event's
-decisions are acknowledged by the broker. A rejected event therefore changes nothing.
+Writes are staged: handlers read their own writes (and their batch's), but nothing reaches the
+Faust tables (and their changelogs) until `commit()`, which the processor calls only after the
+batch's decisions and journal record are acknowledged by the broker. A rejected event
+therefore changes nothing.
 Tests use plain dicts as tables; the worker passes Faust tables.
 """
 
@@ -59,44 +60,65 @@ def key(hospital_id: str, item: str) -> str:
 
 
 class StagedTables:
-    """Read-your-writes overlay on a set of named tables; `commit()` applies the writes in order."""
+    """Read-your-writes overlay on a set of named tables; `commit()` applies the writes in order.
 
-    def __init__(self, tables: Mapping[str, MutableMapping[str, Any]]) -> None:
+    Overlays stack: `child()` stages one event's writes over a batch's, and `absorb(child)`
+    keeps them in the batch once the event is accepted (a rejected event's child is dropped)."""
+
+    def __init__(self, tables: Mapping[str, MutableMapping[str, Any]], parent: StagedTables | None = None) -> None:
         self._tables = tables
-        self._staged: dict[tuple[str, str], Any] = {}
+        self._parent = parent
+        self._staged: dict[tuple[str, Any], Any] = {}
 
-    def get(self, table: str, k: str, default: Any = None) -> Any:
+    def get(self, table: str, k: Any, default: Any = None) -> Any:
         staged = self._staged.get((table, k), None)
         if staged is _DELETED:
             return default
         if staged is not None:
             return staged
+        if self._parent is not None:
+            return self._parent.get(table, k, default)
         value = self._tables[table].get(k)
         return default if value is None else value
 
-    def put(self, table: str, k: str, value: Any) -> None:
+    def put(self, table: str, k: Any, value: Any) -> None:
         self._staged[(table, k)] = value
 
-    def delete(self, table: str, k: str) -> None:
+    def delete(self, table: str, k: Any) -> None:
         self._staged[(table, k)] = _DELETED
 
-    def writes(self) -> Iterator[tuple[str, str, Any]]:
+    def child(self) -> StagedTables:
+        """An overlay on this one (one event's writes over its batch's)."""
+        return StagedTables(self._tables, parent=self)
+
+    def absorb(self, child: StagedTables) -> None:
+        """Take a child's writes as this overlay's own (the latest value of each key wins)."""
+        self._staged.update(child._staged)
+
+    def __len__(self) -> int:
+        return len(self._staged)
+
+    def writes(self) -> Iterator[tuple[str, Any, Any]]:
         for (table, k), value in self._staged.items():
             yield table, k, (None if value is _DELETED else value)
 
-    def write_journal(self, journal_key: str, event_id: str, outputs: dict[str, list[str]], *,
+    def write_journal(self, journal_key: str, event_ids: str | list[str], outputs: dict[str, list[str]], *,
                       carry_previous: bool = True) -> None:
-        """Write this event's writes, the previous event's and this event's outputs as ONE journal record.
+        """Write these events' writes, the previous record's writes and these events' outputs as ONE journal record.
 
-        A crash may keep any subset of an event's individual changelog records, and they are made
-        durable only by the next event's flush; the journal record is durable first, so a restart
-        finishes both the previous and this event from it (`replay_journal`) and re-sends this
-        event's outputs (decisions, feedback: deterministic, so a repeat is a harmless duplicate).
-        `carry_previous=False` when the caller has already made the previous event's writes durable.
+        A checkpoint journals a batch of a hospital's events at once: each key's latest value,
+        and every output in order. A crash may keep any subset of the individual changelog
+        records, and they are made durable only by the next checkpoint's flush; the journal
+        record is durable first, so a restart finishes both the previous and this batch from it
+        (`replay_journal`) and re-sends this batch's outputs (decisions, feedback: deterministic,
+        so a repeat is a harmless duplicate). `carry_previous=False` when the caller has already
+        made the previous record's writes durable.
         """
+        ids = [event_ids] if isinstance(event_ids, str) else list(event_ids)
         previous = (self._tables[JOURNAL].get(journal_key) or {}) if carry_previous else {}
         self._tables[JOURNAL][journal_key] = {
-            "event_id": event_id,
+            "event_id": ids[-1] if ids else None,
+            "event_ids": ids,
             "previous_writes": previous.get("writes", []),
             "writes": [[t, k, _plain(v)] for t, k, v in self.writes() if t != JOURNAL],
             "outputs": outputs,
@@ -104,6 +126,8 @@ class StagedTables:
 
     def commit(self) -> int:
         """Apply every staged write to its table (synchronously: no await in between)."""
+        if self._parent is not None:
+            raise RuntimeError("commit() on a child overlay: absorb it into its parent instead")
         for (table, k), value in self._staged.items():
             if value is _DELETED:
                 if self._tables[table].get(k) is not None:

@@ -196,3 +196,22 @@ def test_a_partition_handed_out_in_time_is_not_fetched_again(app, monkeypatch):
     now[0] += 1.5
     _handed_out(app, monkeypatch, [])
     assert consumer._thread.seeks == []
+
+
+def test_acting_on_makes_an_event_faust_s_current_one_for_the_block_only():
+    """A checkpoint writes each partition's state under one of its own events: Faust takes the
+    changelog partition of every table write from the current event."""
+    from faust.streams import current_event
+
+    from streams.faust_transport import acting_on
+
+    class Event:  # weakly referenced, as Faust refers to its current event
+        def __init__(self, partition: int) -> None:
+            self.partition = partition
+
+    outer, inner = Event(0), Event(3)
+    with acting_on(outer):  # type: ignore[arg-type]
+        with acting_on(inner):  # type: ignore[arg-type]
+            assert current_event() is inner
+        assert current_event() is outer
+    assert current_event() is None

@@ -48,3 +48,24 @@ def test_partitions_are_independent_and_forget_drops_only_the_seek_state():
     p.forget()
     assert table == {"0": 5, "1": 7}
     assert p.check(0, 9, now=0.1).action == "seek"  # a fresh seek after a rebalance, not a wait
+
+
+def test_a_batch_moves_the_position_in_memory_and_writes_it_once_it_is_durable():
+    table: dict = {"0": 9}
+    p = OrderedPositions(table)
+    assert p.check(0, 10, now=0).action == "apply"
+    p.stage(0, 10)
+    assert p.check(0, 11, now=0).action == "apply" and p.check(0, 10, now=0).action == "skip"
+    p.stage(0, 11)
+    assert table == {"0": 9}  # nothing written before the checkpoint is durable
+    assert p.staged_partitions() == [0]
+    p.write_staged(0)
+    assert table == {"0": 11} and p.staged_partitions() == []
+
+
+def test_a_batch_that_failed_leaves_the_position_where_it_was():
+    table: dict = {"0": 9}
+    p = OrderedPositions(table)
+    p.stage(0, 10)
+    p.drop_staged()
+    assert p.check(0, 10, now=0).action == "apply" and table == {"0": 9}

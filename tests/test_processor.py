@@ -205,3 +205,163 @@ def test_a_slow_broker_acknowledgement_is_logged_while_the_event_waits(caplog):
         _run(w, scenario()[:1])
     assert any("still waiting after" in r.getMessage() for r in caplog.records)
     assert w.sink.decisions  # the admission was still decided
+
+
+# -- checkpoints: a batch of events made durable at once ---------------------------------------------
+
+def _sim_messages(n: int) -> list[RawMessage]:
+    """A vitals-heavy stretch of the demo hospital's simulator (admissions, transfers, discharges, beds)."""
+    from datetime import UTC, datetime
+
+    from allocator.hospital import DEMO_HOSPITAL_PATH
+    from streams.simulator import HospitalSimulator
+
+    demo = next(iter(load_hospitals(DEMO_HOSPITAL_PATH).values()))
+    start = datetime(2026, 11, 23, tzinfo=UTC)
+    sim = HospitalSimulator(demo, seed=5, start=start, vitals=True, requested_unit_rate=0.8, malformed_rate=0.02)
+    msgs = []
+    for i, e in enumerate(sim.events(until=start + timedelta(days=3))):
+        msgs.append(RawMessage(topic=PREFIX + e.topic, partition=0, offset=i, key=e.key, value=e.value,
+                               timestamp=e.at.timestamp()))
+        if len(msgs) >= n:
+            break
+    return msgs
+
+
+def _demo_worker() -> InMemoryWorker:
+    from allocator.hospital import DEMO_HOSPITAL_PATH
+
+    return InMemoryWorker(load_hospitals(DEMO_HOSPITAL_PATH), topic_prefix=PREFIX)
+
+
+def _in_batches(worker: InMemoryWorker, msgs: list[RawMessage], size: int) -> list[str]:
+    async def run() -> list[str]:
+        statuses = []
+        for i in range(0, len(msgs), size):
+            statuses += [o.status for o in await worker.processor.process_batch(msgs[i:i + size])]
+        return statuses
+    return asyncio.run(run())
+
+
+def _state(worker: InMemoryWorker) -> dict:
+    from streams.state import JOURNAL
+
+    return {name: dict(table) for name, table in worker.tables.items() if name != JOURNAL}
+
+
+def test_checkpoints_of_any_size_decide_and_store_exactly_what_event_by_event_processing_does():
+    msgs = _sim_messages(1500)
+    one, many, odd = _demo_worker(), _demo_worker(), _demo_worker()
+    statuses = _in_batches(one, msgs, 1)
+    assert _in_batches(many, msgs, 500) == statuses == _in_batches(odd, msgs, 7)
+    assert {"applied", "dead_letter"} <= set(statuses)  # the stream has malformed events among the good ones
+    decided = [encode_output(d) for d in one.sink.decisions]
+    assert len(decided) > 100
+    assert [encode_output(d) for d in many.sink.decisions] == decided == [encode_output(d) for d in odd.sink.decisions]
+    assert [letter.code for letter in many.sink.dead_letters] == [letter.code for letter in one.sink.dead_letters]
+    assert _state(many) == _state(one) == _state(odd)
+
+
+def test_a_repeat_inside_one_batch_is_a_duplicate_and_a_rejected_event_changes_nothing():
+    items = scenario()[:2]
+    bad = ev.admission(HID, "P9", "E9", 3, requested_unit="NO-SUCH-UNIT", event_id="bad-1")
+    w = _worker()
+    msgs = []
+    for i, item in enumerate([items[0], bad, items[0], items[1]]):
+        topic, key, value = ev.encode(PREFIX, item)
+        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    outcomes = asyncio.run(w.processor.process_batch(msgs))
+    assert [o.status for o in outcomes] == ["applied", "dead_letter", "duplicate", "applied"]
+    assert w.tables[ENCOUNTERS].get(f"{HID}|E9") is None and f"{HID}|bad-1" not in w.tables["seen"]
+    assert w.tables[ENCOUNTERS][f"{HID}|E1"].bed_id == "MED-SR1"
+
+
+def test_one_journal_record_per_checkpoint_carries_every_event_and_finishes_a_lost_batch():
+    """The batch's writes reach the tables only after its journal record; a crash that loses any of
+    them is finished from the journal by the next process, and its decisions are re-sent byte for byte."""
+    from streams.state import JOURNAL
+
+    w = _worker()
+    msgs = []
+    for i, item in enumerate(scenario()[:3]):
+        topic, key, value = ev.encode(PREFIX, item)
+        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    asyncio.run(w.processor.process_batch(msgs))
+    journal = w.tables[JOURNAL][HID]
+    assert journal["event_ids"] == ["s-1", "s-2", "s-3"] and journal["event_id"] == "s-3"
+    keys = [(t, k) for t, k, _ in journal["writes"]]
+    assert len(keys) == len(set(keys))  # one write per key per checkpoint
+    assert w.tables[ENCOUNTERS][f"{HID}|E1"].status == "discharged"
+    del w.tables[ENCOUNTERS][f"{HID}|E1"]  # written by all three events: lost
+    w.tables[PATIENTS][f"{HID}|P1"] = "E1"  # the discharge's delete: lost
+    del w.tables["seen"][f"{HID}|s-2"]
+    restarted = _worker(tables=w.tables)
+    outcomes = asyncio.run(restarted.processor.process_batch(msgs))  # the batch comes again
+    assert [o.status for o in outcomes] == ["duplicate"] * 3
+    assert w.tables[ENCOUNTERS][f"{HID}|E1"].status == "discharged" and f"{HID}|P1" not in w.tables[PATIENTS]
+    assert [encode_output(d) for d in restarted.sink.decisions] == [encode_output(d) for d in w.sink.decisions]
+
+
+def test_a_batch_that_would_outgrow_one_journal_record_is_checkpointed_in_parts():
+    from streams.limits import Limits
+    from streams.state import JOURNAL
+
+    w = _worker()
+    w.processor.limits = Limits(producer_max_request_bytes=40_000, max_message_bytes=25_000)
+    journals = []
+    real_flush = w.sink.flush
+
+    async def flush() -> None:  # each checkpoint's flush: what the journal holds then
+        await real_flush()
+        if HID in w.tables[JOURNAL]:
+            journals.append(list(w.tables[JOURNAL][HID]["event_ids"]))
+
+    w.sink.flush = flush
+    long_text = "Détresse respiratoire — " * 800
+    items = [ev.admission(HID, f"P{i}", f"E{i}", i, requested_unit="MEDICINE", event_id=f"a-{i}",
+                          text=long_text[:9_000]) for i in range(4)]
+    msgs = []
+    for i, item in enumerate(items):
+        topic, key, value = ev.encode(PREFIX, item)
+        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    outcomes = asyncio.run(w.processor.process_batch(msgs))
+    assert [o.status for o in outcomes] == ["applied"] * 4
+    assert len(set(map(tuple, journals))) >= 2  # more than one record: the batch did not fit one
+    assert [e for j in dict.fromkeys(map(tuple, journals)) for e in j] == ["a-0", "a-1", "a-2", "a-3"]
+    assert [d.caused_by for d in w.sink.decisions if d.kind == "assignment"] == ["a-0", "a-1", "a-2", "a-3"]
+
+
+def test_table_writes_happen_inside_the_scope_of_their_partition():
+    """The worker passes a scope that makes each partition's writes go to that partition's changelog."""
+    from contextlib import contextmanager
+
+    w = _worker()
+    active: list[int] = []
+    writes: list[tuple[str, int | None]] = []
+
+    class Watched(dict):
+        def __init__(self, name: str, data: dict) -> None:
+            super().__init__(data)
+            self.name = name
+
+        def __setitem__(self, k, v) -> None:
+            writes.append((self.name, active[-1] if active else None))
+            super().__setitem__(k, v)
+
+    for name in list(w.tables):
+        w.tables[name] = Watched(name, w.tables[name])
+
+    @contextmanager
+    def scope(partition: int):
+        active.append(partition)
+        try:
+            yield
+        finally:
+            active.pop()
+
+    msgs = []
+    for i, item in enumerate(scenario()[:2]):
+        topic, key, value = ev.encode(PREFIX, item)
+        msgs.append(RawMessage(topic=topic, partition=3, offset=i, key=key, value=value))
+    asyncio.run(w.processor.process_batch(msgs, scope))
+    assert writes and all(partition == 3 for _, partition in writes)
