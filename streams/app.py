@@ -203,6 +203,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app_: faust.App, revoked: set, **kwargs: Any) -> None:
+        await processor.settle()  # the checkpoint in flight is made durable and acknowledged before partitions move
         positions.forget()
         stage.forget(sorted({tp.partition for tp in revoked}))
         processor.forget_finished()
@@ -230,7 +231,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         return web.json(beds_snapshot(tables, hospital))
 
     async def checkpoint(events: list[faust.EventT]) -> None:
-        """Apply a batch of `ordered` events and make it durable in one checkpoint, then acknowledge it."""
+        """Apply a batch of `ordered` events and start its checkpoint; acknowledged once it is durable."""
         current, stale = [], 0
         for event in events:  # a rebalance since they were read: the partition's next owner applies them
             if event.message.generation_id == app.consumer_generation_id:
@@ -242,6 +243,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         seeks: dict[Any, Any] = {}  # TP -> the offset to go back to
         todo: list[RawMessage] = []
         of_partition: dict[int, faust.EventT] = {}
+        last: dict[int, int] = {}
         for event in current:
             m = event.message
             verdict = positions.check(m.partition, m.offset, time.monotonic())
@@ -260,23 +262,26 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
             todo.append(raw_message(m))
             positions.stage(m.partition, m.offset)
             of_partition[m.partition] = event
+            last[m.partition] = m.offset
 
         def scope(partition: int) -> Any:
             return acting_on(of_partition[partition])
 
+        def durable() -> None:
+            for partition, offset in last.items():
+                with scope(partition):
+                    positions.write(partition, offset)
+            for event in events:
+                event.ack()
+            metrics.checkpoint_events.observe(len(todo))
+
         try:
-            await processor.process_batch(todo, scope)
+            await processor.apply_batch(todo, scope, durable)
         except BaseException:
             positions.drop_staged()
             raise
-        for partition in positions.staged_partitions():
-            with scope(partition):
-                positions.write_staged(partition)
         for tp, offset in seeks.items():
             await app.consumer.seek(tp, offset)
-        for event in events:
-            event.ack()
-        metrics.checkpoint_events.observe(len(todo))
 
     @app.agent(ordered, concurrency=1, name=f"{settings.topic_prefix}state")
     async def state_agent(stream: faust.StreamT) -> None:

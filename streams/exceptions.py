@@ -26,3 +26,12 @@ class EventRejected(StreamsError):
 
 class ModelMissingError(StreamsError):
     """No triage model where the settings point, and running without one was not allowed."""
+
+
+class ForwardingFailed(StreamsError):
+    """The broker refused an event's copy to the ordered topic (the worker restarts and reads it again)."""
+
+
+class CheckpointFailed(StreamsError):
+    """A checkpoint's outputs and journal record were not acknowledged by the broker: nothing of its
+    batch was acknowledged, so the worker restarts and applies the batch again."""

@@ -6,8 +6,8 @@ was seen to be handed `ordered[0]` from offset 4380 right after seeking to its c
 and commits past it, so every event in between (admissions among them) was skipped for good.
 
 The applied position is written to a table after each checkpoint (never before the batch it
-describes is durable), so it recovers with the state it describes. Within a batch, `stage()`
-moves the position on in memory and `write_staged()` writes it once the batch is durable.
+describes is durable), so it recovers with the state it describes. `stage()` moves the
+position on in memory as a batch is applied, and `write()` writes a batch's once it is durable.
 An event past the next expected offset means something was skipped: the agent seeks back and
 drops what arrives until the expected offset does. An event at or before the position was
 applied already and is dropped. Pure bookkeeping, no Faust here, so it is tested on its own.
@@ -72,12 +72,11 @@ class OrderedPositions:
         """`offset` is in the batch being checkpointed: later checks count it as applied."""
         self._staged[partition] = offset
 
-    def staged_partitions(self) -> list[int]:
-        return sorted(self._staged)
-
-    def write_staged(self, partition: int) -> None:
-        """The batch is durable: write its last offset on `partition` to the table."""
-        self.applied(partition, self._staged.pop(partition))
+    def write(self, partition: int, offset: int) -> None:
+        """The batch whose last offset on `partition` is `offset` is durable: write it to the table."""
+        self.applied(partition, offset)
+        if self._staged.get(partition) == offset:
+            del self._staged[partition]
 
     def drop_staged(self) -> None:
         """The batch was not made durable (its events will come again): forget its positions."""

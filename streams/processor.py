@@ -7,7 +7,10 @@ rejected event changes nothing). A checkpoint then makes the batch durable with 
 round trip: each hospital's outputs and ONE journal record (the batch's writes, one value
 per key, the previous record's writes, and the outputs) are acknowledged together before
 the individual table writes are issued and before any event is acknowledged; those writes
-become durable with the next checkpoint's round trip. After a crash or a rebalance the first
+become durable with the next checkpoint's round trip. The worker does not wait for that round
+trip before applying its next batch (`apply_batch`): the next batch is applied over the
+outstanding one's overlays while its acknowledgements travel, and is itself checkpointed only
+once they are in (one checkpoint in flight at a time; `settle()` waits for it). After a crash or a rebalance the first
 event of each hospital finishes the last journalled batch (writes re-applied, outputs re-sent:
 deterministic ids and bytes), and events seen again are duplicates by their id. A batch of
 one event behaves exactly as the worker did event by event.
@@ -30,7 +33,7 @@ from aiokafka.partitioner import murmur2
 from allocator.hospital import Hospital
 from streams import dedupe
 from streams.contract import DeadLetter, Decision, encode_output
-from streams.exceptions import EventRejected
+from streams.exceptions import CheckpointFailed, EventRejected
 from streams.handlers import HandlerContext, handle
 from streams.limits import Limits, fits, size_facts, utf8_prefix
 from streams.metrics import WorkerMetrics
@@ -121,17 +124,22 @@ class _HospitalBatch:
 class _Batch:
     tables: Mapping[str, MutableMapping[str, Any]]
     scope: Scope
+    previous: _Batch | None = None  # the checkpoint still in flight: this batch reads over its writes
+    on_durable: Callable[[], None] | None = None  # run once the batch is durable and its writes issued
     hospitals: dict[str, _HospitalBatch] = field(default_factory=dict)
-    dead_letters: int = 0  # queued in the sink, durable at the checkpoint
+
+    def _base(self, hospital_id: str) -> StagedTables:
+        earlier = self.previous.hospitals.get(hospital_id) if self.previous is not None else None
+        return StagedTables(self.tables, parent=earlier.staged if earlier is not None else None)
 
     def overlay(self, hospital_id: str) -> StagedTables:
         hb = self.hospitals.get(hospital_id)
-        return hb.staged if hb is not None else StagedTables(self.tables)
+        return hb.staged if hb is not None else self._base(hospital_id)
 
     def hospital(self, hospital_id: str, partition: int) -> _HospitalBatch:
         hb = self.hospitals.get(hospital_id)
         if hb is None:
-            hb = self.hospitals[hospital_id] = _HospitalBatch(StagedTables(self.tables), partition)
+            hb = self.hospitals[hospital_id] = _HospitalBatch(self._base(hospital_id), partition)
         return hb
 
 
@@ -151,6 +159,9 @@ class EventProcessor:
         self.limits = limits or Limits()
         self._journal_weight: dict[str, int] = {}  # hospital -> bytes of its last journalled writes (this process)
         self._finished: set[str] = set()  # hospitals whose last journalled event this process has finished
+        self._in_flight: _Batch | None = None  # the checkpoint whose acknowledgements are awaited
+        self._settling: asyncio.Future[None] | None = None  # waits for them, then issues its writes
+        self._last_settled: set[str] = set()  # hospitals whose writes the last settled checkpoint issued
 
     def forget_finished(self) -> None:
         """Partitions moved (rebalance): finish each hospital's last event again before its next one."""
@@ -188,21 +199,41 @@ class EventProcessor:
         return (await self.process_batch([msg]))[0]
 
     async def process_batch(self, msgs: Sequence[RawMessage], scope: Scope | None = None) -> list[Outcome]:
-        """Apply messages in order, then make them durable with one checkpoint; an outcome per message.
+        """`apply_batch`, then `settle`: when this returns, everything of these messages is durable."""
+        outcomes = await self.apply_batch(msgs, scope)
+        await self.settle()
+        return outcomes
 
-        When a hospital's batch would outgrow one journal record, the batch so far is
-        checkpointed first and the rest goes on in a new one. When this returns, every output
-        and write of these messages is acknowledged by the broker, so they may be acknowledged.
+    async def apply_batch(self, msgs: Sequence[RawMessage], scope: Scope | None = None,
+                          on_durable: Callable[[], None] | None = None) -> list[Outcome]:
+        """Apply messages in order and start their checkpoint; an outcome per message.
+
+        The batch is applied over the checkpoint still in flight (if any), then waits for it, then
+        sends its own outputs and journal record and returns without waiting for their
+        acknowledgement. `on_durable` runs once they are acknowledged and the batch's table
+        writes are issued: only then may its messages be acknowledged. When a hospital's batch
+        would outgrow one journal record, the part so far is checkpointed first.
         """
-        batch = _Batch(self.tables, scope or _no_scope)
+        batch = _Batch(self.tables, scope or _no_scope, previous=self._in_flight)
         outcomes = []
         for msg in msgs:
             outcome, accepted = await self._guarded(msg, batch)
             if accepted is not None:
-                await self._join(batch, accepted)
+                current = batch.hospitals.get(accepted.hospital.hospital_id)
+                if current is not None and current.weight + accepted.weight > self.limits.max_output_bytes:
+                    # the event's writes stay valid: they were read over the part being checkpointed
+                    await self._start_checkpoint(batch)
+                    batch = _Batch(self.tables, batch.scope, previous=batch)
+                self._join(batch, accepted)
             outcomes.append(outcome)
-        await self._checkpoint(batch)
+        batch.on_durable = on_durable
+        await self._start_checkpoint(batch)
         return outcomes
+
+    async def settle(self) -> None:
+        """Wait until the checkpoint in flight is acknowledged and its writes issued (a rebalance, a test)."""
+        if self._settling is not None:
+            await asyncio.shield(self._settling)
 
     async def _guarded(self, msg: RawMessage, batch: _Batch) -> tuple[Outcome, _Accepted | None]:
         """`_process` behind the last-resort guard, which makes a crash loop on one message impossible:
@@ -216,16 +247,13 @@ class EventProcessor:
                           msg.topic, msg.partition, msg.offset)
             self.metrics.errors.labels(stage="guard").inc()
             name = self.contract_topic(msg.topic)
-            return await self._dead_letter(msg, batch, "internal_error", None,
+            return await self._dead_letter(msg, "internal_error", None,
                                            f"{name}: the worker failed on this message; it is kept here for replay"), None
 
-    async def _join(self, batch: _Batch, accepted: _Accepted) -> None:
-        """An accepted event joins its hospital's batch; a checkpoint first if the journal record would not fit."""
-        hid = accepted.hospital.hospital_id
-        current = batch.hospitals.get(hid)
-        if current is not None and current.weight + accepted.weight > self.limits.max_output_bytes:
-            await self._checkpoint(batch)  # the event's writes stay valid: they were read over what is now committed
-        hb = batch.hospital(hid, accepted.msg.partition)
+    @staticmethod
+    def _join(batch: _Batch, accepted: _Accepted) -> None:
+        """An accepted event's writes and outputs join its hospital's batch."""
+        hb = batch.hospital(accepted.hospital.hospital_id, accepted.msg.partition)
         hb.staged.absorb(accepted.staged)
         hb.event_ids.append(accepted.event_id)
         for kind, encoded in accepted.outputs.items():
@@ -233,65 +261,75 @@ class EventProcessor:
         hb.weight += accepted.weight
         hb.accepted.append(accepted)
 
-    async def _checkpoint(self, batch: _Batch) -> None:
-        """Make the batch durable: outputs and one journal record per hospital acknowledged together,
-        then the table writes issued (durable with the next checkpoint's flush)."""
-        if not batch.hospitals:
-            if batch.dead_letters:
-                await self._flush()
-                batch.dead_letters = 0
-            return
+    async def _start_checkpoint(self, batch: _Batch) -> None:
+        """Once the checkpoint in flight is settled: this batch's outputs and one journal record per
+        hospital handed to the producer, and a task that waits for their acknowledgement."""
+        await self.settle()
         limit = self.limits.max_output_bytes
-        # Each journal record carries its hospital's previous writes too. When both would not fit in one
-        # record, those writes are made durable first (one extra round trip) and left out of it.
-        carry_previous = all(hb.weight + self._journal_weight.get(hid, limit) <= limit
-                             for hid, hb in batch.hospitals.items())
-        if not carry_previous:
+        # A journal record carries its hospital's writes of the checkpoint just settled (issued, not yet
+        # acknowledged); older writes were acknowledged by that checkpoint's flush. When both would not
+        # fit in one record, those writes are made durable first (one extra round trip) and left out of it.
+        carried = {hid for hid in batch.hospitals if hid in self._last_settled}
+        if any(hb.weight + self._journal_weight.get(hid, limit) > limit
+               for hid, hb in batch.hospitals.items() if hid in carried):
             await self._flush()
+            carried = set()
         for hid, hb in batch.hospitals.items():
             await self.sink.send_outputs(hid, hb.outputs)
             with batch.scope(hb.partition):
-                hb.staged.write_journal(hid, hb.event_ids, hb.outputs, carry_previous=carry_previous)
+                hb.staged.write_journal(hid, hb.event_ids, hb.outputs, carry_previous=hid in carried)
             self._journal_weight[hid] = hb.weight
-        await self._flush()
-        for hb in batch.hospitals.values():
+        self._in_flight = batch
+        self._settling = asyncio.ensure_future(self._settle(batch))
+
+    async def _settle(self, batch: _Batch) -> None:
+        try:
+            await self._flush()
+        except Exception as exc:
+            log.exception("a checkpoint was not acknowledged by the broker; none of its events is acknowledged")
+            raise CheckpointFailed("a checkpoint's outputs and journal were not acknowledged") from exc
+        for hb in batch.hospitals.values():  # synchronously: a batch applied meanwhile reads them here or there
             with batch.scope(hb.partition):
                 hb.staged.commit()
+        self._last_settled = set(batch.hospitals)
         for hb in batch.hospitals.values():
             for accepted in hb.accepted:
                 self._observe(accepted)
-        batch.hospitals.clear()
-        batch.dead_letters = 0
+        if self._in_flight is batch:
+            self._in_flight = None
+        batch.previous = None
+        if batch.on_durable is not None:
+            batch.on_durable()
 
     async def _process(self, msg: RawMessage, batch: _Batch) -> tuple[Outcome, _Accepted | None]:
         name = self.contract_topic(msg.topic)
         self.metrics.events_in.labels(topic=name).inc()
         limits = self.limits
         if msg.too_large is not None or limits.oversize(msg.key, msg.value):
-            return await self._too_large(msg, batch, name), None
+            return await self._too_large(msg, name), None
         try:
             event = decode_event(name, msg.value)
         except ContractViolation as exc:
-            return await self._dead_letter(msg, batch, exc.code, exc.field, exc.message), None
+            return await self._dead_letter(msg, exc.code, exc.field, exc.message), None
         text = getattr(event, "text", None)
         if isinstance(text, str) and len(text) > limits.max_text_chars:
-            return await self._dead_letter(msg, batch, "too_large", "text",
+            return await self._dead_letter(msg, "too_large", "text",
                                            f"{name}: field 'text' is longer than the {limits.max_text_chars} "
                                            "characters this worker accepts"), None
         hospital = self.hospitals.get(event.hospital_id)
         if hospital is None:
-            return await self._dead_letter(msg, batch, "unknown_hospital", "hospital_id",
+            return await self._dead_letter(msg, "unknown_hospital", "hospital_id",
                                            f"{name}: field 'hospital_id' names no hospital this worker serves"), None
         misplaced = self._misplaced(msg, event.hospital_id)
         if misplaced:
-            return await self._dead_letter(msg, batch, "wrong_partition", "hospital_id", f"{name}: {misplaced}"), None
+            return await self._dead_letter(msg, "wrong_partition", "hospital_id", f"{name}: {misplaced}"), None
         # The broker's record time, or our own clock if that is earlier (a producer may set a record time
         # from a wrong clock); on a replay our clock is later, so a replay decides as the first pass did.
         reference = min(msg.timestamp, time.time()) if msg.timestamp and msg.timestamp > 0 else time.time()
         ahead = event.occurred_at.timestamp() - reference
         if ahead > limits.future_skew_s:
             return await self._dead_letter(
-                msg, batch, "future_event", "occurred_at",
+                msg, "future_event", "occurred_at",
                 f"{name}: field 'occurred_at' is {_duration(ahead)} ahead of the time the broker received the "
                 f"event (at most {_duration(limits.future_skew_s)} is accepted); check the sender's clock"), None
         if hospital.hospital_id not in self._finished:
@@ -302,11 +340,11 @@ class EventProcessor:
             self.metrics.duplicates.labels(topic=name).inc()
             return Outcome("duplicate"), None
         if dedupe.is_stale(staged, hospital.hospital_id, event.occurred_at, self.retention):
-            return await self._dead_letter(msg, batch, "stale_event", "occurred_at",
+            return await self._dead_letter(msg, "stale_event", "occurred_at",
                                            f"{name}: field 'occurred_at' is older than the {self.retention} "
                                            "idempotency window, so it cannot be applied safely"), None
         if msg.prediction_error:
-            return await self._dead_letter(msg, batch, msg.prediction_error.get("code", "inference_failed"), "text",
+            return await self._dead_letter(msg, msg.prediction_error.get("code", "inference_failed"), "text",
                                            msg.prediction_error.get("message",
                                                                     f"{name}: the model failed on 'text'")), None
         state = HospitalState(staged, hospital)
@@ -314,11 +352,11 @@ class EventProcessor:
             result = handle(event, state, self.context, prediction=msg.prediction)
             decisions = result.decisions
         except EventRejected as exc:
-            return await self._dead_letter(msg, batch, exc.code, exc.field, exc.message), None
+            return await self._dead_letter(msg, exc.code, exc.field, exc.message), None
         except Exception:
             log.exception("unexpected error applying %s[%d]@%d", msg.topic, msg.partition, msg.offset)
             self.metrics.errors.labels(stage="apply").inc()
-            return await self._dead_letter(msg, batch, "internal_error", None,
+            return await self._dead_letter(msg, "internal_error", None,
                                            f"{name}: the worker failed to apply this event; it is kept here for "
                                            "replay"), None
         censuses = [v for t, _, v in staged.writes() if t == CENSUS and v is not None]
@@ -328,7 +366,7 @@ class EventProcessor:
         weight = _outputs_weight(staged, outputs, hospital.hospital_id)
         if weight > self.limits.max_output_bytes:
             return await self._dead_letter(
-                msg, batch, "too_large", None,
+                msg, "too_large", None,
                 f"{name}: applying this event would write {weight} bytes of decisions and state in one record, "
                 f"more than the {self.limits.max_output_bytes} a record may carry; nothing was applied"), None
         accepted = _Accepted(msg=msg, hospital=hospital, event_id=event.event_id, staged=staged, outputs=outputs,
@@ -372,21 +410,20 @@ class EventProcessor:
                     f"{partition_for(msg.key, partitions)} (Kafka's default murmur2 partitioner)")
         return None
 
-    async def _too_large(self, msg: RawMessage, batch: _Batch, name: str) -> Outcome:
+    async def _too_large(self, msg: RawMessage, name: str) -> Outcome:
         facts = msg.too_large or size_facts(msg.key, msg.value)
         limits = self.limits
         what = (f"key of {facts['key_size']} bytes (at most {limits.max_key_bytes})"
                 if facts["key_size"] > limits.max_key_bytes else
                 f"value of {facts['value_size']} bytes (at most {limits.max_message_bytes})")
-        return await self._dead_letter(msg, batch, "too_large", None,
+        return await self._dead_letter(msg, "too_large", None,
                                        f"{name}: the message is too large: {what}; its size and SHA-256 are "
                                        "kept here with as much of it as fits", facts=facts)
 
-    async def _dead_letter(self, msg: RawMessage, batch: _Batch, code: str, field_name: str | None, message: str,
+    async def _dead_letter(self, msg: RawMessage, code: str, field_name: str | None, message: str,
                            facts: dict | None = None) -> Outcome:
         letter, key = self._fitting_letter(msg, code, field_name, message, facts)
-        await self.sink.send_dead_letter(key, letter)
-        batch.dead_letters += 1
+        await self.sink.send_dead_letter(key, letter)  # durable with its batch's checkpoint
         self.metrics.dead_letters.labels(code=code).inc()
         log.warning("dead letter %s at %s[%d]@%d: %s", code, msg.topic, msg.partition, msg.offset, message)
         return Outcome("dead_letter", code=code)

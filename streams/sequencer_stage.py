@@ -2,8 +2,10 @@
 
 It keeps no tables. Events are held (unacknowledged) in the `EventTimeMerger` until they may
 go; each release runs the admissions it contains through the model in micro-batches, then
-sends every event, prediction attached, to the `ordered` topic and only then acknowledges
-the original, so a crash re-reads whatever was not safely forwarded. Releases happen every
+sends every event, prediction attached, to the `ordered` topic and acknowledges the original
+only once the broker has acknowledged its copy, so a crash re-reads whatever was not safely
+forwarded. The stage does not wait for those acknowledgements (the producer keeps the copies
+in order): it goes on reading while they travel, and a failed copy stops it at its next release. Releases happen every
 `inference_batch_wait_ms`, or at once when a full batch is pending.
 """
 
@@ -13,12 +15,14 @@ import asyncio
 import logging
 import math
 import time
+from functools import partial
 from typing import Any
 
 import faust
 from faust.types import TP
 
 from inference.interface import TriageModel
+from streams.exceptions import ForwardingFailed
 from streams.limits import Limits, fits, too_large_header, utf8_prefix
 from streams.metrics import WorkerMetrics
 from streams.sequencer import EventTimeMerger, Pending, event_time
@@ -44,6 +48,7 @@ class SequencerStage:
         self.merger = EventTimeMerger(input_topics, max_wait_s=max_wait_s)
         self._lock = asyncio.Lock()
         self._listed_highwater: dict[tuple[str, int], int] = {}  # asked of the broker when the fetcher had not said
+        self._failure: BaseException | None = None  # a copy the broker refused: the stage stops at its next release
 
     def lag(self, topic: str, partition: int) -> int | None:
         """Messages of a topic partition not yet handed to this stage (None: not known yet)."""
@@ -82,6 +87,8 @@ class SequencerStage:
     async def release_all(self) -> int:
         """Release what may go, on every partition; returns how many events were forwarded."""
         async with self._lock:
+            if self._failure is not None:
+                raise ForwardingFailed("an event could not be forwarded to the ordered topic") from self._failure
             await self._learn_unknown_highwaters()
             released: list[Pending] = []
             for partition in self.merger.partitions():
@@ -106,9 +113,20 @@ class SequencerStage:
                 sent.append(await self.ordered.send(key=key, value=value, partition=m.partition,
                                                     timestamp=m.timestamp, headers=out_headers))
             for fut, p in zip(sent, released, strict=True):
-                await fut
-                p.item.ack()  # the original is committed only once its copy is safely in `ordered`
+                fut.add_done_callback(partial(self._forwarded, p))
             return len(released)
+
+    def _forwarded(self, p: Pending, fut: Any) -> None:
+        """The broker answered for one copy: the original is committed only once its copy is safely in `ordered`."""
+        if fut.cancelled():
+            self._failure = asyncio.CancelledError("the copy's send was cancelled")
+        elif fut.exception() is not None:
+            self._failure = fut.exception()
+        else:
+            p.item.ack()
+            return
+        log.error("%s[%d]@%d could not be forwarded to the ordered topic (%s); it stays unacknowledged and the stage "
+                  "stops", p.topic, p.partition, p.offset, self._failure)
 
     def _excerpt(self, key: bytes | None, value: bytes | None) -> tuple[bytes | None, bytes | None]:
         """The start of an oversized message, small enough to forward with room to spare."""

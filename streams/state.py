@@ -126,8 +126,8 @@ class StagedTables:
 
     def commit(self) -> int:
         """Apply every staged write to its table (synchronously: no await in between)."""
-        if self._parent is not None:
-            raise RuntimeError("commit() on a child overlay: absorb it into its parent instead")
+        if self._parent is not None and len(self._parent):
+            raise RuntimeError("commit() over uncommitted writes: commit or absorb into the parent first")
         for (table, k), value in self._staged.items():
             if value is _DELETED:
                 if self._tables[table].get(k) is not None:
@@ -136,6 +136,7 @@ class StagedTables:
                 self._tables[table][k] = value
         count = len(self._staged)
         self._staged.clear()
+        self._parent = None  # committed: reads go to the tables (and no chain of overlays builds up)
         return count
 
 

@@ -58,9 +58,10 @@ def test_a_batch_moves_the_position_in_memory_and_writes_it_once_it_is_durable()
     assert p.check(0, 11, now=0).action == "apply" and p.check(0, 10, now=0).action == "skip"
     p.stage(0, 11)
     assert table == {"0": 9}  # nothing written before the checkpoint is durable
-    assert p.staged_partitions() == [0]
-    p.write_staged(0)
-    assert table == {"0": 11} and p.staged_partitions() == []
+    p.write(0, 10)  # the first batch is durable while the second is in flight: still checks from 11
+    assert table == {"0": 10} and p.check(0, 12, now=0).action == "apply" and p.check(0, 11, now=0).action == "skip"
+    p.write(0, 11)
+    assert table == {"0": 11} and p.check(0, 12, now=0).action == "apply"
 
 
 def test_a_batch_that_failed_leaves_the_position_where_it_was():

@@ -365,3 +365,59 @@ def test_table_writes_happen_inside_the_scope_of_their_partition():
         msgs.append(RawMessage(topic=topic, partition=3, offset=i, key=key, value=value))
     asyncio.run(w.processor.process_batch(msgs, scope))
     assert writes and all(partition == 3 for _, partition in writes)
+
+
+def test_the_next_batch_is_applied_while_the_last_checkpoint_travels_and_is_acknowledged_after_it():
+    """A checkpoint in flight: the next batch reads its writes, sends nothing until it is acknowledged,
+    and each batch's `on_durable` runs only once its own checkpoint is acknowledged, in order."""
+    from streams.state import JOURNAL
+
+    w = _worker()
+    gate = asyncio.Event()
+    real_flush = w.sink.flush
+    sent_before_ack: list[int] = []
+
+    async def gated_flush() -> None:
+        await gate.wait()
+        await real_flush()
+
+    w.sink.flush = gated_flush
+    msgs = []
+    for i, item in enumerate(scenario()[:3]):
+        topic, key, value = ev.encode(PREFIX, item)
+        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    durable: list[str] = []
+
+    async def run() -> None:
+        await w.processor.apply_batch(msgs[:1], on_durable=lambda: durable.append("first"))
+        assert durable == [] and f"{HID}|E1" not in w.tables[ENCOUNTERS]  # nothing issued before the ack
+        second = asyncio.ensure_future(w.processor.apply_batch(msgs[1:], on_durable=lambda: durable.append("second")))
+        await asyncio.sleep(0.01)
+        sent_before_ack.append(len(w.sink.decisions))
+        assert not second.done() and durable == []  # applied, waiting for the first checkpoint's ack
+        gate.set()
+        await second
+        assert durable == ["first"]  # the second is in flight now
+        await w.processor.settle()
+        assert durable == ["first", "second"]
+
+    asyncio.run(run())
+    assert sent_before_ack == [1]  # the admission's decision went out; the second batch's waited
+    assert w.tables[ENCOUNTERS][f"{HID}|E1"].status == "discharged"
+    journal = w.tables[JOURNAL][HID]
+    assert journal["event_ids"] == ["s-2", "s-3"] and journal["previous_writes"]  # carries the first's writes
+
+
+def test_a_batch_applied_over_one_in_flight_decides_as_one_applied_after_it():
+    msgs = _sim_messages(600)
+    settled, pipelined = _demo_worker(), _demo_worker()
+    _in_batches(settled, msgs, 50)
+
+    async def run() -> None:
+        for i in range(0, len(msgs), 50):
+            await pipelined.processor.apply_batch(msgs[i:i + 50])
+        await pipelined.processor.settle()
+
+    asyncio.run(run())
+    assert [encode_output(d) for d in pipelined.sink.decisions] == [encode_output(d) for d in settled.sink.decisions]
+    assert _state(pipelined) == _state(settled)

@@ -1,0 +1,91 @@
+"""The sequencer stage's hand-over to the ordered topic: originals acknowledged only once their copy is."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+from streams.exceptions import ForwardingFailed
+from streams.metrics import WorkerMetrics
+from streams.sequencer_stage import SequencerStage
+
+TOPICS = ["p.admissions", "p.vitals"]
+
+
+class Consumer:
+    _committed_offset: dict = {}
+
+    def highwater(self, tp):
+        return 0
+
+    async def highwaters(self, *tps):
+        return {tp: 0 for tp in tps}
+
+
+class Ordered:
+    """A topic whose sends complete when the test says (the broker's acknowledgement)."""
+
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future] = []
+
+    async def send(self, **kwargs) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self.futures.append(fut)
+        return fut
+
+
+class Event:
+    def __init__(self, topic: str, offset: int) -> None:
+        body = {"event_id": f"e{offset}", "occurred_at": f"2026-11-23T00:00:{offset:02d}Z"}
+        self.message = SimpleNamespace(topic=topic, partition=0, offset=offset, key=b"h", value=orjson.dumps(body),
+                                       timestamp=None)
+        self.acked = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+def _stage(ordered: Ordered) -> SequencerStage:
+    app = SimpleNamespace(consumer=Consumer())
+    return SequencerStage(app, ordered, input_topics=TOPICS, admissions_topic="p.admissions", model=None,  # type: ignore[arg-type]
+                          batch_size=32, max_wait_s=0.0, metrics=WorkerMetrics())
+
+
+def test_originals_are_acknowledged_when_their_copies_are_not_before_and_the_stage_does_not_wait():
+    async def run() -> None:
+        ordered = Ordered()
+        stage = _stage(ordered)
+        events = [Event("p.vitals", i) for i in range(3)]
+        for e in events:
+            stage.add(e)  # type: ignore[arg-type]
+        assert await stage.release_all() == 3  # returns with the copies still travelling
+        assert len(ordered.futures) == 3 and not any(e.acked for e in events)
+        ordered.futures[0].set_result(None)
+        ordered.futures[1].set_result(None)
+        await asyncio.sleep(0)
+        assert [e.acked for e in events] == [True, True, False]
+        ordered.futures[2].set_result(None)
+        await asyncio.sleep(0)
+        assert all(e.acked for e in events)
+
+    asyncio.run(run())
+
+
+def test_a_copy_the_broker_refused_leaves_its_original_unacknowledged_and_stops_the_stage():
+    async def run() -> None:
+        ordered = Ordered()
+        stage = _stage(ordered)
+        event = Event("p.vitals", 0)
+        stage.add(event)  # type: ignore[arg-type]
+        await stage.release_all()
+        ordered.futures[0].set_exception(ConnectionError("broker gone"))
+        await asyncio.sleep(0)
+        assert not event.acked
+        stage.add(Event("p.vitals", 1))  # type: ignore[arg-type]
+        with pytest.raises(ForwardingFailed):
+            await stage.release_all()
+
+    asyncio.run(run())
