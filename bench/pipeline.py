@@ -6,6 +6,8 @@ One run, one embedded (Tansu, in-memory) broker, a fresh topic prefix and app id
                one table increment per event, the worker's Faust app class, fetch wait, commit
                interval and group timeouts) on the same backlog (cycled to >= 5,000 events), topics
                and partitions as `mix`, measured the same way
+  stateful_faust_two_stage  the same agent behind a forwarding agent and an internal topic
+               (`--stages 2`): Faust's ceiling for the worker's own shape (sequencer, then state)
   mix          the WardFlow worker on a pre-produced vitals-heavy backlog from the hospital
                simulator (every admission has a requested_unit): sustained events/s, the ratio
                to the ceiling (target >= 0.5) and to the stateful Faust agent
@@ -248,8 +250,8 @@ class StatefulFaustPhase:
     """The trivial stateful Faust agent (bench/stateful_faust.py) in its own process, on its own
     prefix and app id, reading the same input topics (by name) with the same partitions."""
 
-    def __init__(self, broker: EmbeddedBroker, workdir: Path) -> None:
-        self.name = "stateful_faust"
+    def __init__(self, broker: EmbeddedBroker, workdir: Path, stages: int = 1) -> None:
+        self.name = "stateful_faust" if stages == 1 else "stateful_faust_two_stage"
         self.prefix = f"bench-{RUN}-{self.name}."
         self.settings = WardflowSettings(broker_url=broker.url, topic_prefix=self.prefix, topic_partitions=PARTITIONS)
         self.bootstrap = broker.bootstrap
@@ -264,7 +266,7 @@ class StatefulFaustPhase:
             "--commit-interval-s", str(self.settings.commit_interval_s),
             "--session-timeout-s", str(self.settings.broker_session_timeout_s),
             "--rebalance-timeout-s", str(self.settings.broker_rebalance_timeout_s),
-            "--heartbeat-interval-s", str(self.settings.broker_heartbeat_interval_s)]
+            "--heartbeat-interval-s", str(self.settings.broker_heartbeat_interval_s), "--stages", str(stages)]
         self.worker: WorkerProcess | None = None
         self.ready_s: float | None = None
 
@@ -277,8 +279,8 @@ class StatefulFaustPhase:
 
 
 def run_stateful_faust(broker: EmbeddedBroker, workdir: Path, events: list[SimEvent], *, timeout_s: float,
-                       warm: Sequence[SimEvent] = ()) -> dict:
-    phase = StatefulFaustPhase(broker, workdir)
+                       warm: Sequence[SimEvent] = (), stages: int = 1) -> dict:
+    phase = StatefulFaustPhase(broker, workdir, stages)
     asyncio.run(create_topics(phase.bootstrap, input_topic_names(phase.settings), PARTITIONS))
     asyncio.run(produce_all(phase.bootstrap, [(phase.prefix + e.topic, e.key, e.value) for e in [*warm, *events]]))
     say(f"{phase.name}: {len(warm)} warm-up + {len(events)} events pre-produced; starting the Faust agent")
@@ -292,7 +294,10 @@ def run_stateful_faust(broker: EmbeddedBroker, workdir: Path, events: list[SimEv
         errors = phase.worker.errors()
         if errors:
             say(f"{phase.name}: {len(errors)} ERROR/Traceback lines in {phase.log_path}: {errors[:3]}")
-    result.update({"agent": "one Faust table increment per event (bench/stateful_faust.py)",
+    agent = ("one Faust table increment per event (bench/stateful_faust.py)" if stages == 1 else
+             "a forwarding agent, an internal topic, then one Faust table increment per event "
+             "(bench/stateful_faust.py --stages 2: the worker's two-stage shape)")
+    result.update({"agent": agent,
                    "worker_ready_s": round(phase.ready_s or 0, 1), "partitions": PARTITIONS,
                    "broker_fetch_max_wait_ms": phase.settings.broker_fetch_max_wait_ms,
                    "commit_interval_s": phase.settings.commit_interval_s,
@@ -465,6 +470,11 @@ def main() -> int:
             if faust_rate and ceil_rate:
                 result["stateful_faust"]["ratio_to_ceiling"] = round(faust_rate / ceil_rate, 3)
             say(f"stateful_faust: {faust_rate} events/s")
+            say(f"stateful_faust_two_stage: {len(faust_events)} events")
+            result["stateful_faust_two_stage"] = run_stateful_faust(broker, workdir, faust_events, timeout_s=240,
+                                                                    warm=mix_warm, stages=2)
+            two_stage_rate = result["stateful_faust_two_stage"].get("events_per_s")
+            say(f"stateful_faust_two_stage: {two_stage_rate} events/s")
 
             say(f"mix: {k} events")
             result["mix"] = run_sustained("mix", broker, workdir, mix, model_path=None, timeout_s=240, warm=mix_warm)
@@ -476,6 +486,8 @@ def main() -> int:
             if rate and faust_rate:
                 result["mix"]["ratio_to_stateful_faust"] = round(rate / faust_rate, 3)
                 result["mix"]["meets_stateful_faust_target_0_5"] = rate / faust_rate >= 0.5
+            if rate and two_stage_rate:
+                result["mix"]["ratio_to_two_stage_faust"] = round(rate / two_stage_rate, 3)
             say(f"mix: {rate} events/s")
 
             if (MODEL_DIR / "triage_config.json").exists():

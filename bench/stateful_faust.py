@@ -7,6 +7,10 @@ process like the WardFlow worker, on the same broker, topics, partitions and Fau
 group timeouts),
 so the worker's ratio to it is the price of WardFlow's own work on top of Faust.
 
+`--stages 2` puts a forwarding agent in front (each event sent on to an internal topic with
+its key and partition; Faust acknowledges the original as the agent moves on), like the worker's
+sequencer in front of its state agent: the ceiling of Faust with the worker's shape.
+
 Progress for the benchmark: `GET /processed/` on the Faust web port -> {"processed": n}.
 Ready when Faust logs `Worker ready` (what `streams.runner.WorkerProcess` waits for).
 
@@ -55,6 +59,16 @@ def build(args: argparse.Namespace) -> faust.App:
     source = app.topic(*args.topics.split(","), **raw)
     counts = app.Table(f"{args.app_id}-counts", default=int, partitions=args.partitions)
     processed = [0]
+    if args.stages == 2:
+        forwarded = app.topic(f"{args.app_id}-forwarded", partitions=args.partitions, internal=True, **raw)
+
+        @app.agent(source, concurrency=1, name=f"{args.app_id}-forward")
+        async def forward(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                m = event.message
+                await forwarded.send(key=m.key, value=m.value, partition=m.partition)
+
+        source = forwarded
 
     @app.agent(source, concurrency=1, name=f"{args.app_id}-count")
     async def count(stream: faust.StreamT) -> None:
@@ -83,6 +97,8 @@ def main() -> int:
     ap.add_argument("--session-timeout-s", type=float, required=True)
     ap.add_argument("--rebalance-timeout-s", type=float, required=True)
     ap.add_argument("--heartbeat-interval-s", type=float, required=True)
+    ap.add_argument("--stages", type=int, choices=(1, 2), default=1,
+                    help="1: count each event; 2: forward it to an internal topic first, then count (default 1)")
     args = ap.parse_args()
     logging.getLogger().setLevel(logging.INFO)
     worker = faust.Worker(build(args), loglevel="INFO", quiet=True)

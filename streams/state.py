@@ -78,7 +78,9 @@ class StagedTables:
             return staged
         if self._parent is not None:
             return self._parent.get(table, k, default)
-        value = self._tables[table].get(k)
+        stored = self._tables[table]
+        # `in` first: a Faust table's `get` of a missing key goes through KeyError (most beds are never written)
+        value = stored[k] if k in stored else None
         return default if value is None else value
 
     def put(self, table: str, k: Any, value: Any) -> None:
