@@ -80,7 +80,7 @@ class StagedTables:
             return self._parent.get(table, k, default)
         stored = self._tables[table]
         # `in` first: a Faust table's `get` of a missing key goes through KeyError (most beds are never written)
-        value = stored[k] if k in stored else None
+        value = stored[k] if k in stored else None  # noqa: SIM401 - `get` on a Faust table raises and catches KeyError
         return default if value is None else value
 
     def put(self, table: str, k: Any, value: Any) -> None:
