@@ -18,7 +18,8 @@ One run, one embedded (Tansu, in-memory) broker, a fresh topic prefix and app id
                same texts in the same run; skipped when models/triage/int8 does not exist
   latency      paced sends of the vitals-heavy mix at about half the sustained mix rate;
                produce -> decision on the decisions topic (matched by caused_by == event_id),
-               p50/p99 over the events that cause a decision
+               p50/p99 over the events that cause a decision; then `idle_single_event`: the
+               next 24 events one every 0.5 s, each on an idle worker (target p99 <= 100 ms)
 
 The simulator opens with an initial census (mostly admissions at the start time): it is produced
 as an unmeasured warm-up before the measured events (mix, latency) or left out (inference).
@@ -413,8 +414,11 @@ async def paced_latency(phase: Phase, events: list[SimEvent], rate: float, timeo
     return out
 
 
+IDLE_EVENTS, IDLE_RATE = 24, 2.0  # one event every 0.5 s: each finds the worker idle
+
+
 def run_latency(broker: EmbeddedBroker, workdir: Path, warm: list[SimEvent], events: list[SimEvent],
-                rate: float) -> dict:
+                rate: float, idle: Sequence[SimEvent] = ()) -> dict:
     phase = Phase("latency", broker, workdir, model_path=None)
     phase.create_topics()
     try:
@@ -424,6 +428,9 @@ def run_latency(broker: EmbeddedBroker, workdir: Path, warm: list[SimEvent], eve
         say(f"latency: {len(warm)} warm-up events processed")
         result = asyncio.run(paced_latency(phase, events, rate, timeout_s=30))
         result["warmup_events"] = len(warm)
+        if idle:
+            say(f"latency: {len(idle)} single events on the idle worker, {IDLE_RATE:g}/s")
+            result["idle_single_event"] = asyncio.run(paced_latency(phase, list(idle), IDLE_RATE, timeout_s=10))
     finally:
         phase.stop()
     return result
@@ -510,11 +517,14 @@ def main() -> int:
             if rate:
                 target = rate / 2
                 n_lat = max(50, int(target * lat_s))
-                lat_warm, lat_events = sim_events(n_lat, seed=3, vitals=True, requested_unit_rate=1.0)
+                lat_warm, lat_events = sim_events(n_lat + IDLE_EVENTS, seed=3, vitals=True, requested_unit_rate=1.0)
                 say(f"latency: {n_lat} events paced at {target:.0f}/s")
-                result["latency"] = run_latency(broker, workdir, lat_warm, lat_events, target)
+                result["latency"] = run_latency(broker, workdir, lat_warm, lat_events[:n_lat], target,
+                                                idle=lat_events[n_lat:])
+                idle_result = result["latency"].get("idle_single_event", {})
                 say(f"latency: p50 {result['latency'].get('latency_ms_p50')} ms, "
-                    f"p99 {result['latency'].get('latency_ms_p99')} ms")
+                    f"p99 {result['latency'].get('latency_ms_p99')} ms; idle single event p50 "
+                    f"{idle_result.get('latency_ms_p50')} ms, max {idle_result.get('latency_ms_max')} ms")
             else:
                 result["latency"] = {"skipped": "no sustained mix rate to pace at"}
         except Exception as exc:  # noqa: BLE001 - report what was measured, and why it stopped
