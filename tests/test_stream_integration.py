@@ -159,3 +159,44 @@ def test_overrides_and_feedback_end_to_end(broker, run_id, start_worker):
     assert (feedback["target_unit"], feedback["previous_target_unit"], feedback["corrected"]) == \
         ("MATERNITY", "MEDICINE", True)
     assert (feedback["text"], feedback["who"], feedback["caused_by"]) == (text, "dr-b", "f-4")
+
+
+def _checkpoint_histogram(port: str) -> dict[str, float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "wardflow_checkpoint_events")
+    out = {}
+    for s in family.samples:
+        out[s.labels["le"] if s.name.endswith("_bucket") else s.name.rsplit("_", 1)[-1]] = s.value
+    return out
+
+
+def test_a_backlog_is_applied_in_batched_checkpoints_and_a_lone_event_in_one_of_its_own(
+        broker, run_id, start_worker, worker_env):
+    """Checkpoints gather what the consumer has to give: a backlog goes in a few round trips, and
+    an event arriving at an idle worker is checkpointed at once, not held for company."""
+    from streams.app import input_topic_names, output_topic_names
+    from streams.broker import create_topics
+    from streams.settings import WardflowSettings
+
+    prefix = f"{run_id}."
+    settings = WardflowSettings(topic_prefix=prefix, topic_partitions=2)
+    asyncio.run(create_topics(broker.bootstrap, input_topic_names(settings) + output_topic_names(settings), 2))
+    backlog = [ev.admission(HID, f"P{i}", f"E{i}", i, sex="F", requested_unit="MEDICINE", event_id=f"b-{i}")
+               for i in range(120)]
+    _send(broker, prefix, backlog)
+    start_worker()
+    decisions, _ = _read(broker, prefix, decisions=120)
+    assert {d["caused_by"] for d in decisions} >= {f"b-{i}" for i in range(120)}
+    port = worker_env["WARDFLOW_METRICS_PORT"]
+    before = _checkpoint_histogram(port)
+    assert before["sum"] >= 120 and before["count"] <= 120 / 4, before  # batches, not one round trip per event
+    _send(broker, prefix, [ev.admission(HID, "Q1", "F1", 500, sex="M", requested_unit="MEDICINE", event_id="lone")])
+    decisions, _ = _read(broker, prefix, decisions=121)
+    assert "lone" in {d["caused_by"] for d in decisions}
+    after = _checkpoint_histogram(port)
+    assert after["1.5"] == before["1.5"] + 1 and after["count"] == before["count"] + 1  # a checkpoint of one
