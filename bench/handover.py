@@ -29,9 +29,9 @@ from pathlib import Path
 import orjson
 import yaml
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.kafka_io import read_until
-from streams.runner import WorkerProcess, settings_env
+from streams.devtools.broker import EmbeddedBroker, free_port
+from streams.devtools.kafka_io import read_until
+from streams.devtools.runner import WorkerProcess, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "tests" / "fixtures" / "stream_hospital.yaml"

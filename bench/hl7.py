@@ -41,8 +41,8 @@ os.chdir(ROOT)
 from aiokafka import AIOKafkaProducer  # noqa: E402 - after bench/ is taken off sys.path
 
 from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402 - after bench/ is taken off sys.path
-from streams.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402 - after bench/ is taken off sys.path
-from streams.contract import INPUT_MODELS  # noqa: E402 - after bench/ is taken off sys.path
+from streams.contract.models import INPUT_MODELS  # noqa: E402 - after bench/ is taken off sys.path
+from streams.devtools.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402 - after bench/ is taken off sys.path
 from streams.gateway.hl7v2 import map_message  # noqa: E402 - after bench/ is taken off sys.path
 from streams.gateway.mllp import CR, FS, frame  # noqa: E402 - after bench/ is taken off sys.path
 from streams.gateway.publisher import encode_event  # noqa: E402 - after bench/ is taken off sys.path

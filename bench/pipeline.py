@@ -64,12 +64,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402 - after th
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402 - after the thread settings and sys.path above
 
 from allocator.hospital import load_hospitals  # noqa: E402 - after the thread settings and sys.path above
-from streams.app import input_topic_names, output_topic_names  # noqa: E402 - after the thread settings and sys.path above
-from streams.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402 - after the thread settings and sys.path above
-from streams.kafka_io import produce_all  # noqa: E402 - after the thread settings and sys.path above
-from streams.runner import WorkerProcess, settings_env  # noqa: E402 - after the thread settings and sys.path above
+from streams.devtools.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402 - after the thread settings and sys.path above
+from streams.devtools.kafka_io import produce_all  # noqa: E402 - after the thread settings and sys.path above
+from streams.devtools.runner import WorkerProcess, settings_env  # noqa: E402 - after the thread settings and sys.path above
+from streams.devtools.simulator import HospitalSimulator, SimEvent  # noqa: E402 - after the thread settings and sys.path above
 from streams.settings import WardflowSettings  # noqa: E402 - after the thread settings and sys.path above
-from streams.simulator import HospitalSimulator, SimEvent  # noqa: E402 - after the thread settings and sys.path above
+from streams.worker.app import input_topic_names, output_topic_names  # noqa: E402 - after the thread settings and sys.path above
 
 MODEL_DIR = Path("models/triage/int8")
 HOSPITAL_CONFIG = Path("allocator/hospitals/demo.yaml")

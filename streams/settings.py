@@ -20,8 +20,8 @@ from inference.settings import InferenceSettings
 from streams.exceptions import StreamsError
 
 if TYPE_CHECKING:
-    from streams.clinical import ClinicalConfig
-    from streams.windowed import WindowConfig
+    from streams.state.clinical import ClinicalConfig
+    from streams.state.windowed import WindowConfig
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class WardflowSettings(InferenceSettings, BaseSettings):
 
     def clinical_config(self) -> ClinicalConfig:
         from allocator.paging import PagingConfig
-        from streams.clinical import ClinicalConfig
+        from streams.state.clinical import ClinicalConfig
 
         return ClinicalConfig(
             max_obs_age=timedelta(minutes=self.news2_max_obs_age_minutes),
@@ -139,7 +139,7 @@ class WardflowSettings(InferenceSettings, BaseSettings):
         )
 
     def window_config(self) -> WindowConfig:
-        from streams.windowed import WindowConfig
+        from streams.state.windowed import WindowConfig
 
         return WindowConfig(size_s=self.window_size_minutes * 60, step_s=self.window_step_minutes * 60,
                             occupancy_step_s=self.occupancy_step_minutes * 60,

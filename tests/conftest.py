@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.runner import WorkerProcess, settings_env
+from streams.devtools.broker import EmbeddedBroker, free_port
+from streams.devtools.runner import WorkerProcess, settings_env
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from streams.board.process import BoardProcess
-from streams.broker import free_port
-from streams.kafka_io import produce_all
-from streams.runner import settings_env
+from streams.devtools.broker import free_port
+from streams.devtools.kafka_io import produce_all
+from streams.devtools.runner import settings_env
 from tests import events as ev
 from tests.conftest import FIXTURES
 

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka_io import produce_all, read_until
-from streams.kafka_security import client_options, faust_credentials, security_protocol, warn_if_plaintext
+from streams.devtools.kafka_io import produce_all, read_until
 from streams.settings import SettingsError, WardflowSettings, settings_from_args
+from streams.worker.kafka_security import client_options, faust_credentials, security_protocol, warn_if_plaintext
 from tests import events as ev
 from tests.tls_broker import make_pki, tls_broker
 
@@ -50,7 +50,7 @@ def test_a_certificate_needs_its_key_and_the_sizes_must_fit(tmp_path):
 
 
 def test_plaintext_to_a_remote_broker_warns_at_start(caplog):
-    caplog.set_level(logging.WARNING, logger="streams.kafka_security")
+    caplog.set_level(logging.WARNING, logger="streams.worker.kafka_security")
     assert not warn_if_plaintext(WardflowSettings(broker_url="kafka://127.0.0.1:9092,kafka://localhost:9093"))
     assert warn_if_plaintext(WardflowSettings(broker_url="kafka://kafka:9092", broker_username="u",
                                               broker_password="secret"))

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from streams.contract import (
+from streams.contract.models import (
     INPUT_MODELS,
     OUTPUT_MODELS,
     Admission,
@@ -31,7 +31,7 @@ from streams.contract import (
     Vitals,
     encode_output,
 )
-from streams.validation import (
+from streams.contract.validation import (
     CODES,
     ContractViolation,
     dead_letter_payload,

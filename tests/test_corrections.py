@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from allocator.hospital import load_hospitals
-from streams.state import HospitalState, StagedTables
-from streams.validation import decode_event
+from streams.contract.validation import decode_event
+from streams.state.tables import HospitalState, StagedTables
 from tests import events as ev
 from tests.ward import FIXTURE, HID, Ward
 
@@ -99,7 +99,7 @@ def test_impossible_corrections_are_dead_lettered(item, code):
 def test_contract_rules():
     import orjson
 
-    from streams.validation import ContractViolation
+    from streams.contract.validation import ContractViolation
 
     _, body = cancel("P1", "E1", "transfer", 0)
     with pytest.raises(ContractViolation) as info:
@@ -112,7 +112,7 @@ def test_contract_rules():
 
 
 def test_beds_view_names_encounters_not_text():
-    from streams.views import beds_snapshot
+    from streams.state.views import beds_snapshot
 
     w = Ward()
     bed = admit(w, "P1", "E1", 0)

@@ -21,16 +21,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals
-from streams.app import input_topic_names, output_topic_names
-from streams.broker import create_topics
-from streams.contract import encode_output
-from streams.kafka_io import produce_all, read_until
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
-from streams.sequencer import EventTimeMerger, event_time
+from streams.contract.models import encode_output
+from streams.devtools.broker import create_topics
+from streams.devtools.kafka_io import produce_all, read_until
+from streams.devtools.memory import InMemoryWorker
+from streams.devtools.simulator import HospitalSimulator, SimEvent
+from streams.pipeline.processor import RawMessage
+from streams.pipeline.sequencer import EventTimeMerger, event_time
 from streams.settings import WardflowSettings
-from streams.simulator import HospitalSimulator, SimEvent
-from streams.state import BEDS, CENSUS, ENCOUNTERS, PATIENTS, WAITING
+from streams.state.tables import BEDS, CENSUS, ENCOUNTERS, PATIENTS, WAITING
+from streams.worker.app import input_topic_names, output_topic_names
 from tests import events as ev
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(400)]

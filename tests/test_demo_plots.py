@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.demo_plots import DemoHistory, write_plots
+from streams.devtools.demo_plots import DemoHistory, write_plots
 
 
 def d(kind: str, at: str, **fields) -> dict:

@@ -647,6 +647,6 @@ def test_promtool_checks_config_rules_and_rule_unit_tests(tmp_path: Path) -> Non
 
 
 def test_topic_list_covers_the_contract() -> None:
-    from streams.contract import INPUT_MODELS, OUTPUT_MODELS
+    from streams.contract.models import INPUT_MODELS, OUTPUT_MODELS
 
     assert set(TOPIC_NAMES) == {*INPUT_MODELS, *OUTPUT_MODELS}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from faust.types import TP
 
-from streams.faust_transport import tuned_app_class
+from streams.worker.faust_transport import tuned_app_class
 
 STREAM = TP("t.ordered", 0)
 OTHER_STREAM = TP("t.ordered", 1)
@@ -95,7 +95,7 @@ def test_records_after_a_seek_start_at_its_target_and_a_stale_batch_is_refetched
 def test_a_gap_that_stays_is_accepted_after_the_patience_runs_out(app, monkeypatch):
     import itertools
 
-    from streams import faust_transport
+    from streams.worker import faust_transport
 
     clock = itertools.count(0.0, 1.0)  # every look at the clock is one second later
     monkeypatch.setattr(faust_transport.time, "monotonic", lambda: next(clock))
@@ -110,7 +110,7 @@ def test_a_gap_that_stays_is_accepted_after_the_patience_runs_out(app, monkeypat
 def test_the_table_manager_subscribes_without_faust_s_one_second_pause(app, monkeypatch):
     import asyncio
 
-    from streams.faust_transport import QuickTableManager
+    from streams.worker.faust_transport import QuickTableManager
 
     assert isinstance(app.tables, QuickTableManager)
     calls = []
@@ -158,7 +158,7 @@ class _FetcherThread(_Thread):
 
 
 def test_records_the_fetcher_moved_past_but_never_handed_out_are_fetched_again(app, monkeypatch):
-    from streams import faust_transport
+    from streams.worker import faust_transport
 
     now = [100.0]
     monkeypatch.setattr(faust_transport.time, "monotonic", lambda: now[0])
@@ -178,7 +178,7 @@ def test_records_the_fetcher_moved_past_but_never_handed_out_are_fetched_again(a
 
 
 def test_a_partition_handed_out_in_time_is_not_fetched_again(app, monkeypatch):
-    from streams import faust_transport
+    from streams.worker import faust_transport
 
     now = [100.0]
     monkeypatch.setattr(faust_transport.time, "monotonic", lambda: now[0])
@@ -203,7 +203,7 @@ def test_acting_on_makes_an_event_faust_s_current_one_for_the_block_only():
     changelog partition of every table write from the current event."""
     from faust.streams import current_event
 
-    from streams.faust_transport import acting_on
+    from streams.worker.faust_transport import acting_on
 
     class Event:  # weakly referenced, as Faust refers to its current event
         def __init__(self, partition: int) -> None:

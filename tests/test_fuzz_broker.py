@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.kafka_io import read_until
+from streams.devtools.kafka_io import read_until
 from tests import events as ev
 from tests.test_hostile_input import BIG, HID, OTHER, two_hospitals
 

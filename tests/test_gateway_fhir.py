@@ -18,8 +18,9 @@ from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from allocator.hospital import load_hospitals
-from streams.broker import free_port
-from streams.contract import Admission, BedStatusChange, Cancellation, Discharge, Transfer, Vitals
+from streams.contract.models import Admission, BedStatusChange, Cancellation, Discharge, Transfer, Vitals
+from streams.devtools.broker import free_port
+from streams.devtools.kafka_io import read_until
 from streams.gateway.fhir_map import (
     DecisionsProjection,
     FhirRefused,
@@ -27,7 +28,6 @@ from streams.gateway.fhir_map import (
     location_resources,
     validate_bundle,
 )
-from streams.kafka_io import read_until
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hl7_hospital.yaml"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from allocator.hospital import load_hospitals
-from streams.contract import Admission, BedStatusChange, Cancellation, Swap, Vitals
+from streams.contract.models import Admission, BedStatusChange, Cancellation, Swap, Vitals
 from streams.gateway.hl7v2 import Hl7Refused, Mapped, _Msg, build_ack, map_message, parse, read_header, vital_values
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "hl7-samples"

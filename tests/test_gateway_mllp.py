@@ -15,12 +15,12 @@ import orjson
 import pytest
 
 from allocator.hospital import load_hospitals
-from streams.broker import create_topics
-from streams.contract import INPUT_MODELS
+from streams.contract.models import INPUT_MODELS
+from streams.devtools.broker import create_topics
+from streams.devtools.kafka_io import read_until
 from streams.gateway.mllp import CR, FS, VT, FrameSplitter, GatewayMetrics, frame
 from streams.gateway.run import Gateway
 from streams.gateway.settings import GatewaySettings
-from streams.kafka_io import read_until
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hl7_hospital.yaml"
 SAMPLES = Path("/work/shared/hl7-samples")
@@ -286,7 +286,7 @@ def test_tls(broker, run_id, tmp_path):
 @pytest.mark.broker
 def test_a_broker_that_stops_answering_gets_ae_not_aa(run_id, tmp_path):
     """Its own broker, stopped mid-session: the next message is AE 207 (resend), never AA."""
-    from streams.broker import EmbeddedBroker
+    from streams.devtools.broker import EmbeddedBroker
 
     own = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
 
@@ -312,7 +312,7 @@ def test_a_broker_that_stops_answering_gets_ae_not_aa(run_id, tmp_path):
 @pytest.mark.broker
 def test_broker_down_gives_ae_and_nothing_is_claimed(run_id, tmp_path):
     """No broker answering: the gateway cannot even start (a clear error), so no message is ever AA'd unstored."""
-    from streams.broker import free_port
+    from streams.devtools.broker import free_port
     from streams.exceptions import BrokerError
 
     async def scenario():
@@ -332,7 +332,7 @@ def test_wardflow_hl7_command_with_two_listener_processes(broker, run_id):
     import os
     import sys
 
-    from streams.broker import free_port
+    from streams.devtools.broker import free_port
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "WARDFLOW_BROKER_URL": broker.url,

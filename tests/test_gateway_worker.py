@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.broker import free_port
-from streams.kafka_io import read_until
+from streams.devtools.broker import free_port
+from streams.devtools.kafka_io import read_until
 from tests.test_gateway_mllp import Client, msa, start_gateway
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(240)]

@@ -18,7 +18,7 @@ import orjson
 import pytest
 import yaml
 
-from streams.kafka_io import read_until
+from streams.devtools.kafka_io import read_until
 from tests import events as ev
 from tests.conftest import FIXTURES
 from tests.test_crash_recovery import produce_paced

@@ -17,8 +17,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.kafka_io import read_until
-from streams.processor import partition_for
+from streams.devtools.kafka_io import read_until
+from streams.pipeline.processor import partition_for
 from tests import events as ev
 from tests.conftest import FIXTURES
 
@@ -166,9 +166,9 @@ def test_an_event_whose_outputs_would_not_fit_one_record_is_dead_lettered_not_ap
     """The journal record (this event's writes and outputs, and the previous event's) must fit the
     producer's limit, or a restart would fail on it again and again: such an event is refused whole."""
     from allocator.hospital import load_hospitals
-    from streams.limits import Limits
-    from streams.memory import InMemoryWorker
-    from streams.processor import RawMessage
+    from streams.contract.limits import Limits
+    from streams.devtools.memory import InMemoryWorker
+    from streams.pipeline.processor import RawMessage
 
     worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
     # the 19,000-character text weighs about 34.5 kB in a journal record: more than a whole record here
@@ -189,10 +189,10 @@ def test_events_that_fit_a_record_alone_but_not_with_the_previous_ones_writes_ar
     """The journal record carries the previous event's writes only when both fit; otherwise those writes
     are made durable first and left out, so an event is refused only when it alone would not fit."""
     from allocator.hospital import load_hospitals
-    from streams.limits import Limits
-    from streams.memory import InMemoryWorker
-    from streams.processor import RawMessage
-    from streams.state import JOURNAL
+    from streams.contract.limits import Limits
+    from streams.devtools.memory import InMemoryWorker
+    from streams.pipeline.processor import RawMessage
+    from streams.state.tables import JOURNAL
 
     worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
     worker.processor.limits = Limits(producer_max_request_bytes=40_000, max_message_bytes=25_000)
@@ -214,9 +214,9 @@ def test_the_last_resort_guard_dead_letters_and_moves_on(monkeypatch):
     """A failure outside the handlers (here: the dedupe bookkeeping) on one message dead-letters it as
     internal_error; the next message is processed as usual."""
     from allocator.hospital import load_hospitals
-    from streams import dedupe
-    from streams.memory import InMemoryWorker
-    from streams.processor import RawMessage
+    from streams.devtools.memory import InMemoryWorker
+    from streams.pipeline.processor import RawMessage
+    from streams.state import dedupe
 
     worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
     real = dedupe.remember
@@ -228,7 +228,7 @@ def test_the_last_resort_guard_dead_letters_and_moves_on(monkeypatch):
             raise RuntimeError("bookkeeping bug")
         return real(staged, hospital_id, event_id, *args)
 
-    monkeypatch.setattr("streams.processor.dedupe.remember", flaky)
+    monkeypatch.setattr("streams.pipeline.processor.dedupe.remember", flaky)
     items = [ev.admission(HID, "P1", "E1", 0, requested_unit="MEDICINE", event_id="a-1"),
              ev.admission(HID, "P2", "E2", 1, requested_unit="MEDICINE", event_id="a-2")]
     msgs = [RawMessage(topic=t, partition=0, offset=i, key=k, value=v)
@@ -244,8 +244,8 @@ def test_a_record_time_from_a_wrong_clock_does_not_let_a_future_event_in():
     """The reference is the broker's record time, or our own clock when that is earlier: a producer that
     stamps its records from a clock a month ahead cannot move a hospital's clock a month ahead."""
     from allocator.hospital import load_hospitals
-    from streams.memory import InMemoryWorker
-    from streams.processor import RawMessage
+    from streams.devtools.memory import InMemoryWorker
+    from streams.pipeline.processor import RawMessage
 
     worker = InMemoryWorker(load_hospitals(FIXTURES / "stream_hospital.yaml"))
     ahead = datetime.now(UTC) + timedelta(days=30)

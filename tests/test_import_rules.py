@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("streams", "inference", "allocator")
 
 DEVTOOLS = frozenset({
-    "streams.broker", "streams.runner", "streams.simulator", "streams.sim_command", "streams.sim_publish",
-    "streams.demo", "streams.demo_view", "streams.demo_plots", "streams.paging_report", "streams.memory",
-    "streams.kafka_io", "streams.board.process",
+    "streams.devtools.broker", "streams.devtools.runner", "streams.devtools.simulator", "streams.devtools.sim_command", "streams.devtools.sim_publish",
+    "streams.devtools.demo", "streams.devtools.demo_view", "streams.devtools.demo_plots", "streams.devtools.paging_report", "streams.devtools.memory",
+    "streams.devtools.kafka_io", "streams.board.process",
 })
 TRAINING = frozenset({
     "inference.corpus", "inference.presentations", "inference.build", "inference.train", "inference.finetune",
@@ -91,9 +91,9 @@ def test_production_code_imports_no_development_tool_or_training_code(module):
 
 
 def test_the_rule_catches_a_function_level_import():
-    tree = ast.parse("def f():\n    from streams.broker import create_topics\n    import torch\n")
+    tree = ast.parse("def f():\n    from streams.devtools.broker import create_topics\n    import torch\n")
     assert [(n, top) for n, _, top in _imports(tree) if _banned(n)] == [
-        ("streams.broker", False), ("streams.broker.create_topics", False), ("torch", False)]
+        ("streams.devtools.broker", False), ("streams.devtools.broker.create_topics", False), ("torch", False)]
 
 
 # An install without the `demo` and `train` extras: those packages cannot be imported at all.
@@ -128,7 +128,7 @@ def test_the_cli_parser_loads_no_training_code_and_no_development_package():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert [m for m in loaded if _banned(m)] == ["streams.sim_command"]
+    assert [m for m in loaded if _banned(m)] == ["streams.devtools.sim_command"]
 
 
 def test_the_demo_without_its_extra_says_what_to_install():

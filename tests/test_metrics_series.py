@@ -9,10 +9,10 @@ from pathlib import Path
 from prometheus_client import generate_latest
 
 from allocator.hospital import load_hospitals
-from streams.memory import InMemoryWorker
-from streams.metrics import BATCH_BUCKETS, ERROR_STAGES, WorkerMetrics
-from streams.processor import STATE_CODES, RawMessage
-from streams.validation import CODES
+from streams.contract.validation import CODES
+from streams.devtools.memory import InMemoryWorker
+from streams.pipeline.metrics import BATCH_BUCKETS, ERROR_STAGES, WorkerMetrics
+from streams.pipeline.processor import STATE_CODES, RawMessage
 from tests import events as ev
 
 FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from streams.handlers import HandlerContext
+from streams.state.handlers import HandlerContext
 from tests import events as ev
 from tests.ward import HID
 from tests.ward import Ward as BaseWard

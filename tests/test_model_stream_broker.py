@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.kafka_io import produce_all, read_until
+from streams.devtools.kafka_io import produce_all, read_until
 from tests import events as ev
 from tests.inference_support import tiny_exported
 

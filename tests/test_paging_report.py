@@ -14,11 +14,11 @@ import pytest
 from allocator.hospital import DEMO_HOSPITAL_PATH, load_hospitals
 from allocator.news2 import Band
 from allocator.paging_legacy import PagingConfig as LegacyConfig
-from streams import paging_report as pr
-from streams.clinical import ClinicalConfig
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
-from streams.simulator import SimEvent, TrueEpisode
+from streams.devtools import paging_report as pr
+from streams.devtools.memory import InMemoryWorker
+from streams.devtools.simulator import SimEvent, TrueEpisode
+from streams.pipeline.processor import RawMessage
+from streams.state.clinical import ClinicalConfig
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 CHAIN = ("nurse_in_charge", "ward_doctor", "critical_care_outreach", "rapid_response")

@@ -26,7 +26,7 @@ from allocator.planning.evaluate import evaluate
 from allocator.planning.hospital_plan import build_problem, load_electives, not_planned, planned_admissions
 from allocator.planning.planner import plan
 from streams.cli import main
-from streams.contract import Decision
+from streams.contract.models import Decision
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSPITAL = ROOT / "docs" / "examples" / "planning-hospital.yaml"
@@ -132,7 +132,7 @@ def test_dry_run_prints_decisions_on_stdout_and_the_summary_on_stderr(capsys: py
 
 
 def test_publishes_to_the_decisions_topic(broker, run_id: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from streams.kafka_io import read_until
+    from streams.devtools.kafka_io import read_until
 
     prefix = f"{run_id}."
     assert main(["plan", "--hospital-config", str(HOSPITAL), "--electives", str(ELECTIVES), *FAST,

@@ -1,6 +1,6 @@
 """The state agent's own position on `ordered`: apply in order, skip re-deliveries, seek back over gaps."""
 
-from streams.positions import OrderedPositions
+from streams.pipeline.positions import OrderedPositions
 
 
 def test_nothing_applied_yet_applies_whatever_comes_first():

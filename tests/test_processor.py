@@ -13,10 +13,10 @@ from pathlib import Path
 import orjson
 
 from allocator.hospital import load_hospitals
-from streams.contract import encode_output
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
-from streams.state import BEDS, CENSUS, ENCOUNTERS, PATIENTS, WAITING
+from streams.contract.models import encode_output
+from streams.devtools.memory import InMemoryWorker
+from streams.pipeline.processor import RawMessage
+from streams.state.tables import BEDS, CENSUS, ENCOUNTERS, PATIENTS, WAITING
 from tests import events as ev
 from tests.test_stream_integration import HID, scenario
 
@@ -177,7 +177,7 @@ def test_surge_level_rises_with_occupancy_and_says_why():
 
 
 def test_capacity_view_has_counts_and_no_patient_data():
-    from streams.views import capacity_snapshot
+    from streams.state.views import capacity_snapshot
 
     w = _worker()
     _run(w, scenario())
@@ -201,7 +201,7 @@ def test_a_slow_broker_acknowledgement_is_logged_while_the_event_waits(caplog):
         await real_flush()
 
     w.sink.flush = slow_flush
-    with caplog.at_level("WARNING", logger="streams.processor"):
+    with caplog.at_level("WARNING", logger="streams.pipeline.processor"):
         _run(w, scenario()[:1])
     assert any("still waiting after" in r.getMessage() for r in caplog.records)
     assert w.sink.decisions  # the admission was still decided
@@ -214,7 +214,7 @@ def _sim_messages(n: int) -> list[RawMessage]:
     from datetime import UTC, datetime
 
     from allocator.hospital import DEMO_HOSPITAL_PATH
-    from streams.simulator import HospitalSimulator
+    from streams.devtools.simulator import HospitalSimulator
 
     demo = next(iter(load_hospitals(DEMO_HOSPITAL_PATH).values()))
     start = datetime(2026, 11, 23, tzinfo=UTC)
@@ -244,7 +244,7 @@ def _in_batches(worker: InMemoryWorker, msgs: list[RawMessage], size: int) -> li
 
 
 def _state(worker: InMemoryWorker) -> dict:
-    from streams.state import JOURNAL
+    from streams.state.tables import JOURNAL
 
     return {name: dict(table) for name, table in worker.tables.items() if name != JOURNAL}
 
@@ -279,7 +279,7 @@ def test_a_repeat_inside_one_batch_is_a_duplicate_and_a_rejected_event_changes_n
 def test_one_journal_record_per_checkpoint_carries_every_event_and_finishes_a_lost_batch():
     """The batch's writes reach the tables only after its journal record; a crash that loses any of
     them is finished from the journal by the next process, and its decisions are re-sent byte for byte."""
-    from streams.state import JOURNAL
+    from streams.state.tables import JOURNAL
 
     w = _worker()
     msgs = []
@@ -303,8 +303,8 @@ def test_one_journal_record_per_checkpoint_carries_every_event_and_finishes_a_lo
 
 
 def test_a_batch_that_would_outgrow_one_journal_record_is_checkpointed_in_parts():
-    from streams.limits import Limits
-    from streams.state import JOURNAL
+    from streams.contract.limits import Limits
+    from streams.state.tables import JOURNAL
 
     w = _worker()
     w.processor.limits = Limits(producer_max_request_bytes=40_000, max_message_bytes=25_000)
@@ -370,7 +370,7 @@ def test_table_writes_happen_inside_the_scope_of_their_partition():
 def test_the_next_batch_is_applied_while_the_last_checkpoint_travels_and_is_acknowledged_after_it():
     """A checkpoint in flight: the next batch reads its writes, sends nothing until it is acknowledged,
     and each batch's `on_durable` runs only once its own checkpoint is acknowledged, in order."""
-    from streams.state import JOURNAL
+    from streams.state.tables import JOURNAL
 
     w = _worker()
     gate = asyncio.Event()

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.contract import INPUT_MODELS, OUTPUT_MODELS, DeadLetter, encode_output
-from streams.schemas import topic_schemas, write_schemas
-from streams.validation import ContractViolation, decode_event, make_dead_letter
+from streams.contract.models import INPUT_MODELS, OUTPUT_MODELS, DeadLetter, encode_output
+from streams.contract.schemas import topic_schemas, write_schemas
+from streams.contract.validation import ContractViolation, decode_event, make_dead_letter
 from tests.test_contract import ERROR_CASES, EXAMPLES, decision, docs_examples
 
 TOPICS = [*INPUT_MODELS, *OUTPUT_MODELS]

@@ -6,7 +6,7 @@ import math
 
 import orjson
 
-from streams.sequencer import EventTimeMerger, event_time
+from streams.pipeline.sequencer import EventTimeMerger, event_time
 
 TOPICS = ("admissions", "vitals", "transfers")
 

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from streams.exceptions import ForwardingFailed
-from streams.metrics import WorkerMetrics
-from streams.sequencer_stage import SequencerStage
+from streams.pipeline.metrics import WorkerMetrics
+from streams.pipeline.sequencer_stage import SequencerStage
 
 TOPICS = ["p.admissions", "p.vitals"]
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from allocator.hospital import DEMO_HOSPITAL_PATH, Hospital, load_hospitals
-from streams.simulator import HospitalSimulator, SimEvent
+from streams.devtools.simulator import HospitalSimulator, SimEvent
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday, midnight
 DAYS = 2
@@ -195,7 +195,7 @@ def test_vitals_sicker_patients_more_often_some_partial_some_deteriorating(days_
 
 
 def test_every_valid_event_decodes_and_broken_ones_fail_as_intended(days_run) -> None:
-    validation = pytest.importorskip("streams.validation", reason="streams.validation is not written yet")
+    validation = pytest.importorskip("streams.contract.validation", reason="streams.contract.validation is not written yet")
     _, events = days_run
     for e in events:
         if e.malformed in DECODE_FAILURES:
@@ -221,10 +221,10 @@ def test_beds_named_by_events_are_real(demo: Hospital, days_run) -> None:
 def test_the_worker_applies_every_valid_event_and_ends_with_the_shadows_beds(demo: Hospital, days_run) -> None:
     """Replaying through the worker's own handlers: no transfer into an occupied bed, no bed-status
     on an occupied bed, no discharge of an unknown encounter; the final bed map is the shadow's."""
-    handlers = pytest.importorskip("streams.handlers")
+    handlers = pytest.importorskip("streams.state.handlers")
+    from streams.contract.validation import decode_event
     from streams.exceptions import EventRejected
-    from streams.state import TABLE_NAMES, HospitalState, StagedTables
-    from streams.validation import decode_event
+    from streams.state.tables import TABLE_NAMES, HospitalState, StagedTables
 
     sim, events = days_run
     tables = {name: {} for name in TABLE_NAMES}
@@ -252,10 +252,10 @@ def test_the_worker_applies_every_valid_event_and_ends_with_the_shadows_beds(dem
 @pytest.mark.broker
 @pytest.mark.timeout(60)
 def test_publish_round_trip_on_the_embedded_broker(demo: Hospital, broker, run_id) -> None:
-    from streams.broker import create_topics
-    from streams.contract import INPUT_MODELS
-    from streams.kafka_io import read_until
-    from streams.sim_publish import publish
+    from streams.contract.models import INPUT_MODELS
+    from streams.devtools.broker import create_topics
+    from streams.devtools.kafka_io import read_until
+    from streams.devtools.sim_publish import publish
 
     prefix = f"{run_id}."
     sim = HospitalSimulator(demo, seed=3, start=START, malformed_rate=0.02)
@@ -277,7 +277,7 @@ def test_publish_round_trip_on_the_embedded_broker(demo: Hospital, broker, run_i
 @pytest.mark.broker
 @pytest.mark.timeout(60)
 def test_publish_paces_by_simulated_time_and_stops_cleanly(demo: Hospital, broker, run_id) -> None:
-    from streams.sim_publish import publish
+    from streams.devtools.sim_publish import publish
 
     prefix = f"{run_id}."
     t0 = START
@@ -298,7 +298,7 @@ def test_publish_paces_by_simulated_time_and_stops_cleanly(demo: Hospital, broke
 
 
 def _parser() -> argparse.ArgumentParser:
-    from streams import sim_command
+    from streams.devtools import sim_command
 
     parser = argparse.ArgumentParser(prog="wardflow simulate")
     sim_command.add_arguments(parser)
@@ -316,7 +316,7 @@ def test_help_names_the_options() -> None:
 
 
 def test_dry_run_writes_the_events_as_json_lines(demo: Hospital, tmp_path: Path, capsys) -> None:
-    from streams import sim_command
+    from streams.devtools import sim_command
 
     out = tmp_path / "events.jsonl"
     args = _parser().parse_args(["--dry-run", "--days", "0.1", "--start", START.isoformat(), "--output", str(out),
@@ -338,7 +338,7 @@ def test_dry_run_writes_the_events_as_json_lines(demo: Hospital, tmp_path: Path,
 @pytest.mark.broker
 @pytest.mark.timeout(60)
 def test_simulate_command_publishes_to_the_broker(broker, run_id, capsys) -> None:
-    from streams import sim_command
+    from streams.devtools import sim_command
 
     args = _parser().parse_args(["--days", "0.05", "--speed", "max", "--start", START.isoformat(),
                                  "--broker-url", broker.url, "--topic-prefix", f"{run_id}."])

@@ -6,7 +6,7 @@ path end to end on the broker.
 
 from __future__ import annotations
 
-from streams.state import TEXTS
+from streams.state.tables import TEXTS
 from tests import events as ev
 from tests.ward import HID
 from tests.ward import Ward as BaseWard

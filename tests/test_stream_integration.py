@@ -11,7 +11,7 @@ import asyncio
 import orjson
 import pytest
 
-from streams.kafka_io import produce_all, read_until
+from streams.devtools.kafka_io import produce_all, read_until
 from tests import events as ev
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
@@ -179,9 +179,9 @@ def test_a_backlog_is_applied_in_batched_checkpoints_and_a_lone_event_in_one_of_
         broker, run_id, start_worker, worker_env):
     """Checkpoints gather what the consumer has to give: a backlog goes in a few round trips, and
     an event arriving at an idle worker is checkpointed at once, not held for company."""
-    from streams.app import input_topic_names, output_topic_names
-    from streams.broker import create_topics
+    from streams.devtools.broker import create_topics
     from streams.settings import WardflowSettings
+    from streams.worker.app import input_topic_names, output_topic_names
 
     prefix = f"{run_id}."
     settings = WardflowSettings(topic_prefix=prefix, topic_partitions=2)

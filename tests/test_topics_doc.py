@@ -6,9 +6,9 @@ import re
 import typing
 from pathlib import Path
 
-from streams.contract import DecisionKind
-from streams.processor import STATE_CODES
-from streams.validation import CODES
+from streams.contract.models import DecisionKind
+from streams.contract.validation import CODES
+from streams.pipeline.processor import STATE_CODES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "topics.md").read_text(encoding="utf-8")
@@ -29,7 +29,7 @@ def codes_in_source() -> set[str]:
     found: set[str] = set()
     patterns = [r"EventRejected\(\s*\"([a-z_]+)\"", r"_dead_letter\(\s*msg,\s*\"([a-z_]+)\"",
                 r"ContractViolation\(\s*\"([a-z_]+)\"", r"PredictionFailed\([^)]*code=\"([a-z_]+)\""]
-    for path in (ROOT / "streams").glob("*.py"):
+    for path in (ROOT / "streams").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         for pattern in patterns:
             found.update(re.findall(pattern, text, re.S))
@@ -47,7 +47,7 @@ def test_the_code_lists_hold_every_code_the_source_uses():
     assert used, "the source scan found nothing: the patterns are stale"
     assert used - set(CODES) - set(STATE_CODES) == set()
     # and pydantic's own error types all map to listed codes
-    from streams.validation import _CODE_BY_TYPE
+    from streams.contract.validation import _CODE_BY_TYPE
     assert set(_CODE_BY_TYPE.values()) <= set(CODES)
 
 
@@ -65,7 +65,7 @@ def test_internal_phi_topics_are_documented():
 
 def _examples() -> dict[str, dict]:
     """The JSON example of each input topic in the document."""
-    from streams.contract import INPUT_MODELS
+    from streams.contract.models import INPUT_MODELS
 
     out = {}
     for topic in INPUT_MODELS:
@@ -77,8 +77,8 @@ def _examples() -> dict[str, dict]:
 def test_documented_examples_are_valid_and_every_optional_field_accepts_null():
     import orjson
 
-    from streams.contract import INPUT_MODELS, MEASUREMENTS
-    from streams.validation import decode_event
+    from streams.contract.models import INPUT_MODELS, MEASUREMENTS
+    from streams.contract.validation import decode_event
 
     for topic, example in _examples().items():
         model = INPUT_MODELS[topic]

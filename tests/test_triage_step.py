@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from inference.interface import PredictionFailed, TriagePrediction, TriageRequest
-from streams.metrics import WorkerMetrics
-from streams.triage import predict, prediction_headers, read_prediction, triage_request
+from streams.pipeline.metrics import WorkerMetrics
+from streams.pipeline.triage import predict, prediction_headers, read_prediction, triage_request
 from tests import events as ev
 
 

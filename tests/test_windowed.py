@@ -15,9 +15,9 @@ import pytest
 
 from allocator.exceptions import HospitalConfigError
 from allocator.hospital import load_hospitals
-from streams import windowed
-from streams.state import JOURNAL, StagedTables, replay_journal
-from streams.windowed import ARRIVALS_WINDOW, OCCUPANCY_WINDOW, PAGES_WINDOW, WindowConfig
+from streams.state import windowed
+from streams.state.tables import JOURNAL, StagedTables, replay_journal
+from streams.state.windowed import ARRIVALS_WINDOW, OCCUPANCY_WINDOW, PAGES_WINDOW, WindowConfig
 from tests import events as ev
 from tests.ward import FIXTURE, HID
 from tests.ward import Ward as BaseWard

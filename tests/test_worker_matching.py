@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.handlers import HandlerContext
 from streams.settings import SettingsError, WardflowSettings, settings_from_args
+from streams.state.handlers import HandlerContext
 from tests import events as ev
 from tests.ward import HID
 from tests.ward import Ward as BaseWard

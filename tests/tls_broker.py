@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.broker import broker_binary, free_port, wait_until_ready
+from streams.devtools.broker import broker_binary, free_port, wait_until_ready
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 from allocator.hospital import Hospital, load_hospitals
-from streams.contract import Decision
-from streams.handlers import HandlerContext
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
+from streams.contract.models import Decision
+from streams.devtools.memory import InMemoryWorker
+from streams.pipeline.processor import RawMessage
+from streams.state.handlers import HandlerContext
 from tests import events as ev
 
 FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"

@@ -11,7 +11,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.runner import settings_env, stop_process_group
+from streams.devtools.runner import settings_env, stop_process_group
 
 
 @dataclass

@@ -213,7 +213,7 @@ async def start_fhir(settings: GatewaySettings, hospital: Hospital, publisher: P
 
 
 def fhir_beds(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The worker's beds view (`streams.views.beds_snapshot`, shared with the bed board) by bed id, with the
+    """The worker's beds view (`streams.state.views.beds_snapshot`, shared with the bed board) by bed id, with the
     encounter named only where the bed is occupied or held for it."""
     beds: dict[str, dict[str, Any]] = {}
     for b in view.get("beds", []):

@@ -36,7 +36,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
 from allocator.hospital import Hospital
-from streams.contract import Admission, BedStatusChange, Cancellation, Discharge, InputEvent, Transfer, Vitals
+from streams.contract.models import Admission, BedStatusChange, Cancellation, Discharge, InputEvent, Transfer, Vitals
 from streams.gateway.hl7v2 import BED_STATUS, LOINC, UNITS, Outbound
 
 LOINC_SYSTEM = "http://loinc.org"

@@ -28,7 +28,16 @@ from pydantic import ValidationError
 
 from allocator.hospital import Hospital
 from allocator.locations import Hl7Profile, Location, resolve_location
-from streams.contract import Admission, BedStatusChange, Cancellation, Discharge, InputEvent, Swap, Transfer, Vitals
+from streams.contract.models import (
+    Admission,
+    BedStatusChange,
+    Cancellation,
+    Discharge,
+    InputEvent,
+    Swap,
+    Transfer,
+    Vitals,
+)
 
 AckCode = Literal["AA", "AE", "AR"]
 

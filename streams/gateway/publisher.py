@@ -17,7 +17,7 @@ from datetime import datetime
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.contract import DeadLetter, encode_output
+from streams.contract.models import DeadLetter, encode_output
 from streams.exceptions import BrokerError
 from streams.gateway.hl7v2 import Outbound
 from streams.gateway.settings import GatewaySettings

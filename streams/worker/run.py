@@ -7,10 +7,10 @@ import logging
 
 import faust
 
-from streams.app import bootstrap_servers, create_app, input_topic_names, output_topic_names
-from streams.kafka_security import client_options, warn_if_plaintext
 from streams.settings import WardflowSettings
-from streams.topics import create_topics
+from streams.worker.app import bootstrap_servers, create_app, input_topic_names, output_topic_names
+from streams.worker.kafka_security import client_options, warn_if_plaintext
+from streams.worker.topics import create_topics
 
 log = logging.getLogger(__name__)
 

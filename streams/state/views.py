@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from allocator.hospital import Hospital
-from streams import windowed
-from streams.state import HospitalState, StagedTables
-from streams.windowed import WindowConfig
+from streams.state import windowed
+from streams.state.tables import HospitalState, StagedTables
+from streams.state.windowed import WindowConfig
 
 SERIES_STEPS = 12  # occupancy steps shown per unit (an hour at the default 5-minute step)
 

@@ -1,6 +1,6 @@
 """The worker's view of one hospital's live state, over any mapping-like tables.
 
-Keys are `hospital|item` strings, except in the windowed tables (`streams.windowed`), whose
+Keys are `hospital|item` strings, except in the windowed tables (`streams.state.windowed`), whose
 keys are `(hospital|item, (window start, window end))` as Faust keeps them.
 
 Writes are staged: handlers read their own writes (and their batch's), but nothing reaches the
@@ -17,8 +17,8 @@ from typing import Any
 
 from allocator.hospital import Hospital
 from allocator.placement import BedSnapshot
-from streams.records import BedState, DedupeBucket, DedupeMeta, EncounterState, UnitCensus
-from streams.windowed import WINDOWED_TABLES
+from streams.state.records import BedState, DedupeBucket, DedupeMeta, EncounterState, UnitCensus
+from streams.state.windowed import WINDOWED_TABLES
 
 BEDS = "beds"
 ENCOUNTERS = "encounters"

@@ -11,11 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 from allocator.hospital import Hospital
-from streams.contract import DeadLetter, Decision, FeedbackOut
-from streams.handlers import HandlerContext
-from streams.metrics import WorkerMetrics
-from streams.processor import EventProcessor, Outcome, RawMessage
-from streams.state import TABLE_NAMES
+from streams.contract.models import DeadLetter, Decision, FeedbackOut
+from streams.pipeline.metrics import WorkerMetrics
+from streams.pipeline.processor import EventProcessor, Outcome, RawMessage
+from streams.state.handlers import HandlerContext
+from streams.state.tables import TABLE_NAMES
 
 
 class ListSink:

@@ -22,11 +22,11 @@ import faust
 from faust.types import TP
 
 from inference.interface import TriageModel
+from streams.contract.limits import Limits, fits, too_large_header, utf8_prefix
 from streams.exceptions import ForwardingFailed
-from streams.limits import Limits, fits, too_large_header, utf8_prefix
-from streams.metrics import WorkerMetrics
-from streams.sequencer import EventTimeMerger, Pending, event_time
-from streams.triage import predict, prediction_headers, triage_request
+from streams.pipeline.metrics import WorkerMetrics
+from streams.pipeline.sequencer import EventTimeMerger, Pending, event_time
+from streams.pipeline.triage import predict, prediction_headers, triage_request
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import orjson
 from annotated_types import Ge, Le
 from pydantic import BaseModel, ValidationError
 
-from streams.contract import (
+from streams.contract.models import (
     INPUT_MODELS,
     TIMESTAMP_RULE,
     DeadLetter,

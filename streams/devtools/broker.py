@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.devtools.runner import stop_process_group
 from streams.exceptions import BrokerError
-from streams.runner import stop_process_group
-from streams.topics import create_topics
+from streams.worker.topics import create_topics
 
 __all__ = ["EmbeddedBroker", "broker_binary", "create_topics", "embedded_broker", "free_port", "wait_until_ready"]
 
@@ -48,7 +48,7 @@ def broker_binary() -> str:
 async def wait_until_ready(bootstrap: str, timeout_s: float = 20.0, **client: object) -> float:
     """Poll a metadata request until the broker answers; returns the seconds it took.
 
-    `client`: extra AIOKafkaAdminClient options (TLS: `streams.kafka_security.client_options`)."""
+    `client`: extra AIOKafkaAdminClient options (TLS: `streams.worker.kafka_security.client_options`)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     started = time.monotonic()

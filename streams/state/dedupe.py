@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from streams.records import DedupeBucket, DedupeMeta
-from streams.state import SEEN, SEEN_BUCKETS, SEEN_META, StagedTables, key
+from streams.state.records import DedupeBucket, DedupeMeta
+from streams.state.tables import SEEN, SEEN_BUCKETS, SEEN_META, StagedTables, key
 
 BUCKET_SECONDS = 3600
 

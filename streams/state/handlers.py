@@ -16,9 +16,7 @@ from allocator.matching import Policy, assign
 from allocator.overrides import check_override
 from allocator.placement import Assignment, BedSnapshot, NoBed, PatientToPlace
 from allocator.waiting import WaitingPatient
-from streams import capacity, clinical, windowed
-from streams.clinical import ClinicalConfig
-from streams.contract import (
+from streams.contract.models import (
     Admission,
     BedStatusChange,
     Cancellation,
@@ -30,11 +28,13 @@ from streams.contract import (
     Transfer,
     Vitals,
 )
-from streams.decisions import DecisionLog
 from streams.exceptions import EventRejected
-from streams.records import BedState, EncounterState
-from streams.state import AVAILABLE, HospitalState
-from streams.windowed import WindowConfig
+from streams.state import capacity, clinical, windowed
+from streams.state.clinical import ClinicalConfig
+from streams.state.decisions import DecisionLog
+from streams.state.records import BedState, EncounterState
+from streams.state.tables import AVAILABLE, HospitalState
+from streams.state.windowed import WindowConfig
 
 BARIATRIC_WEIGHT_KG = 150.0  # the taxonomy's bariatric threshold, applied to the structured weight field
 

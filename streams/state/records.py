@@ -1,6 +1,6 @@
 """Typed Faust records: the values kept in the worker's tables (and their changelogs).
 
-Input and output messages are validated by the pydantic contract (`streams.contract`); these
+Input and output messages are validated by the pydantic contract (`streams.contract.models`); these
 records are the worker's own state, small and flat so a changelog entry stays cheap.
 """
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from allocator.placement import Reason
-from streams.contract import Decision, FeedbackOut, ReasonOut
+from streams.contract.models import Decision, FeedbackOut, ReasonOut
 
 _NAMESPACE = uuid.UUID("6f1d2c1e-5b0a-4c37-9a55-1f0e8f5d2b11")
 

@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Simulate, then publish (or write with --dry-run); a summary of counts goes to stderr."""
     from allocator.hospital import load_hospitals
-    from streams.simulator import HospitalSimulator, utc_hour
+    from streams.devtools.simulator import HospitalSimulator, utc_hour
 
     if args.paging_report and not getattr(args, "offline", False):
         raise StreamsError("--paging-report needs --offline (the report runs the worker in memory, no broker)")
@@ -144,12 +144,12 @@ def _offline(args: argparse.Namespace, settings: Any, hospital: Any, start: date
     import orjson
     from tqdm import tqdm
 
-    from streams import paging_report
+    from streams.devtools import paging_report
 
     clinical = settings.clinical_config()
     total = round(args.days * 24 * 60)
     # Broken messages (--malformed-rate) are counted in the summary, not logged one by one.
-    logging.getLogger("streams.processor").setLevel(logging.ERROR)
+    logging.getLogger("streams.pipeline.processor").setLevel(logging.ERROR)
     bars: dict[str, Any] = {}
 
     def progress(label: str, at: datetime) -> None:
@@ -187,11 +187,11 @@ async def _publish(events: Iterator[Any], settings: Any, start: datetime, until:
     """Create the input topics if missing, then publish with a progress bar; Ctrl-C stops cleanly."""
     from tqdm import tqdm
 
-    from streams.app import bootstrap_servers
-    from streams.broker import create_topics
-    from streams.contract import INPUT_MODELS
-    from streams.kafka_security import client_options, warn_if_plaintext
-    from streams.sim_publish import publish
+    from streams.contract.models import INPUT_MODELS
+    from streams.devtools.broker import create_topics
+    from streams.devtools.sim_publish import publish
+    from streams.worker.app import bootstrap_servers
+    from streams.worker.kafka_security import client_options, warn_if_plaintext
 
     bootstrap = bootstrap_servers(settings.broker_url)
     config = client_options(settings)

@@ -52,12 +52,12 @@ from allocator import news2, paging_legacy
 from allocator.hospital import Hospital
 from allocator.news2 import DEFAULT_RESPONSES
 from inference.interface import TriageModel
-from streams.clinical import ClinicalConfig, page_id_for
-from streams.handlers import HandlerContext
-from streams.memory import InMemoryWorker
-from streams.processor import RawMessage
-from streams.simulator import HospitalSimulator, SimEvent, SimulatedClinicians, TrueEpisode
-from streams.triage import predict, prediction_headers, read_prediction, triage_request
+from streams.devtools.memory import InMemoryWorker
+from streams.devtools.simulator import HospitalSimulator, SimEvent, SimulatedClinicians, TrueEpisode
+from streams.pipeline.processor import RawMessage
+from streams.pipeline.triage import predict, prediction_headers, read_prediction, triage_request
+from streams.state.clinical import ClinicalConfig, page_id_for
+from streams.state.handlers import HandlerContext
 
 PREFIX = "wardflow."
 COUNTED = ("page", "escalation", "observations_overdue", "review_due", "repeat_observation")
@@ -125,7 +125,7 @@ class ChartScorer:
 class LegacyClinical:
     """The worker's clinical path as it was before issue 13, over plain dicts, for the comparison only.
 
-    Mirrors the old `streams.clinical`: every event first moves the hospital clock and ticks the
+    Mirrors the old `streams.state.clinical`: every event first moves the hospital clock and ticks the
     patients whose next action is due; vitals are recorded, combined and scored; every paging
     action of `allocator.paging_legacy` is a decision. Encounter facts (age, scale 2, obstetric)
     come from the simulator, as a worker without a model knows them.

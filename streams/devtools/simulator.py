@@ -5,7 +5,7 @@ traffic (arrivals that peak in the afternoon, patients who stay days, beds clean
 them, a few broken messages) without a real EHR. Pure: no Kafka, no clock, no I/O.
 
 Why a shadow of the hospital: discharges, transfers and cleaning must name real beds. The
-simulator keeps its own bed state and mirrors the worker's handlers (`streams.handlers`):
+simulator keeps its own bed state and mirrors the worker's handlers (`streams.state.handlers`):
 a patient with `requested_unit` is placed by the very `allocator.placement.place` call the
 worker makes (target = the requested label, needs = only what the worker knows, i.e.
 bariatric from `weight_kg`), waits when there is no bed, and the waiting list is retried in
@@ -25,7 +25,7 @@ Same (hospital, seed, start) -> the same events, byte for byte. Malformed messag
 draw from their own random streams and id series, so toggling them leaves the other events'
 bytes unchanged.
 
-Vitals and the truth about them (for the paging report, `streams.paging_report`): each reading
+Vitals and the truth about them (for the paging report, `streams.devtools.paging_report`): each reading
 is the patient's true physiology plus measurement noise. The physiology on admission follows
 the triage acuity and settles towards normal with treatment; some patients deteriorate for a
 few hours; 1% of SpO2 readings are probe artefacts. The simulator keeps the truth
@@ -57,7 +57,7 @@ from allocator.news2 import DEFAULT_RESPONSES, Vitalset, score
 from allocator.placement import Assignment, BedSnapshot, PatientToPlace, place
 from allocator.waiting import WaitingPatient
 from inference.corpus import ClinicalCase, sample_case
-from streams.handlers import BARIATRIC_WEIGHT_KG  # the worker's own threshold: the shadow must not drift
+from streams.state.handlers import BARIATRIC_WEIGHT_KG  # the worker's own threshold: the shadow must not drift
 
 DISCHARGE_LABEL = "DISCHARGE"
 ADMITTED_SHARE = 1 / 3  # share of ED arrivals admitted; typical of an acute hospital's ED
@@ -472,7 +472,7 @@ class HospitalSimulator:
     def _worker_match(self, at: datetime, arrived: _Patient | None = None) -> bool:
         """Exactly the worker's matching of its waiting list (plus a new arrival); occupies the beds it gives.
 
-        Mirrors `streams.handlers.place_waiting` for requested-unit patients, whose acuity the
+        Mirrors `streams.state.handlers.place_waiting` for requested-unit patients, whose acuity the
         worker does not know without a model (so none here either). Returns whether `arrived` got a bed.
         """
         if arrived is not None:

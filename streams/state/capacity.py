@@ -3,7 +3,7 @@
 The level (four, in the spirit of NHS OPEL) comes from the allocator's pure rules with
 hysteresis and the hospital's own thresholds (`surge:` in its config); a change is a
 `surge_level` decision carrying the figures that caused it. Arrivals in the last hour are read
-from the windowed arrivals table (`streams.windowed`), to its 5-minute step.
+from the windowed arrivals table (`streams.state.windowed`), to its 5-minute step.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from allocator.surge import SurgeFigures, SurgeState, evaluate_surge
-from streams import windowed
-from streams.decisions import DecisionLog
-from streams.windowed import WindowConfig
+from streams.state import windowed
+from streams.state.decisions import DecisionLog
+from streams.state.windowed import WindowConfig
 
 
 def figures(state, now: datetime, windows: WindowConfig) -> SurgeFigures:

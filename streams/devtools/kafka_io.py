@@ -25,7 +25,7 @@ async def produce_all(bootstrap: str, messages: Iterable[tuple[str, bytes | None
                       **client: Any) -> int:
     """Send (topic, key, value) in order and wait for every ack; returns how many were sent.
 
-    `client`: extra AIOKafkaProducer options (TLS and SASL: `streams.kafka_security.client_options`)."""
+    `client`: extra AIOKafkaProducer options (TLS and SASL: `streams.worker.kafka_security.client_options`)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **client)
     await producer.start()
     try:

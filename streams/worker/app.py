@@ -18,21 +18,21 @@ import faust
 
 from allocator.hospital import Hospital, load_hospitals
 from inference.interface import TriageModel
-from streams.contract import INPUT_MODELS, DeadLetter, encode_output
+from streams.contract.limits import Limits, read_too_large
+from streams.contract.models import INPUT_MODELS, DeadLetter, encode_output
 from streams.exceptions import ModelMissingError
-from streams.faust_transport import acting_on, drain_changelog, tuned_app_class
-from streams.handlers import HandlerContext
-from streams.kafka_security import faust_credentials
-from streams.limits import Limits, read_too_large
-from streams.metrics import WorkerMetrics
-from streams.positions import OrderedPositions
-from streams.processor import EventProcessor, RawMessage
-from streams.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
+from streams.pipeline.metrics import WorkerMetrics
+from streams.pipeline.positions import OrderedPositions
+from streams.pipeline.processor import EventProcessor, RawMessage
+from streams.pipeline.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
+from streams.pipeline.triage import read_prediction
 from streams.settings import WardflowSettings
-from streams.state import TABLE_TYPES
-from streams.triage import read_prediction
-from streams.views import beds_snapshot, capacity_snapshot
-from streams.windowed import ARRIVALS_WINDOW, OCCUPANCY_WINDOW, PAGES_WINDOW
+from streams.state.handlers import HandlerContext
+from streams.state.tables import TABLE_TYPES
+from streams.state.views import beds_snapshot, capacity_snapshot
+from streams.state.windowed import ARRIVALS_WINDOW, OCCUPANCY_WINDOW, PAGES_WINDOW
+from streams.worker.faust_transport import acting_on, drain_changelog, tuned_app_class
+from streams.worker.kafka_security import faust_credentials
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
         name: app.Table(f"{settings.topic_prefix}{name}", value_type=value_type, partitions=settings.topic_partitions)
         for name, value_type in TABLE_TYPES.items()
     }
-    # Faust windowed tables of steps (hopping counts are sums of steps: streams.windowed). The processor
+    # Faust windowed tables of steps (hopping counts are sums of steps: streams.state.windowed). The processor
     # writes each step's key itself (event time, through the journal); Faust keeps, expires and recovers them.
     tables[ARRIVALS_WINDOW].tumbling(windows.step_s, expires=windows.expires_s)
     tables[PAGES_WINDOW].tumbling(windows.step_s, expires=windows.expires_s)

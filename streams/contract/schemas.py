@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from streams.contract import INPUT_MODELS, MEASUREMENTS, OUTPUT_MODELS
+from streams.contract.models import INPUT_MODELS, MEASUREMENTS, OUTPUT_MODELS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 CONTRACT_VERSION = 1

@@ -18,8 +18,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from streams.devtools.simulator import SimEvent
 from streams.exceptions import BrokerError
-from streams.simulator import SimEvent
 
 SETTLE_EVERY = 1000  # await acknowledgements in chunks so memory stays flat on long runs
 

@@ -70,9 +70,9 @@ class WorkerMetrics:
 
     def _zero_series(self) -> None:
         """Labelled error series exist at 0 from the start: a rate is 0, not "No data", until one happens."""
-        from streams.contract import INPUT_MODELS, DecisionKind
-        from streams.processor import STATE_CODES
-        from streams.validation import CODES
+        from streams.contract.models import INPUT_MODELS, DecisionKind
+        from streams.contract.validation import CODES
+        from streams.pipeline.processor import STATE_CODES
 
         for stage in ERROR_STAGES:
             self.errors.labels(stage=stage)

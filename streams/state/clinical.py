@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 
 from allocator import news2, paging
 from allocator.hospital import Hospital
-from streams.contract import PageAck, Vitals
-from streams.decisions import DecisionLog
+from streams.contract.models import PageAck, Vitals
 from streams.exceptions import EventRejected
-from streams.records import EncounterState
+from streams.state.decisions import DecisionLog
+from streams.state.records import EncounterState
 
 HOSPITAL_ROLES = ("bed_manager", "critical_care_outreach", "rapid_response", "site_manager")
 

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 
 from inference.interface import PredictionFailed, TriageModel, TriagePrediction, TriageRequest
-from streams.contract import Admission
-from streams.metrics import WorkerMetrics
-from streams.validation import ContractViolation, decode_event
+from streams.contract.models import Admission
+from streams.contract.validation import ContractViolation, decode_event
+from streams.pipeline.metrics import WorkerMetrics
 
 H_PREDICTION = "wardflow-prediction"
 H_PREDICTION_ERROR = "wardflow-prediction-error"

@@ -31,15 +31,15 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from allocator.hospital import Hospital
-from streams import dedupe
-from streams.contract import DeadLetter, Decision, encode_output
+from streams.contract.limits import Limits, fits, size_facts, utf8_prefix
+from streams.contract.models import DeadLetter, Decision, encode_output
+from streams.contract.validation import ContractViolation, dead_letter_payload, decode_event
 from streams.exceptions import CheckpointFailed, EventRejected
-from streams.handlers import HandlerContext, handle
-from streams.limits import Limits, fits, size_facts, utf8_prefix
-from streams.metrics import WorkerMetrics
-from streams.records import UnitCensus
-from streams.state import CENSUS, HospitalState, StagedTables, replay_journal
-from streams.validation import ContractViolation, dead_letter_payload, decode_event
+from streams.pipeline.metrics import WorkerMetrics
+from streams.state import dedupe
+from streams.state.handlers import HandlerContext, handle
+from streams.state.records import UnitCensus
+from streams.state.tables import CENSUS, HospitalState, StagedTables, replay_journal
 
 log = logging.getLogger(__name__)
 

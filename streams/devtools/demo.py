@@ -23,14 +23,14 @@ from rich.console import Console
 from rich.live import Live
 
 from allocator.hospital import load_hospitals
-from streams import paging_report
-from streams.app import input_topic_names, load_model, output_topic_names
-from streams.broker import EmbeddedBroker, create_topics, free_port
-from streams.demo_plots import DemoHistory, write_plots
-from streams.demo_view import DemoFigures, describe_decision, render, scrape
-from streams.runner import WorkerProcess, settings_env
+from streams.devtools import paging_report
+from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
+from streams.devtools.demo_plots import DemoHistory, write_plots
+from streams.devtools.demo_view import DemoFigures, describe_decision, render, scrape
+from streams.devtools.runner import WorkerProcess, settings_env
+from streams.devtools.sim_publish import publish
 from streams.settings import WardflowSettings, settings_from_args
-from streams.sim_publish import publish
+from streams.worker.app import input_topic_names, load_model, output_topic_names
 
 log = logging.getLogger(__name__)
 DEMO_MALFORMED_RATE = 0.01  # a few broken messages, to show the dead letters

@@ -1,0 +1,1 @@
+"""The contract: event and decision models, decoding and validation, JSON Schemas, size limits."""
