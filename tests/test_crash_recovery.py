@@ -232,6 +232,10 @@ def multi_kill_replay(broker, run_id, start_worker, *, kills: int, hours: float,
     worker.wait_ready(90)
     restarts: list[float] = []
     rng = random.Random(seed)
+
+    def sentinel_decided(recs) -> bool:
+        return any(orjson.loads(r.value)["caused_by"] == "sentinel" for r in recs)
+
     seen = 0
     for i in range(kills):
         if i % 2:  # cut it off while it starts: joining, recovering tables or catching up
@@ -243,17 +247,14 @@ def multi_kill_replay(broker, run_id, start_worker, *, kills: int, hours: float,
             seen = len(_decision_ids(recs))
         worker.kill()
         killed = time.monotonic()
-        seen = len(_decision_ids(asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"],
-                                                        lambda rs: True, 10, settle_s=0.3))))
+        so_far = asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"], lambda rs: True, 10, settle_s=0.3))
+        seen = len(_decision_ids(so_far))
         worker = start_worker(wait=False, hospital_config=DEMO_HOSPITAL_PATH, **extra)
-        if i % 2 == 0:
+        if i % 2 == 0 and not sentinel_decided(so_far):  # timed only while something is left to decide
             first_new = asyncio.run(read_until(broker.bootstrap, [f"{prefix}decisions"],
                                                lambda rs, s=seen: len(_decision_ids(rs)) > s, 120))
             restarts.append(time.monotonic() - killed)
             seen = len(_decision_ids(first_new))
-
-    def sentinel_decided(recs) -> bool:
-        return any(orjson.loads(r.value)["caused_by"] == "sentinel" for r in recs)
 
     if producer is not None:
         producer.join(timeout=120)
