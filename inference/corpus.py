@@ -35,8 +35,8 @@ NEEDS: tuple[str, ...] = ("airborne_isolation", "droplet_isolation", "contact_is
                           "respiratory_support", "bariatric", "close_observation")
 PAEDIATRIC_AGE = 16.0
 REGISTERS: tuple[str, ...] = ("triage", "ambulance", "referral", "admission", "lay", "sbar", "dictation",
-                              "second_language")
-CORPUS_VERSION = "2"
+                              "second_language", "portal")
+CORPUS_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -315,14 +315,17 @@ def render_vitals(v: Vitals, rng: random.Random, style: str, show_o2: bool) -> s
         if style == "short":
             items.append({
                 "hr": _pick(rng, (f"HR {v.hr}{irr}", f"HR{v.hr}{irr}", f"P {v.hr}{irr}", f"pulse {v.hr}{irr}",
-                                  f"HR {v.hr} bpm{irr}", f"HR: {v.hr}{irr}")),
+                                  f"HR {v.hr} bpm{irr}", f"HR: {v.hr}{irr}", f"HR {v.hr}/min{irr}", f"P{v.hr}{irr}",
+                                  f"pulse rate {v.hr}{irr}")),
                 "bp": _pick(rng, (f"BP {v.sbp}/{v.dbp}", f"BP{v.sbp}/{v.dbp}", f"{v.sbp}/{v.dbp}", f"BP {v.sbp}/{v.dbp} mmHg",
-                                  f"B/P {v.sbp}/{v.dbp}")),
-                "rr": _pick(rng, (f"RR {v.rr}", f"RR{v.rr}", f"resp {v.rr}", f"RR {v.rr}/min", f"resps {v.rr}")),
+                                  f"B/P {v.sbp}/{v.dbp}", f"NIBP {v.sbp}/{v.dbp}", f"BP: {v.sbp}/{v.dbp}")),
+                "rr": _pick(rng, (f"RR {v.rr}", f"RR{v.rr}", f"resp {v.rr}", f"RR {v.rr}/min", f"resps {v.rr}",
+                                  f"RR {v.rr} bpm", f"resp rate {v.rr}")),
                 "spo2": _pick(rng, (f"SpO2 {v.spo2}%{o2}", f"sats {v.spo2}%{o2}", f"O2 sat {v.spo2}{o2}", f"SaO2 {v.spo2}%{o2}",
-                                    f"sats {v.spo2}{o2}", f"{v.spo2}%{o2 or ' RA'}")),
+                                    f"sats {v.spo2}{o2}", f"{v.spo2}%{o2 or ' RA'}", f"O2 sats {v.spo2}%{o2}",
+                                    f"SpO2: {v.spo2}{o2}")),
                 "temp": _pick(rng, (f"T {v.temp}", f"temp {v.temp}", f"T{v.temp}C", f"{v.temp}C", f"T {v.temp}°C",
-                                    f"T {round(v.temp * 9 / 5 + 32, 1)}F")),
+                                    f"T {round(v.temp * 9 / 5 + 32, 1)}F", f"temp {v.temp} deg C", f"T: {v.temp}")),
                 "gcs": f"GCS {v.gcs}" if v.gcs < 15 or _chance(rng, 0.5) else _pick(rng, ("GCS 15", "A on AVPU", "alert")),
                 "bm": _pick(rng, (f"BM {v.bm}", f"CBG {v.bm}", f"glucose {v.bm}")),
             }[k])
@@ -826,6 +829,34 @@ def _t_ref_5(sc, rng):
     return "\n".join(s)
 
 
+_SPECIALTIES = ("respiratory", "cardiology", "diabetes", "renal", "haematology", "rheumatology", "antenatal",
+                "oncology", "memory", "fracture", "urology", "gastroenterology")
+
+
+def _t_ref_6(sc, rng):
+    """Specialist clinic letter to the acute team (the deciding facts sit among clinic business)."""
+    b = _clinical_bits(sc, rng, False)
+    clinic = _pick(rng, [c for c in _SPECIALTIES if (c != "antenatal" or sc.pregnant_weeks is not None)
+                         and (c != "memory" or sc.age >= 65)])
+    s = [_pick(rng, ("Dear Acute Medical Team,", "Dear Emergency Department,", "Dear On-call Registrar,")),
+         f"I reviewed this {_long_intro(sc, rng)} in the {clinic} clinic today" + (f" ({b['preg']})" if b["preg"] else "")
+         + f" for a routine appointment; today {_pick(rng, ('the main concern was', 'they reported', 'the problem was'))} {b['cc']}."]
+    if sc.pmh:
+        s.append(_sentence(f"The background is {_pmh_text(sc, rng, False)}"))
+    s.append(_pick(rng, ("Their routine bloods were otherwise unremarkable.", "Medication was reconciled in clinic.",
+                         "We had planned a routine follow-up in six months.", "Their usual treatment is unchanged.")))
+    s += [_sentence(x) for x in b["hx"][:2] + b["key"] + b["addons"]]
+    if b["o2"]:
+        s.append(_sentence(b["o2"]))
+    s.append(_sentence(f"Observations in clinic: {b['vit']}"))
+    s += [_sentence(x) for x in b["negs"]]
+    if b["wt"]:
+        s.append(_sentence(b["wt"]))
+    s.append(_sentence("I have sent them to you " + (f"with {_hedge(b['imp'], rng)}" if b["imp"] else "for assessment")))
+    s.append(f"{_pick(rng, ('Yours sincerely', 'Kind regards', 'Many thanks'))}, {_pick(rng, _GP_NAMES)}, consultant, {clinic}")
+    return " ".join(s)
+
+
 # ---- physician admission notes
 def _t_adm_1(sc, rng):
     b = _clinical_bits(sc, rng, True)
@@ -1178,19 +1209,82 @@ def _t_l2_3(sc, rng):
     return _abbreviate(". ".join(x.strip(". ") for x in s if x), rng, 0.6)
 
 
+# ---- patient-portal / e-consult messages (home readings, subject lines, questions)
+def _home_readings(v: Vitals, rng: random.Random) -> str:
+    """What a patient reads off home devices (an oximeter, a BP cuff, a watch, a thermometer)."""
+    items = []
+    if _chance(rng, 0.7):
+        items.append(_pick(rng, (f"my oximeter says {v.spo2}", f"the finger clip thing reads {v.spo2}%",
+                                 f"oxygen on the meter {v.spo2}")))
+    if _chance(rng, 0.6):
+        items.append(_pick(rng, (f"pulse {v.hr}", f"my watch says heart rate {v.hr}", f"heart rate {v.hr} on the machine")))
+    if _chance(rng, 0.5):
+        items.append(_pick(rng, (f"blood pressure machine said {v.sbp} over {v.dbp}", f"BP {v.sbp}/{v.dbp} at home")))
+    if _chance(rng, 0.5):
+        items.append(_pick(rng, (f"temperature {v.temp}", f"temp was {round(v.temp * 9 / 5 + 32, 1)}F",
+                                 f"thermometer says {v.temp}")))
+    if v.bm is not None:
+        items.append(_pick(rng, (f"sugar on my meter {v.bm}", f"my glucose reading was {v.bm}")))
+    return ", ".join(items)
+
+
+def _t_portal_1(sc, rng):
+    """Patient-portal message with a subject line."""
+    info, bits = _lay_bits(sc, rng)
+    subj = _pick(rng, ("Urgent - ", "Advice please: ", "Re: ", "")) + _pick(rng, sc.pres.cc)
+    greet = _pick(rng, ("Hi,", "Hello doctor,", "Dear surgery,", "To whoever reads this,", "Hi there"))
+    who = "" if info["self"] else f"I'm messaging for my {_relation(sc.age, sc.sex, rng)} ({_age_words(sc.age, 'short', rng)}). "
+    body = " ".join(_sentence(x) for x in bits)
+    if sc.age >= 16 and info["self"] and _chance(rng, 0.6):
+        hr = _home_readings(sc.vitals, rng)
+        body += (" " + _sentence(_cap(hr))) if hr else ""
+    end = _pick(rng, (" Should I go to A&E?", " Do I need to be seen today?", " Thanks", " Sent from my iPhone", ""))
+    return f"Subject: {subj}\n{greet} {who}{body}{end}"
+
+
+def _t_portal_2(sc, rng):
+    """Online consultation form (questions and answers)."""
+    info, bits = _lay_bits(sc, rng)
+    half = max(1, len(bits) // 2)
+    lines = [f"Who is this for? {'Me' if info['self'] else 'My ' + _relation(sc.age, sc.sex, rng)}",
+             f"Age: {_age_words(sc.age, 'long', rng)}",
+             "What is the main problem? " + bits[0].strip(". "),
+             "Tell us more: " + " ".join(_sentence(x) for x in bits[1:half + 1]) if len(bits) > 1 else "Tell us more: -"]
+    if len(bits) > half + 1:
+        lines.append("Anything else? " + "; ".join(x.strip(". ") for x in bits[half + 1:]))
+    hr = _home_readings(sc.vitals, rng) if sc.age >= 16 else ""
+    if hr:
+        lines.append("Any readings at home? " + hr)
+    lines.append("How long has this been going on? " + _pick(rng, ("today", "a few hours", "since yesterday", "2-3 days",
+                                                                   "about a week")))
+    return "\n".join(lines)
+
+
+def _t_portal_3(sc, rng):
+    """Message forwarded by the practice or the 111 call handler, the patient's words quoted."""
+    info, bits = _lay_bits(sc, rng)
+    src = _pick(rng, ("Forwarded from the practice inbox", "NHS 111 online, message from patient",
+                      "Copied from patient's app message", "Practice nurse forwarding a portal message"))
+    quote = " ".join(x.strip(". ") + "." for x in bits)
+    quote = quote.lower() if _chance(rng, 0.4) else quote
+    tail = _pick(rng, (" Advised to attend ED.", " Asked to come straight in.", " Told to call 999 if worse.", ""))
+    return f"{src} ({_age_words(sc.age, 'short', rng)}{sc.sex}): \"{quote}\"{tail}"
+
+
 TEMPLATES: dict[str, tuple[Callable[[Scenario, random.Random], str], ...]] = {
     "triage": (_t_triage_1, _t_triage_2, _t_triage_3, _t_triage_4, _t_triage_5),
     "ambulance": (_t_amb_1, _t_amb_2, _t_amb_3, _t_amb_4, _t_amb_5),
-    "referral": (_t_ref_1, _t_ref_2, _t_ref_3, _t_ref_4, _t_ref_5),
+    "referral": (_t_ref_1, _t_ref_2, _t_ref_3, _t_ref_4, _t_ref_5, _t_ref_6),
     "admission": (_t_adm_1, _t_adm_2, _t_adm_3, _t_adm_4, _t_adm_5),
     "lay": (_t_lay_1, _t_lay_2, _t_lay_3, _t_lay_4, _t_lay_5),
     "sbar": (_t_sbar_1, _t_sbar_2, _t_sbar_3),
     "dictation": (_t_dict_1, _t_dict_2, _t_dict_3),
     "second_language": (_t_l2_1, _t_l2_2, _t_l2_3),
+    "portal": (_t_portal_1, _t_portal_2, _t_portal_3),
 }
 TEMPLATE_IDS: tuple[str, ...] = tuple(f"{r}.{i + 1}" for r in REGISTERS for i in range(len(TEMPLATES[r])))
 _REGISTER_WEIGHTS = {"triage": 0.25, "ambulance": 0.13, "referral": 0.12, "admission": 0.13, "lay": 0.15, "sbar": 0.08,
-                     "dictation": 0.07, "second_language": 0.07}
+                     "dictation": 0.07, "second_language": 0.07, "portal": 0.07}
 # _lay_bits looks add-ons up by their clinical text
 _ADDON_LOOKUP = tuple(_ISOLATION_ADDONS)
 

