@@ -80,6 +80,8 @@ class PagingConfig:
     repeat_within_minutes: float = 10  # a suspected artefact waits this long for a repeat set
     reassess_after_minutes: float = 60  # still at the band this long after the ack: the next role reviews
     artefact_spo2_max: float = 85  # a SpO2 this low with normal breathing and pulse is a suspected artefact
+    rising_points: int = 2  # a 0-4 this many points above the previous score: observe again sooner
+    rising_observe_minutes: float = 30  # how soon, after such a rise (the board's due time; nobody is paged)
     overdue_grace_minutes: float = 15
     overdue_round_minutes: float = 240  # ward rounds every 4 hours from midnight UTC
     trend_length: int = 5  # scores a page shows
@@ -109,6 +111,11 @@ class PagingConfig:
             raise ValueError("trend_length must be at least 1")
         if self.reassess_after_minutes <= 0:
             raise ValueError("reassess_after_minutes must be positive")
+        if self.rising_points < 1:
+            raise ValueError("rising_points must be at least 1")
+        if not 0 < self.rising_observe_minutes < self.responses[Band.LOW].monitoring_minutes:
+            raise ValueError("rising_observe_minutes must be positive and sooner than the chart's own frequency "
+                             f"at 1-4 ({self.responses[Band.LOW].monitoring_minutes} minutes)")
         if not 0 < self.artefact_spo2_max < 92:
             raise ValueError("artefact_spo2_max must be below 92 (a SpO2 that scores 3 on scale 1)")
 
@@ -171,6 +178,7 @@ class ReviewDue:
     next_obs_due_at: datetime
     nurse_assessment: bool
     reasons: tuple[str, ...]
+    rising_from: int | None = None  # the previous score, when this one rose by `rising_points` or more
 
 
 @dataclass(frozen=True)
@@ -360,9 +368,12 @@ def on_score(
     `page_id` is the caller's deterministic id for the page this score would send.
     """
     response = cfg.responses[result.band]
-    previous_band = state.last_band
+    previous_band, previous_total = state.last_band, state.last_total
     trend = (*state.trend, TrendPoint(now, result.total, result.band))[-cfg.trend_length:]
-    next_obs_due_at = now + _minutes(response.monitoring_minutes)
+    rising = (not cfg.paging_band(result.band) and previous_total is not None
+              and result.total - previous_total >= cfg.rising_points)
+    monitoring_minutes = cfg.rising_observe_minutes if rising else response.monitoring_minutes
+    next_obs_due_at = now + _minutes(monitoring_minutes)
     state = replace(state, last_band=result.band, last_total=result.total, last_obs_at=now, trend=trend,
                     next_obs_due_at=next_obs_due_at)
     summary = describe_scoring(result)
@@ -395,7 +406,16 @@ def on_score(
     if not cfg.paging_band(result.band):
         actions: list[Action] = []
         state = _clear_pending(state)  # a reassuring repeat: the suspect reading was an artefact
-        if result.band != previous_band:
+        if rising:
+            # RCP 1-4: the registered nurse decides whether more frequent monitoring is needed. A rise since the
+            # last set is the trend the chart's single score cannot show: the board suggests the next set sooner.
+            why = (f"NEWS2 rose from {previous_total} to {result.total} since the last observations: observe "
+                   f"again within {cfg.rising_observe_minutes:g} minutes (a registered nurse's assessment; "
+                   "nobody is paged below the chart's paging bands).")
+            actions.append(ReviewDue(band=result.band, total=result.total, monitoring_minutes=int(monitoring_minutes),
+                                     next_obs_due_at=next_obs_due_at, nurse_assessment=True,
+                                     reasons=(summary, response.text, why), rising_from=previous_total))
+        elif result.band != previous_band:
             actions.append(ReviewDue(band=result.band, total=result.total,
                                      monitoring_minutes=response.monitoring_minutes,
                                      next_obs_due_at=next_obs_due_at,

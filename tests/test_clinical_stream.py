@@ -232,3 +232,17 @@ def test_a_late_ack_read_before_the_escalation_stops_any_further_one():
     assert ward.send(_ack(page.page_id, 75, "ack-late")) == [] and ward.worker.sink.dead_letters == []
     later = ward.send(ev.bed_status(HID, "SURG-SR1", "clean", 200, event_id="b2"))
     assert [d for d in later if d.kind == "escalation"] == []
+
+
+def test_a_rising_score_below_the_paging_bands_asks_the_board_for_observations_sooner_and_pages_nobody():
+    ward = admitted()
+    ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **CALM))  # 0
+    out = ward.send(ev.vitals(HID, "P1", "E1", 70, event_id="v2", **{**CALM, "resp_rate": 22, "heart_rate": 95}))
+    assert [d.kind for d in out] == ["news2", "review_due"]  # 0 -> 3 (2 + 1): rising, still below the paging bands
+    review = out[1]
+    assert review.pager is None and review.role is None and review.page_id is None
+    assert review.details == {"total": 3, "band": "low", "observe_every_minutes": 30,
+                              "next_obs_due_at": "2026-11-24T09:40:00+00:00", "nurse_assessment": True,
+                              "rising_from": 0}
+    assert [r.code for r in review.reasons] == ["news2", "review", "rising"]
+    assert "rose from 0 to 3" in review.reasons[2].text
