@@ -73,6 +73,7 @@ class Sent:
     page_id: str | None = None
     role: str | None = None
     pager: bool = False
+    rising: bool = False  # a review_due for a rising score: the board asks for the next set sooner
 
 
 @dataclass
@@ -85,6 +86,7 @@ class RunResult:
     acks_sent: int = 0
     acks_lost: int = 0
     repeats: int = 0
+    extra_sets: int = 0  # sets the nurses took sooner because the board asked (a rising score)
     dead_letters: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)  # every decision by kind
     inputs: list[SimEvent] = field(default_factory=list)  # the closed loop's input stream, when kept
@@ -227,6 +229,7 @@ def run(hospital: Hospital, *, seed: int, start: datetime, days: float, clinical
                                  inputs if keep_inputs else None, on_progress, model))
     return RunResult(sent=sent, scores=dict(scorer.scores), truth=sim.true_episodes(until), occupied_bed_days=sim.occupied_bed_days(),
                      until=until, acks_sent=staff.acks_sent, acks_lost=staff.acks_lost, repeats=staff.repeats,
+                     extra_sets=staff.extra_sets,
                      dead_letters=dead, kinds=kinds, inputs=inputs)
 
 
@@ -253,9 +256,12 @@ async def _worker_loop(sim: HospitalSimulator, staff: SimulatedClinicians, score
             dead[outcome.code] += 1
         for d in outcome.decisions:
             kinds[d.kind] += 1
+            rising = d.kind == "review_due" and bool(d.details) and d.details.get("rising_from") is not None
             if d.kind in COUNTED:
-                sent.append(Sent(d.kind, d.created_at, d.encounter_id, d.page_id, d.role, d.pager is not None))
-            staff.read(d.kind, d.created_at, d.page_id, d.encounter_id)
+                sent.append(Sent(d.kind, d.created_at, d.encounter_id, d.page_id, d.role, d.pager is not None, rising))
+            # the board asks for the next set sooner after a rising score: the nurse takes it
+            observe_by = datetime.fromisoformat(d.details["next_obs_due_at"]) if rising else None
+            staff.read(d.kind, d.created_at, d.page_id, d.encounter_id, observe_by=observe_by)
         if on_progress:
             on_progress(event.at)
 
@@ -316,6 +322,7 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
             "unwell_on_admission": len(unwell),
             "unwell_on_admission_chart_called_for_a_page": len(unwell_minutes), "pages_in_true_episodes": true_pages,
             "acks_sent": result.acks_sent, "acks_lost": result.acks_lost, "repeats_taken": result.repeats,
+            "review_due_rising": sum(s.rising for s in result.sent), "extra_sets_taken": result.extra_sets,
             "dead_letters": dict(result.dead_letters),
         },
     }
@@ -410,7 +417,8 @@ def sent_from_decision(body: dict[str, Any]) -> Sent | None:
     if body.get("kind") not in COUNTED:
         return None
     return Sent(body["kind"], datetime.fromisoformat(body["created_at"]), body.get("encounter_id"),
-                body.get("page_id"), body.get("role"), body.get("pager") is not None)
+                body.get("page_id"), body.get("role"), body.get("pager") is not None,
+                body.get("kind") == "review_due" and (body.get("details") or {}).get("rising_from") is not None)
 
 
 def _busy(f: dict[str, Any]) -> float:

@@ -177,7 +177,8 @@ def _offline(args: argparse.Namespace, settings: Any, hospital: Any, start: date
     _summary({"offline": {"decisions": dict(sorted(current.kinds.items())),
                           "dead_letters": dict(sorted(current.dead_letters.items())),
                           "acks_sent": current.acks_sent, "acks_lost": current.acks_lost,
-                          "repeat_observations": current.repeats}})
+                          "repeat_observations": current.repeats,
+                          "sets_asked_sooner": current.extra_sets}})
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     sys.stdout.flush()
     return 0

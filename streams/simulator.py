@@ -174,6 +174,7 @@ class _Patient:
     deterioration_started: datetime | None = None
     admitted_at: datetime | None = None  # physiology settles from the acuity's towards normal from here
     chart_minutes: int | None = None  # the observation interval the chart gave the last complete set
+    next_vitals_at: datetime | None = None  # the nurse's own next set
     episode: _Episode | None = None  # the deterioration under way, for the truth
 
     @property
@@ -245,6 +246,7 @@ class HospitalSimulator:
         self._mrng = random.Random(f"malformed|{tag}")  # broken messages
         self._arng = random.Random(f"artefacts|{tag}")  # probe artefacts in otherwise true readings
         self._crng = random.Random(f"clinicians|{tag}")  # what the ward's staff do in reply to decisions
+        self._orng = random.Random(f"asked|{tag}")  # sets the board asked for sooner (their own draws and ids)
         self.artefact_rate = ARTEFACT_RATE if vitals else 0.0
         self._episodes: list[TrueEpisode] = []
         self._unwell: dict[str, TrueEpisode] = {}  # encounter -> unwell on admission
@@ -253,7 +255,7 @@ class HospitalSimulator:
         self._occupied_since: datetime | None = None
         self._id_prefix = f"sim-{seed}-{self.start:%Y%m%d%H%M}"
         self._key = hospital.hospital_id.encode("utf-8")
-        self._serial = {"": 0, "v": 0, "m": 0, "r": 0, "a": 0}
+        self._serial = {"": 0, "v": 0, "m": 0, "r": 0, "a": 0, "o": 0}
         self._encounter_no = self._rng.randrange(10_000_000, 90_000_000) * 10
         self._patient_ids: set[str] = set()
         self._labels = self._admitting_labels()
@@ -286,7 +288,8 @@ class HospitalSimulator:
                    "step_down": self._on_step_down, "repatriate": self._on_repatriate,
                    "isolation": self._on_isolation, "cleaning": self._on_cleaning, "clean": self._on_clean,
                    "maintenance": self._on_maintenance, "vitals": self._on_vitals,
-                   "repeat_vitals": self._on_repeat_vitals, "ack": self._on_ack}
+                   "repeat_vitals": self._on_repeat_vitals, "extra_vitals": self._on_extra_vitals,
+                   "ack": self._on_ack}
         while self._queue and self._queue[0].at <= until:
             action = heapq.heappop(self._queue)
             self._count_occupied(action.at)
@@ -301,6 +304,15 @@ class HospitalSimulator:
     def repeat_observations(self, encounter_id: str, at: datetime) -> None:
         """The bedside nurse repeats the observations at `at`: a full set of the patient's true physiology."""
         self._schedule(at, "repeat_vitals", encounter_id)
+
+    def observe_sooner(self, encounter_id: str, at: datetime) -> bool:
+        """The nurse takes an extra full set at `at` because the board asked for one sooner than the patient's own
+        next set (a rising score); nothing when that set comes first anyway. Returns whether one was scheduled."""
+        p = self._patients.get(encounter_id)
+        if p is None or (p.next_vitals_at is not None and p.next_vitals_at <= at):
+            return False
+        self._schedule(at, "extra_vitals", encounter_id)
+        return True
 
     def true_episodes(self, until: datetime) -> list[TrueEpisode]:
         """Every deterioration that started before `until`; ones still under way end at `until`."""
@@ -605,17 +617,25 @@ class HospitalSimulator:
         if p.chart_minutes:  # the nurse also keeps to the frequency the e-obs chart shows for the last full set
             gap = min(gap, timedelta(minutes=0.9 * p.chart_minutes))
         self._schedule(at + gap, "vitals", p.encounter_id)
+        p.next_vitals_at = (at + gap).replace(microsecond=0)
 
     def _on_repeat_vitals(self, at: datetime, encounter_id: str | None) -> None:
         """A repeat the worker asked for: a full set of the true physiology (no artefact), off the regular round."""
+        self._off_round(at, encounter_id, self._crng, "r", "repeat_vitals")
+
+    def _on_extra_vitals(self, at: datetime, encounter_id: str | None) -> None:
+        """A set the board asked for sooner than the nurse's own next one: like a repeat, from its own draws."""
+        self._off_round(at, encounter_id, self._orng, "o", "extra_vitals")
+
+    def _off_round(self, at: datetime, encounter_id: str | None, rng: random.Random, series: str, kind: str) -> None:
         p = self._patients.get(encounter_id or "")
         if p is None:
             return
         severity = _severity(p, at) if p.deteriorating_until is not None and at < p.deteriorating_until else 0.0
-        obs = _observations(self._crng, p, severity, self._settling(p, at), partial=False)
-        self._emit(at, "vitals", {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}, series="r",
+        obs = _observations(rng, p, severity, self._settling(p, at), partial=False)
+        self._emit(at, "vitals", {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}, series=series,
                    malformable=False)
-        self._by_kind["repeat_vitals"] += 1
+        self._by_kind[kind] += 1
 
     def _on_ack(self, at: datetime, arg: str | None) -> None:
         page_id, clinician_id = (arg or "\n").split("\n")
@@ -953,11 +973,17 @@ class SimulatedClinicians:
         self.repeat_minutes = repeat_minutes
         self.clinician_id = sim.hospital.clinicians[0] if sim.hospital.clinicians else "sim-clinician"
         self._rng = random.Random(f"acks|{sim.seed}|{sim.hospital.hospital_id}|{sim.start.isoformat()}")
+        self._orng = random.Random(f"sooner|{sim.seed}|{sim.hospital.hospital_id}|{sim.start.isoformat()}")
         self.acks_sent = 0
         self.acks_lost = 0
         self.repeats = 0
+        self.extra_sets = 0
 
-    def read(self, kind: str, created_at: datetime, page_id: str | None = None, encounter_id: str | None = None) -> None:
+    def read(self, kind: str, created_at: datetime, page_id: str | None = None, encounter_id: str | None = None,
+             observe_by: datetime | None = None) -> None:
+        """One decision as the ward's staff see it. `observe_by`: a board task's due time for the next set (a
+        rising score); the nurse takes it in the last third of the time given, unless the patient's own set
+        comes first."""
         if kind in ("page", "escalation") and page_id:
             if self._rng.random() < self.ack_loss_rate:
                 self.acks_lost += 1
@@ -969,6 +995,9 @@ class SimulatedClinicians:
             self.repeats += 1
             self.sim.repeat_observations(encounter_id,
                                          created_at + timedelta(minutes=self._rng.uniform(*self.repeat_minutes)))
+        elif kind == "review_due" and encounter_id and observe_by is not None and observe_by > created_at:
+            when = created_at + (observe_by - created_at) * self._orng.uniform(2 / 3, 1)
+            self.extra_sets += self.sim.observe_sooner(encounter_id, when)
 
 
 def utc_hour(now: datetime | None = None) -> datetime:

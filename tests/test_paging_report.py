@@ -4,6 +4,7 @@ closed loop in event time (acks at the time a page is read) and the CLI."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -198,6 +199,14 @@ def test_a_repeat_is_taken_for_every_suspect_reading(quarter_day):
     assert all(len(orjson.loads(e.value)) == 12 for e in repeats)  # a full set: ids, time and seven readings
 
 
+def test_the_nurse_takes_the_set_the_board_asks_for_after_a_rising_score(quarter_day):
+    extra = [e for e in quarter_day.inputs if e.topic == "vitals" and "-o" in orjson.loads(e.value)["event_id"]]
+    assert 0 < len(extra) <= quarter_day.extra_sets  # one may fall after the stretch ends
+    assert all(len(orjson.loads(e.value)) == 12 for e in extra)  # a full set: ids, time and seven readings
+    counts = pr.figures(quarter_day, escalate_after_minutes=15, chain=CHAIN)["counts"]
+    assert counts["extra_sets_taken"] == quarter_day.extra_sets and counts["review_due_rising"] > 0
+
+
 def test_the_cli_prints_the_report_as_json(capsys):
     from streams.cli import build_parser
 
@@ -247,13 +256,14 @@ def test_a_deterioration_that_starts_while_the_patient_is_still_truly_unwell_is_
 
 
 def test_both_rule_sets_see_the_same_simulated_patients_and_observations(quarter_day, demo):
-    """The same seed and start: only the clinicians' replies (acks, repeat sets) differ between the two runs."""
+    """The same seed and start: only the clinicians' replies (acks, repeat sets, sets asked for sooner) differ
+    between the two runs."""
     legacy = pr.run(demo, seed=11, start=T0, days=0.25, clinical=ClinicalConfig(), ack_loss_rate=0.2, legacy=True,
                     keep_inputs=True)
 
     def story(run: pr.RunResult) -> list[bytes]:
         return [e.value for e in run.inputs
-                if e.topic != "page-acks" and "-r" not in orjson.loads(e.value)["event_id"]]
+                if e.topic != "page-acks" and not re.search(r"-[ro]\d+$", orjson.loads(e.value)["event_id"])]
 
     assert story(legacy) == story(quarter_day)
     assert legacy.truth == quarter_day.truth and legacy.scores.keys() == quarter_day.scores.keys()
