@@ -245,8 +245,7 @@ class HospitalSimulator:
         self._vrng = random.Random(f"vitals|{tag}")   # observations
         self._mrng = random.Random(f"malformed|{tag}")  # broken messages
         self._arng = random.Random(f"artefacts|{tag}")  # probe artefacts in otherwise true readings
-        self._crng = random.Random(f"clinicians|{tag}")  # what the ward's staff do in reply to decisions
-        self._orng = random.Random(f"asked|{tag}")  # sets the board asked for sooner (their own draws and ids)
+        self._tag = tag  # sets taken in reply to decisions draw from their own stream per (patient, time)
         self.artefact_rate = ARTEFACT_RATE if vitals else 0.0
         self._episodes: list[TrueEpisode] = []
         self._unwell: dict[str, TrueEpisode] = {}  # encounter -> unwell on admission
@@ -621,16 +620,20 @@ class HospitalSimulator:
 
     def _on_repeat_vitals(self, at: datetime, encounter_id: str | None) -> None:
         """A repeat the worker asked for: a full set of the true physiology (no artefact), off the regular round."""
-        self._off_round(at, encounter_id, self._crng, "r", "repeat_vitals")
+        self._off_round(at, encounter_id, "r", "repeat_vitals")
 
     def _on_extra_vitals(self, at: datetime, encounter_id: str | None) -> None:
         """A set the board asked for sooner than the nurse's own next one: like a repeat, from its own draws."""
-        self._off_round(at, encounter_id, self._orng, "o", "extra_vitals")
+        self._off_round(at, encounter_id, "o", "extra_vitals")
 
-    def _off_round(self, at: datetime, encounter_id: str | None, rng: random.Random, series: str, kind: str) -> None:
+    def _off_round(self, at: datetime, encounter_id: str | None, series: str, kind: str) -> None:
+        """A set taken in reply to a decision. Its noise is drawn from a stream of its own for this patient and
+        time (common random numbers): two rule sets that ask for the same set get the same readings, however
+        many other replies either of them asked for before."""
         p = self._patients.get(encounter_id or "")
         if p is None:
             return
+        rng = random.Random(f"{series}|{self._tag}|{p.encounter_id}|{at.isoformat()}")
         severity = _severity(p, at) if p.deteriorating_until is not None and at < p.deteriorating_until else 0.0
         obs = _observations(rng, p, severity, self._settling(p, at), partial=False)
         self._emit(at, "vitals", {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}, series=series,
@@ -972,8 +975,7 @@ class SimulatedClinicians:
         self.read_minutes = read_minutes
         self.repeat_minutes = repeat_minutes
         self.clinician_id = sim.hospital.clinicians[0] if sim.hospital.clinicians else "sim-clinician"
-        self._rng = random.Random(f"acks|{sim.seed}|{sim.hospital.hospital_id}|{sim.start.isoformat()}")
-        self._orng = random.Random(f"sooner|{sim.seed}|{sim.hospital.hospital_id}|{sim.start.isoformat()}")
+        self._tag = f"{sim.seed}|{sim.hospital.hospital_id}|{sim.start.isoformat()}"
         self.acks_sent = 0
         self.acks_lost = 0
         self.repeats = 0
@@ -985,19 +987,27 @@ class SimulatedClinicians:
         rising score); the nurse takes it in the last third of the time given, unless the patient's own set
         comes first."""
         if kind in ("page", "escalation") and page_id:
-            if self._rng.random() < self.ack_loss_rate:
+            rng = self._draws("ack", page_id)
+            if rng.random() < self.ack_loss_rate:
                 self.acks_lost += 1
                 return
             self.acks_sent += 1
-            self.sim.acknowledge(page_id, created_at + timedelta(minutes=self._rng.uniform(*self.read_minutes)),
+            self.sim.acknowledge(page_id, created_at + timedelta(minutes=rng.uniform(*self.read_minutes)),
                                  self.clinician_id)
         elif kind == "repeat_observation" and encounter_id:
             self.repeats += 1
-            self.sim.repeat_observations(encounter_id,
-                                         created_at + timedelta(minutes=self._rng.uniform(*self.repeat_minutes)))
+            rng = self._draws("repeat", f"{encounter_id}|{created_at.isoformat()}")
+            self.sim.repeat_observations(encounter_id, created_at + timedelta(minutes=rng.uniform(*self.repeat_minutes)))
         elif kind == "review_due" and encounter_id and observe_by is not None and observe_by > created_at:
-            when = created_at + (observe_by - created_at) * self._orng.uniform(2 / 3, 1)
-            self.extra_sets += self.sim.observe_sooner(encounter_id, when)
+            rng = self._draws("sooner", f"{encounter_id}|{created_at.isoformat()}")
+            self.extra_sets += self.sim.observe_sooner(encounter_id,
+                                                       created_at + (observe_by - created_at) * rng.uniform(2 / 3, 1))
+
+    def _draws(self, kind: str, key: str) -> random.Random:
+        """The draws for one reply, from a stream of its own (common random numbers): whether a page's ack is
+        lost and when it is read depend on that page alone, not on how many pages came before it, so rule sets
+        compared on the same seed differ only where their decisions differ."""
+        return random.Random(f"{kind}|{self._tag}|{key}")
 
 
 def utc_hour(now: datetime | None = None) -> datetime:
