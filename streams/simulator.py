@@ -105,6 +105,13 @@ _ICU_DISPOSITIONS = (("died", 0.45), ("other_hospital", 0.35), ("home", 0.2))  #
 _MAINTENANCE = ("maintenance: bed rail repair", "maintenance: mattress replacement",
                 "maintenance: call bell fault", "maintenance: oxygen outlet check", "estates: leak in ceiling")
 _MAINTENANCE_PER_DAY_PER_BED = 3 / 300
+# Measurement noise (one standard deviation per reading, around the true physiology). Published variation is as
+# large or larger: resp rate counted twice in 245 adults differed by SD 3/min (95% limits +-4.9 same observer,
+# +-5.7 different observers; Lim et al., Respir Med 2002;96:31-3), i.e. about 2/min per count; automated BP
+# devices pass validation with an SD of up to 8 mmHg against the reference (ISO 81060-2); pulse oximeters are
+# accurate to an RMS error of 2-4% against arterial blood (ISO 80601-2-61), repeatable to about 1%. Scale with
+# `measurement_noise` (`--measurement-noise`) to see how the paging figures depend on it (docs/paging.md).
+MEASUREMENT_SD = {"resp_rate": 1.5, "spo2": 1.0, "systolic_bp": 8.0, "heart_rate": 6.0, "temperature_c": 0.3}
 RECOVERY_HOURS = 12.0  # time constant of an admission's abnormal physiology settling with treatment
 ARTEFACT_RATE = 0.01  # share of SpO2 readings that are probe artefacts (40-84% with the rest true)
 
@@ -223,13 +230,17 @@ class HospitalSimulator:
 
     def __init__(self, hospital: Hospital, *, seed: int, start: datetime, initial_occupancy: float = 0.85,
                  requested_unit_rate: float = 0.85, malformed_rate: float = 0.01,
-                 arrivals_per_day: float | None = None, vitals: bool = False, policy: Policy = "optimal") -> None:
+                 arrivals_per_day: float | None = None, vitals: bool = False, policy: Policy = "optimal",
+                 measurement_noise: float = 1.0) -> None:
         if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError("start must be timezone-aware (e.g. 2026-11-24T08:00:00+00:00)")
         for name, value in (("initial_occupancy", initial_occupancy), ("requested_unit_rate", requested_unit_rate),
                             ("malformed_rate", malformed_rate)):
             if not 0.0 <= value <= (0.5 if name == "malformed_rate" else 1.0):
                 raise ValueError(f"{name} out of range: {value}")
+        if not 0.0 <= measurement_noise <= 5.0:
+            raise ValueError(f"measurement_noise must be between 0 (exact readings) and 5, got {measurement_noise}")
+        self.measurement_noise = measurement_noise  # scales MEASUREMENT_SD (1: the published figures)
         self.hospital = hospital
         self.seed = seed
         self.start = start.replace(microsecond=0)
@@ -598,7 +609,7 @@ class HospitalSimulator:
                     self._close_episode(p, p.episode.until)
             else:
                 severity = _severity(p, at)
-        obs = _observations(rng, p, severity, self._settling(p, at))
+        obs = _observations(rng, p, severity, self._settling(p, at), noise=self.measurement_noise)
         if "spo2" in obs and self._arng.random() < self.artefact_rate:  # a probe off the finger; the rest is true
             obs["spo2"] = self._arng.randint(40, 84)
             self._by_kind["probe_artefact"] += 1
@@ -635,7 +646,7 @@ class HospitalSimulator:
             return
         rng = random.Random(f"{series}|{self._tag}|{p.encounter_id}|{at.isoformat()}")
         severity = _severity(p, at) if p.deteriorating_until is not None and at < p.deteriorating_until else 0.0
-        obs = _observations(rng, p, severity, self._settling(p, at), partial=False)
+        obs = _observations(rng, p, severity, self._settling(p, at), partial=False, noise=self.measurement_noise)
         self._emit(at, "vitals", {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}, series=series,
                    malformable=False)
         self._by_kind[kind] += 1
@@ -931,17 +942,18 @@ def _true_physiology(p: _Patient, severity: float, settling: float) -> tuple[flo
 
 
 def _observations(rng: random.Random, p: _Patient, severity: float, settling: float = 1.0,
-                  partial: bool = True) -> dict[str, Any]:
-    """One set of observations: the true physiology plus measurement noise."""
+                  partial: bool = True, noise: float = 1.0) -> dict[str, Any]:
+    """One set of observations: the true physiology plus measurement noise (`MEASUREMENT_SD` times `noise`)."""
     rr, spo2, sbp, hr, temp, on_oxygen = _true_physiology(p, severity, settling)
-    rr = round(rr + rng.gauss(0, 1.5))
-    spo2 = min(100, round(spo2 + rng.gauss(0, 1.0)))
+    sd = {k: v * noise for k, v in MEASUREMENT_SD.items()}
+    rr = round(rr + rng.gauss(0, sd["resp_rate"]))
+    spo2 = min(100, round(spo2 + rng.gauss(0, sd["spo2"])))
     obs: dict[str, Any] = {
         "resp_rate": max(6, rr), "spo2": max(70, spo2), "on_oxygen": on_oxygen,
-        "systolic_bp": max(60, round(sbp + rng.gauss(0, 8))),
-        "heart_rate": max(35, round(hr + rng.gauss(0, 6))),
+        "systolic_bp": max(60, round(sbp + rng.gauss(0, sd["systolic_bp"]))),
+        "heart_rate": max(35, round(hr + rng.gauss(0, sd["heart_rate"]))),
         "consciousness": "C" if severity > 0.8 and rng.random() < 0.5 else "A",
-        "temperature_c": round(temp + rng.gauss(0, 0.3), 1),
+        "temperature_c": round(temp + rng.gauss(0, sd["temperature_c"]), 1),
     }
     if partial and rng.random() < 0.15:  # a partial set: the nurse was interrupted, the monitor sent some only
         keep = set(rng.sample(sorted(obs), rng.randint(1, 4)))

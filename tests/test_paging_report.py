@@ -211,11 +211,12 @@ def test_the_cli_prints_the_report_as_json(capsys):
     from streams.cli import build_parser
 
     args = build_parser().parse_args(["simulate", "--offline", "--paging-report", "--days", "0.1", "--start",
-                                      T0.isoformat(), "--ack-loss-rate", "0.3", "--malformed-rate", "0"])
+                                      T0.isoformat(), "--ack-loss-rate", "0.3", "--malformed-rate", "0",
+                                      "--measurement-noise", "0.5"])
     assert args.func(args) == 0
     out, err = capsys.readouterr()
     rep = orjson.loads(out)
-    assert rep["simulation"]["ack_loss_rate"] == 0.3
+    assert rep["simulation"]["ack_loss_rate"] == 0.3 and rep["simulation"]["measurement_noise"] == 0.5
     assert orjson.loads(err.strip().splitlines()[-1])["offline"]["decisions"]["page"] == rep["counts"]["pages"]
     for key in ("pages_per_100_occupied_beds_per_day", "escalations_per_100_occupied_beds_per_day",
                 "deterioration_recall", "median_minutes_to_first_page", "page_precision"):

@@ -431,3 +431,41 @@ def test_no_extra_set_when_the_patients_own_observations_come_first(demo: Hospit
     assert not [e for e in events if "-o" in _body(e)["event_id"]] and staff.extra_sets == 0
     staff.read("review_due", first.at, encounter_id=encounter)  # the chart's own frequency: the nurse's schedule
     assert staff.extra_sets == 0
+
+
+def test_measurement_noise_scales_the_readings_and_leaves_the_story_unchanged(demo: Hospital) -> None:
+    from streams.simulator import _true_physiology
+
+    def run(noise: float) -> tuple[HospitalSimulator, list[tuple[SimEvent, tuple | None]]]:
+        sim = HospitalSimulator(demo, seed=3, start=START, vitals=True, malformed_rate=0.0, measurement_noise=noise)
+        out = []
+        for e in sim.events(START + timedelta(hours=4)):
+            truth = None
+            if e.topic == "vitals":
+                p = sim._patients[_body(e)["encounter_id"]]
+                if p.deteriorating_until is None:  # not deteriorating: the true physiology is the settling one
+                    truth = _true_physiology(p, 0.0, sim._settling(p, e.at))
+            out.append((e, truth))
+        return sim, out
+
+    _, exact = run(0.0)
+    _, noisy = run(1.0)
+    def admissions(run: list) -> list[bytes]:
+        return [e.value for e, _ in run if e.topic == "admissions"]
+
+    # The same patients (the nurses keep to the chart's frequency for the sets they measure, so the times of
+    # later sets, and what the vitals draws decide at them, follow the readings).
+    assert admissions(exact) == admissions(noisy)
+    checked = 0
+    for e, truth in exact:
+        body = _body(e)
+        if truth is not None and {"resp_rate", "systolic_bp", "heart_rate"} <= body.keys():
+            assert (body["resp_rate"], body["systolic_bp"], body["heart_rate"]) == (
+                max(6, round(truth[0])), max(60, round(truth[2])), max(35, round(truth[3])))
+            checked += 1
+    assert checked > 50
+    first = {_body(e)["encounter_id"]: _body(e) for e, _ in reversed(exact) if e.topic == "vitals"}
+    noisy_first = {_body(e)["encounter_id"]: _body(e) for e, _ in reversed(noisy) if e.topic == "vitals"}
+    assert any(first[k].get("systolic_bp") != noisy_first[k].get("systolic_bp") for k in first.keys() & noisy_first)
+    with pytest.raises(ValueError, match="measurement_noise"):
+        HospitalSimulator(demo, seed=3, start=START, vitals=True, measurement_noise=-1)
