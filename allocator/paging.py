@@ -7,7 +7,10 @@ and never reads a clock, so a replay of the same inputs gives the same actions.
 
 The chart decides who is interrupted (RCP NEWS2, 2017):
 - 0 and 1-4: nobody is paged. The bed board gets a `ReviewDue` (observation frequency; at 1-4
-  a registered nurse's assessment) when the band changes.
+  a registered nurse's assessment) when the band changes, and when the score rose by
+  `rising_points` or more since the previous one: then the next set is due within
+  `rising_observe_minutes` (the chart leaves more frequent monitoring to the nurse at 1-4; a
+  trend is what a single score cannot show).
 - a 3 in a single parameter: urgent ward-based review (ward doctor); 5-6: urgent response
   (ward doctor); 7 or more: emergency response (critical care outreach), at once, never
   delayed or batched.

@@ -33,9 +33,11 @@ few hours; 1% of SpO2 readings are probe artefacts. The simulator keeps the trut
 physiology reached a band the NEWS2 chart pages for) and the occupied bed-days. The nurses
 observe by acuity and keep to the chart's frequency for the last full set. The ward's staff in
 reply to the worker's decisions (`SimulatedClinicians`: acks when a page is read, repeat sets
-when asked) join the stream through `acknowledge` and `repeat_observations`, at their own event
-times, drawing from their own random streams and id series, so the rest of the stream is the
-same whatever the worker decides.
+when asked, an extra set when the board asks for one sooner) join the stream through
+`acknowledge`, `repeat_observations` and `observe_sooner`, at their own event times, with their
+own id series and a random stream of their own per reply (per page; per patient and time for
+sets), so the rest of the stream is the same whatever the worker decides, and two rule sets on
+one seed differ only where their decisions differ (common random numbers).
 """
 
 from __future__ import annotations
