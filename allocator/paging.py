@@ -261,6 +261,7 @@ class PagingState:
     pending_total: int | None = None
     pending_reasons: tuple[str, ...] = ()
     pending_scoring: tuple[tuple[str, Any, int], ...] = ()
+    pending_from_total: int | None = None  # the score before the suspect reading (a repeat that rises from it pages)
     overdue_reported_for: datetime | None = None  # due time already reported overdue
     reassessed: bool = False  # the episode's no-improvement review has been asked for
 
@@ -345,7 +346,7 @@ def _end_episode(state: PagingState) -> PagingState:
 
 def _clear_pending(state: PagingState) -> PagingState:
     return replace(state, pending_page_id=None, pending_since=None, pending_band=None, pending_total=None,
-                   pending_reasons=(), pending_scoring=())
+                   pending_reasons=(), pending_scoring=(), pending_from_total=None)
 
 
 def _page(state: PagingState, page_id: str, band: Band, total: int, reasons: tuple[str, ...],
@@ -408,6 +409,16 @@ def on_score(
 
     if not cfg.paging_band(result.band):
         actions: list[Action] = []
+        if (state.pending_page_id is not None and state.pending_from_total is not None
+                and state.pending_band is not None
+                and (state.page_band is None or state.pending_band.rank > state.page_band.rank)
+                and result.total - state.pending_from_total >= cfg.rising_points):
+            # A repeat below the paging bands but `rising_points` above the set before the suspect reading is no
+            # reassurance: the patient is deteriorating, and the suspect set (in a paging band) is paged now.
+            return _page_pending(state, now, cfg, (
+                f"The repeat scored {result.total}: below the paging bands, but NEWS2 rose from "
+                f"{state.pending_from_total} to {result.total} since the set before the suspect reading, so the "
+                "suspect set is paged."))
         state = _clear_pending(state)  # a reassuring repeat: the suspect reading was an artefact
         if rising:
             # RCP 1-4: the registered nurse decides whether more frequent monitoring is needed. A rise since the
@@ -461,7 +472,8 @@ def on_score(
                               "if they confirm it or do not come."))
         state = replace(state, pending_page_id=page_id, pending_since=now, pending_band=result.band,
                         pending_total=result.total, pending_reasons=(summary, response.text),
-                        pending_scoring=tuple((p.name, p.value, p.points) for p in scoring))
+                        pending_scoring=tuple((p.name, p.value, p.points) for p in scoring),
+                        pending_from_total=previous_total)
         return state, [ask]
 
     state, page = _page(state, page_id, result.band, result.total, (summary, response.text, *rise), scoring, now,
@@ -484,11 +496,18 @@ def _repeat_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tup
         return state, []
     if state.page_band is not None and state.pending_band.rank <= state.page_band.rank:
         return _clear_pending(state), []
-    reasons = (*state.pending_reasons,
-               f"The suspect reading was not repeated within {cfg.repeat_within_minutes:g} minutes, so it is paged.")
+    return _page_pending(state, now, cfg,
+                         f"The suspect reading was not repeated within {cfg.repeat_within_minutes:g} minutes, so it "
+                         "is paged.")
+
+
+def _page_pending(state: PagingState, now: datetime, cfg: PagingConfig, why: str) -> tuple[PagingState, list[Action]]:
+    """Page the suspect set that waited for a repeat, saying why it goes out after all."""
+    if state.pending_page_id is None or state.pending_band is None or state.pending_total is None:
+        raise ValueError("no suspect set is waiting for a repeat")
     scoring = tuple(ParameterScore(n, v, p) for n, v, p in state.pending_scoring)
-    state, page = _page(state, state.pending_page_id, state.pending_band, state.pending_total, reasons, scoring,
-                        now, cfg)
+    state, page = _page(state, state.pending_page_id, state.pending_band, state.pending_total,
+                        (*state.pending_reasons, why), scoring, now, cfg)
     return state, [page]
 
 

@@ -670,3 +670,37 @@ def test_a_patient_not_observed_after_a_rise_is_on_the_next_ward_rounds_overdue_
 def test_config_rejects_a_rising_rule_that_asks_for_nothing(bad):
     with pytest.raises(ValueError, match="rising"):
         PagingConfig(**bad)
+
+
+# --- a reassuring repeat that is itself a rise is no reassurance ---
+
+def test_a_repeat_two_points_above_the_set_before_the_suspect_reading_pages_the_suspect_set():
+    state, _ = scored(Band.ZERO, 0)
+    state, asked = scored(PROBE_OFF, 60, state, page_id="p2")  # suspect SpO2: a repeat first
+    assert [type(a) for a in asked] == [RepeatObservation]
+    state, actions = scored(THREE, 64, state, page_id="p3")  # 0 -> (suspect) -> 3: below the bands, but rising
+    [page] = pages(actions)
+    assert (page.page_id, page.role, page.band, page.total) == ("p2", "ward_doctor", Band.LOW_SINGLE_RED, 3)
+    assert "rose from 0 to 3" in page.reasons[-1]
+    assert state.page_ids == ("p2",) and state.pending_page_id is None
+    assert [type(a) for a in actions] == [Page]  # the page says it all: no rising review besides
+
+
+def test_a_repeat_less_than_two_points_above_the_set_before_clears_the_suspicion():
+    state, _ = scored(Band.LOW, 0)  # 1
+    state, _ = scored(PROBE_OFF, 60, state, page_id="p2")
+    state, actions = scored(Band.LOW, 64, state, page_id="p3")  # 1 -> (suspect) -> 1
+    assert pages(actions) == [] and state.pending_page_id is None and tick(state, at(120), CFG)[1] == []
+    state, _ = scored(FOUR, 120, state, page_id="p4")  # 1 -> 4: a rise with no suspect reading is a board task
+    state, _ = scored(PROBE_OFF, 180, state, page_id="p5")
+    state, actions = scored(THREE, 184, state, page_id="p6")  # 4 -> (suspect) -> 3: not a rise
+    assert pages(actions) == [] and state.pending_page_id is None
+
+
+def test_state_with_a_pending_rise_check_round_trips_through_json():
+    state, _ = scored(Band.ZERO, 0)
+    state, _ = scored(PROBE_OFF, 60, state, page_id="p2")
+    assert state.pending_from_total == 0
+    assert PagingState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    legacy = {k: v for k, v in state.to_dict().items() if k != "pending_from_total"}  # a state stored before
+    assert PagingState.from_dict(legacy).pending_from_total is None
