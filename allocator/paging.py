@@ -42,9 +42,10 @@ One page per episode:
 
 A single implausible reading (SpO2 of `artefact_spo2_max` % or lower with breathing scoring 0
 and a pulse scoring at most 1: a probe off the finger) that would start or raise an episode asks for a repeat set within
-`repeat_within_minutes` before anyone is paged. A reassuring repeat pages nobody; a repeat
-that pages again (or the same reading again) pages at once; no repeat in time pages on the
-suspect reading. A total of 7 or more is never delayed.
+`repeat_within_minutes` before anyone is paged. A reassuring repeat pages nobody, unless it is
+`rising_points` above the set before the suspect reading (a rising patient: the suspect set is
+paged); a repeat that pages again (or the same reading again) pages at once; no repeat in time
+pages on the suspect reading. A total of 7 or more is never delayed.
 
 Overdue observations are a nursing task reported per unit at each ward round (one list by
 urgency); a patient whose last score was 5 or more is reported on their own, at once.
@@ -71,6 +72,8 @@ from allocator.news2 import (
 DEFAULT_CHAIN = ("nurse_in_charge", "ward_doctor", "critical_care_outreach", "rapid_response")
 NEW_DETERIORATION = "new_deterioration"  # a rise into a paging band after an improvement since the review
 NO_IMPROVEMENT = "no_improvement"  # still at the band `reassess_after_minutes` after the review
+REPEAT_NOT_TAKEN = "repeat_not_taken"  # a suspect set's repeat did not come in time
+REPEAT_RISING = "repeat_rising"  # a suspect set's repeat, below the bands, rose from the set before it
 URGENT_OVERDUE_TOTAL = 5  # RCP: a NEWS2 of 5 or more is the urgent response threshold
 _DAY_MINUTES = 24 * 60
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -157,6 +160,7 @@ class Page:
     trend: tuple[TrendPoint, ...] = ()  # the last scores, oldest first, this one last
     monitoring_minutes: int = 0
     repage: str | None = None  # why a page inside an open episode: NEW_DETERIORATION or NO_IMPROVEMENT
+    after_repeat: str | None = None  # why a suspect set waiting for a repeat is paged: REPEAT_NOT_TAKEN or REPEAT_RISING
 
 
 @dataclass(frozen=True)
@@ -415,7 +419,7 @@ def on_score(
                 and result.total - state.pending_from_total >= cfg.rising_points):
             # A repeat below the paging bands but `rising_points` above the set before the suspect reading is no
             # reassurance: the patient is deteriorating, and the suspect set (in a paging band) is paged now.
-            return _page_pending(state, now, cfg, (
+            return _page_pending(state, now, cfg, REPEAT_RISING, (
                 f"The repeat scored {result.total}: below the paging bands, but NEWS2 rose from "
                 f"{state.pending_from_total} to {result.total} since the set before the suspect reading, so the "
                 "suspect set is paged."))
@@ -496,19 +500,20 @@ def _repeat_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tup
         return state, []
     if state.page_band is not None and state.pending_band.rank <= state.page_band.rank:
         return _clear_pending(state), []
-    return _page_pending(state, now, cfg,
+    return _page_pending(state, now, cfg, REPEAT_NOT_TAKEN,
                          f"The suspect reading was not repeated within {cfg.repeat_within_minutes:g} minutes, so it "
                          "is paged.")
 
 
-def _page_pending(state: PagingState, now: datetime, cfg: PagingConfig, why: str) -> tuple[PagingState, list[Action]]:
+def _page_pending(state: PagingState, now: datetime, cfg: PagingConfig, code: str,
+                  why: str) -> tuple[PagingState, list[Action]]:
     """Page the suspect set that waited for a repeat, saying why it goes out after all."""
     if state.pending_page_id is None or state.pending_band is None or state.pending_total is None:
         raise ValueError("no suspect set is waiting for a repeat")
     scoring = tuple(ParameterScore(n, v, p) for n, v, p in state.pending_scoring)
     state, page = _page(state, state.pending_page_id, state.pending_band, state.pending_total,
                         (*state.pending_reasons, why), scoring, now, cfg)
-    return state, [page]
+    return state, [replace(page, after_repeat=code)]
 
 
 def _escalate(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:

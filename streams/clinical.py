@@ -216,7 +216,7 @@ def _emit(log: DecisionLog, state, enc: EncounterState, action, details: dict | 
                         "trend": _trend(action.trend), "observe_every_minutes": action.monitoring_minutes}
         if action.repage:  # a page inside an open episode: why
             page_details["repage"] = action.repage
-        extra = action.repage or "repeat_not_taken"
+        extra = action.repage or action.after_repeat or paging.REPEAT_NOT_TAKEN
         reasons = [("news2", action.reasons[0]), ("response", action.reasons[1]),
                    *[(extra, r) for r in action.reasons[2:]], ("trend", _trend_text(action.trend))]
         log.add("page", reasons, page_id=action.page_id, role=action.role,
