@@ -7,7 +7,10 @@ and never reads a clock, so a replay of the same inputs gives the same actions.
 
 The chart decides who is interrupted (RCP NEWS2, 2017):
 - 0 and 1-4: nobody is paged. The bed board gets a `ReviewDue` (observation frequency; at 1-4
-  a registered nurse's assessment) when the band changes.
+  a registered nurse's assessment) when the band changes, and when the score rose by
+  `rising_points` or more since the previous one: then the next set is due within
+  `rising_observe_minutes` (the chart leaves more frequent monitoring to the nurse at 1-4; a
+  trend is what a single score cannot show).
 - a 3 in a single parameter: urgent ward-based review (ward doctor); 5-6: urgent response
   (ward doctor); 7 or more: emergency response (critical care outreach), at once, never
   delayed or batched.
@@ -39,9 +42,10 @@ One page per episode:
 
 A single implausible reading (SpO2 of `artefact_spo2_max` % or lower with breathing scoring 0
 and a pulse scoring at most 1: a probe off the finger) that would start or raise an episode asks for a repeat set within
-`repeat_within_minutes` before anyone is paged. A reassuring repeat pages nobody; a repeat
-that pages again (or the same reading again) pages at once; no repeat in time pages on the
-suspect reading. A total of 7 or more is never delayed.
+`repeat_within_minutes` before anyone is paged. A reassuring repeat pages nobody, unless it is
+`rising_points` above the set before the suspect reading (a rising patient: the suspect set is
+paged); a repeat that pages again (or the same reading again) pages at once; no repeat in time
+pages on the suspect reading. A total of 7 or more is never delayed.
 
 Overdue observations are a nursing task reported per unit at each ward round (one list by
 urgency); a patient whose last score was 5 or more is reported on their own, at once.
@@ -68,6 +72,8 @@ from allocator.news2 import (
 DEFAULT_CHAIN = ("nurse_in_charge", "ward_doctor", "critical_care_outreach", "rapid_response")
 NEW_DETERIORATION = "new_deterioration"  # a rise into a paging band after an improvement since the review
 NO_IMPROVEMENT = "no_improvement"  # still at the band `reassess_after_minutes` after the review
+REPEAT_NOT_TAKEN = "repeat_not_taken"  # a suspect set's repeat did not come in time
+REPEAT_RISING = "repeat_rising"  # a suspect set's repeat, below the bands, rose from the set before it
 URGENT_OVERDUE_TOTAL = 5  # RCP: a NEWS2 of 5 or more is the urgent response threshold
 _DAY_MINUTES = 24 * 60
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -80,6 +86,8 @@ class PagingConfig:
     repeat_within_minutes: float = 10  # a suspected artefact waits this long for a repeat set
     reassess_after_minutes: float = 60  # still at the band this long after the ack: the next role reviews
     artefact_spo2_max: float = 85  # a SpO2 this low with normal breathing and pulse is a suspected artefact
+    rising_points: int = 2  # a 0-4 this many points above the previous score: observe again sooner
+    rising_observe_minutes: float = 30  # how soon, after such a rise (the board's due time; nobody is paged)
     overdue_grace_minutes: float = 15
     overdue_round_minutes: float = 240  # ward rounds every 4 hours from midnight UTC
     trend_length: int = 5  # scores a page shows
@@ -109,6 +117,11 @@ class PagingConfig:
             raise ValueError("trend_length must be at least 1")
         if self.reassess_after_minutes <= 0:
             raise ValueError("reassess_after_minutes must be positive")
+        if self.rising_points < 1:
+            raise ValueError("rising_points must be at least 1")
+        if not 0 < self.rising_observe_minutes < self.responses[Band.LOW].monitoring_minutes:
+            raise ValueError("rising_observe_minutes must be positive and sooner than the chart's own frequency "
+                             f"at 1-4 ({self.responses[Band.LOW].monitoring_minutes} minutes)")
         if not 0 < self.artefact_spo2_max < 92:
             raise ValueError("artefact_spo2_max must be below 92 (a SpO2 that scores 3 on scale 1)")
 
@@ -147,6 +160,7 @@ class Page:
     trend: tuple[TrendPoint, ...] = ()  # the last scores, oldest first, this one last
     monitoring_minutes: int = 0
     repage: str | None = None  # why a page inside an open episode: NEW_DETERIORATION or NO_IMPROVEMENT
+    after_repeat: str | None = None  # why a suspect set waiting for a repeat is paged: REPEAT_NOT_TAKEN or REPEAT_RISING
 
 
 @dataclass(frozen=True)
@@ -171,6 +185,7 @@ class ReviewDue:
     next_obs_due_at: datetime
     nurse_assessment: bool
     reasons: tuple[str, ...]
+    rising_from: int | None = None  # the previous score, when this one rose by `rising_points` or more
 
 
 @dataclass(frozen=True)
@@ -250,6 +265,7 @@ class PagingState:
     pending_total: int | None = None
     pending_reasons: tuple[str, ...] = ()
     pending_scoring: tuple[tuple[str, Any, int], ...] = ()
+    pending_from_total: int | None = None  # the score before the suspect reading (a repeat that rises from it pages)
     overdue_reported_for: datetime | None = None  # due time already reported overdue
     reassessed: bool = False  # the episode's no-improvement review has been asked for
 
@@ -334,7 +350,7 @@ def _end_episode(state: PagingState) -> PagingState:
 
 def _clear_pending(state: PagingState) -> PagingState:
     return replace(state, pending_page_id=None, pending_since=None, pending_band=None, pending_total=None,
-                   pending_reasons=(), pending_scoring=())
+                   pending_reasons=(), pending_scoring=(), pending_from_total=None)
 
 
 def _page(state: PagingState, page_id: str, band: Band, total: int, reasons: tuple[str, ...],
@@ -360,9 +376,12 @@ def on_score(
     `page_id` is the caller's deterministic id for the page this score would send.
     """
     response = cfg.responses[result.band]
-    previous_band = state.last_band
+    previous_band, previous_total = state.last_band, state.last_total
     trend = (*state.trend, TrendPoint(now, result.total, result.band))[-cfg.trend_length:]
-    next_obs_due_at = now + _minutes(response.monitoring_minutes)
+    rising = (not cfg.paging_band(result.band) and previous_total is not None
+              and result.total - previous_total >= cfg.rising_points)
+    monitoring_minutes = cfg.rising_observe_minutes if rising else response.monitoring_minutes
+    next_obs_due_at = now + _minutes(monitoring_minutes)
     state = replace(state, last_band=result.band, last_total=result.total, last_obs_at=now, trend=trend,
                     next_obs_due_at=next_obs_due_at)
     summary = describe_scoring(result)
@@ -394,8 +413,27 @@ def on_score(
 
     if not cfg.paging_band(result.band):
         actions: list[Action] = []
+        if (state.pending_page_id is not None and state.pending_from_total is not None
+                and state.pending_band is not None
+                and (state.page_band is None or state.pending_band.rank > state.page_band.rank)
+                and result.total - state.pending_from_total >= cfg.rising_points):
+            # A repeat below the paging bands but `rising_points` above the set before the suspect reading is no
+            # reassurance: the patient is deteriorating, and the suspect set (in a paging band) is paged now.
+            return _page_pending(state, now, cfg, REPEAT_RISING, (
+                f"The repeat scored {result.total}: below the paging bands, but NEWS2 rose from "
+                f"{state.pending_from_total} to {result.total} since the set before the suspect reading, so the "
+                "suspect set is paged."))
         state = _clear_pending(state)  # a reassuring repeat: the suspect reading was an artefact
-        if result.band != previous_band:
+        if rising:
+            # RCP 1-4: the registered nurse decides whether more frequent monitoring is needed. A rise since the
+            # last set is the trend the chart's single score cannot show: the board suggests the next set sooner.
+            why = (f"NEWS2 rose from {previous_total} to {result.total} since the last observations: observe "
+                   f"again within {cfg.rising_observe_minutes:g} minutes (a registered nurse's assessment; "
+                   "nobody is paged below the chart's paging bands).")
+            actions.append(ReviewDue(band=result.band, total=result.total, monitoring_minutes=int(monitoring_minutes),
+                                     next_obs_due_at=next_obs_due_at, nurse_assessment=True,
+                                     reasons=(summary, response.text, why), rising_from=previous_total))
+        elif result.band != previous_band:
             actions.append(ReviewDue(band=result.band, total=result.total,
                                      monitoring_minutes=response.monitoring_minutes,
                                      next_obs_due_at=next_obs_due_at,
@@ -438,7 +476,8 @@ def on_score(
                               "if they confirm it or do not come."))
         state = replace(state, pending_page_id=page_id, pending_since=now, pending_band=result.band,
                         pending_total=result.total, pending_reasons=(summary, response.text),
-                        pending_scoring=tuple((p.name, p.value, p.points) for p in scoring))
+                        pending_scoring=tuple((p.name, p.value, p.points) for p in scoring),
+                        pending_from_total=previous_total)
         return state, [ask]
 
     state, page = _page(state, page_id, result.band, result.total, (summary, response.text, *rise), scoring, now,
@@ -461,12 +500,20 @@ def _repeat_overdue(state: PagingState, now: datetime, cfg: PagingConfig) -> tup
         return state, []
     if state.page_band is not None and state.pending_band.rank <= state.page_band.rank:
         return _clear_pending(state), []
-    reasons = (*state.pending_reasons,
-               f"The suspect reading was not repeated within {cfg.repeat_within_minutes:g} minutes, so it is paged.")
+    return _page_pending(state, now, cfg, REPEAT_NOT_TAKEN,
+                         f"The suspect reading was not repeated within {cfg.repeat_within_minutes:g} minutes, so it "
+                         "is paged.")
+
+
+def _page_pending(state: PagingState, now: datetime, cfg: PagingConfig, code: str,
+                  why: str) -> tuple[PagingState, list[Action]]:
+    """Page the suspect set that waited for a repeat, saying why it goes out after all."""
+    if state.pending_page_id is None or state.pending_band is None or state.pending_total is None:
+        raise ValueError("no suspect set is waiting for a repeat")
     scoring = tuple(ParameterScore(n, v, p) for n, v, p in state.pending_scoring)
-    state, page = _page(state, state.pending_page_id, state.pending_band, state.pending_total, reasons, scoring,
-                        now, cfg)
-    return state, [page]
+    state, page = _page(state, state.pending_page_id, state.pending_band, state.pending_total,
+                        (*state.pending_reasons, why), scoring, now, cfg)
+    return state, [replace(page, after_repeat=code)]
 
 
 def _escalate(state: PagingState, now: datetime, cfg: PagingConfig) -> tuple[PagingState, list[Action]]:

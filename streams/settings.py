@@ -115,6 +115,10 @@ class WardflowSettings(InferenceSettings, BaseSettings):
                                                  "long after the ack pages the next role, once per episode")
     paging_artefact_spo2_max: float = Field(85.0, gt=0, lt=92, description="A SpO2 at or below this with normal "
                                             "breathing and pulse is a suspected probe artefact (repeat first)")
+    paging_rising_points: int = Field(2, ge=1, description="A NEWS2 of 0-4 this many points above the previous "
+                                      "score asks the board for observations sooner (nobody is paged)")
+    paging_rising_observe_minutes: float = Field(30.0, gt=0, description="How soon after such a rise the next "
+                                                 "observations are due (less than the chart's 4-hourly at 1-4)")
     paging_overdue_grace_minutes: float = Field(15.0, ge=0, description="Observations overdue this long past due are reported")
     paging_overdue_round_minutes: float = Field(240.0, gt=0, description="Ward rounds (overdue lists per unit) every this many minutes from midnight UTC")
 
@@ -134,6 +138,8 @@ class WardflowSettings(InferenceSettings, BaseSettings):
                                 repeat_within_minutes=self.paging_repeat_within_minutes,
                                 reassess_after_minutes=self.paging_reassess_after_minutes,
                                 artefact_spo2_max=self.paging_artefact_spo2_max,
+                                rising_points=self.paging_rising_points,
+                                rising_observe_minutes=self.paging_rising_observe_minutes,
                                 overdue_grace_minutes=self.paging_overdue_grace_minutes,
                                 overdue_round_minutes=self.paging_overdue_round_minutes),
         )

@@ -183,6 +183,17 @@ def test_a_probe_artefact_asks_for_a_repeat_and_pages_when_none_comes():
     late = ward.send(ev.bed_status(HID, "SURG-SR1", "clean", 80, event_id="b2"))
     assert [(d.kind, d.role, d.page_id) for d in late] == [("page", "ward_doctor", "pg-test-hosp-v2")]
     assert "not repeated within 10 minutes" in late[0].reasons[2].text
+    assert late[0].reasons[2].code == "repeat_not_taken"
+
+
+def test_a_repeat_that_rose_two_points_since_the_set_before_the_suspect_reading_pages_and_says_why():
+    ward = admitted()
+    ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **CALM))  # 0
+    ward.send(ev.vitals(HID, "P1", "E1", 70, event_id="v2", **{**CALM, "spo2": 40}))  # suspect
+    out = ward.send(ev.vitals(HID, "P1", "E1", 74, event_id="v3", **{**CALM, "resp_rate": 22, "heart_rate": 95}))
+    [page] = [d for d in out if d.kind == "page"]  # the repeat scored 3: below the bands, but 3 above the 0
+    assert (page.role, page.page_id, page.pager is not None) == ("ward_doctor", "pg-test-hosp-v2", True)
+    assert page.reasons[2].code == "repeat_rising" and "rose from 0 to 3" in page.reasons[2].text
 
 
 def test_a_reassuring_repeat_pages_nobody():
@@ -232,3 +243,17 @@ def test_a_late_ack_read_before_the_escalation_stops_any_further_one():
     assert ward.send(_ack(page.page_id, 75, "ack-late")) == [] and ward.worker.sink.dead_letters == []
     later = ward.send(ev.bed_status(HID, "SURG-SR1", "clean", 200, event_id="b2"))
     assert [d for d in later if d.kind == "escalation"] == []
+
+
+def test_a_rising_score_below_the_paging_bands_asks_the_board_for_observations_sooner_and_pages_nobody():
+    ward = admitted()
+    ward.send(ev.vitals(HID, "P1", "E1", 10, event_id="v1", **CALM))  # 0
+    out = ward.send(ev.vitals(HID, "P1", "E1", 70, event_id="v2", **{**CALM, "resp_rate": 22, "heart_rate": 95}))
+    assert [d.kind for d in out] == ["news2", "review_due"]  # 0 -> 3 (2 + 1): rising, still below the paging bands
+    review = out[1]
+    assert review.pager is None and review.role is None and review.page_id is None
+    assert review.details == {"total": 3, "band": "low", "observe_every_minutes": 30,
+                              "next_obs_due_at": "2026-11-24T09:40:00+00:00", "nurse_assessment": True,
+                              "rising_from": 0}
+    assert [r.code for r in review.reasons] == ["news2", "review", "rising"]
+    assert "rose from 0 to 3" in review.reasons[2].text

@@ -603,3 +603,104 @@ def test_a_rise_after_improvement_on_a_suspected_artefact_asks_for_a_repeat_firs
     assert pages(actions) == [] and tick(reassured, at(120), CFG)[1] == []
     _, actions = tick(state, at(80 + CFG.repeat_within_minutes), CFG)  # no repeat came: it pages
     assert [(a.page_id, a.role) for a in pages(actions)] == [("p3", "ward_doctor")]
+
+
+# --- a rising score inside 0-4: the nurse is asked to observe sooner (the board), nobody is paged ---
+
+THREE = score(replace(NORMAL, heart_rate=95, systolic_bp=105, temperature_c=38.5), scale2=False)  # 1 + 1 + 1
+FOUR = score(replace(NORMAL, heart_rate=95, systolic_bp=105, temperature_c=38.5, spo2=95), scale2=False)
+
+
+def test_the_rising_score_sets_are_in_the_intended_bands():
+    assert (THREE.band, THREE.total, FOUR.band, FOUR.total) == (Band.LOW, 3, Band.LOW, 4)
+
+
+def test_a_rise_of_two_points_inside_the_non_paging_bands_asks_for_observations_sooner_and_pages_nobody():
+    state, _ = scored(Band.ZERO, 0)
+    state, actions = scored(THREE, 60, state, page_id="p2")
+    [review] = actions
+    assert isinstance(review, ReviewDue) and review.rising_from == 0
+    assert (review.band, review.total, review.monitoring_minutes, review.next_obs_due_at) == (Band.LOW, 3, 30, at(90))
+    assert review.nurse_assessment is True
+    assert "rose from 0 to 3" in review.reasons[-1] and "30 minutes" in review.reasons[-1]
+    assert state.next_obs_due_at == at(90) and state.page_band is None and state.last_page_id is None
+
+
+def test_a_rise_inside_the_same_band_is_news_for_the_board_too():
+    state, _ = scored(Band.LOW, 0)  # 1
+    state, actions = scored(THREE, 60, state, page_id="p2")  # 1 -> 3: the band has not changed
+    assert [(type(a), a.rising_from, a.monitoring_minutes) for a in actions] == [(ReviewDue, 1, 30)]
+
+
+def test_a_rise_of_one_point_or_a_fall_keeps_the_charts_own_frequency():
+    state, _ = scored(Band.ZERO, 0)
+    state, actions = scored(Band.LOW, 60, state, page_id="p2")  # 0 -> 1: the band changes, the chart's 4-hourly
+    assert [(a.rising_from, a.monitoring_minutes) for a in actions] == [(None, 240)]
+    state, _ = scored(FOUR, 120, state, page_id="p3")  # 1 -> 4: rising
+    state, actions = scored(THREE, 150, state, page_id="p4")  # 4 -> 3: falling
+    assert actions == [] and state.next_obs_due_at == at(150 + 240)
+    state, actions = scored(FOUR, 180, state, page_id="p5")  # 3 -> 4: one point
+    assert actions == [] and state.next_obs_due_at == at(180 + 240)
+
+
+def test_a_rise_into_a_paging_band_pages_as_the_chart_says():
+    state, _ = scored(Band.ZERO, 0)
+    _, actions = scored(Band.MEDIUM, 60, state, page_id="p2")
+    assert [type(a) for a in actions] == [Page]
+
+
+def test_the_rise_needed_is_configurable():
+    cfg = PagingConfig(rising_points=3, rising_observe_minutes=45)
+    state, _ = scored(Band.ZERO, 0, cfg=cfg)
+    state, actions = scored(THREE, 60, state, page_id="p2", cfg=cfg)
+    assert [(a.rising_from, a.monitoring_minutes, a.next_obs_due_at) for a in actions] == [(0, 45, at(105))]
+    _, actions = scored(FOUR, 90, scored(Band.LOW, 0, cfg=cfg)[0], page_id="p3", cfg=cfg)  # 1 -> 4
+    assert [a.rising_from for a in actions] == [1]
+
+
+def test_a_patient_not_observed_after_a_rise_is_on_the_next_ward_rounds_overdue_list():
+    state, _ = scored(Band.ZERO, 0)
+    state, _ = scored(THREE, 60, state, page_id="p2")  # observe again by 90
+    rounds, _ = overdue_round([("E1", "MED", state)], at(240), CFG)  # T0 is noon: a round at 16:00
+    assert [(p.encounter_id, p.due_at) for r in rounds for p in r.patients] == [("E1", at(90))]
+
+
+@pytest.mark.parametrize("bad", [{"rising_points": 0}, {"rising_observe_minutes": 0},
+                                 {"rising_observe_minutes": 240}])  # must be sooner than the chart's 4-hourly
+def test_config_rejects_a_rising_rule_that_asks_for_nothing(bad):
+    with pytest.raises(ValueError, match="rising"):
+        PagingConfig(**bad)
+
+
+# --- a reassuring repeat that is itself a rise is no reassurance ---
+
+def test_a_repeat_two_points_above_the_set_before_the_suspect_reading_pages_the_suspect_set():
+    state, _ = scored(Band.ZERO, 0)
+    state, asked = scored(PROBE_OFF, 60, state, page_id="p2")  # suspect SpO2: a repeat first
+    assert [type(a) for a in asked] == [RepeatObservation]
+    state, actions = scored(THREE, 64, state, page_id="p3")  # 0 -> (suspect) -> 3: below the bands, but rising
+    [page] = pages(actions)
+    assert (page.page_id, page.role, page.band, page.total) == ("p2", "ward_doctor", Band.LOW_SINGLE_RED, 3)
+    assert "rose from 0 to 3" in page.reasons[-1]
+    assert state.page_ids == ("p2",) and state.pending_page_id is None
+    assert [type(a) for a in actions] == [Page]  # the page says it all: no rising review besides
+
+
+def test_a_repeat_less_than_two_points_above_the_set_before_clears_the_suspicion():
+    state, _ = scored(Band.LOW, 0)  # 1
+    state, _ = scored(PROBE_OFF, 60, state, page_id="p2")
+    state, actions = scored(Band.LOW, 64, state, page_id="p3")  # 1 -> (suspect) -> 1
+    assert pages(actions) == [] and state.pending_page_id is None and tick(state, at(120), CFG)[1] == []
+    state, _ = scored(FOUR, 120, state, page_id="p4")  # 1 -> 4: a rise with no suspect reading is a board task
+    state, _ = scored(PROBE_OFF, 180, state, page_id="p5")
+    state, actions = scored(THREE, 184, state, page_id="p6")  # 4 -> (suspect) -> 3: not a rise
+    assert pages(actions) == [] and state.pending_page_id is None
+
+
+def test_state_with_a_pending_rise_check_round_trips_through_json():
+    state, _ = scored(Band.ZERO, 0)
+    state, _ = scored(PROBE_OFF, 60, state, page_id="p2")
+    assert state.pending_from_total == 0
+    assert PagingState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    legacy = {k: v for k, v in state.to_dict().items() if k != "pending_from_total"}  # a state stored before
+    assert PagingState.from_dict(legacy).pending_from_total is None

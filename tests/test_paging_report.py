@@ -4,6 +4,7 @@ closed loop in event time (acks at the time a page is read) and the CLI."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -198,15 +199,24 @@ def test_a_repeat_is_taken_for_every_suspect_reading(quarter_day):
     assert all(len(orjson.loads(e.value)) == 12 for e in repeats)  # a full set: ids, time and seven readings
 
 
+def test_the_nurse_takes_the_set_the_board_asks_for_after_a_rising_score(quarter_day):
+    extra = [e for e in quarter_day.inputs if e.topic == "vitals" and "-o" in orjson.loads(e.value)["event_id"]]
+    assert 0 < len(extra) <= quarter_day.extra_sets  # one may fall after the stretch ends
+    assert all(len(orjson.loads(e.value)) == 12 for e in extra)  # a full set: ids, time and seven readings
+    counts = pr.figures(quarter_day, escalate_after_minutes=15, chain=CHAIN)["counts"]
+    assert counts["extra_sets_taken"] == quarter_day.extra_sets and counts["review_due_rising"] > 0
+
+
 def test_the_cli_prints_the_report_as_json(capsys):
     from streams.cli import build_parser
 
     args = build_parser().parse_args(["simulate", "--offline", "--paging-report", "--days", "0.1", "--start",
-                                      T0.isoformat(), "--ack-loss-rate", "0.3", "--malformed-rate", "0"])
+                                      T0.isoformat(), "--ack-loss-rate", "0.3", "--malformed-rate", "0",
+                                      "--measurement-noise", "0.5"])
     assert args.func(args) == 0
     out, err = capsys.readouterr()
     rep = orjson.loads(out)
-    assert rep["simulation"]["ack_loss_rate"] == 0.3
+    assert rep["simulation"]["ack_loss_rate"] == 0.3 and rep["simulation"]["measurement_noise"] == 0.5
     assert orjson.loads(err.strip().splitlines()[-1])["offline"]["decisions"]["page"] == rep["counts"]["pages"]
     for key in ("pages_per_100_occupied_beds_per_day", "escalations_per_100_occupied_beds_per_day",
                 "deterioration_recall", "median_minutes_to_first_page", "page_precision"):
@@ -247,13 +257,14 @@ def test_a_deterioration_that_starts_while_the_patient_is_still_truly_unwell_is_
 
 
 def test_both_rule_sets_see_the_same_simulated_patients_and_observations(quarter_day, demo):
-    """The same seed and start: only the clinicians' replies (acks, repeat sets) differ between the two runs."""
+    """The same seed and start: only the clinicians' replies (acks, repeat sets, sets asked for sooner) differ
+    between the two runs."""
     legacy = pr.run(demo, seed=11, start=T0, days=0.25, clinical=ClinicalConfig(), ack_loss_rate=0.2, legacy=True,
                     keep_inputs=True)
 
     def story(run: pr.RunResult) -> list[bytes]:
         return [e.value for e in run.inputs
-                if e.topic != "page-acks" and "-r" not in orjson.loads(e.value)["event_id"]]
+                if e.topic != "page-acks" and not re.search(r"-[ro]\d+$", orjson.loads(e.value)["event_id"])]
 
     assert story(legacy) == story(quarter_day)
     assert legacy.truth == quarter_day.truth and legacy.scores.keys() == quarter_day.scores.keys()

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from allocator.hospital import DEMO_HOSPITAL_PATH, Hospital, load_hospitals
-from streams.devtools.simulator import HospitalSimulator, SimEvent
+from streams.devtools.simulator import HospitalSimulator, SimEvent, SimulatedClinicians
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday, midnight
 DAYS = 2
@@ -396,3 +396,76 @@ def test_clinicians_replies_join_the_stream_at_their_event_time(demo: Hospital) 
     assert repeat.at == first_vitals.at + timedelta(minutes=4) and "-r1" in _body(repeat)["event_id"]
     assert {"resp_rate", "spo2", "on_oxygen", "systolic_bp", "heart_rate", "consciousness",
             "temperature_c"} <= set(_body(repeat))
+
+
+def test_a_set_asked_for_sooner_is_taken_before_its_due_time_and_leaves_the_rest_of_the_stream_unchanged(
+        demo: Hospital) -> None:
+    def run(ask: bool) -> tuple[list, SimulatedClinicians, str]:
+        sim = HospitalSimulator(demo, seed=7, start=START, vitals=True, malformed_rate=0.0)
+        staff = SimulatedClinicians(sim)
+        events = sim.events(START + timedelta(hours=3))
+        first = next(e for e in events if e.topic == "vitals")
+        encounter = _body(first)["encounter_id"]
+        if ask:  # the board asks for this patient's next set within 30 minutes (a rising score)
+            staff.read("review_due", first.at, encounter_id=encounter, observe_by=first.at + timedelta(minutes=30))
+        return [first, *events], staff, encounter
+
+    plain, _, _ = run(False)
+    asked, staff, encounter = run(True)
+    extra = [e for e in asked if "-o" in _body(e)["event_id"]]
+    assert [e for e in asked if e not in extra] == plain  # every other event, byte for byte
+    [one] = extra
+    assert one.topic == "vitals" and _body(one)["encounter_id"] == encounter and staff.extra_sets == 1
+    assert plain[0].at + timedelta(minutes=20) <= one.at <= plain[0].at + timedelta(minutes=30)
+    assert {"resp_rate", "spo2", "on_oxygen", "systolic_bp", "heart_rate", "consciousness",
+            "temperature_c"} <= set(_body(one))
+
+
+def test_no_extra_set_when_the_patients_own_observations_come_first(demo: Hospital) -> None:
+    sim = HospitalSimulator(demo, seed=7, start=START, vitals=True, malformed_rate=0.0)
+    staff = SimulatedClinicians(sim)
+    events = sim.events(START + timedelta(hours=30))
+    first = next(e for e in events if e.topic == "vitals")
+    encounter = _body(first)["encounter_id"]
+    staff.read("review_due", first.at, encounter_id=encounter, observe_by=first.at + timedelta(hours=24))
+    assert not [e for e in events if "-o" in _body(e)["event_id"]] and staff.extra_sets == 0
+    staff.read("review_due", first.at, encounter_id=encounter)  # the chart's own frequency: the nurse's schedule
+    assert staff.extra_sets == 0
+
+
+def test_measurement_noise_scales_the_readings_and_leaves_the_story_unchanged(demo: Hospital) -> None:
+    from streams.devtools.simulator import _true_physiology
+
+    def run(noise: float) -> tuple[HospitalSimulator, list[tuple[SimEvent, tuple | None]]]:
+        sim = HospitalSimulator(demo, seed=3, start=START, vitals=True, malformed_rate=0.0, measurement_noise=noise)
+        out = []
+        for e in sim.events(START + timedelta(hours=4)):
+            truth = None
+            if e.topic == "vitals":
+                p = sim._patients[_body(e)["encounter_id"]]
+                if p.deteriorating_until is None:  # not deteriorating: the true physiology is the settling one
+                    truth = _true_physiology(p, 0.0, sim._settling(p, e.at))
+            out.append((e, truth))
+        return sim, out
+
+    _, exact = run(0.0)
+    _, noisy = run(1.0)
+    def admissions(run: list) -> list[bytes]:
+        return [e.value for e, _ in run if e.topic == "admissions"]
+
+    # The same patients (the nurses keep to the chart's frequency for the sets they measure, so the times of
+    # later sets, and what the vitals draws decide at them, follow the readings).
+    assert admissions(exact) == admissions(noisy)
+    checked = 0
+    for e, truth in exact:
+        body = _body(e)
+        if truth is not None and {"resp_rate", "systolic_bp", "heart_rate"} <= body.keys():
+            assert (body["resp_rate"], body["systolic_bp"], body["heart_rate"]) == (
+                max(6, round(truth[0])), max(60, round(truth[2])), max(35, round(truth[3])))
+            checked += 1
+    assert checked > 50
+    first = {_body(e)["encounter_id"]: _body(e) for e, _ in reversed(exact) if e.topic == "vitals"}
+    noisy_first = {_body(e)["encounter_id"]: _body(e) for e, _ in reversed(noisy) if e.topic == "vitals"}
+    assert any(first[k].get("systolic_bp") != noisy_first[k].get("systolic_bp") for k in first.keys() & noisy_first)
+    with pytest.raises(ValueError, match="measurement_noise"):
+        HospitalSimulator(demo, seed=3, start=START, vitals=True, measurement_noise=-1)

@@ -133,7 +133,8 @@ async def _demo(settings: WardflowSettings, args: argparse.Namespace, broker: Em
     live_run = paging_report.RunResult(sent=paging_sent, scores=closed_loop.scores, truth=closed_loop.truth,
                                        occupied_bed_days=closed_loop.occupied_bed_days, until=closed_loop.until,
                                        acks_sent=closed_loop.acks_sent, acks_lost=closed_loop.acks_lost,
-                                       repeats=closed_loop.repeats, dead_letters=figures.dead_letters_by_code)
+                                       repeats=closed_loop.repeats, extra_sets=closed_loop.extra_sets,
+                                       dead_letters=figures.dead_letters_by_code)
     report = paging_report.compare(live_run, legacy, hospital=hospital, seed=args.seed, start=start, days=args.days,
                                    clinical=clinical, ack_loss_rate=args.ack_loss_rate,
                                    malformed_rate=DEMO_MALFORMED_RATE, source="the live worker on the broker")

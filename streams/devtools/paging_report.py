@@ -73,6 +73,7 @@ class Sent:
     page_id: str | None = None
     role: str | None = None
     pager: bool = False
+    rising: bool = False  # a review_due for a rising score: the board asks for the next set sooner
 
 
 @dataclass
@@ -85,6 +86,7 @@ class RunResult:
     acks_sent: int = 0
     acks_lost: int = 0
     repeats: int = 0
+    extra_sets: int = 0  # sets the nurses took sooner because the board asked (a rising score)
     dead_letters: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)  # every decision by kind
     inputs: list[SimEvent] = field(default_factory=list)  # the closed loop's input stream, when kept
@@ -195,14 +197,16 @@ def legacy_config(clinical: ClinicalConfig) -> paging_legacy.PagingConfig:
 
 def run(hospital: Hospital, *, seed: int, start: datetime, days: float, clinical: ClinicalConfig,
         ack_loss_rate: float, legacy: bool = False, keep_inputs: bool = False, malformed_rate: float = 0.0,
-        model: TriageModel | None = None, on_progress: Callable[[datetime], None] | None = None) -> RunResult:
+        model: TriageModel | None = None, on_progress: Callable[[datetime], None] | None = None,
+        measurement_noise: float = 1.0) -> RunResult:
     """One simulated stretch, closed loop in event time, through today's worker or (`legacy`) today's old rules.
 
     `model`: the triage model the worker would run (the demo's), so the worker in memory places and judges
     patients as the live one does; without it, as a worker with no model.
     """
     until = start + timedelta(days=days)
-    sim = HospitalSimulator(hospital, seed=seed, start=start, vitals=True, malformed_rate=malformed_rate)
+    sim = HospitalSimulator(hospital, seed=seed, start=start, vitals=True, malformed_rate=malformed_rate,
+                            measurement_noise=measurement_noise)
     staff = SimulatedClinicians(sim, ack_loss_rate=ack_loss_rate)
     sent: list[Sent] = []
     inputs: list[SimEvent] = []
@@ -227,6 +231,7 @@ def run(hospital: Hospital, *, seed: int, start: datetime, days: float, clinical
                                  inputs if keep_inputs else None, on_progress, model))
     return RunResult(sent=sent, scores=dict(scorer.scores), truth=sim.true_episodes(until), occupied_bed_days=sim.occupied_bed_days(),
                      until=until, acks_sent=staff.acks_sent, acks_lost=staff.acks_lost, repeats=staff.repeats,
+                     extra_sets=staff.extra_sets,
                      dead_letters=dead, kinds=kinds, inputs=inputs)
 
 
@@ -253,9 +258,13 @@ async def _worker_loop(sim: HospitalSimulator, staff: SimulatedClinicians, score
             dead[outcome.code] += 1
         for d in outcome.decisions:
             kinds[d.kind] += 1
+            details = d.details or {}
+            rising = d.kind == "review_due" and details.get("rising_from") is not None
             if d.kind in COUNTED:
-                sent.append(Sent(d.kind, d.created_at, d.encounter_id, d.page_id, d.role, d.pager is not None))
-            staff.read(d.kind, d.created_at, d.page_id, d.encounter_id)
+                sent.append(Sent(d.kind, d.created_at, d.encounter_id, d.page_id, d.role, d.pager is not None, rising))
+            # the board asks for the next set sooner after a rising score: the nurse takes it
+            observe_by = datetime.fromisoformat(details["next_obs_due_at"]) if rising else None
+            staff.read(d.kind, d.created_at, d.page_id, d.encounter_id, observe_by=observe_by)
         if on_progress:
             on_progress(event.at)
 
@@ -316,6 +325,7 @@ def figures(result: RunResult, *, escalate_after_minutes: float, chain: tuple[st
             "unwell_on_admission": len(unwell),
             "unwell_on_admission_chart_called_for_a_page": len(unwell_minutes), "pages_in_true_episodes": true_pages,
             "acks_sent": result.acks_sent, "acks_lost": result.acks_lost, "repeats_taken": result.repeats,
+            "review_due_rising": sum(s.rising for s in result.sent), "extra_sets_taken": result.extra_sets,
             "dead_letters": dict(result.dead_letters),
         },
     }
@@ -371,23 +381,25 @@ def _minutes(value: float | None) -> float | str | None:
 
 def report(hospital: Hospital, *, seed: int, start: datetime, days: float, clinical: ClinicalConfig,
            ack_loss_rate: float, malformed_rate: float = 0.0, current_run: RunResult | None = None,
-           on_progress: Callable[[str, datetime], None] | None = None) -> dict[str, Any]:
+           on_progress: Callable[[str, datetime], None] | None = None, measurement_noise: float = 1.0) -> dict[str, Any]:
     """Today's worker and today's old rules over the same simulated stretch, side by side, with the targets.
 
     `current_run`: today's worker's run when the caller already made it (the same seed, start and days).
     """
     if current_run is None:
         current_run = run(hospital, seed=seed, start=start, days=days, clinical=clinical, ack_loss_rate=ack_loss_rate,
-                          malformed_rate=malformed_rate, on_progress=(lambda at: on_progress("chart rules", at)) if on_progress else None)
+                          malformed_rate=malformed_rate, measurement_noise=measurement_noise,
+                          on_progress=(lambda at: on_progress("chart rules", at)) if on_progress else None)
     legacy_run = run(hospital, seed=seed, start=start, days=days, clinical=clinical, ack_loss_rate=ack_loss_rate,
-                     malformed_rate=malformed_rate, legacy=True, on_progress=(lambda at: on_progress("legacy rules", at)) if on_progress else None)
+                     malformed_rate=malformed_rate, legacy=True, measurement_noise=measurement_noise,
+                     on_progress=(lambda at: on_progress("legacy rules", at)) if on_progress else None)
     return compare(current_run, legacy_run, hospital=hospital, seed=seed, start=start, days=days, clinical=clinical,
-                   ack_loss_rate=ack_loss_rate, malformed_rate=malformed_rate)
+                   ack_loss_rate=ack_loss_rate, malformed_rate=malformed_rate, measurement_noise=measurement_noise)
 
 
 def compare(current_run: RunResult, legacy_run: RunResult, *, hospital: Hospital, seed: int, start: datetime,
             days: float, clinical: ClinicalConfig, ack_loss_rate: float, malformed_rate: float = 0.0,
-            source: str = "in memory") -> dict[str, Any]:
+            source: str = "in memory", measurement_noise: float = 1.0) -> dict[str, Any]:
     """The report: the current run's figures, the legacy run's under `legacy`, and the targets."""
     cfg = clinical.paging
     current = figures(current_run, escalate_after_minutes=cfg.escalate_after_minutes, chain=cfg.chain)
@@ -395,7 +407,7 @@ def compare(current_run: RunResult, legacy_run: RunResult, *, hospital: Hospital
     return {
         "simulation": {"hospital_id": hospital.hospital_id, "beds": len(hospital.beds), "seed": seed,
                        "start": start.isoformat(), "days": days, "ack_loss_rate": ack_loss_rate,
-                       "malformed_rate": malformed_rate,
+                       "malformed_rate": malformed_rate, "measurement_noise": measurement_noise,
                        "occupied_bed_days": round(current_run.occupied_bed_days, 1),
                        "escalate_after_minutes": cfg.escalate_after_minutes, "current_rules_run": source,
                        "legacy_rules_run": "in memory (allocator.paging_legacy)"},
@@ -410,7 +422,8 @@ def sent_from_decision(body: dict[str, Any]) -> Sent | None:
     if body.get("kind") not in COUNTED:
         return None
     return Sent(body["kind"], datetime.fromisoformat(body["created_at"]), body.get("encounter_id"),
-                body.get("page_id"), body.get("role"), body.get("pager") is not None)
+                body.get("page_id"), body.get("role"), body.get("pager") is not None,
+                body.get("kind") == "review_due" and (body.get("details") or {}).get("rising_from") is not None)
 
 
 def _busy(f: dict[str, Any]) -> float:

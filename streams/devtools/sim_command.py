@@ -82,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="share of messages broken on purpose, to exercise dead-letters (default 0.01)")
     sim.add_argument("--arrivals-per-day", type=_positive_float, default=None,
                      help="mean ED arrivals per day (default: 0.53 per bed, ~160 for 300 beds)")
+    sim.add_argument("--measurement-noise", type=_noise, default=1.0,
+                     help="scale of the measurement noise on the simulated observations: 1 (default) the published "
+                          "variation (streams/devtools/simulator.py: MEASUREMENT_SD), 0 exact readings of the true physiology")
     sim.add_argument("--vitals", action=argparse.BooleanOptionalAction, default=False,
                      help="also send observations: hourly for the sickest, some patients deteriorating "
                           "(default: off)")
@@ -119,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         return _offline(args, settings, hospital, start)
     sim = HospitalSimulator(hospital, seed=args.seed, start=start, initial_occupancy=args.initial_occupancy,
                             requested_unit_rate=args.requested_unit_rate, malformed_rate=args.malformed_rate,
-                            arrivals_per_day=args.arrivals_per_day, vitals=args.vitals)
+                            arrivals_per_day=args.arrivals_per_day, vitals=args.vitals,
+                            measurement_noise=args.measurement_noise)
     events = sim.events(until)
     if args.dry_run:
         if args.output:
@@ -167,17 +171,20 @@ def _offline(args: argparse.Namespace, settings: Any, hospital: Any, start: date
     try:
         current = paging_report.run(hospital, seed=args.seed, start=start, days=args.days, clinical=clinical,
                                     ack_loss_rate=args.ack_loss_rate, malformed_rate=args.malformed_rate,
+                                    measurement_noise=args.measurement_noise,
                                     on_progress=lambda at: progress("chart rules", at))
         report = paging_report.report(hospital, seed=args.seed, start=start, days=args.days, clinical=clinical,
                                       ack_loss_rate=args.ack_loss_rate, malformed_rate=args.malformed_rate,
-                                      current_run=current, on_progress=progress)
+                                      current_run=current, on_progress=progress,
+                                      measurement_noise=args.measurement_noise)
     finally:
         for bar in bars.values():
             bar.close()
     _summary({"offline": {"decisions": dict(sorted(current.kinds.items())),
                           "dead_letters": dict(sorted(current.dead_letters.items())),
                           "acks_sent": current.acks_sent, "acks_lost": current.acks_lost,
-                          "repeat_observations": current.repeats}})
+                          "repeat_observations": current.repeats,
+                          "sets_asked_sooner": current.extra_sets}})
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     sys.stdout.flush()
     return 0
@@ -277,6 +284,16 @@ def _start(value: str) -> datetime:
     if start.tzinfo is None:
         raise argparse.ArgumentTypeError(f"needs a UTC offset (e.g. {value}+00:00): a naive time is ambiguous")
     return start
+
+
+def _noise(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 <= number <= 5.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 (exact readings) and 5, got {value}")
+    return number
 
 
 def _fraction(value: str) -> float:

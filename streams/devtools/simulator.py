@@ -33,9 +33,11 @@ few hours; 1% of SpO2 readings are probe artefacts. The simulator keeps the trut
 physiology reached a band the NEWS2 chart pages for) and the occupied bed-days. The nurses
 observe by acuity and keep to the chart's frequency for the last full set. The ward's staff in
 reply to the worker's decisions (`SimulatedClinicians`: acks when a page is read, repeat sets
-when asked) join the stream through `acknowledge` and `repeat_observations`, at their own event
-times, drawing from their own random streams and id series, so the rest of the stream is the
-same whatever the worker decides.
+when asked, an extra set when the board asks for one sooner) join the stream through
+`acknowledge`, `repeat_observations` and `observe_sooner`, at their own event times, with their
+own id series and a random stream of their own per reply (per page; per patient and time for
+sets), so the rest of the stream is the same whatever the worker decides, and two rule sets on
+one seed differ only where their decisions differ (common random numbers).
 """
 
 from __future__ import annotations
@@ -105,6 +107,13 @@ _ICU_DISPOSITIONS = (("died", 0.45), ("other_hospital", 0.35), ("home", 0.2))  #
 _MAINTENANCE = ("maintenance: bed rail repair", "maintenance: mattress replacement",
                 "maintenance: call bell fault", "maintenance: oxygen outlet check", "estates: leak in ceiling")
 _MAINTENANCE_PER_DAY_PER_BED = 3 / 300
+# Measurement noise (one standard deviation per reading, around the true physiology). Published variation is as
+# large or larger: resp rate counted twice in 245 adults differed by SD 3/min (95% limits +-4.9 same observer,
+# +-5.7 different observers; Lim et al., Respir Med 2002;96:31-3), i.e. about 2/min per count; automated BP
+# devices pass validation with an SD of up to 8 mmHg against the reference (ISO 81060-2); pulse oximeters are
+# accurate to an RMS error of 2-4% against arterial blood (ISO 80601-2-61), repeatable to about 1%. Scale with
+# `measurement_noise` (`--measurement-noise`) to see how the paging figures depend on it (docs/paging.md).
+MEASUREMENT_SD = {"resp_rate": 1.5, "spo2": 1.0, "systolic_bp": 8.0, "heart_rate": 6.0, "temperature_c": 0.3}
 RECOVERY_HOURS = 12.0  # time constant of an admission's abnormal physiology settling with treatment
 ARTEFACT_RATE = 0.01  # share of SpO2 readings that are probe artefacts (40-84% with the rest true)
 
@@ -174,6 +183,7 @@ class _Patient:
     deterioration_started: datetime | None = None
     admitted_at: datetime | None = None  # physiology settles from the acuity's towards normal from here
     chart_minutes: int | None = None  # the observation interval the chart gave the last complete set
+    next_vitals_at: datetime | None = None  # the nurse's own next set
     episode: _Episode | None = None  # the deterioration under way, for the truth
 
     @property
@@ -222,13 +232,17 @@ class HospitalSimulator:
 
     def __init__(self, hospital: Hospital, *, seed: int, start: datetime, initial_occupancy: float = 0.85,
                  requested_unit_rate: float = 0.85, malformed_rate: float = 0.01,
-                 arrivals_per_day: float | None = None, vitals: bool = False, policy: Policy = "optimal") -> None:
+                 arrivals_per_day: float | None = None, vitals: bool = False, policy: Policy = "optimal",
+                 measurement_noise: float = 1.0) -> None:
         if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError("start must be timezone-aware (e.g. 2026-11-24T08:00:00+00:00)")
         for name, value in (("initial_occupancy", initial_occupancy), ("requested_unit_rate", requested_unit_rate),
                             ("malformed_rate", malformed_rate)):
             if not 0.0 <= value <= (0.5 if name == "malformed_rate" else 1.0):
                 raise ValueError(f"{name} out of range: {value}")
+        if not 0.0 <= measurement_noise <= 5.0:
+            raise ValueError(f"measurement_noise must be between 0 (exact readings) and 5, got {measurement_noise}")
+        self.measurement_noise = measurement_noise  # scales MEASUREMENT_SD (1: the published figures)
         self.hospital = hospital
         self.seed = seed
         self.start = start.replace(microsecond=0)
@@ -244,7 +258,7 @@ class HospitalSimulator:
         self._vrng = random.Random(f"vitals|{tag}")   # observations
         self._mrng = random.Random(f"malformed|{tag}")  # broken messages
         self._arng = random.Random(f"artefacts|{tag}")  # probe artefacts in otherwise true readings
-        self._crng = random.Random(f"clinicians|{tag}")  # what the ward's staff do in reply to decisions
+        self._tag = tag  # sets taken in reply to decisions draw from their own stream per (patient, time)
         self.artefact_rate = ARTEFACT_RATE if vitals else 0.0
         self._episodes: list[TrueEpisode] = []
         self._unwell: dict[str, TrueEpisode] = {}  # encounter -> unwell on admission
@@ -253,7 +267,7 @@ class HospitalSimulator:
         self._occupied_since: datetime | None = None
         self._id_prefix = f"sim-{seed}-{self.start:%Y%m%d%H%M}"
         self._key = hospital.hospital_id.encode("utf-8")
-        self._serial = {"": 0, "v": 0, "m": 0, "r": 0, "a": 0}
+        self._serial = {"": 0, "v": 0, "m": 0, "r": 0, "a": 0, "o": 0}
         self._encounter_no = self._rng.randrange(10_000_000, 90_000_000) * 10
         self._patient_ids: set[str] = set()
         self._labels = self._admitting_labels()
@@ -286,7 +300,8 @@ class HospitalSimulator:
                    "step_down": self._on_step_down, "repatriate": self._on_repatriate,
                    "isolation": self._on_isolation, "cleaning": self._on_cleaning, "clean": self._on_clean,
                    "maintenance": self._on_maintenance, "vitals": self._on_vitals,
-                   "repeat_vitals": self._on_repeat_vitals, "ack": self._on_ack}
+                   "repeat_vitals": self._on_repeat_vitals, "extra_vitals": self._on_extra_vitals,
+                   "ack": self._on_ack}
         while self._queue and self._queue[0].at <= until:
             action = heapq.heappop(self._queue)
             self._count_occupied(action.at)
@@ -301,6 +316,15 @@ class HospitalSimulator:
     def repeat_observations(self, encounter_id: str, at: datetime) -> None:
         """The bedside nurse repeats the observations at `at`: a full set of the patient's true physiology."""
         self._schedule(at, "repeat_vitals", encounter_id)
+
+    def observe_sooner(self, encounter_id: str, at: datetime) -> bool:
+        """The nurse takes an extra full set at `at` because the board asked for one sooner than the patient's own
+        next set (a rising score); nothing when that set comes first anyway. Returns whether one was scheduled."""
+        p = self._patients.get(encounter_id)
+        if p is None or (p.next_vitals_at is not None and p.next_vitals_at <= at):
+            return False
+        self._schedule(at, "extra_vitals", encounter_id)
+        return True
 
     def true_episodes(self, until: datetime) -> list[TrueEpisode]:
         """Every deterioration that started before `until`; ones still under way end at `until`."""
@@ -587,7 +611,7 @@ class HospitalSimulator:
                     self._close_episode(p, p.episode.until)
             else:
                 severity = _severity(p, at)
-        obs = _observations(rng, p, severity, self._settling(p, at))
+        obs = _observations(rng, p, severity, self._settling(p, at), noise=self.measurement_noise)
         if "spo2" in obs and self._arng.random() < self.artefact_rate:  # a probe off the finger; the rest is true
             obs["spo2"] = self._arng.randint(40, 84)
             self._by_kind["probe_artefact"] += 1
@@ -605,17 +629,29 @@ class HospitalSimulator:
         if p.chart_minutes:  # the nurse also keeps to the frequency the e-obs chart shows for the last full set
             gap = min(gap, timedelta(minutes=0.9 * p.chart_minutes))
         self._schedule(at + gap, "vitals", p.encounter_id)
+        p.next_vitals_at = (at + gap).replace(microsecond=0)
 
     def _on_repeat_vitals(self, at: datetime, encounter_id: str | None) -> None:
         """A repeat the worker asked for: a full set of the true physiology (no artefact), off the regular round."""
+        self._off_round(at, encounter_id, "r", "repeat_vitals")
+
+    def _on_extra_vitals(self, at: datetime, encounter_id: str | None) -> None:
+        """A set the board asked for sooner than the nurse's own next one: like a repeat, from its own draws."""
+        self._off_round(at, encounter_id, "o", "extra_vitals")
+
+    def _off_round(self, at: datetime, encounter_id: str | None, series: str, kind: str) -> None:
+        """A set taken in reply to a decision. Its noise is drawn from a stream of its own for this patient and
+        time (common random numbers): two rule sets that ask for the same set get the same readings, however
+        many other replies either of them asked for before."""
         p = self._patients.get(encounter_id or "")
         if p is None:
             return
+        rng = random.Random(f"{series}|{self._tag}|{p.encounter_id}|{at.isoformat()}")
         severity = _severity(p, at) if p.deteriorating_until is not None and at < p.deteriorating_until else 0.0
-        obs = _observations(self._crng, p, severity, self._settling(p, at), partial=False)
-        self._emit(at, "vitals", {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}, series="r",
+        obs = _observations(rng, p, severity, self._settling(p, at), partial=False, noise=self.measurement_noise)
+        self._emit(at, "vitals", {"patient_id": p.patient_id, "encounter_id": p.encounter_id, **obs}, series=series,
                    malformable=False)
-        self._by_kind["repeat_vitals"] += 1
+        self._by_kind[kind] += 1
 
     def _on_ack(self, at: datetime, arg: str | None) -> None:
         page_id, clinician_id = (arg or "\n").split("\n")
@@ -908,17 +944,18 @@ def _true_physiology(p: _Patient, severity: float, settling: float) -> tuple[flo
 
 
 def _observations(rng: random.Random, p: _Patient, severity: float, settling: float = 1.0,
-                  partial: bool = True) -> dict[str, Any]:
-    """One set of observations: the true physiology plus measurement noise."""
+                  partial: bool = True, noise: float = 1.0) -> dict[str, Any]:
+    """One set of observations: the true physiology plus measurement noise (`MEASUREMENT_SD` times `noise`)."""
     rr, spo2, sbp, hr, temp, on_oxygen = _true_physiology(p, severity, settling)
-    rr = round(rr + rng.gauss(0, 1.5))
-    spo2 = min(100, round(spo2 + rng.gauss(0, 1.0)))
+    sd = {k: v * noise for k, v in MEASUREMENT_SD.items()}
+    rr = round(rr + rng.gauss(0, sd["resp_rate"]))
+    spo2 = min(100, round(spo2 + rng.gauss(0, sd["spo2"])))
     obs: dict[str, Any] = {
         "resp_rate": max(6, rr), "spo2": max(70, spo2), "on_oxygen": on_oxygen,
-        "systolic_bp": max(60, round(sbp + rng.gauss(0, 8))),
-        "heart_rate": max(35, round(hr + rng.gauss(0, 6))),
+        "systolic_bp": max(60, round(sbp + rng.gauss(0, sd["systolic_bp"]))),
+        "heart_rate": max(35, round(hr + rng.gauss(0, sd["heart_rate"]))),
         "consciousness": "C" if severity > 0.8 and rng.random() < 0.5 else "A",
-        "temperature_c": round(temp + rng.gauss(0, 0.3), 1),
+        "temperature_c": round(temp + rng.gauss(0, sd["temperature_c"]), 1),
     }
     if partial and rng.random() < 0.15:  # a partial set: the nurse was interrupted, the monitor sent some only
         keep = set(rng.sample(sorted(obs), rng.randint(1, 4)))
@@ -952,23 +989,39 @@ class SimulatedClinicians:
         self.read_minutes = read_minutes
         self.repeat_minutes = repeat_minutes
         self.clinician_id = sim.hospital.clinicians[0] if sim.hospital.clinicians else "sim-clinician"
-        self._rng = random.Random(f"acks|{sim.seed}|{sim.hospital.hospital_id}|{sim.start.isoformat()}")
+        self._tag = f"{sim.seed}|{sim.hospital.hospital_id}|{sim.start.isoformat()}"
         self.acks_sent = 0
         self.acks_lost = 0
         self.repeats = 0
+        self.extra_sets = 0
 
-    def read(self, kind: str, created_at: datetime, page_id: str | None = None, encounter_id: str | None = None) -> None:
+    def read(self, kind: str, created_at: datetime, page_id: str | None = None, encounter_id: str | None = None,
+             observe_by: datetime | None = None) -> None:
+        """One decision as the ward's staff see it. `observe_by`: a board task's due time for the next set (a
+        rising score); the nurse takes it in the last third of the time given, unless the patient's own set
+        comes first."""
         if kind in ("page", "escalation") and page_id:
-            if self._rng.random() < self.ack_loss_rate:
+            rng = self._draws("ack", page_id)
+            if rng.random() < self.ack_loss_rate:
                 self.acks_lost += 1
                 return
             self.acks_sent += 1
-            self.sim.acknowledge(page_id, created_at + timedelta(minutes=self._rng.uniform(*self.read_minutes)),
+            self.sim.acknowledge(page_id, created_at + timedelta(minutes=rng.uniform(*self.read_minutes)),
                                  self.clinician_id)
         elif kind == "repeat_observation" and encounter_id:
             self.repeats += 1
-            self.sim.repeat_observations(encounter_id,
-                                         created_at + timedelta(minutes=self._rng.uniform(*self.repeat_minutes)))
+            rng = self._draws("repeat", f"{encounter_id}|{created_at.isoformat()}")
+            self.sim.repeat_observations(encounter_id, created_at + timedelta(minutes=rng.uniform(*self.repeat_minutes)))
+        elif kind == "review_due" and encounter_id and observe_by is not None and observe_by > created_at:
+            rng = self._draws("sooner", f"{encounter_id}|{created_at.isoformat()}")
+            self.extra_sets += self.sim.observe_sooner(encounter_id,
+                                                       created_at + (observe_by - created_at) * rng.uniform(2 / 3, 1))
+
+    def _draws(self, kind: str, key: str) -> random.Random:
+        """The draws for one reply, from a stream of its own (common random numbers): whether a page's ack is
+        lost and when it is read depend on that page alone, not on how many pages came before it, so rule sets
+        compared on the same seed differ only where their decisions differ."""
+        return random.Random(f"{kind}|{self._tag}|{key}")
 
 
 def utc_hour(now: datetime | None = None) -> datetime:

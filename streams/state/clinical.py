@@ -216,7 +216,7 @@ def _emit(log: DecisionLog, state, enc: EncounterState, action, details: dict | 
                         "trend": _trend(action.trend), "observe_every_minutes": action.monitoring_minutes}
         if action.repage:  # a page inside an open episode: why
             page_details["repage"] = action.repage
-        extra = action.repage or "repeat_not_taken"
+        extra = action.repage or action.after_repeat or paging.REPEAT_NOT_TAKEN
         reasons = [("news2", action.reasons[0]), ("response", action.reasons[1]),
                    *[(extra, r) for r in action.reasons[2:]], ("trend", _trend_text(action.trend))]
         log.add("page", reasons, page_id=action.page_id, role=action.role,
@@ -230,11 +230,15 @@ def _emit(log: DecisionLog, state, enc: EncounterState, action, details: dict | 
                 page_id=action.page_id, role=action.role, pager=pager_for(hospital, enc.unit, action.role),
                 priority=str(action.priority), details={"escalation_level": action.escalation_level, "first_escalation": action.first}, **common)
     elif isinstance(action, paging.ReviewDue):
-        log.add("review_due", [("news2", action.reasons[0]), ("review", action.reasons[1])], priority="routine",
-                details={"total": action.total, "band": action.band.value,
-                         "observe_every_minutes": action.monitoring_minutes,
-                         "next_obs_due_at": action.next_obs_due_at.isoformat(),
-                         "nurse_assessment": action.nurse_assessment}, **common)
+        review_details = {"total": action.total, "band": action.band.value,
+                          "observe_every_minutes": action.monitoring_minutes,
+                          "next_obs_due_at": action.next_obs_due_at.isoformat(),
+                          "nurse_assessment": action.nurse_assessment}
+        if action.rising_from is not None:  # a rise below the paging bands: observe sooner (the board only)
+            review_details["rising_from"] = action.rising_from
+        log.add("review_due", [("news2", action.reasons[0]), ("review", action.reasons[1]),
+                               *[("rising", r) for r in action.reasons[2:]]], priority="routine",
+                details=review_details, **common)
     elif isinstance(action, paging.RepeatObservation):
         log.add("repeat_observation", [("news2", action.reasons[0]), ("suspected_artefact", action.reasons[1])],
                 priority="urgent", details={"suspect": action.suspect, "repeat_by": action.repeat_by.isoformat(),
