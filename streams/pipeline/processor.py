@@ -44,7 +44,7 @@ from streams.state.tables import CENSUS, HospitalState, StagedTables, replay_jou
 log = logging.getLogger(__name__)
 
 # Dead-letter codes for contract-valid events that cannot be applied (the contract's own: validation.CODES).
-# docs/topics.md documents each; tests/test_topics_doc.py checks the code, this list and the document agree.
+# docs/topics.md documents each; tests/streams/contract/test_topics_doc.py checks the code, this list and the document agree.
 STATE_CODES = (
     "too_large", "unknown_hospital", "wrong_partition", "future_event", "stale_event", "unknown_unit", "unknown_bed",
     "unknown_encounter", "patient_mismatch", "duplicate_encounter", "impossible_transition", "unknown_decision",

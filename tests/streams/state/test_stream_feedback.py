@@ -1,6 +1,6 @@
 """Feedback from the stream (issue 6): overrides and early transfers that vouch for a unit label.
 
-In memory through the worker's processor; tests/test_stream_integration.py runs the override
+In memory through the worker's processor; tests/streams/worker/test_stream_integration.py runs the override
 path end to end on the broker.
 """
 

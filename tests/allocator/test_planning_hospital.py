@@ -28,7 +28,7 @@ from allocator.planning.planner import plan
 from streams.cli import main
 from streams.contract.models import Decision
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOSPITAL = ROOT / "docs" / "examples" / "planning-hospital.yaml"
 ELECTIVES = ROOT / "docs" / "examples" / "electives.yaml"
 FAST = ["--time-limit", "300", "--moves-per-second", "200", "--seed", "3", "--quiet"]  # 60,000 moves, no clock

@@ -12,7 +12,7 @@ import pytest
 from streams.contract.models import INPUT_MODELS, OUTPUT_MODELS, DeadLetter, encode_output
 from streams.contract.schemas import topic_schemas, write_schemas
 from streams.contract.validation import ContractViolation, decode_event, make_dead_letter
-from tests.test_contract import ERROR_CASES, EXAMPLES, decision, docs_examples
+from tests.streams.contract.test_contract import ERROR_CASES, EXAMPLES, decision, docs_examples
 
 TOPICS = [*INPUT_MODELS, *OUTPUT_MODELS]
 REFUSED = [(t, p) for t, p, _, _ in ERROR_CASES if t in INPUT_MODELS and isinstance(p, dict)]

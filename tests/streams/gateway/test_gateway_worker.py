@@ -16,11 +16,11 @@ import pytest
 
 from streams.devtools.broker import free_port
 from streams.devtools.kafka_io import read_until
-from tests.test_gateway_mllp import Client, msa, start_gateway
+from tests.streams.gateway.test_gateway_mllp import Client, msa, start_gateway
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(240)]
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hl7_hospital.yaml"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "hl7_hospital.yaml"
 
 
 def hl7(trigger: str, ctl: str, minute: int, patient: str, loc: str = "", *extra: str, sex: str = "F",

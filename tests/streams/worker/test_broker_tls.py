@@ -101,7 +101,7 @@ def test_compose_speaks_tls_to_the_broker_and_guards_the_phi_topics():
 
     import yaml
 
-    compose = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((Path(__file__).resolve().parents[3] / "docker-compose.yml").read_text())
     kafka = compose["services"]["kafka"]["environment"]
     protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
     assert protocols["CLIENT"] == protocols["EXTERNAL"] == "SASL_SSL"

@@ -11,7 +11,7 @@ import pytest
 from allocator.hospital import Hospital, load_hospitals
 from allocator.overrides import OverrideOutcome, check_override
 from allocator.placement import Assignment, BedSnapshot, NoBed, PatientToPlace, Reason
-from tests.test_allocator_placement import HEAD, check_sentences, unit
+from tests.allocator.test_allocator_placement import HEAD, check_sentences, unit
 
 
 @pytest.fixture

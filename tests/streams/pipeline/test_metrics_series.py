@@ -15,7 +15,7 @@ from streams.pipeline.metrics import BATCH_BUCKETS, ERROR_STAGES, WorkerMetrics
 from streams.pipeline.processor import STATE_CODES, RawMessage
 from tests import events as ev
 
-FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "stream_hospital.yaml"
 HID = "test-hosp"
 
 

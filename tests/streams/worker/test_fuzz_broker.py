@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.devtools.kafka_io import read_until
 from tests import events as ev
-from tests.test_hostile_input import BIG, HID, OTHER, two_hospitals
+from tests.streams.worker.test_hostile_input import BIG, HID, OTHER, two_hospitals
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 

@@ -11,10 +11,10 @@ from allocator.hospital import load_hospitals
 from streams.contract.models import Admission, BedStatusChange, Cancellation, Swap, Vitals
 from streams.gateway.hl7v2 import Hl7Refused, Mapped, _Msg, build_ack, map_message, parse, read_header, vital_values
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "hl7-samples"
+SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "hl7-samples"
 if not SAMPLES.is_dir():
     SAMPLES = Path("/work/shared/hl7-samples")
-FIXTURE = Path(__file__).parent / "fixtures" / "hl7_hospital.yaml"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "hl7_hospital.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +329,7 @@ def test_gateway_settings_refuse_what_they_cannot_use(tmp_path):
     from streams.gateway.settings import GatewaySettings, GatewaySettingsError
 
     with pytest.raises(GatewaySettingsError, match="has no `hl7:` section"):
-        GatewaySettings(hospital_config=Path(__file__).parent / "fixtures" / "stream_hospital.yaml").load_hospital()
+        GatewaySettings(hospital_config=Path(__file__).parents[2] / "fixtures" / "stream_hospital.yaml").load_hospital()
     with pytest.raises(GatewaySettingsError, match="not in"):
         GatewaySettings(hospital_config=FIXTURE, hospital_id="nope").load_hospital()
     assert GatewaySettings(hospital_config=FIXTURE).load_hospital().hospital_id == "test-hosp"
@@ -363,7 +363,7 @@ def test_the_example_messages_in_docs_map_on_the_demo_hospital():
     from allocator.hospital import DEMO_HOSPITAL_PATH
 
     demo = load_hospitals(DEMO_HOSPITAL_PATH)["st-elsewhere"]
-    text = (Path(__file__).resolve().parents[1] / "docs" / "hl7.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[3] / "docs" / "hl7.md").read_text(encoding="utf-8")
     messages = [m.strip() for block in re.findall(r"```\n(MSH.*?)```", text, re.S) for m in block.split("\n\n")]
     topics = [o.topic for m in messages for o in map_message(m.replace("\n", "\r").encode(), demo).events]
     assert topics == ["admissions", "transfers", "vitals", "bed-status"]

@@ -29,7 +29,7 @@ from streams.gateway.fhir_map import (
     validate_bundle,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hl7_hospital.yaml"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "hl7_hospital.yaml"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 
@@ -183,7 +183,7 @@ def http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict]:
 
 @pytest.mark.broker
 def test_bundles_over_http(broker, run_id):
-    from tests.test_gateway_mllp import start_gateway
+    from tests.streams.gateway.test_gateway_mllp import start_gateway
 
     async def scenario():
         port = free_port()
@@ -220,7 +220,7 @@ def test_the_example_bundle_in_docs_is_an_admission_on_the_demo_hospital():
 
     from allocator.hospital import DEMO_HOSPITAL_PATH
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "fhir.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[3] / "docs" / "fhir.md").read_text(encoding="utf-8")
     body = re.search(r"```json\n(.*?)```", text, re.S).group(1).encode()
     (out,) = events(body, load_hospitals(DEMO_HOSPITAL_PATH)["st-elsewhere"])
     assert isinstance(out.event, Admission) and out.event.requested_unit == "W14"

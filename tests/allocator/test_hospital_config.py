@@ -18,7 +18,7 @@ from allocator.hospital import (
     load_hospitals,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 SMALL = FIXTURES / "small_hospital.yaml"
 TAXONOMY = Path("/work/shared/clinical-taxonomy.md")
 

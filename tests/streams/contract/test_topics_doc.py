@@ -10,7 +10,7 @@ from streams.contract.models import DecisionKind
 from streams.contract.validation import CODES
 from streams.pipeline.processor import STATE_CODES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = (ROOT / "docs" / "topics.md").read_text(encoding="utf-8")
 
 

@@ -22,10 +22,10 @@ from streams.gateway.mllp import CR, FS, VT, FrameSplitter, GatewayMetrics, fram
 from streams.gateway.run import Gateway
 from streams.gateway.settings import GatewaySettings
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hl7_hospital.yaml"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "hl7_hospital.yaml"
 SAMPLES = Path("/work/shared/hl7-samples")
 if not SAMPLES.is_dir():
-    SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "hl7-samples"
+    SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "hl7-samples"
 
 
 # --------------------------------------------------------------------------- framing, pure
@@ -335,7 +335,7 @@ def test_wardflow_hl7_command_with_two_listener_processes(broker, run_id):
     from streams.devtools.broker import free_port
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "WARDFLOW_BROKER_URL": broker.url,
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3]), "WARDFLOW_BROKER_URL": broker.url,
            "WARDFLOW_TOPIC_PREFIX": f"{run_id}.", "WARDFLOW_HOSPITAL_CONFIG": str(FIXTURE), "WARDFLOW_FHIR_PORT": "0",
            "WARDFLOW_METRICS_PORT": "0", "WARDFLOW_HL7_HOST": "127.0.0.1", "WARDFLOW_HL7_PORT": str(port),
            "WARDFLOW_HL7_PROCESSES": "2"}

@@ -17,9 +17,9 @@ from allocator.placement import BedSnapshot, PatientToPlace, hard_breaches
 from allocator.scoring import ScoringRound, needed_features
 from allocator.waiting import WaitingPatient
 from allocator.weights import AllocationWeights, ScarceBedCosts
-from tests.test_allocator_placement import HEAD, unit
+from tests.allocator.test_allocator_placement import HEAD, unit
 
-SMALL = Path(__file__).parent / "fixtures" / "small_hospital.yaml"
+SMALL = Path(__file__).parents[1] / "fixtures" / "small_hospital.yaml"
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from streams.devtools.runner import settings_env
 from tests import events as ev
 from tests.conftest import FIXTURES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(420)]
 

@@ -1,6 +1,6 @@
 """The worker's processing in memory: the same scenarios as on the broker, plus state checks.
 
-Same bodies as tests/test_stream_integration.py (which runs them on the real broker), so a
+Same bodies as tests/streams/worker/test_stream_integration.py (which runs them on the real broker), so a
 failure here points at the logic and a failure only there points at the streaming.
 """
 
@@ -18,9 +18,9 @@ from streams.devtools.memory import InMemoryWorker
 from streams.pipeline.processor import RawMessage
 from streams.state.tables import BEDS, CENSUS, ENCOUNTERS, PATIENTS, WAITING
 from tests import events as ev
-from tests.test_stream_integration import HID, scenario
+from tests.streams.worker.test_stream_integration import HID, scenario
 
-FIXTURE = Path(__file__).parent / "fixtures" / "stream_hospital.yaml"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "stream_hospital.yaml"
 PREFIX = "wardflow."
 
 

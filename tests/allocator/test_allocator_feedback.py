@@ -14,7 +14,7 @@ from allocator.feedback import LabelledCase, feedback_from_override, feedback_fr
 from allocator.hospital import Hospital, load_hospitals
 from allocator.overrides import check_override
 from allocator.placement import Assignment, BedSnapshot, PatientToPlace
-from tests.test_allocator_placement import HEAD, unit
+from tests.allocator.test_allocator_placement import HEAD, unit
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 

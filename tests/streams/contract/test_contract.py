@@ -39,7 +39,7 @@ from streams.contract.validation import (
     make_dead_letter,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "topics.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "topics.md"
 SECRET = "SECRET-PHRASE"
 
 BASE = {"event_id": "ev-1", "hospital_id": "h1", "occurred_at": "2026-11-24T08:15:00+00:00"}

@@ -16,7 +16,7 @@ import pytest
 from inference.interface import PredictionFailed, TriageModel, TriagePrediction, TriageRequest
 from tests import inference_support as sup
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from allocator.matching import MatchResult, PlacedPatient
 from allocator.placement import Assignment
 from allocator.whatif import run_whatif, simulate_cases
 from allocator.whatif_cases import CaseMix, draw_arrivals, draw_census
-from tests.test_allocator_placement import HEAD, unit
+from tests.allocator.test_allocator_placement import HEAD, unit
 
 
 @pytest.fixture(scope="module")

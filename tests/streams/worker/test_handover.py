@@ -21,7 +21,7 @@ import yaml
 from streams.devtools.kafka_io import read_until
 from tests import events as ev
 from tests.conftest import FIXTURES
-from tests.test_crash_recovery import produce_paced
+from tests.streams.worker.test_crash_recovery import produce_paced
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(300)]
 

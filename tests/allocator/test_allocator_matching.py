@@ -16,7 +16,7 @@ from allocator.hospital import DEMO_HOSPITAL_PATH, Hospital, load_hospitals
 from allocator.matching import MatchResult, WaitingPatient, assign, with_holds
 from allocator.placement import Assignment, BedSnapshot, NoBed, hard_breaches, place
 from allocator.scaled import scale_hospital
-from tests.test_allocator_placement import HEAD, check_sentences, referee, unit
+from tests.allocator.test_allocator_placement import HEAD, check_sentences, referee, unit
 
 NEEDS = ["airborne_isolation", "contact_isolation", "droplet_isolation", "telemetry", "bariatric", "close_observation"]
 
