@@ -33,6 +33,12 @@ def parse_time(value: str | None) -> datetime | None:
         return None
 
 
+def same_form(value: str | None) -> str | None:
+    """One instant, one string: decisions write `...Z`, the worker's views `...+00:00`."""
+    at = parse_time(value)
+    return at.isoformat() if at is not None else value
+
+
 def duration(start: str | None, end: str | None) -> str:
     """`2h 05m` between two event times; '' when either is unknown."""
     a, b = parse_time(start), parse_time(end)
@@ -295,7 +301,7 @@ class HospitalBoard:
         bay = "single room" if bed.single_room else ({"F": "female bay", "M": "male bay"}.get(bed.bay_sex or "")
                                                     or "flexible bay")
         return {"bed_id": bed.bed_id, "room_id": bed.room_id, "bay": bay, "features": features,
-                "status": e.status, "since": e.since, "for": duration(e.since, self.clock),
+                "status": e.status, "since": same_form(e.since), "for": duration(e.since, self.clock),
                 "patient_id": e.patient_id if e.status in TAKEN else None,
                 "encounter_id": e.encounter_id if e.status in TAKEN else None,
                 "acuity": e.acuity if e.status in TAKEN else None,

@@ -117,3 +117,12 @@ def test_durations():
     assert duration("2026-11-24T08:00:00Z", "2026-11-24T08:07:00+00:00") == "7m"
     assert duration("2026-11-24T08:00:00Z", "2026-11-24T10:05:00Z") == "2h 05m"
     assert duration(None, "2026-11-24T10:05:00Z") == ""
+
+
+def test_a_bed_s_since_reads_the_same_from_a_decision_or_from_the_worker_s_view():
+    """The same instant arrives as `...Z` on decisions and `...+00:00` from the views: a board
+    rebuilt after a restart must show what it showed before, whichever source it took."""
+    from streams.board.state import same_form
+
+    assert same_form("2026-12-07T00:02:04.372719Z") == same_form("2026-12-07T00:02:04.372719+00:00")
+    assert same_form(None) is None and same_form("not a time") == "not a time"
