@@ -233,7 +233,14 @@ class EventProcessor:
     async def settle(self) -> None:
         """Wait until the checkpoint in flight is acknowledged and its writes issued (a rebalance, a test)."""
         if self._settling is not None:
-            await asyncio.shield(self._settling)
+            try:
+                await asyncio.shield(self._settling)
+            except BaseException:
+                # The batch was not made durable and none of its events acknowledged: they come again.
+                # Start clean, and let each hospital's next event finish its last journal record first.
+                self._settling = self._in_flight = None
+                self.forget_finished()
+                raise
 
     async def _guarded(self, msg: RawMessage, batch: _Batch) -> tuple[Outcome, _Accepted | None]:
         """`_process` behind the last-resort guard, which makes a crash loop on one message impossible:

@@ -421,3 +421,42 @@ def test_a_batch_applied_over_one_in_flight_decides_as_one_applied_after_it():
     asyncio.run(run())
     assert [encode_output(d) for d in pipelined.sink.decisions] == [encode_output(d) for d in settled.sink.decisions]
     assert _state(pipelined) == _state(settled)
+
+
+def test_a_checkpoint_the_broker_refused_stops_its_batch_and_the_next_attempt_starts_clean():
+    """A refused flush: nothing of the batch is acknowledged (on_durable never runs) and the error
+    reaches the caller; the same events applied again are decided once, with the same bytes."""
+    import pytest
+
+    from streams.exceptions import CheckpointFailed
+
+    w, reference = _worker(), _worker()
+    real_flush = w.sink.flush
+    failures = [ConnectionError("broker gone")]
+
+    async def flaky_flush() -> None:
+        if failures:
+            raise failures.pop()
+        await real_flush()
+
+    w.sink.flush = flaky_flush
+    msgs = []
+    for i, item in enumerate(scenario()[:2]):
+        topic, key, value = ev.encode(PREFIX, item)
+        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    durable: list[str] = []
+
+    async def run() -> None:
+        await w.processor.apply_batch(msgs, on_durable=lambda: durable.append("first try"))
+        with pytest.raises(CheckpointFailed):
+            await w.processor.settle()
+        assert durable == []
+        await w.processor.apply_batch(msgs, on_durable=lambda: durable.append("again"))
+        await w.processor.settle()
+
+    asyncio.run(run())
+    asyncio.run(reference.processor.process_batch(msgs))
+    assert durable == ["again"]
+    unique = {encode_output(d) for d in w.sink.decisions}
+    assert unique == {encode_output(d) for d in reference.sink.decisions}
+    assert _state(w) == _state(reference)
