@@ -60,6 +60,10 @@ class WardflowSettings(InferenceSettings, BaseSettings):
                                                  "the same id takes its partitions back without a rebalance, but a "
                                                  "static member does not leave on SIGTERM (a planned stop waits for "
                                                  "the session timeout); unset: dynamic membership")
+    broker_replace_previous_member: bool = Field(True, description="With dynamic membership: at start, remove from "
+                                                 "the group the member this worker's data directory last ran as "
+                                                 "(killed without leaving), so a restart takes one group join instead "
+                                                 "of two (the second when the dead member's session expires)")
     broker_fetch_max_wait_ms: int = Field(50, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency bound per hop)")
     sequencer_max_wait_ms: float = Field(200.0, ge=0, description="Longest wait for a silent input topic before releasing events in time order")
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval")
@@ -172,6 +176,12 @@ class WardflowSettings(InferenceSettings, BaseSettings):
         if bool(self.broker_cert_file) != bool(self.broker_key_file):
             raise ValueError("broker_cert_file and broker_key_file go together (a client certificate needs its key)")
         return self
+
+    @property
+    def replaces_previous_member(self) -> bool:
+        """Whether a start removes this data directory's previous group member (dynamic membership only:
+        a static member is replaced by its `group.instance.id` already)."""
+        return self.broker_replace_previous_member and not self.broker_group_instance_id
 
     @property
     def broker_uses_tls(self) -> bool:

@@ -33,6 +33,7 @@ from streams.state.views import beds_snapshot, capacity_snapshot
 from streams.state.windowed import ARRIVALS_WINDOW, OCCUPANCY_WINDOW, PAGES_WINDOW
 from streams.worker.faust_transport import acting_on, drain_changelog, tuned_app_class
 from streams.worker.kafka_security import faust_credentials
+from streams.worker.membership import member_file
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | N
     hospitals = hospitals if hospitals is not None else load_hospitals(settings.hospital_config)
     metrics = metrics or WorkerMetrics()
     model = load_model(settings) if model is _LOAD else model
-    app = tuned_app_class(settings.broker_fetch_max_wait_ms, settings.broker_group_instance_id or None)(
+    note = member_file(settings.data_dir) if settings.replaces_previous_member else None
+    app = tuned_app_class(settings.broker_fetch_max_wait_ms, settings.broker_group_instance_id or None, note)(
         settings.app_id,
         broker=broker_urls(settings.broker_url),
         broker_credentials=faust_credentials(settings),

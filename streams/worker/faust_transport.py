@@ -30,6 +30,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -38,15 +39,21 @@ from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import FutureMessage
 
+from streams.worker.membership import GroupMember, write_member
+
 log = logging.getLogger(__name__)
 
 
-def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None) -> type[faust.App]:
+def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None,
+                    member_note: Path | None = None) -> type[faust.App]:
     """A `faust.App` subclass whose consumer waits at most `fetch_max_wait_ms` per fetch.
 
     `group_instance_id` turns on static group membership (KIP-345): a worker restarted under the
     same id takes its partitions back at once instead of waiting for the group to notice that its
-    previous incarnation died (a session timeout) and rebalance."""
+    previous incarnation died (a session timeout) and rebalance.
+
+    `member_note`: where the consumer records its group member id at every assignment, so that a
+    restarted worker can remove its dead incarnation from the group (`streams.worker.membership`)."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -54,6 +61,15 @@ def tuned_app_class(fetch_max_wait_ms: int, group_instance_id: str | None = None
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the consumer starts its fetcher
             consumer._group_instance_id = group_instance_id  # read when it starts its group coordinator
             return consumer
+
+        async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+            if member_note is not None:
+                coordinator = self._ensure_consumer()._coordinator
+                try:
+                    write_member(member_note, GroupMember(coordinator.group_id, coordinator.member_id))
+                except OSError as exc:  # the worker runs on; only a faster restart is lost
+                    log.warning("cannot note the group member id in %s: %s", member_note, exc)
+            await super().on_partitions_assigned(assigned, generation_id)
 
     class TunedConsumer(faust_aiokafka.Consumer):
         _held: set[Any]  # stream partitions Faust resumed mid-rebalance, released once it ends
