@@ -133,11 +133,14 @@ _LOAD: Any = object()
 
 
 def create_app(settings: WardflowSettings, *, hospitals: dict[str, Hospital] | None = None,
-               metrics: WorkerMetrics | None = None, model: TriageModel | None = _LOAD) -> WardflowApp:
+               metrics: WorkerMetrics | None = None, model: TriageModel | None = _LOAD,
+               note_member: bool = False) -> WardflowApp:
+    """The worker's Faust app. `note_member`: record the group member id in the data directory at every
+    assignment, for the next start to remove it if this process dies without leaving (`run_worker`)."""
     hospitals = hospitals if hospitals is not None else load_hospitals(settings.hospital_config)
     metrics = metrics or WorkerMetrics()
     model = load_model(settings) if model is _LOAD else model
-    note = member_file(settings.data_dir) if settings.replaces_previous_member else None
+    note = member_file(settings.data_dir) if note_member else None
     app = tuned_app_class(settings.broker_fetch_max_wait_ms, settings.broker_group_instance_id or None, note)(
         settings.app_id,
         broker=broker_urls(settings.broker_url),

@@ -10,17 +10,20 @@ So each worker notes its member id in its data directory whenever the group assi
 partitions, and at start asks the group coordinator to remove that member (LeaveGroup, as a
 clean shutdown would have done). A member that already left, or expired, is simply not there
 (`UNKNOWN_MEMBER_ID`). The note is per data directory, which is per worker (a container, a pod
-with its volume); two live workers never share one.
+with its volume). A running worker holds a lock on its data directory (released by the kernel
+when the process dies, kill -9 included); a worker that finds the lock held by a live one
+neither notes nor removes a member, so it can never push a live worker out of the group.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aiokafka import AIOKafkaClient
 from aiokafka import errors as kafka_errors
@@ -29,6 +32,7 @@ from aiokafka.protocol.group import LeaveGroupRequest
 log = logging.getLogger(__name__)
 
 MEMBER_FILE = "group-member.json"
+LOCK_FILE = "worker.lock"
 _GROUP_COORDINATOR = 0  # FindCoordinator key type for consumer groups
 
 
@@ -40,6 +44,22 @@ class GroupMember:
 
 def member_file(data_dir: Path) -> Path:
     return Path(data_dir) / MEMBER_FILE
+
+
+def claim_data_dir(data_dir: Path) -> IO[bytes] | None:
+    """Lock `data_dir` for this process (keep the returned file open while the worker runs); None when a
+    live process holds it already (logged)."""
+    path = Path(data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    handle = open(path / LOCK_FILE, "ab")  # noqa: SIM115 - held open for the worker's lifetime
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        log.warning("data directory %s is in use by another running worker: give each worker its own "
+                    "(WARDFLOW_DATA_DIR); this one will not replace a previous group member", path)
+        return None
+    return handle
 
 
 def write_member(path: Path, member: GroupMember) -> None:

@@ -10,7 +10,7 @@ import faust
 from streams.settings import WardflowSettings
 from streams.worker.app import bootstrap_servers, create_app, input_topic_names, output_topic_names
 from streams.worker.kafka_security import client_options, warn_if_plaintext
-from streams.worker.membership import leave_for, member_file, read_member
+from streams.worker.membership import claim_data_dir, leave_for, member_file, read_member
 from streams.worker.topics import create_topics
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,13 @@ def run_worker(settings: WardflowSettings) -> int:
     logging.getLogger().setLevel(settings.log_level.upper())
     settings.log_effective()
     warn_if_plaintext(settings)
-    wapp = create_app(settings)  # loads and validates the hospital config first: fail fast
+    claim = claim_data_dir(settings.data_dir) if settings.replaces_previous_member else None  # held until exit
+    # loads and validates the hospital config first: fail fast
+    wapp = create_app(settings, note_member=claim is not None)
     created = asyncio.run(ensure_topics(settings))
     if created:
         log.info("created topics: %s", ", ".join(created))
-    if settings.replaces_previous_member:
+    if claim is not None:
         asyncio.run(replace_previous_member(settings))
     wapp.metrics.serve(settings.metrics_port)
     if settings.metrics_port:

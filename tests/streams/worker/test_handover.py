@@ -82,7 +82,7 @@ def test_a_worker_joins_and_another_leaves_on_sigterm_with_nothing_lost(broker, 
     producer.start()
     time.sleep(5)  # a stream under way: the scenario's schedule, not a wait for a condition
     joined_at = time.time()
-    b = start_worker(metrics_port=0, **common)
+    b = start_worker(metrics_port=0, data_dir=tmp_path / "worker-b-data", **common)  # each worker its own
     _wait_decisions(broker, prefix, len(_decisions(broker, prefix)) + 80)  # both share the stream a while
     left_at = time.time()
     stop_began = time.monotonic()

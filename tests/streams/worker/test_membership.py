@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from streams.worker.membership import GroupMember, leave_for, member_file, read_member, write_member
+from streams.worker.membership import (
+    GroupMember,
+    claim_data_dir,
+    leave_for,
+    member_file,
+    read_member,
+    write_member,
+)
 from streams.worker.topics import create_topics
 
 
@@ -22,6 +29,19 @@ def test_a_note_reads_back_what_was_written_and_leaves_no_temporary_file(tmp_pat
     write_member(path, GroupMember("wardflow", "m-2"))
     assert read_member(path) == GroupMember("wardflow", "m-2")
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_a_data_directory_is_claimed_by_one_live_worker_at_a_time(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    first = claim_data_dir(tmp_path / "data")
+    assert first is not None
+    with caplog.at_level(logging.WARNING):
+        assert claim_data_dir(tmp_path / "data") is None
+    assert "in use by another running worker" in caplog.text
+    first.close()  # what the kernel does when the holder dies
+    again = claim_data_dir(tmp_path / "data")
+    assert again is not None
+    again.close()
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"group": "wardflow"}', '["wardflow", "m-1"]'])
