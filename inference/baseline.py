@@ -15,6 +15,7 @@ from inference.calibration import fit_temperature_sigmoid, fit_temperature_softm
 from inference.data import Example
 from inference.encoding import meta_matrix
 from inference.labels import LabelSet
+from inference.lexical import Head, LexicalModel
 
 
 class TfidfBaseline:
@@ -64,6 +65,51 @@ class TfidfBaseline:
                     [[float(n in e.needs) for n in lab.needs] for e in validation]).reshape(len(validation), -1)),
             }
         return self
+
+    def reader(self, weight: float) -> LexicalModel:
+        """This baseline as the served lexical reader (`inference.lexical`, numpy only), the encoder's
+        share `weight`."""
+        b = self
+        vocab = {}
+        for name, vec in (("word", b.word), ("char", b.char)):
+            terms = [""] * len(vec.vocabulary_)
+            for term, i in vec.vocabulary_.items():
+                terms[i] = term
+            vocab[name] = (terms, np.asarray(vec.idf_, dtype=np.float64))
+        n_features = len(vocab["word"][0]) + len(vocab["char"][0]) + len(meta_matrix([(40.0, "F")])[0])
+        columns: list[np.ndarray] = []
+        biases: list[float] = []
+        heads: dict[str, Head] = {}
+
+        def add(weight_row: np.ndarray, bias: float) -> None:
+            columns.append(np.asarray(weight_row, dtype=np.float64).ravel())
+            biases.append(float(bias))
+
+        zero = np.zeros(n_features)
+        for head, fitted in (("unit", b.unit), ("acuity", b.acuity)):
+            start = len(columns)
+            model = fitted.model
+            if model is None:  # one class seen: it gets log-probability 0
+                add(zero, 0.0)
+                classes: tuple[int, ...] = (int(fitted.present[0]),)
+            elif model.coef_.shape[0] == 1:  # two classes seen: sklearn's binary form, p1 = sigmoid(z)
+                add(zero, 0.0)
+                add(model.coef_[0], model.intercept_[0])
+                classes = tuple(int(c) for c in model.classes_)
+            else:
+                for row, bias in zip(model.coef_, model.intercept_, strict=True):
+                    add(row, bias)
+                classes = tuple(int(c) for c in model.classes_)
+            heads[head] = Head("softmax", fitted.n, start, len(columns), classes)
+        start = len(columns)
+        for fitted in b.needs:
+            if fitted.model is None:
+                add(zero, 30.0 if fitted.present[0] == 1 else -30.0)
+            else:
+                add(fitted.model.coef_[0], fitted.model.intercept_[0])
+        heads["needs"] = Head("odds", len(b.needs), start, len(columns), ())
+        return LexicalModel(vocab, np.stack(columns, axis=1).astype(np.float32), np.asarray(biases, dtype=np.float64), heads,
+                   dict(b.temperatures), 3.0, weight)
 
     def logits(self, exs: Sequence[Example]) -> dict[str, np.ndarray]:
         """Log-probabilities (softmax heads) and log-odds (needs) — temperature-scalable logits."""

@@ -8,6 +8,9 @@ Layout under `out_dir` (default models/triage):
   torch/       the trained PyTorch model (+ data/ splits)
   onnx/        fp32 ONNX, optimized
   int8/        int8 ONNX: the serving directory (WardflowSettings.model_path)
+  lexical/     the step record of the lexical reader (TF-IDF + LR, `inference.lexical`) fitted on the
+               same training split and written into onnx/ and int8/ (lexical.npz), blended with
+               the encoder at the weight the validation split prefers
 Reports go to `reports_dir` (default reports/triage): report.json, report.md, figures/, and
 int8/ for the quantized model's own evaluation.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EXPORT_CODE_VERSION = "2"
+LEXICAL_CODE_VERSION = "1"
 
 
 @dataclass
@@ -38,6 +42,7 @@ class BuildSettings:
     progress: bool = True
     # the training split also reads the test split's presentations (validation keeps its own held out)
     train_on_test_presentations: bool = False
+    lexical: bool = True  # blend the encoder with a TF-IDF reader (inference.lexical)
 
 
 def _key(obj) -> str:
@@ -133,6 +138,17 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
     exported = _step("export + quantize", idir, ekey, ("model.onnx", "tokenizer.json", "triage_config.json"),
                      force or trained, do_export, say)
 
+    lkey = _key({"export": ekey, "lexical": LEXICAL_CODE_VERSION if s.lexical else None})
+
+    def do_lexical():
+        return add_lexical_reader(out_dir, examples, labels, threads=s.threads, enabled=s.lexical, say=say)
+
+    lexical_required = ("../int8/lexical.npz",) if s.lexical else ()
+    lexical_done = _step("lexical reader", out_dir / "lexical", lkey, lexical_required, force or exported,
+                         do_lexical, say)
+    exported = exported or lexical_done
+    ekey = lkey  # the evaluations judge what is served: the encoder and its reader
+
     def handwritten():
         from inference.evaluate_decoded import load_handwritten
 
@@ -164,6 +180,52 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
     _step("evaluate int8", reports_dir / "int8", ekey, ("report.json",), force or exported, do_eval_int8, say)
     say(f"[build] model ready: {idir} ({version}); total {time.monotonic() - t_all:.0f}s")
     return idir
+
+
+def add_lexical_reader(out_dir: Path, examples, labels, *, threads: int = 2, enabled: bool = True,
+                       say: Callable[[str], None] = print) -> dict:
+    """Fit the lexical reader on the training split, choose the encoder's share on the validation split
+    (log loss, `inference.lexical.choose_weight`) and write it into `out_dir`'s onnx/ and int8/ directories
+    (`enabled=False` removes it instead)."""
+    import numpy as np
+
+    from inference.config import load_config
+    from inference.data import by_split
+    from inference.evaluate import _calibrated, model_logits
+    from inference.lexical import LEXICAL_FILE, choose_weight
+
+    dirs = [Path(out_dir) / "onnx", Path(out_dir) / "int8"]
+    if not enabled:
+        for d in dirs:
+            cfg = load_config(d)
+            (d / LEXICAL_FILE).unlink(missing_ok=True)
+            if cfg.lexical_file:
+                cfg.lexical_file = ""
+                cfg.save(d)
+        return {"lexical": None}
+    from inference.baseline import TfidfBaseline
+
+    splits = by_split(examples)
+    val = splits["validation"]
+    if not splits["train"] or not val:
+        from inference.exceptions import TrainingDataError
+
+        raise TrainingDataError("the lexical reader needs a training and a validation split")
+    fitted = TfidfBaseline(labels).fit(splits["train"], val)
+    logits, cfg = model_logits(dirs[0], val, threads, progress=False)
+    reader = fitted.reader(1.0)
+    lexical = reader.probs([e.text for e in val], [e.age for e in val], [e.sex for e in val])
+    weight, losses = choose_weight(_calibrated(logits, cfg.temperatures), lexical,
+                                   np.array([labels.units.index(e.unit) for e in val]),
+                                   np.array([labels.acuity_index(e.acuity) for e in val]))
+    reader.weight = weight
+    for d in dirs:
+        reader.save(d)
+        dcfg = load_config(d)
+        dcfg.lexical_file = LEXICAL_FILE
+        dcfg.save(d)
+    say(f"[build] lexical reader: encoder share {weight} (validation log loss by share: {losses})")
+    return {"lexical": {"encoder_weight": weight, "validation_log_loss": losses}}
 
 
 def build_default_model(out_dir: Path = Path("models/triage"), force: bool = False) -> Path:

@@ -34,6 +34,7 @@ class TriageConfig:
     need_threshold: float = 0.5
     meta_features: tuple[str, ...] = META_FEATURES
     onnx_file: str = ""                # set in exported directories
+    lexical_file: str = ""             # the TF-IDF reader blended with the encoder (inference.lexical), if any
     precision: str = "fp32"            # fp32 | int8
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION

@@ -135,6 +135,34 @@ def _calibrated(logits: dict[str, np.ndarray], temps: dict[str, float]) -> dict[
             "needs": sigmoid(logits["needs"], temps["needs"])}
 
 
+_UNIT_TEMPS = {"unit": 1.0, "acuity": 1.0, "needs": 1.0}
+
+
+def _as_logits(probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Probabilities back as logits (temperature 1 reproduces them): how a blended system is scored."""
+    n = np.clip(probs["needs"], 1e-12, 1 - 1e-12)
+    return {"unit": np.log(np.clip(probs["unit"], 1e-12, None)), "acuity": np.log(np.clip(probs["acuity"], 1e-12, None)),
+            "needs": np.log(n) - np.log1p(-n)}
+
+
+class _Served:
+    """The served system of an exported model directory: the encoder's calibrated probabilities, blended
+    with its lexical reader when it has one (`inference.lexical`)."""
+
+    def __init__(self, model_dir: Path, cfg: TriageConfig) -> None:
+        from inference.lexical import LexicalModel
+
+        self.lexical = LexicalModel.load(model_dir) if cfg.lexical_file else None
+
+    def probs(self, encoder: dict[str, np.ndarray], exs: Sequence[Example]) -> dict[str, np.ndarray]:
+        from inference.lexical import blend
+
+        if self.lexical is None:
+            return encoder
+        lexical = self.lexical.probs([e.text for e in exs], [e.age for e in exs], [e.sex for e in exs])
+        return blend(encoder, lexical, self.lexical.weight)
+
+
 def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, threads: int = 2,
              threshold: float = 0.6, baseline: bool = True, progress: bool = True,
              handwritten: Sequence[Example] | None = None, handwritten_name: str = "",
@@ -159,15 +187,23 @@ def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, thr
     labels = cfg.labels
     policy = load_policy(policy_path)
     check_policy(policy, labels)
+    served = _Served(model_dir, cfg)
+    encoder = _calibrated(logits, cfg.temperatures)
+    if served.lexical is not None:  # "model" is what is served: the blend; "encoder" the encoder alone
+        model_probs = served.probs(encoder, test)
+        logits, temps = _as_logits(model_probs), _UNIT_TEMPS
+    else:
+        model_probs, temps = encoder, cfg.temperatures
     report: dict = {"model_dir": str(model_dir), "model_version": cfg.model_version,
                     "data_fingerprint": cfg.data_fingerprint, "precision": cfg.precision, "n_test": len(test),
-                    "model": head_metrics(logits, cfg.temperatures, test, labels, fig_dir, "model", threshold)}
+                    "lexical_weight": served.lexical.weight if served.lexical is not None else None,
+                    "model": head_metrics(logits, temps, test, labels, fig_dir, "model", threshold)}
     train_groups = {e.group for e in splits["train"] if e.group}
     unseen = [i for i, e in enumerate(test) if e.group and e.group not in train_groups]
     if unseen and train_groups:
         sub = [test[i] for i in unseen]
         report["model_unseen_presentations"] = summary_line(head_metrics(
-            {k: v[unseen] for k, v in logits.items()}, cfg.temperatures, sub, labels, None, "model", threshold))
+            {k: v[unseen] for k, v in logits.items()}, temps, sub, labels, None, "model", threshold))
         report["n_test_unseen_presentations"] = len(unseen)
     if baseline and splits["train"]:
         from inference.baseline import TfidfBaseline
@@ -182,7 +218,9 @@ def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, thr
     report["summary"] = {"model": summary_line(report["model"])}
     if "baseline" in report:
         report["summary"]["baseline"] = summary_line(report["baseline"])
-    systems = {"model": _calibrated(logits, cfg.temperatures)}
+    systems = {"model": model_probs}
+    if served.lexical is not None:
+        systems["encoder"] = encoder
     if "baseline" in report:
         systems["baseline"] = _calibrated(bl, b.temperatures)
     report["served_test"] = compare(systems, test, labels, policy, threshold=threshold,
@@ -192,11 +230,15 @@ def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, thr
 
         v_logits, _ = model_logits(model_dir, splits["validation"], threads, progress)
         report["derived_on_validation"] = derive_on_validation(
-            {"model": _calibrated(v_logits, cfg.temperatures)}, splits["validation"], labels, policy,
+            {"model": served.probs(_calibrated(v_logits, cfg.temperatures), splits["validation"])},
+            splits["validation"], labels, policy,
             target_accuracy=target_accuracy, need_threshold=cfg.need_threshold)
     if handwritten:
         hw_logits, _ = model_logits(model_dir, handwritten, threads, progress)
-        hw_systems = {"model": _calibrated(hw_logits, cfg.temperatures)}
+        hw_encoder = _calibrated(hw_logits, cfg.temperatures)
+        hw_systems = {"model": served.probs(hw_encoder, handwritten)}
+        if served.lexical is not None:
+            hw_systems["encoder"] = hw_encoder
         if "baseline" in report:
             hw_systems["baseline"] = _calibrated(b.logits(handwritten), b.temperatures)
         report["handwritten"] = compare(hw_systems, handwritten, labels, policy, threshold=threshold,

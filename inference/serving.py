@@ -24,6 +24,7 @@ from inference.decoding import check_policy, decode
 from inference.encoding import meta_vector, sigmoid, softmax
 from inference.exceptions import ModelConfigError, ModelNotFoundError
 from inference.interface import PredictionFailed, TriagePrediction, TriageRequest, validate_request
+from inference.lexical import LexicalModel, blend
 from inference.policy import TriagePolicy, load_policy
 from inference.textenc import length_buckets, load_tokenizer, pad, pad_id_of
 
@@ -83,6 +84,9 @@ class OnnxTriageModel:
         labels = config.labels
         self._units, self._needs = labels.units, labels.needs
         self._acuity_keys = tuple(str(a) for a in labels.acuities)
+        self.lexical: LexicalModel | None = None
+        if config.lexical_file and model_dir is not None:
+            self.lexical = LexicalModel.load(model_dir)
 
     @classmethod
     def load(cls, model_dir: Path, *, threads: int = 2, uncertainty_threshold: float = 0.6,
@@ -144,9 +148,22 @@ class OnnxTriageModel:
         return self.logits_from_ids(ids, meta, **kw)
 
     def calibrate(self, logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The encoder's calibrated probabilities (alone: see `served_probs` for what is served)."""
         t = self.config.temperatures
         return {"unit": softmax(logits["unit"], t["unit"]), "acuity": softmax(logits["acuity"], t["acuity"]),
                 "needs": sigmoid(logits["needs"], t["needs"])}
+
+    def served_probs(self, encoder: dict[str, np.ndarray], texts: Sequence[str], ages: Sequence[float],
+                     sexes: Sequence[str]) -> dict[str, np.ndarray]:
+        """What the decoding reads: the encoder's calibrated probabilities, blended with the lexical
+        reader's when the model has one (`inference.lexical`)."""
+        if self.lexical is None:
+            return encoder
+        return blend(encoder, self.lexical.probs(texts, ages, sexes), self.lexical.weight)
+
+    def probabilities(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Served probabilities for whole texts (evaluation): encoder, then the blend."""
+        return self.served_probs(self.calibrate(self.logits(texts, ages, sexes)), texts, ages, sexes)
 
     # ------------------------------------------------------------------ the TriageModel API
     def predict_batch(self, requests: Sequence[TriageRequest]) -> list[TriagePrediction | PredictionFailed]:
@@ -170,6 +187,15 @@ class OnnxTriageModel:
         if good:
             meta = np.asarray([meta_vector(requests[i].age, requests[i].sex) for i in good], dtype=np.float32)
             probs = self._probs_isolating_failures(ids, meta, good, requests, results)
+            if self.lexical is not None:
+                try:
+                    probs = self.served_probs(probs, [requests[i].text for i in good],
+                                              [float(requests[i].age) for i in good], [requests[i].sex for i in good])
+                except Exception:  # noqa: BLE001 - never served without the reader the model was validated with
+                    for i in good:
+                        if results[i] is None:
+                            results[i] = PredictionFailed(requests[i].id, "inference_error",
+                                                          "the lexical reader could not score field 'text'")
             for j, i in enumerate(good):
                 if results[i] is None:
                     try:
