@@ -34,6 +34,12 @@ One page per episode:
   the episode's band, starts a new episode at its band (`NEW_DETERIORATION`); a single 3 or a
   5-6 still at the episode's band `reassess_after_minutes` after the ack asks the next role in
   the chain to review, once per episode (`NO_IMPROVEMENT`; never beyond the role of 7 or more).
+  A 7 or more is already the outreach team's and is watched at that level; but a complete 7 or
+  more after the review that follows no complete set for `reassess_after_minutes` (only
+  incomplete sets, or none) asks the same team to review again, once: nobody has seen the
+  patient at that level for an hour (found by the paging report: an acknowledged 8 followed by
+  two incomplete sets, then a 9 three and a half hours later paged nobody, while the patient had
+  recovered and deteriorated again).
 - A lower bound (`score_at_least`: an incomplete set whose measured values reach a paging
   band) pages like a score, but below the episode's band it is no sign of improvement.
 - Acks are judged on event time: an ack records its own `occurred_at`, even when it is
@@ -74,6 +80,8 @@ NEW_DETERIORATION = "new_deterioration"  # a rise into a paging band after an im
 NO_IMPROVEMENT = "no_improvement"  # still at the band `reassess_after_minutes` after the review
 REPEAT_NOT_TAKEN = "repeat_not_taken"  # a suspect set's repeat did not come in time
 REPEAT_RISING = "repeat_rising"  # a suspect set's repeat, below the bands, rose from the set before it
+REPEAT_STILL_LOW = "repeat_still_low"  # a suspect set's repeat, below the bands, still has a low SpO2
+REPEAT_SPO2_POINTS = 2  # a repeat SpO2 scoring this or more (scale 1: 93% or less) does not reassure
 URGENT_OVERDUE_TOTAL = 5  # RCP: a NEWS2 of 5 or more is the urgent response threshold
 _DAY_MINUTES = 24 * 60
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -234,7 +242,7 @@ Action = Page | Escalation | ReviewDue | RepeatObservation | ObservationsOverdue
 
 
 _TIMES = ("last_page_at", "last_obs_at", "next_obs_due_at", "acked_at", "overdue_reported_for", "below_since",
-          "pending_since")
+          "pending_since", "last_complete_at")
 _BANDS = ("last_band", "page_band", "pending_band")
 
 
@@ -268,6 +276,7 @@ class PagingState:
     pending_from_total: int | None = None  # the score before the suspect reading (a repeat that rises from it pages)
     overdue_reported_for: datetime | None = None  # due time already reported overdue
     reassessed: bool = False  # the episode's no-improvement review has been asked for
+    last_complete_at: datetime | None = None  # the latest score with every parameter measured
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -382,8 +391,10 @@ def on_score(
               and result.total - previous_total >= cfg.rising_points)
     monitoring_minutes = cfg.rising_observe_minutes if rising else response.monitoring_minutes
     next_obs_due_at = now + _minutes(monitoring_minutes)
+    previous_complete_at = state.last_complete_at
     state = replace(state, last_band=result.band, last_total=result.total, last_obs_at=now, trend=trend,
-                    next_obs_due_at=next_obs_due_at)
+                    next_obs_due_at=next_obs_due_at,
+                    last_complete_at=previous_complete_at if result.unmeasured else now)
     summary = describe_scoring(result)
     scoring = tuple(p for p in result.parameters if p.points)
 
@@ -398,9 +409,11 @@ def on_score(
               and result.band.rank > previous_band.rank):
             repage = NEW_DETERIORATION
         elif (state.acked and state.acked_at is not None and not state.reassessed
-              and paged_band.rank < Band.HIGH.rank
               and result.band.rank == paged_band.rank
-              and now - state.acked_at >= _minutes(cfg.reassess_after_minutes)):
+              and now - state.acked_at >= _minutes(cfg.reassess_after_minutes)
+              and (paged_band.rank < Band.HIGH.rank
+                   or (not result.unmeasured and (previous_complete_at is None or now - previous_complete_at
+                                                  >= _minutes(cfg.reassess_after_minutes))))):
             repage = NO_IMPROVEMENT
     if state.page_band is not None and not result.unmeasured:  # a lower bound below the band is no sign of improvement
         if result.band.rank < state.page_band.rank:
@@ -423,6 +436,15 @@ def on_score(
                 f"The repeat scored {result.total}: below the paging bands, but NEWS2 rose from "
                 f"{state.pending_from_total} to {result.total} since the set before the suspect reading, so the "
                 "suspect set is paged."))
+        if (state.pending_page_id is not None and state.pending_band is not None
+                and (state.page_band is None or state.pending_band.rank > state.page_band.rank)
+                and any(p.name == "spo2" and p.points >= REPEAT_SPO2_POINTS for p in result.parameters)):
+            # The repeat's SpO2 is higher than the suspect one but still low (92-93% on scale 1): the deep reading
+            # may have been the probe, the hypoxaemia is not, so the repeat does not reassure.
+            spo2 = next(p.value for p in result.parameters if p.name == "spo2")
+            return _page_pending(state, now, cfg, REPEAT_STILL_LOW, (
+                f"The repeat's SpO2 is {spo2}%: higher than the suspect reading, but still low enough to score "
+                f"{REPEAT_SPO2_POINTS} or more, so the suspect set is paged."))
         state = _clear_pending(state)  # a reassuring repeat: the suspect reading was an artefact
         if rising:
             # RCP 1-4: the registered nurse decides whether more frequent monitoring is needed. A rise since the
@@ -453,9 +475,10 @@ def on_score(
         # Still at the band `reassess_after_minutes` after the review: the next role in the chain reviews.
         role = cfg.reassess_role(state.page_band)
         band_response = cfg.responses[state.page_band]
+        again = " again" if role == state.page_role else ""
         reason = (f"NEWS2 still {band_label(state.page_band)} {cfg.reassess_after_minutes:g} minutes after "
                   f"the {(state.page_role or 'nurse_in_charge').replace('_', ' ')} acknowledged the page: no improvement, so the "
-                  f"{role.replace('_', ' ')} is asked to review.")
+                  f"{role.replace('_', ' ')} is asked to review{again}.")
         page = Page(page_id=page_id, role=role, priority=band_response.priority, band=state.page_band,
                     total=result.total, reasons=(summary, band_response.text, reason), scoring=scoring,
                     trend=state.trend, monitoring_minutes=band_response.monitoring_minutes, repage=NO_IMPROVEMENT)

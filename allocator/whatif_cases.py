@@ -12,6 +12,11 @@ bed capacity times its usual occupancy divided by its mean stay, and one factor 
 stay so that the ED rate below fills the hospital to those occupancies at normal load. Any
 hospital file thus runs near its normal occupancy; `CaseMix.stay_scale` says how far the
 stays were stretched (1.0 = the table as written).
+
+These tables are the hospital's demand for every simulation in the project: the event-stream
+simulator (`streams.devtools.simulator`, the demo's, the tests' and the benchmarks' traffic)
+draws its ED arrivals, admitted share, service mix, lengths of stay and ICU step-down from them
+too, so the what-if and the live demo describe one hospital.
 """
 
 from __future__ import annotations

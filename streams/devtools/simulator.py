@@ -18,7 +18,9 @@ Case mix: every arrival's text, age, sex and labels come from `inference.corpus.
 The corpus admits most of its cases (it is built for training, not for an ED's mix), so the
 simulator first draws whether an arrival is admitted (a third are) and, if so, which service
 (in proportion to the hospital's capacity, see `_admitting_labels`), then samples the corpus
-until a case with that label comes up. An admission event is sent for every arrival; a
+until a case with that label comes up. The ED arrival rate, the admitted share, the service mix
+and the lengths of stay are the what-if's (`allocator.whatif_cases`): one set of distributions
+for both simulations. An admission event is sent for every arrival; a
 `DISCHARGE` case goes home from the ED a few hours later.
 
 Same (hospital, seed, start) -> the same events, byte for byte. Malformed messages and vitals
@@ -58,37 +60,21 @@ from allocator.matching import Policy, assign
 from allocator.news2 import DEFAULT_RESPONSES, Vitalset, score
 from allocator.placement import Assignment, BedSnapshot, PatientToPlace, place
 from allocator.waiting import WaitingPatient
+from allocator.whatif_cases import (  # the hospital's demand, one set of tables with the what-if
+    ADMITTED_SHARE,
+    DEFAULT_LENGTH_OF_STAY,
+    ED_ARRIVALS_PER_BED_PER_DAY,
+    HOURLY_PROFILE,
+    LENGTH_OF_STAY,
+    STEP_DOWN_LABEL,
+    STEP_DOWN_SHARE,
+    STEP_DOWN_STAY,
+    CaseMix,
+)
 from inference.corpus import ClinicalCase, sample_case
 from streams.state.handlers import BARIATRIC_WEIGHT_KG  # the worker's own threshold: the shadow must not drift
 
 DISCHARGE_LABEL = "DISCHARGE"
-ADMITTED_SHARE = 1 / 3  # share of ED arrivals admitted; typical of an acute hospital's ED
-# ED arrivals a day per bed: ~160 for 300 beds (a 300-bed hospital sees 150-250). With a third
-# admitted and the stays below, this holds a hospital near the 85% occupancy it starts with.
-ARRIVALS_PER_DAY_PER_BED = 0.53
-
-# Relative ED arrival rate by local hour (mean 1): quiet 03-07h, busy late morning to evening
-# (roughly the shape of published A&E attendances by hour of arrival).
-HOURLY_PROFILE = (0.62, 0.50, 0.42, 0.36, 0.32, 0.32, 0.38, 0.55, 0.85, 1.15, 1.38, 1.48,
-                  1.48, 1.42, 1.40, 1.38, 1.35, 1.33, 1.30, 1.25, 1.15, 1.02, 0.90, 0.75)
-
-# Length of stay by service: (median days, lognormal sigma). Medians are typical acute-trust
-# figures; sigma gives the long right tail (a few patients stay weeks). Unknown labels: DEFAULT.
-LENGTH_OF_STAY = {
-    "ICU": (3.0, 0.6),
-    "CARDIAC": (3.0, 0.6),
-    "STROKE": (6.0, 0.7),
-    "MEDICINE": (5.0, 0.7),
-    "SURGERY": (4.0, 0.6),
-    "ORTHO": (6.0, 0.6),
-    "MATERNITY": (2.0, 0.5),
-    "PAEDIATRICS": (2.0, 0.6),
-    "MENTAL_HEALTH": (10.0, 0.6),
-}
-DEFAULT_LENGTH_OF_STAY = (4.0, 0.6)
-STEP_DOWN_LABEL = "MEDICINE"  # where ICU patients go when they no longer need organ support
-STEP_DOWN_SHARE = 0.65  # the rest leave ICU directly (died, or transferred out)
-
 # Malformed-message mix (weights): what broken EHR feeds send in practice.
 MALFORMED_MIX = {
     "broken_json": 0.15, "not_utf8": 0.10, "missing_field": 0.18, "wrong_type": 0.17,
@@ -251,8 +237,9 @@ class HospitalSimulator:
         self.malformed_rate = malformed_rate
         self.vitals = vitals
         self.policy = policy  # the worker's allocation policy, mirrored by the shadow
-        self.arrivals_per_day = (ARRIVALS_PER_DAY_PER_BED * len(hospital.beds)
+        self.arrivals_per_day = (ED_ARRIVALS_PER_BED_PER_DAY * len(hospital.beds)
                                  if arrivals_per_day is None else float(arrivals_per_day))
+        self._mix = CaseMix(hospital)  # the service mix and the stay scale the what-if uses too
         tag = f"{seed}|{hospital.hospital_id}|{self.start.isoformat()}"
         self._rng = random.Random(f"sim|{tag}")       # the clinical story
         self._vrng = random.Random(f"vitals|{tag}")   # observations
@@ -444,7 +431,9 @@ class HospitalSimulator:
             return
         self._transfer(at, p, bed.bed_id, kind="step_down")
         p.label, p.acuity, p.needs = label, max(p.acuity, 3), p.needs - {"respiratory_support"}
-        self._schedule(self._discharge_time(at + self._length_of_stay(label)), "discharge", p.encounter_id)
+        median, sigma = STEP_DOWN_STAY  # ward days after ICU, as the what-if has them
+        ward_stay = timedelta(days=self._rng.lognormvariate(math.log(median), sigma) * self._mix.stay_scale)
+        self._schedule(self._discharge_time(at + ward_stay), "discharge", p.encounter_id)
 
     def _on_repatriate(self, at: datetime, encounter_id: str | None) -> None:
         """An outlier (overflow bed) goes back to their own service once it has room."""
@@ -538,7 +527,7 @@ class HospitalSimulator:
         a patient who waits is treated in the emergency department meanwhile."""
         if census:  # already part-way through a stay: the remaining part of a length-biased stay
             median, sigma = LENGTH_OF_STAY.get(p.label, DEFAULT_LENGTH_OF_STAY)
-            total = timedelta(days=self._rng.lognormvariate(math.log(median) + sigma**2, sigma))
+            total = timedelta(days=self._rng.lognormvariate(math.log(median) + sigma**2, sigma) * self._mix.stay_scale)
             stay = total * self._rng.random()
             p.admitted_at = at - (total - stay)  # part-way through: their physiology has settled as much
         else:
@@ -733,20 +722,15 @@ class HospitalSimulator:
     # ------------------------------------------------------------------ helpers
 
     def _admitting_labels(self) -> dict[str, float]:
-        """Labels this hospital admits to, weighted by beds over length of stay.
+        """Labels this hospital admits to, weighted by their admissions a day at normal load.
 
-        Why: the corpus's unit mix is tuned for training, not for this hospital; drawing each
-        admitted case's unit in proportion to the unit's capacity (beds / stay) keeps every
-        service about equally full, so the bed pressure the demo shows is the hospital's, not
-        an artefact of the corpus. The text and labels still come from the corpus itself.
+        Why: the corpus's unit mix is tuned for training, not for this hospital. `CaseMix` (shared
+        with the what-if, `allocator.whatif_cases`) gives each service the admissions that keep
+        its beds at their usual occupancy with the stays below, so the bed pressure the demo shows
+        is the hospital's, not an artefact of the corpus. The text and labels still come from the
+        corpus itself.
         """
-        beds: dict[str, float] = {}
-        for unit in self.hospital.units:
-            n = len(self.hospital.beds_in_unit(unit.code))
-            for label in unit.serves:
-                beds[label] = beds.get(label, 0.0) + n / len(unit.serves)
-        return {lb: n / LENGTH_OF_STAY.get(lb, DEFAULT_LENGTH_OF_STAY)[0] for lb, n in sorted(beds.items())
-                if lb != DISCHARGE_LABEL and n > 0}
+        return {lb: n for lb, n in self._mix.admissions_per_day["normal"].items() if lb != DISCHARGE_LABEL and n > 0}
 
     def _pick_label(self, exclude: str | None = None) -> str:
         labels = [lb for lb in self._labels if lb != exclude]
@@ -812,7 +796,7 @@ class HospitalSimulator:
 
     def _length_of_stay(self, label: str) -> timedelta:
         median, sigma = LENGTH_OF_STAY.get(label, DEFAULT_LENGTH_OF_STAY)
-        return timedelta(days=self._rng.lognormvariate(math.log(median), sigma))
+        return timedelta(days=self._rng.lognormvariate(math.log(median), sigma) * self._mix.stay_scale)
 
     def _discharge_time(self, t: datetime) -> datetime:
         """Most discharges happen 10-19h (ward rounds, pharmacy, transport); night ones move on."""

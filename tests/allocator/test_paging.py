@@ -541,11 +541,34 @@ def test_an_improving_patient_is_not_reassessed():
     assert pages(actions) == []
 
 
-def test_seven_or_more_is_not_reassessed_by_time():
+def test_seven_or_more_watched_at_that_level_is_not_reassessed_by_time():
     state, _ = scored(Band.HIGH, 0)
     state, _ = on_ack(state, "p1", at(5))
-    _, actions = scored(Band.HIGH, 90, state, page_id="p2")
-    assert pages(actions) == []
+    for minute in (30, 60, 90):
+        state, actions = scored(Band.HIGH, minute, state, page_id=f"p{minute}")
+        assert pages(actions) == []
+
+
+def test_seven_or_more_after_an_hour_without_a_complete_set_asks_the_outreach_team_again_once():
+    """After the review, only incomplete sets for an hour (no improvement can be seen in them): the next
+    complete 7 or more asks the outreach team to review again; once per episode."""
+    state, _ = scored(Band.HIGH, 0)
+    state, _ = on_ack(state, "p1", at(5))
+    incomplete = score_at_least(replace(NORMAL, resp_rate=25, spo2=None), scale2=False)
+    assert incomplete.unmeasured
+    state, _ = scored(incomplete, 50, state, page_id="p2")
+    state, early = scored(Band.HIGH, 55, state, page_id="p3")  # 55 minutes after the last complete set
+    assert pages(early) == []
+    state, _ = scored(incomplete, 100, state, page_id="p4")
+    state, actions = scored(Band.HIGH, 160, state, page_id="p5")
+    [page] = pages(actions)
+    assert (page.page_id, page.role, page.band, page.repage) == (
+        "p5", "critical_care_outreach", Band.HIGH, "no_improvement")
+    assert any("review again" in r for r in page.reasons)
+    state, _ = on_ack(state, "p5", at(165))
+    state, _ = scored(incomplete, 200, state, page_id="p6")
+    _, again = scored(Band.HIGH, 300, state, page_id="p7")
+    assert pages(again) == []
 
 
 def test_spo2_91_with_normal_breathing_is_plausible_and_pages_at_once():
@@ -704,3 +727,27 @@ def test_state_with_a_pending_rise_check_round_trips_through_json():
     assert PagingState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
     legacy = {k: v for k, v in state.to_dict().items() if k != "pending_from_total"}  # a state stored before
     assert PagingState.from_dict(legacy).pending_from_total is None
+
+
+# --- a repeat whose SpO2 is still low does not reassure ---
+
+def test_a_repeat_with_spo2_still_at_92_pages_the_suspect_set():
+    """80% with a normal pulse looks like the probe; 92% two minutes later (2 points on scale 1) says the
+    hypoxaemia is real even if the deep reading was not (found by the paging report: the repeat "reassured"
+    at 92% and the next set, 50 minutes later, scored 10)."""
+    state, _ = scored(Band.LOW, 0)  # 1: the repeat's 2 is no rise
+    state, _ = scored(PROBE_OFF, 60, state, page_id="p2")
+    repeat = score(replace(NORMAL, spo2=92), scale2=False)
+    assert repeat.total == 2 and not CFG.paging_band(repeat.band)
+    state, actions = scored(repeat, 63, state, page_id="p3")
+    [page] = pages(actions)
+    assert (page.page_id, page.after_repeat) == ("p2", "repeat_still_low")
+    assert "SpO2 is 92%" in page.reasons[-1]
+    assert state.pending_page_id is None
+
+
+def test_a_repeat_with_spo2_at_94_reassures():
+    state, _ = scored(Band.ZERO, 0)
+    state, _ = scored(PROBE_OFF, 60, state, page_id="p2")
+    state, actions = scored(score(replace(NORMAL, spo2=94), scale2=False), 63, state, page_id="p3")  # 1 point
+    assert pages(actions) == [] and state.pending_page_id is None

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from allocator.hospital import DEMO_HOSPITAL_PATH, Hospital, load_hospitals
+from allocator.whatif_cases import ED_ARRIVALS_PER_BED_PER_DAY, LENGTH_OF_STAY, CaseMix
 from streams.devtools.simulator import HospitalSimulator, SimEvent, SimulatedClinicians
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday, midnight
@@ -83,12 +84,25 @@ def _arrivals(events: list[SimEvent]) -> list[dict]:
     return [_body(e) for e in events if e.topic == "admissions" and not e.malformed and e.at >= START]
 
 
+def test_the_demand_is_the_what_ifs(demo: Hospital) -> None:
+    """One hospital, one set of distributions: the service mix and the stays of the event simulator are
+    the what-if's (`allocator.whatif_cases`), stays scaled alike."""
+    sim = HospitalSimulator(demo, seed=1, start=START)
+    mix = CaseMix(demo)
+    assert sim.arrivals_per_day == ED_ARRIVALS_PER_BED_PER_DAY * len(demo.beds)
+    assert sim._admitting_labels() == mix.admissions_per_day["normal"]
+    median, _ = LENGTH_OF_STAY["MEDICINE"]
+    stays = sorted(sim._length_of_stay("MEDICINE").total_seconds() / 86400 for _ in range(2001))
+    assert stays[1000] == pytest.approx(median * mix.stay_scale, rel=0.08)
+
+
 def test_arrivals_per_day_and_hour_of_day_shape(demo: Hospital, days_run) -> None:
     sim, events = days_run
     arrivals = _arrivals(events)
     per_day = Counter(datetime.fromisoformat(a["occurred_at"]).date() for a in arrivals)
     assert len(per_day) == DAYS
-    assert all(150 <= n <= 250 for n in per_day.values()), per_day
+    expected = ED_ARRIVALS_PER_BED_PER_DAY * len(demo.beds)  # the what-if's rate: ~252 a day for 378 beds
+    assert all(0.75 * expected <= n <= 1.25 * expected for n in per_day.values()), (expected, per_day)
     by_hour = Counter(datetime.fromisoformat(a["occurred_at"]).hour for a in arrivals)
     assert by_hour[14] > 2 * by_hour[5], by_hour
     assert sum(by_hour[h] for h in range(10, 20)) > 1.8 * sum(by_hour[h] for h in range(0, 10)), by_hour
