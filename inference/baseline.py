@@ -13,7 +13,7 @@ from scipy import sparse
 
 from inference.calibration import fit_temperature_sigmoid, fit_temperature_softmax
 from inference.data import Example
-from inference.encoding import meta_matrix
+from inference.encoding import META_DIM, meta_matrix
 from inference.labels import LabelSet
 from inference.lexical import Head, LexicalModel
 
@@ -76,7 +76,7 @@ class TfidfBaseline:
             for term, i in vec.vocabulary_.items():
                 terms[i] = term
             vocab[name] = (terms, np.asarray(vec.idf_, dtype=np.float64))
-        n_features = len(vocab["word"][0]) + len(vocab["char"][0]) + len(meta_matrix([(40.0, "F")])[0])
+        n_features = len(vocab["word"][0]) + len(vocab["char"][0]) + META_DIM
         columns: list[np.ndarray] = []
         biases: list[float] = []
         heads: dict[str, Head] = {}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.encoding import meta_matrix, sigmoid, softmax
+from inference.encoding import META_DIM, meta_matrix, sigmoid, softmax
 from inference.exceptions import ModelConfigError
 
 LEXICAL_FILE = "lexical.npz"
@@ -117,12 +117,9 @@ class LexicalModel:
             raise ModelConfigError(f"{path}: missing (the model's config names it)") from None
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise ModelConfigError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-        if set(heads) != set(HEADS) or weights.shape != (model.n_text + model._n_meta(), len(bias)):
+        if set(heads) != set(HEADS) or weights.shape != (model.n_text + META_DIM, len(bias)):
             raise ModelConfigError(f"{path}: heads or weight shapes do not match its vocabularies")
         return model
-
-    def _n_meta(self) -> int:
-        return len(meta_matrix([(40.0, "F")])[0])
 
     # ------------------------------------------------------------------ scoring
     def _text_features(self, text: str) -> tuple[np.ndarray, np.ndarray]:

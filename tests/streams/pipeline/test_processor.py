@@ -28,12 +28,17 @@ def _worker(**kw) -> InMemoryWorker:
     return InMemoryWorker(load_hospitals(FIXTURE), topic_prefix=PREFIX, **kw)
 
 
-def _run(worker: InMemoryWorker, items) -> None:
+def _messages(items) -> list[RawMessage]:
+    """Partition-0 messages at offsets 0.. from scenario items ((topic, body) pairs, or already encoded)."""
     msgs = []
     for i, item in enumerate(items):
         topic, key, value = ev.encode(PREFIX, item) if isinstance(item[1], dict) else item
         msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
-    asyncio.run(worker.feed(msgs))
+    return msgs
+
+
+def _run(worker: InMemoryWorker, items) -> None:
+    asyncio.run(worker.feed(_messages(items)))
 
 
 def _bed(worker, bed_id):
@@ -266,10 +271,7 @@ def test_a_repeat_inside_one_batch_is_a_duplicate_and_a_rejected_event_changes_n
     items = scenario()[:2]
     bad = ev.admission(HID, "P9", "E9", 3, requested_unit="NO-SUCH-UNIT", event_id="bad-1")
     w = _worker()
-    msgs = []
-    for i, item in enumerate([items[0], bad, items[0], items[1]]):
-        topic, key, value = ev.encode(PREFIX, item)
-        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    msgs = _messages([items[0], bad, items[0], items[1]])
     outcomes = asyncio.run(w.processor.process_batch(msgs))
     assert [o.status for o in outcomes] == ["applied", "dead_letter", "duplicate", "applied"]
     assert w.tables[ENCOUNTERS].get(f"{HID}|E9") is None and f"{HID}|bad-1" not in w.tables["seen"]
@@ -282,10 +284,7 @@ def test_one_journal_record_per_checkpoint_carries_every_event_and_finishes_a_lo
     from streams.state.tables import JOURNAL
 
     w = _worker()
-    msgs = []
-    for i, item in enumerate(scenario()[:3]):
-        topic, key, value = ev.encode(PREFIX, item)
-        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    msgs = _messages(scenario()[:3])
     asyncio.run(w.processor.process_batch(msgs))
     journal = w.tables[JOURNAL][HID]
     assert journal["event_ids"] == ["s-1", "s-2", "s-3"] and journal["event_id"] == "s-3"
@@ -320,10 +319,7 @@ def test_a_batch_that_would_outgrow_one_journal_record_is_checkpointed_in_parts(
     long_text = "Détresse respiratoire — " * 800
     items = [ev.admission(HID, f"P{i}", f"E{i}", i, requested_unit="MEDICINE", event_id=f"a-{i}",
                           text=long_text[:9_000]) for i in range(4)]
-    msgs = []
-    for i, item in enumerate(items):
-        topic, key, value = ev.encode(PREFIX, item)
-        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    msgs = _messages(items)
     outcomes = asyncio.run(w.processor.process_batch(msgs))
     assert [o.status for o in outcomes] == ["applied"] * 4
     assert len(set(map(tuple, journals))) >= 2  # more than one record: the batch did not fit one
@@ -382,10 +378,7 @@ def test_the_next_batch_is_applied_while_the_last_checkpoint_travels_and_is_ackn
         await real_flush()
 
     w.sink.flush = gated_flush
-    msgs = []
-    for i, item in enumerate(scenario()[:3]):
-        topic, key, value = ev.encode(PREFIX, item)
-        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    msgs = _messages(scenario()[:3])
     durable: list[str] = []
 
     async def run() -> None:
@@ -440,10 +433,7 @@ def test_a_checkpoint_the_broker_refused_stops_its_batch_and_the_next_attempt_st
         await real_flush()
 
     w.sink.flush = flaky_flush
-    msgs = []
-    for i, item in enumerate(scenario()[:2]):
-        topic, key, value = ev.encode(PREFIX, item)
-        msgs.append(RawMessage(topic=topic, partition=0, offset=i, key=key, value=value))
+    msgs = _messages(scenario()[:2])
     durable: list[str] = []
 
     async def run() -> None:
