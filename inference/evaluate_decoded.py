@@ -243,6 +243,10 @@ def compare(systems: dict[str, dict[str, np.ndarray]], exs: Sequence[Example], l
 DERIVE_WEIGHTS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 DERIVE_DISCHARGE_COSTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0)
 DERIVE_MASS = (0.05, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)
+# The discharge cost is taken at least this many times the lowest that sends no true ESI 1-2 home on validation: the
+# lowest is where the last validation case stops being sent home, with no margin for notes written otherwise (at 2,
+# the lowest for wf-triage-2630542637d9, a generated test note with a non-blanching rash, floppy and cold, went home).
+DISCHARGE_SAFETY_FACTOR = 2.0
 
 
 def derive_on_validation(systems: dict[str, dict[str, np.ndarray]], exs: Sequence[Example], labels: LabelSet,
@@ -252,7 +256,8 @@ def derive_on_validation(systems: dict[str, dict[str, np.ndarray]], exs: Sequenc
     the hand-written notes), one after the other; a value must meet its rule for every model in `systems`
     (e.g. the fp32 and the int8 export of one model, calibrated probabilities on `exs`):
     1. under-triage weight: the lowest of `DERIVE_WEIGHTS` whose ESI 1-2 under-triage is at most the target;
-    2. `discharge_urgent_cost`: the lowest of `DERIVE_DISCHARGE_COSTS` sending no true ESI 1-2 home;
+    2. `discharge_urgent_cost`: the lowest of `DERIVE_DISCHARGE_COSTS` sending no true ESI 1-2 home
+       (`discharge_urgent_cost_lowest`), times `DISCHARGE_SAFETY_FACTOR` (the lowest grid value at or above it);
     3. `flag_urgent_mass_at_least`: the largest of `DERIVE_MASS` leaving no under-triaged ESI 1-2 unflagged;
     4. `uncertainty_threshold` (per model): the lowest threshold whose unflagged served predictions meet the
        target unit accuracy and leave no under-triaged ESI 1-2 unflagged (steps 1-3 are measured at 0.6).
@@ -279,7 +284,11 @@ def derive_on_validation(systems: dict[str, dict[str, np.ndarray]], exs: Sequenc
         pol = with_under_triage_weight(pol, labels, w)
     c = next((c for c in DERIVE_DISCHARGE_COSTS
               if every(with_(pol, discharge_urgent_cost=c), lambda m: m["esi_1_2_sent_home"] == 0)), None)
+    out["discharge_urgent_cost_lowest"] = c
+    if c is not None:
+        c = next((x for x in DERIVE_DISCHARGE_COSTS if x >= DISCHARGE_SAFETY_FACTOR * c), DERIVE_DISCHARGE_COSTS[-1])
     out["discharge_urgent_cost"] = c
+    out["discharge_safety_factor"] = DISCHARGE_SAFETY_FACTOR
     if c is not None:
         pol = with_(pol, discharge_urgent_cost=c)
     ok = [x for x in DERIVE_MASS

@@ -185,8 +185,9 @@ def derived_section(dv: dict) -> list[str]:
              "By the rules in `inference/triage_policy.yaml`, in this order (n/a: no value of the grid meets it):", "",
              f"* under-triage weight, the lowest with ESI 1-2 under-triage <= {_pct(dv['target_under_triage'])}: "
              f"{v(dv['under_triage_weight'])};",
-             f"* `discharge_urgent_cost`, the lowest sending no true ESI 1-2 home: {v(dv['discharge_urgent_cost'])} "
-             f"(policy now {v(dv['policy_now']['discharge_urgent_cost'])});",
+             f"* `discharge_urgent_cost`, {v(dv['discharge_safety_factor'])} times the lowest sending no true "
+             f"ESI 1-2 home ({v(dv['discharge_urgent_cost_lowest'])}): "
+             f"{v(dv['discharge_urgent_cost'])} (policy now {v(dv['policy_now']['discharge_urgent_cost'])});",
              f"* `flag_urgent_mass_at_least`, the largest leaving no under-triaged ESI 1-2 unflagged: "
              f"{v(dv['flag_urgent_mass_at_least'])} (policy now {v(dv['policy_now']['flag_urgent_mass_at_least'])});",
              "* `uncertainty_threshold`, the lowest with unit accuracy >= "

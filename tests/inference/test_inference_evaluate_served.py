@@ -99,6 +99,7 @@ def test_values_derived_on_validation_meet_their_own_rules():
     from inference.data import Example
     from inference.evaluate_decoded import (
         DERIVE_DISCHARGE_COSTS,
+        DISCHARGE_SAFETY_FACTOR,
         derive_on_validation,
         system_metrics,
         with_under_triage_weight,
@@ -129,14 +130,40 @@ def test_values_derived_on_validation_meet_their_own_rules():
         assert r["under_triage_esi_1_2"] <= 0.05
     t = d["uncertainty_threshold"]["m"]
     assert t is None or r["unit_accuracy_not_flagged"] >= 0.9
-    # the cost is the lowest that works: one step lower sends an urgent patient home
-    k = DERIVE_DISCHARGE_COSTS.index(d["discharge_urgent_cost"])
+    # the lowest cost that works is found (one step lower sends an urgent patient home), and the cost chosen
+    # is the first grid value at or above the safety factor times it
+    lowest = d["discharge_urgent_cost_lowest"]
+    k = DERIVE_DISCHARGE_COSTS.index(lowest)
     if k > 0:
         lower = with_under_triage_weight(pol, L, d["under_triage_weight"] or 1.5)
         lower = lower.model_copy(update={"decoding": lower.decoding.model_copy(
             update={"discharge_urgent_cost": DERIVE_DISCHARGE_COSTS[k - 1]})})
         assert system_metrics(probs, exs, L, lower, threshold=0.6, decoded=True,
                               list_misses=False)["esi_1_2_sent_home"] > 0
+    chosen = d["discharge_urgent_cost"]
+    assert chosen >= DISCHARGE_SAFETY_FACTOR * lowest or chosen == DERIVE_DISCHARGE_COSTS[-1]
+    assert all(c < DISCHARGE_SAFETY_FACTOR * lowest for c in DERIVE_DISCHARGE_COSTS if c < chosen)
+
+
+def test_the_discharge_cost_keeps_a_margin_over_the_lowest_that_works():
+    import numpy as np
+
+    from inference.data import Example
+    from inference.evaluate_decoded import DISCHARGE_SAFETY_FACTOR, derive_on_validation
+    from inference.labels import DEFAULT_LABELS as L
+    from inference.policy import load_policy
+
+    units = list(L.units)
+    # one urgent patient the unit head would send home: P(DISCHARGE) 0.9, P(ESI 1-2) 0.3. Home costs
+    # 2 * 0.1 + c * 0.3 against 0.9 for MEDICINE, so 3 is the lowest grid cost keeping them in
+    u = np.zeros(len(units))
+    u[units.index("DISCHARGE")], u[units.index("MEDICINE")] = 0.9, 0.1
+    exs = [Example(text="", age=50.0, sex="F", unit="MEDICINE", acuity=2, needs=(), split="validation", group="v0")]
+    probs = {"unit": u[None, :], "acuity": np.array([[0.0, 0.3, 0.1, 0.5, 0.1]]), "needs": np.zeros((1, 7))}
+    d = derive_on_validation({"m": probs}, exs, L, load_policy())
+    assert d["discharge_urgent_cost_lowest"] == 3.0
+    assert DISCHARGE_SAFETY_FACTOR == 2.0 and d["discharge_urgent_cost"] == 6.0
+    assert d["resulting"]["m"]["esi_1_2_sent_home"] == 0
 
 
 def test_the_report_ends_with_the_derived_values(report):

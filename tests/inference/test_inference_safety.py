@@ -273,12 +273,21 @@ def test_a_chance_of_esi_1_2_keeps_a_patient_the_model_would_send_home():
     up = [0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.0, 0.0, 0.0, 0.95]   # DISCHARGE 0.95, ORTHO 0.05
     home = decode(up, [0.0, 0.0, 0.05, 0.9, 0.05], [0.0] * 7, L, age=35, text="", policy=POLICY, threshold=0.6)
     assert home.unit == "DISCHARGE"                             # no chance of urgency: home
-    # P(ESI 1-2) = 0.1: discharging costs 2 * 0.05 + c * 0.1, a ward bed 1 - 0.05
-    kept = decode(up, [0.0, 0.1, 0.0, 0.85, 0.05], [0.0] * 7, L, age=35, text="", policy=POLICY, threshold=0.6)
+    # P(ESI 1-2) = m: discharging costs 2 * 0.05 + c * m, a ward bed 1 - 0.05; kept once c * m > 0.85
+    m = round(min(0.4, 0.9 / c), 3)
+    assert c * m > 0.85
+    acuity = [0.0, m, 0.0, 0.95 - m, 0.05]
+    kept = decode(up, acuity, [0.0] * 7, L, age=35, text="", policy=POLICY, threshold=0.6)
     assert kept.unit == "ORTHO" and kept.acuity == 4 and kept.uncertain
     assert any(r.code == "consistency" for r in kept.reasons)
-    child = decode(up, [0.0, 0.1, 0.0, 0.85, 0.05], [0.0] * 7, L, age=9, text="", policy=POLICY, threshold=0.6)
+    child = decode(up, acuity, [0.0] * 7, L, age=9, text="", policy=POLICY, threshold=0.6)
     assert child.unit == "PAEDIATRICS"
+    # a smaller chance that the cost lets go home is still flagged when it reaches flag_urgent_mass_at_least
+    x = POLICY.decoding.flag_urgent_mass_at_least
+    if x is not None and c * x < 0.85:
+        flagged = decode(up, [0.0, x, 0.0, 0.95 - x, 0.05], [0.0] * 7, L, age=35, text="", policy=POLICY,
+                         threshold=0.6)
+        assert flagged.unit == "DISCHARGE" and flagged.uncertain
 
 
 @pytest.mark.parametrize("text, level", [
