@@ -135,6 +135,24 @@ class Review:
 
 
 @dataclass
+class Planned:
+    """An elective admission in a plan (`planned_admission`): the latest plan's word for each patient."""
+
+    decision_id: str
+    plan_id: str | None
+    created_at: str
+    patient_id: str
+    unit: str | None
+    date: str | None  # YYYY-MM-DD: admission and surgery
+    room: str | None
+    theatre: str | None
+    surgeon: str | None
+    length_of_stay: int | None
+    mandatory: bool
+    arrived_at: str | None = None  # the patient's first bed assignment at or after the plan was made
+
+
+@dataclass
 class HospitalBoard:
     hospital: Hospital
     clock: str | None = None
@@ -152,6 +170,7 @@ class HospitalBoard:
     view_waiting: list[dict] | None = None
     view_as_of: str | None = None
     capacity: dict[str, Any] | None = None
+    planned: dict[str, Planned] = field(default_factory=dict)  # patient_id -> the latest plan's admission
 
     # ------------------------------------------------------------------ input
     def _tick(self, at: str | None) -> None:
@@ -176,11 +195,18 @@ class HospitalBoard:
         self.decisions_applied += 1
         kind, enc = d.get("kind"), d.get("encounter_id")
         at = str(d.get("created_at") or "")  # every decision has one (the output contract); "" reads as no time
+        if kind == "planned_admission":  # made when the plan was run, not an event of the hospital: no tick
+            self._plan(d, at)
+            return True
         self._tick(at)
         pid, acuity = d.get("patient_id"), _acuity(d.get("prediction"))
         item = self.queue.get(enc) if enc else None
         if kind == "assignment":
             self._bed(d.get("bed_id"), at, BedEntry("occupied", at, enc, pid, acuity))
+            plan = self.planned.get(pid or "")
+            if plan is not None and plan.arrived_at is None and (parse_time(at) or datetime.min) >= (
+                    parse_time(plan.created_at) or datetime.max):
+                plan.arrived_at = at
             if enc:
                 self.queue.pop(enc, None)
                 self.waiting_reasons.pop(enc, None)
@@ -242,6 +268,23 @@ class HospitalBoard:
             self.surge = {"level": (d.get("details") or {}).get("level"), "since": at, **(d.get("details") or {}),
                           "reasons": _reasons(d)}
         return True
+
+    def _plan(self, d: dict, at: str) -> None:
+        """Keep the newest plan's admission per patient (a re-plan moves or replaces it; an older one arriving
+        late changes nothing)."""
+        pid = d.get("patient_id")
+        if not pid:
+            return
+        details = d.get("details") or {}
+        current = self.planned.get(pid)
+        if current is not None and (current.created_at, current.decision_id) > (at, str(d["decision_id"])):
+            return
+        stay = details.get("length_of_stay")
+        self.planned[pid] = Planned(
+            str(d["decision_id"]), details.get("plan_id"), at, pid, d.get("unit"), details.get("date"),
+            details.get("room"), details.get("theatre"), details.get("surgeon"),
+            stay if isinstance(stay, int) else None, bool(details.get("mandatory")),
+            arrived_at=current.arrived_at if current is not None and current.date == details.get("date") else None)
 
     def apply_ack(self, ack: dict) -> bool:
         page_id = ack.get("page_id")
@@ -333,6 +376,14 @@ class HospitalBoard:
         return [asdict(r) | {"overdue": duration(r.due_at, self.clock)}
                 for r in sorted(self.reviews.values(), key=lambda r: (r.due_at or "", r.encounter_id))]
 
+    def planned_admissions(self, unit_code: str | None = None) -> list[dict[str, Any]]:
+        """Elective admissions planned from the hospital's current date on (by its clock), soonest first."""
+        today = (parse_time(self.clock) or datetime.min).date().isoformat() if self.clock else ""
+        rows = [p for p in self.planned.values()
+                if (unit_code is None or p.unit == unit_code) and (p.date or "") >= today]
+        return [asdict(p) | {"status": "arrived" if p.arrived_at else "planned"}
+                for p in sorted(rows, key=lambda p: (p.date or "", p.room or "", p.patient_id))]
+
     def queue_items(self) -> list[dict[str, Any]]:
         return [asdict(q) | {"actions": q.actions(), "age": duration(q.created_at, self.clock)}
                 for q in sorted(self.queue.values(), key=lambda q: (q.created_at, q.encounter_id))]
@@ -351,7 +402,8 @@ class HospitalBoard:
                 "waiting": len(waiting), "longest_wait_minutes": longest,
                 "longest_wait": duration(min((w["since"] for w in waiting if w["since"]), default=None), self.clock),
                 "pages": sum(1 for p in self.unacknowledged_pages() if p["unit"] == unit_code),
-                "queue": sum(1 for q in self.queue.values() if q.unit == unit_code)}
+                "queue": sum(1 for q in self.queue.values() if q.unit == unit_code),
+                "planned": len(self.planned_admissions(unit_code))}
 
     def surge_figures(self) -> dict[str, Any]:
         level = (self.capacity or {}).get("surge_level") or self.surge.get("level") or 1
@@ -378,7 +430,8 @@ class HospitalBoard:
                 "waiting": [w for w in self.waiting() if w["unit"] == unit_code or (w["target_unit"] in labels)],
                 "pages": [p for p in self.unacknowledged_pages() if p["unit"] == unit_code],
                 "reviews": [r for r in self.due_reviews() if r["unit"] == unit_code],
-                "queue": [q for q in self.queue_items() if q["unit"] == unit_code]}
+                "queue": [q for q in self.queue_items() if q["unit"] == unit_code],
+                "planned": self.planned_admissions(unit_code)}
 
     def available_beds(self) -> dict[str, list[str]]:
         """Beds a patient could be moved to now, by unit (for Reassign)."""

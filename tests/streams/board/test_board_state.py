@@ -126,3 +126,44 @@ def test_a_bed_s_since_reads_the_same_from_a_decision_or_from_the_worker_s_view(
 
     assert same_form("2026-12-07T00:02:04.372719Z") == same_form("2026-12-07T00:02:04.372719+00:00")
     assert same_form(None) is None and same_form("not a time") == "not a time"
+
+
+def planned(n: int, patient: str, date: str, *, plan: str = "plan-a", created: str = "2026-11-20T09:00:00Z",
+            unit: str = "ORTH", room: str = "ORTH-B1", mandatory: bool = False) -> dict:
+    return {"decision_id": f"p{n}", "kind": "planned_admission", "hospital_id": HID, "caused_by": plan,
+            "created_at": created, "patient_id": patient, "unit": unit,
+            "reasons": [{"code": "planned_admission", "text": "Elective admission planned."}],
+            "details": {"plan_id": plan, "day": 0, "date": date, "room": room, "theatre": "T1", "surgeon": "s1",
+                        "length_of_stay": 3, "mandatory": mandatory, "delay_days": 0}}
+
+
+def test_planned_admissions_show_on_their_unit_soonest_first_and_the_newest_plan_wins():
+    b = board()
+    b.apply(decision("news2", 1, 0, patient_id="P0", encounter_id="E0"))  # the hospital's clock: 2026-11-24 08:00
+    b.apply(planned(1, "PA", "2026-11-26", room="ORTH-SR1", mandatory=True))
+    b.apply(planned(2, "PB", "2026-11-25"))
+    b.apply(planned(3, "PC", "2026-11-23"))                     # before the hospital's today: not shown
+    b.apply(planned(4, "PD", "2026-11-25", unit="CARD", room="CARD-B2"))
+    assert b.clock == "2026-11-24T08:00:00+00:00"              # a plan's creation time is not hospital time
+    rows = b.unit_page("ORTH")["planned"]
+    assert [(r["patient_id"], r["date"], r["room"], r["status"]) for r in rows] == [
+        ("PB", "2026-11-25", "ORTH-B1", "planned"), ("PA", "2026-11-26", "ORTH-SR1", "planned")]
+    assert rows[1]["mandatory"] and rows[1]["theatre"] == "T1" and rows[1]["length_of_stay"] == 3
+    assert [r["patient_id"] for r in b.unit_page("CARD")["planned"]] == ["PD"]
+    assert b.unit_summary("ORTH")["planned"] == 2
+    # a re-plan moves PB; the older plan arriving late changes nothing; a repeat is ignored
+    b.apply(planned(5, "PB", "2026-11-27", plan="plan-b", created="2026-11-21T09:00:00Z"))
+    assert not b.apply(planned(5, "PB", "2026-11-27", plan="plan-b", created="2026-11-21T09:00:00Z"))
+    b.apply(planned(6, "PB", "2026-11-25", plan="plan-0", created="2026-11-19T09:00:00Z"))
+    assert [(r["patient_id"], r["date"]) for r in b.unit_page("ORTH")["planned"]] == [
+        ("PA", "2026-11-26"), ("PB", "2026-11-27")]
+
+
+def test_a_planned_patient_who_arrives_is_marked_arrived():
+    b = board()
+    b.apply(planned(1, "PA", "2026-11-24"))
+    b.apply(decision("assignment", 2, 5, patient_id="PA", encounter_id="EA", unit="ORTH", bed_id="ORTH-SR1"))
+    [row] = b.unit_page("ORTH")["planned"]
+    assert row["status"] == "arrived" and row["arrived_at"] == "2026-11-24T08:05:00Z"
+    b.apply(decision("assignment", 3, 6, patient_id="PB", encounter_id="EB", unit="ORTH", bed_id="ORTH-B1-A"))
+    assert [r["patient_id"] for r in b.unit_page("ORTH")["planned"]] == ["PA"]  # nobody else is marked

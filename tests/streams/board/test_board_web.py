@@ -154,3 +154,23 @@ def test_unknown_places_are_404(tmp_path, path):
     client, _, _ = make(tmp_path)
     sign_in(client, "dr-a")
     assert client.get(path).status_code == 404
+
+
+def test_the_unit_page_lists_its_planned_elective_admissions(tmp_path):
+    client, _, _ = make(tmp_path)
+    app_board = client.app.state.feed.boards[HID]
+    app_board.apply({"decision_id": "pl1", "kind": "planned_admission", "hospital_id": HID,
+                     "created_at": "2029-12-30T09:00:00Z", "caused_by": "plan-x", "patient_id": "EL-7",
+                     "unit": "ORTH", "reasons": [{"code": "planned_admission", "text": "Planned."}],
+                     "details": {"plan_id": "plan-x", "day": 2, "date": "2030-01-03", "room": "ORTH-SR1",
+                                 "theatre": "THEATRE-1", "surgeon": "mr-okafor", "length_of_stay": 4,
+                                 "mandatory": True, "delay_days": 0}})
+    assert sign_in(client, "dr-a").status_code == 303
+    page = client.get(f"/h/{HID}/units/ORTH").text
+    row = re.search(r'<tr id="plan-EL-7">(.*?)</tr>', page).group(1)
+    assert all(x in row for x in ("2030-01-03", "EL-7", "(mandatory)", "ORTH-SR1", "THEATRE-1", "mr-okafor", "4 d",
+                                  "planned"))
+    assert "Planned elective admissions" in client.get(f"/h/{HID}/units/CARD").text
+    assert "None planned." in client.get(f"/h/{HID}/units/CARD").text
+    overview = client.get(f"/h/{HID}/").text
+    assert "Planned electives" in overview
