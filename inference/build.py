@@ -10,7 +10,9 @@ Layout under `out_dir` (default models/triage):
   int8/        int8 ONNX: the serving directory (WardflowSettings.model_path)
   lexical/     the step record of the lexical reader (TF-IDF + LR, `inference.lexical`) fitted on the
                same training split and written into onnx/ and int8/ (lexical.npz), blended with
-               the encoder at the weight the validation split prefers
+               the encoder at the weight the validation split prefers; the same step chooses the
+               served model's need threshold on the validation split (`need_threshold` in both
+               triage_config.json)
 Reports go to `reports_dir` (default reports/triage): report.json, report.md, figures/, and
 int8/ for the quantized model's own evaluation.
 """
@@ -28,7 +30,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EXPORT_CODE_VERSION = "2"
-LEXICAL_CODE_VERSION = "1"
+LEXICAL_CODE_VERSION = "2"  # 2: the step also chooses the need threshold
 
 
 @dataclass
@@ -186,15 +188,17 @@ def add_lexical_reader(out_dir: Path, examples, labels, *, threads: int = 2, ena
                        say: Callable[[str], None] = print) -> dict:
     """Fit the lexical reader on the training split, choose the encoder's share on the validation split
     (log loss, `inference.lexical.choose_weight`) and write it into `out_dir`'s onnx/ and int8/ directories
-    (`enabled=False` removes it instead)."""
+    (`enabled=False` removes it instead); then choose the need threshold of what is served on the
+    validation split (`choose_need_threshold`, fp32 and int8 together) and write it into both."""
     import numpy as np
 
     from inference.config import load_config
     from inference.data import by_split
-    from inference.evaluate import _calibrated, model_logits
     from inference.lexical import LEXICAL_FILE, choose_weight
 
     dirs = [Path(out_dir) / "onnx", Path(out_dir) / "int8"]
+    splits = by_split(examples)
+    val = splits["validation"]
     if not enabled:
         for d in dirs:
             cfg = load_config(d)
@@ -202,20 +206,22 @@ def add_lexical_reader(out_dir: Path, examples, labels, *, threads: int = 2, ena
             if cfg.lexical_file:
                 cfg.lexical_file = ""
                 cfg.save(d)
-        return {"lexical": None}
+        if not val:
+            return {"lexical": None}
+        return {"lexical": None, "need_threshold": _set_need_threshold(dirs, _encoders(dirs, val, threads), val,
+                                                                        labels, say)}
     from inference.baseline import TfidfBaseline
+    from inference.lexical import blend
 
-    splits = by_split(examples)
-    val = splits["validation"]
     if not splits["train"] or not val:
         from inference.exceptions import TrainingDataError
 
         raise TrainingDataError("the lexical reader needs a training and a validation split")
     fitted = TfidfBaseline(labels).fit(splits["train"], val)
-    logits, cfg = model_logits(dirs[0], val, threads, progress=False)
+    encoders = _encoders(dirs, val, threads)
     reader = fitted.reader(1.0)
     lexical = reader.probs([e.text for e in val], [e.age for e in val], [e.sex for e in val])
-    weight, losses = choose_weight(_calibrated(logits, cfg.temperatures), lexical,
+    weight, losses = choose_weight(encoders["onnx"], lexical,
                                    np.array([labels.units.index(e.unit) for e in val]),
                                    np.array([labels.acuity_index(e.acuity) for e in val]))
     reader.weight = weight
@@ -225,7 +231,37 @@ def add_lexical_reader(out_dir: Path, examples, labels, *, threads: int = 2, ena
         dcfg.lexical_file = LEXICAL_FILE
         dcfg.save(d)
     say(f"[build] lexical reader: encoder share {weight} (validation log loss by share: {losses})")
-    return {"lexical": {"encoder_weight": weight, "validation_log_loss": losses}}
+    served = {name: blend(p, lexical, weight) for name, p in encoders.items()}
+    return {"lexical": {"encoder_weight": weight, "validation_log_loss": losses},
+            "need_threshold": _set_need_threshold(dirs, served, val, labels, say)}
+
+
+def _encoders(dirs: list[Path], val, threads: int) -> dict:
+    """Each export's calibrated probabilities on `val`, by directory name (onnx, int8)."""
+    from inference.evaluate import _calibrated, model_logits
+
+    out = {}
+    for d in dirs:
+        logits, cfg = model_logits(d, val, threads, progress=False)
+        out[d.name] = _calibrated(logits, cfg.temperatures)
+    return out
+
+
+def _set_need_threshold(dirs: list[Path], served: dict, val, labels, say: Callable[[str], None]) -> dict:
+    """Choose the need threshold on the validation split for the served probabilities of every export
+    (`inference.evaluate_decoded.choose_need_threshold`) and write it into each export's config."""
+    from inference.config import load_config
+    from inference.evaluate_decoded import choose_need_threshold
+    from inference.policy import load_policy
+
+    threshold, scores = choose_need_threshold(served, val, labels, load_policy())
+    for d in dirs:
+        dcfg = load_config(d)
+        dcfg.need_threshold = threshold
+        dcfg.save(d)
+    say(f"[build] need threshold {threshold:g} (validation needs micro-F1 by threshold: "
+        f"{ {k: round(v, 3) for k, v in scores.items()} })")
+    return {"threshold": threshold, "validation_needs_micro_f1": scores}
 
 
 def build_default_model(out_dir: Path = Path("models/triage"), force: bool = False) -> Path:

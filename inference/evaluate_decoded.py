@@ -310,3 +310,23 @@ def derive_on_validation(systems: dict[str, dict[str, np.ndarray]], exs: Sequenc
     out["policy_now"] = {"discharge_urgent_cost": d.discharge_urgent_cost,
                          "flag_urgent_mass_at_least": d.flag_urgent_mass_at_least}
     return out
+
+
+NEED_THRESHOLD_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+
+
+def choose_need_threshold(systems: dict[str, dict[str, np.ndarray]], exs: Sequence[Example], labels: LabelSet,
+                          policy: TriagePolicy) -> tuple[float, dict[str, float]]:
+    """The need threshold with the highest micro-F1 of the served needs (thresholded probabilities plus the needs
+    measured signs imply), averaged over `systems` (the fp32 and int8 exports of one model) on labelled rows (the
+    validation split); of equal scores, the highest threshold (the fewest needs asserted). Returns it and the
+    score of every grid value."""
+    if not labels.needs or not exs:
+        return 0.5, {}
+    scores = {}
+    for t in NEED_THRESHOLD_GRID:
+        f1 = [system_metrics(p, exs, labels, policy, threshold=0.5, decoded=True, need_threshold=t,
+                             list_misses=False)["needs_micro_f1"] or 0.0 for p in systems.values()]
+        scores[f"{t:g}"] = float(np.mean(f1))
+    best = max(scores.values())
+    return max(t for t in NEED_THRESHOLD_GRID if scores[f"{t:g}"] == best), scores

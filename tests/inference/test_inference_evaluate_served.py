@@ -166,6 +166,37 @@ def test_the_discharge_cost_keeps_a_margin_over_the_lowest_that_works():
     assert d["resulting"]["m"]["esi_1_2_sent_home"] == 0
 
 
+def test_the_need_threshold_is_the_best_on_validation_and_the_highest_of_equals():
+    import numpy as np
+
+    from inference.data import Example
+    from inference.evaluate_decoded import NEED_THRESHOLD_GRID, choose_need_threshold
+    from inference.labels import DEFAULT_LABELS as L
+    from inference.policy import load_policy
+
+    k = len(L.needs)
+    exs = [Example(text="", age=50.0, sex="F", unit="MEDICINE", acuity=3, needs=(L.needs[0],), split="validation",
+                   group="a"),
+           Example(text="", age=50.0, sex="F", unit="MEDICINE", acuity=3, needs=(), split="validation", group="b")]
+    unit = np.full((2, len(L.units)), 1.0 / len(L.units))
+    acuity = np.tile([0.0, 0.0, 1.0, 0.0, 0.0], (2, 1))
+
+    def probs(p_true: float, p_false: float) -> dict:
+        needs = np.zeros((2, k))
+        needs[0, 0], needs[1, 0] = p_true, p_false
+        return {"unit": unit, "acuity": acuity, "needs": needs}
+
+    # the true need at 0.32, a false one at 0.27: only thresholds in (0.27, 0.32] get both right
+    t, scores = choose_need_threshold({"m": probs(0.32, 0.27)}, exs, L, load_policy())
+    assert t == 0.3 and scores["0.3"] == 1.0 and scores["0.25"] < 1.0 and scores["0.35"] == 0.0
+    # averaged over the exports: one that needs 0.3 and one where 0.3 and 0.35 both work
+    t, _ = choose_need_threshold({"a": probs(0.32, 0.27), "b": probs(0.37, 0.27)}, exs, L, load_policy())
+    assert t == 0.3
+    # every grid value equal (nothing to assert): the highest
+    t, _ = choose_need_threshold({"m": probs(0.9, 0.0)}, exs, L, load_policy())
+    assert t == max(NEED_THRESHOLD_GRID)
+
+
 def test_the_report_ends_with_the_derived_values(report):
     rep, md = report
     dv = rep["derived_on_validation"]          # the tiny model's data has a validation split

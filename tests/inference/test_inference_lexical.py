@@ -120,8 +120,12 @@ def test_a_built_model_serves_the_blend_and_evaluates_both(tmp_path: Path) -> No
     said: list[str] = []
     result = add_lexical_reader(root, exs, labels, threads=1, say=said.append)
     assert result["lexical"]["encoder_weight"] in (1.0, 0.75, 0.5, 0.25)
+    chosen = result["need_threshold"]["threshold"]
     for sub in ("onnx", "int8"):
         assert load_config(root / sub).lexical_file == LEXICAL_FILE and (root / sub / LEXICAL_FILE).exists()
+        assert load_config(root / sub).need_threshold == chosen  # served with the threshold validation chose
+    scores = result["need_threshold"]["validation_needs_micro_f1"]
+    assert scores[f"{chosen:g}"] == max(scores.values()) and any("need threshold" in s for s in said)
     served = OnnxTriageModel.load(root / "int8", threads=1)
     assert served.lexical is not None and served.lexical.weight == result["lexical"]["encoder_weight"]
     rows = toy_rows(2, 9)
@@ -137,8 +141,9 @@ def test_a_built_model_serves_the_blend_and_evaluates_both(tmp_path: Path) -> No
     assert {"model", "encoder", "baseline"} <= set(report["served_test"]["summary"])
     assert {"model", "encoder"} <= set(report["handwritten"]["summary"])
     # removed again: the model serves its encoder alone
-    add_lexical_reader(root, exs, labels, threads=1, enabled=False, say=said.append)
+    removed = add_lexical_reader(root, exs, labels, threads=1, enabled=False, say=said.append)
     assert OnnxTriageModel.load(root / "int8", threads=1).lexical is None
+    assert load_config(root / "int8").need_threshold == removed["need_threshold"]["threshold"]  # chosen again
     cfg = json.loads((root / "int8" / "triage_config.json").read_text())
     assert cfg["lexical_file"] == ""
 
