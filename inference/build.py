@@ -121,8 +121,12 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
         for name, part in by_split(examples).items():
             write_examples(part, tdir / "data" / f"{name}.jsonl")
         cfg = train(examples, labels, tdir, ts)
+        warning = short_schedule_warning(cfg.metrics)
+        if warning:
+            say(warning)
         return {"model_version": cfg.model_version, "stop_reason": cfg.metrics.get("stop_reason"),
-                "train_seconds": cfg.metrics.get("train_seconds")}
+                "train_seconds": cfg.metrics.get("train_seconds"), "steps": cfg.metrics.get("steps"),
+                "full_schedule_steps": cfg.metrics.get("full_schedule_steps"), "warning": warning}
 
     trained = _step("train", tdir, tkey, ("model.safetensors", "triage_config.json"), force, do_train, say)
     from inference.config import load_config
@@ -182,6 +186,20 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
     _step("evaluate int8", reports_dir / "int8", ekey, ("report.json",), force or exported, do_eval_int8, say)
     say(f"[build] model ready: {idir} ({version}); total {time.monotonic() - t_all:.0f}s")
     return idir
+
+
+SHORT_SCHEDULE_SHARE = 0.5  # below this share of the full schedule, the build says the model is under-trained
+
+
+def short_schedule_warning(metrics: dict) -> str:
+    """A loud line when the time budget cut training to under `SHORT_SCHEDULE_SHARE` of its schedule (a slow or
+    busy machine): the model then reads the notes much worse, and nothing else would say so. '' otherwise."""
+    steps, full = metrics.get("steps"), metrics.get("full_schedule_steps")
+    if not isinstance(steps, int) or not isinstance(full, int) or full <= 0 or steps >= SHORT_SCHEDULE_SHARE * full:
+        return ""
+    return (f"[build] WARNING: training ran {steps} of its {full} scheduled steps within the time budget (the "
+            "machine was slow or busy): this model is under-trained. Rebuild on an idle machine "
+            "(`wardflow build-model --force`) or give it more time (`--time-budget`) before relying on it.")
 
 
 def add_lexical_reader(out_dir: Path, examples, labels, *, threads: int = 2, enabled: bool = True,

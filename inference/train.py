@@ -282,6 +282,7 @@ def train(examples: Sequence[Example], labels: LabelSet, out_dir: Path, settings
                        data_fingerprint=data_fp, base_model=str(base),
                        metrics={"validation": val_score(val_logits, va), "history": history, "stop_reason": stop_reason,
                                 "train_seconds": round(time.monotonic() - t0, 1), "steps": step,
+                                "full_schedule_steps": full_total,
                                 "n_train": len(tr.ids), "n_validation": len(va.ids), "settings": settings.key()})
     save_model(net, cfg, tok_json, out_dir)
     for p in (out_dir / "_tok").iterdir():

@@ -175,3 +175,4 @@ def test_heads_with_two_classes_or_one_are_scored_as_scikit_learn_does(fitted) -
     got = reader.logits([e.text for e in rows], [e.age for e in rows], [e.sex for e in rows])
     for head, want in b.logits(rows).items():
         np.testing.assert_allclose(got[head], want, atol=2e-4, err_msg=head)
+

@@ -88,3 +88,19 @@ def test_evaluate_writes_json_markdown_and_figures(model_dir, tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "baseline" in md.lower() and "under-triage" in md
     assert load_examples_for(model_dir)
+
+
+def test_a_build_says_when_the_time_budget_cut_training_short() -> None:
+    from inference.build import short_schedule_warning
+
+    said = short_schedule_warning({"steps": 97, "full_schedule_steps": 471})
+    assert "WARNING" in said and "97 of its 471" in said and "--time-budget" in said
+    assert short_schedule_warning({"steps": 236, "full_schedule_steps": 471}) == ""  # half or more: fine
+    assert short_schedule_warning({"steps": 30}) == ""  # an older model's metrics: nothing to compare
+
+
+def test_a_trained_model_records_its_full_schedule(model_dir):
+    from inference.config import load_config
+
+    m = load_config(model_dir).metrics
+    assert isinstance(m["full_schedule_steps"], int) and 0 < m["steps"] <= m["full_schedule_steps"]
