@@ -376,13 +376,16 @@ class HospitalBoard:
         return [asdict(r) | {"overdue": duration(r.due_at, self.clock)}
                 for r in sorted(self.reviews.values(), key=lambda r: (r.due_at or "", r.encounter_id))]
 
+    def _upcoming(self, unit_code: str | None) -> list[Planned]:
+        """Elective admissions planned from the hospital's current date on (by its clock)."""
+        now = parse_time(self.clock)
+        today = now.date().isoformat() if now is not None else ""
+        return [p for p in self.planned.values() if (unit_code is None or p.unit == unit_code) and (p.date or "") >= today]
+
     def planned_admissions(self, unit_code: str | None = None) -> list[dict[str, Any]]:
         """Elective admissions planned from the hospital's current date on (by its clock), soonest first."""
-        today = (parse_time(self.clock) or datetime.min).date().isoformat() if self.clock else ""
-        rows = [p for p in self.planned.values()
-                if (unit_code is None or p.unit == unit_code) and (p.date or "") >= today]
         return [asdict(p) | {"status": "arrived" if p.arrived_at else "planned"}
-                for p in sorted(rows, key=lambda p: (p.date or "", p.room or "", p.patient_id))]
+                for p in sorted(self._upcoming(unit_code), key=lambda p: (p.date or "", p.room or "", p.patient_id))]
 
     def queue_items(self) -> list[dict[str, Any]]:
         return [asdict(q) | {"actions": q.actions(), "age": duration(q.created_at, self.clock)}
@@ -403,7 +406,7 @@ class HospitalBoard:
                 "longest_wait": duration(min((w["since"] for w in waiting if w["since"]), default=None), self.clock),
                 "pages": sum(1 for p in self.unacknowledged_pages() if p["unit"] == unit_code),
                 "queue": sum(1 for q in self.queue.values() if q.unit == unit_code),
-                "planned": len(self.planned_admissions(unit_code))}
+                "planned": len(self._upcoming(unit_code))}
 
     def surge_figures(self) -> dict[str, Any]:
         level = (self.capacity or {}).get("surge_level") or self.surge.get("level") or 1
