@@ -6,7 +6,8 @@ import asyncio
 from pathlib import Path
 
 from allocator.hospital import Hospital, load_hospitals
-from streams.contract.models import Decision
+from streams.contract.envelope import PredictionFailure
+from streams.contract.models import Decision, PredictionOut
 from streams.devtools.memory import InMemoryWorker
 from streams.pipeline.processor import RawMessage
 from streams.state.handlers import HandlerContext
@@ -30,7 +31,8 @@ class Ward:
         for item in items:
             topic, key, value = ev.encode("wardflow.", item)
             msgs.append(RawMessage(topic=topic, partition=0, offset=self.offset, key=key, value=value,
-                                   prediction=predicted, prediction_error=error))
+                                   prediction=None if predicted is None else PredictionOut.model_validate(predicted),
+                                   prediction_error=None if error is None else PredictionFailure(**error)))
             self.offset += 1
         asyncio.run(self.worker.feed(msgs))
         return self.worker.sink.decisions[before:]

@@ -65,10 +65,6 @@ def size_facts(key: bytes | None, value: bytes | None) -> dict[str, Any]:
             "value_size": len(value or b""), "value_sha256": sha256_hex(value) if value is not None else None}
 
 
-def too_large_header(key: bytes | None, value: bytes | None) -> tuple[str, bytes]:
-    return H_TOO_LARGE, orjson.dumps(size_facts(key, value))
-
-
 def read_too_large(headers: dict[str, bytes]) -> dict[str, Any] | None:
     raw = headers.get(H_TOO_LARGE)
     if not raw:

@@ -55,7 +55,7 @@ from inference.interface import TriageModel
 from streams.devtools.memory import InMemoryWorker
 from streams.devtools.simulator import HospitalSimulator, SimEvent, SimulatedClinicians, TrueEpisode
 from streams.pipeline.processor import RawMessage
-from streams.pipeline.triage import predict, prediction_headers, read_prediction, triage_request
+from streams.pipeline.triage import decoded_admission, envelope_parts, predict, triage_request
 from streams.state.clinical import ClinicalConfig, page_id_for
 from streams.state.handlers import HandlerContext
 
@@ -243,10 +243,11 @@ async def _worker_loop(sim: HospitalSimulator, staff: SimulatedClinicians, score
                             context=HandlerContext(clinical=clinical, model_available=model is not None))
     for offset, event in enumerate(sim.events(until)):
         prediction = error = None
-        request = triage_request(event.value) if model is not None and event.topic == "admissions" else None
-        if model is not None and request is not None:  # as the worker's sequencer stage does, one admission at a time
-            [result] = await predict(model, [request], batch_size=1, metrics=worker.processor.metrics)
-            prediction, error = read_prediction(dict(prediction_headers(result)))
+        admission = decoded_admission(event.value) if model is not None and event.topic == "admissions" else None
+        if model is not None and admission is not None:  # as the worker's sequencer stage does, one at a time
+            [result] = await predict(model, [triage_request(admission)], batch_size=1,
+                                     metrics=worker.processor.metrics)
+            prediction, error = envelope_parts(result)
         if inputs is not None:
             inputs.append(event)
         if event.topic == "vitals" and event.malformed is None:

@@ -31,8 +31,9 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from allocator.hospital import Hospital
+from streams.contract.envelope import PredictionFailure
 from streams.contract.limits import Limits, fits, size_facts, utf8_prefix
-from streams.contract.models import DeadLetter, Decision, encode_output
+from streams.contract.models import DeadLetter, Decision, PredictionOut, encode_output
 from streams.contract.validation import ContractViolation, dead_letter_payload, decode_event
 from streams.exceptions import CheckpointFailed, EventRejected
 from streams.pipeline.metrics import WorkerMetrics
@@ -62,8 +63,8 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     timestamp: float | None = None  # seconds since the epoch, the broker's record time
-    prediction: dict | None = None  # the model's output for an admission, from the sequencer
-    prediction_error: dict | None = None  # why the model could not read it
+    prediction: PredictionOut | None = None  # the model's output for an admission, from the sequencer stage
+    prediction_error: PredictionFailure | None = None  # why the model could not read it
     too_large: dict | None = None  # the original's sizes and SHA-256s when the sequencer forwarded an excerpt
 
 
@@ -350,10 +351,8 @@ class EventProcessor:
             return await self._dead_letter(msg, "stale_event", "occurred_at",
                                            f"{name}: field 'occurred_at' is older than the {self.retention} "
                                            "idempotency window, so it cannot be applied safely"), None
-        if msg.prediction_error:
-            return await self._dead_letter(msg, msg.prediction_error.get("code", "inference_failed"), "text",
-                                           msg.prediction_error.get("message",
-                                                                    f"{name}: the model failed on 'text'")), None
+        if msg.prediction_error is not None:
+            return await self._dead_letter(msg, msg.prediction_error.code, "text", msg.prediction_error.message), None
         state = HospitalState(staged, hospital)
         try:
             result = handle(event, state, self.context, prediction=msg.prediction)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import math
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -22,16 +23,15 @@ import faust
 from faust.types import TP
 
 from inference.interface import TriageModel
-from streams.contract.limits import Limits, fits, too_large_header, utf8_prefix
+from streams.contract.envelope import Envelope, Origin, PredictionFailure
+from streams.contract.limits import Limits, fits, utf8_prefix
+from streams.contract.models import Admission, PredictionOut
 from streams.exceptions import ForwardingFailed
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.sequencer import EventTimeMerger, Pending, event_time
-from streams.pipeline.triage import predict, prediction_headers, triage_request
+from streams.pipeline.triage import decoded_admission, envelope_parts, predict, triage_request
 
 log = logging.getLogger(__name__)
-
-H_TOPIC, H_PARTITION, H_OFFSET = "wardflow-topic", "wardflow-partition", "wardflow-offset"
-
 
 class SequencerStage:
     def __init__(self, app: faust.App, ordered: faust.TopicT, *, input_topics: list[str], admissions_topic: str,
@@ -77,11 +77,14 @@ class SequencerStage:
         event of its topic back behind it.
         """
         m = event.message
-        at = None if self.limits.oversize(m.key, m.value) else event_time(m.value)
+        oversize = self.limits.oversize(m.key, m.value)
+        admission = (decoded_admission(m.value) if m.topic == self.admissions_topic and self.model is not None
+                     and not oversize else None)
+        at = None if oversize else admission.occurred_at.timestamp() if admission is not None else event_time(m.value)
         record_time = m.timestamp if m.timestamp and m.timestamp > 0 else math.inf  # -1: the record has none
         if at is not None and at > min(record_time, time.time()) + self.limits.future_skew_s:
             at = None
-        self.merger.add(m.topic, m.partition, m.offset, at, event, time.monotonic())
+        self.merger.add(m.topic, m.partition, m.offset, at, _Queued(event, admission), time.monotonic())
         return self.merger.pending() >= self.batch_size
 
     async def release_all(self) -> int:
@@ -97,18 +100,18 @@ class SequencerStage:
                 return 0
             log.debug("released %d (forced %d, unknown-lag %d)", len(released), self.merger.forced_releases,
                       self.merger.unknown_lag_releases)
-            headers = await self._predictions(released)
+            predicted = await self._predictions(released)
             sent = []
             for p in released:
-                m = p.item.message
-                key, value, extra = m.key, m.value, headers.get(id(p), [])
+                m = p.item.event.message
+                key, value = m.key, m.value
+                envelope = Envelope(Origin(m.topic, m.partition, m.offset), *predicted.get(id(p), (None, None)))
                 if self.limits.oversize(key, value):  # never forwarded whole: an excerpt, sizes and hashes
-                    extra = [too_large_header(key, value)]
+                    envelope = envelope.without_prediction(key, value)
                     key, value = self._excerpt(key, value)
-                out_headers = [(H_TOPIC, m.topic.encode()), (H_PARTITION, str(m.partition).encode()),
-                               (H_OFFSET, str(m.offset).encode()), *extra]
+                out_headers = envelope.headers()
                 if not fits(self.limits, key, value, out_headers):  # cannot happen by the settings; kept safe
-                    out_headers = [*out_headers[:3], too_large_header(m.key, m.value)]
+                    out_headers = envelope.without_prediction(m.key, m.value).headers()
                     key, value = self._excerpt(key, value)
                 sent.append(await self.ordered.send(key=key, value=value, partition=m.partition,
                                                     timestamp=m.timestamp, headers=out_headers))
@@ -123,7 +126,7 @@ class SequencerStage:
         elif fut.exception() is not None:
             self._failure = fut.exception()
         else:
-            p.item.ack()
+            p.item.event.ack()
             return
         log.error("%s[%d]@%d could not be forwarded to the ordered topic (%s); it stays unacknowledged and the stage "
                   "stops", p.topic, p.partition, p.offset, self._failure)
@@ -162,21 +165,21 @@ class SequencerStage:
         for tp, offset in found.items():
             self._listed_highwater[(tp.topic, tp.partition)] = offset
 
-    async def _predictions(self, released: list[Pending]) -> dict[int, list[tuple[str, bytes]]]:
+    async def _predictions(self, released: list[Pending]) -> dict[int, tuple[PredictionOut | None,
+                                                                            PredictionFailure | None]]:
+        """(prediction, failure) per released admission the model reads (keyed by id of its `Pending`)."""
         if self.model is None:
             return {}
-        todo = [(p, req) for p in released if p.topic == self.admissions_topic
-                and not self.limits.oversize(p.item.message.key, p.item.message.value)
-                and (req := triage_request(p.item.message.value)) is not None
-                and len(req.text) <= self.limits.max_text_chars]
+        todo = [(p, triage_request(q.admission)) for p in released
+                if (q := p.item).admission is not None and len(q.admission.text) <= self.limits.max_text_chars]
         if not todo:
             return {}
         results = await predict(self.model, [r for _, r in todo], self.batch_size, self.metrics)
-        return {id(p): prediction_headers(res) for (p, _), res in zip(todo, results, strict=True)}
+        return {id(p): envelope_parts(res) for (p, _), res in zip(todo, results, strict=True)}
 
     def held_messages(self) -> list[Any]:
         """The consumer messages of events held back (never forwarded, so never acknowledged)."""
-        return [event.message for event in self.merger.held()]
+        return [queued.event.message for queued in self.merger.held()]
 
     def forget(self, partitions: list[int]) -> None:
         self.merger.forget(partitions)
@@ -184,5 +187,9 @@ class SequencerStage:
             del self._listed_highwater[k]
 
 
-def origin_headers(headers: Any) -> dict[str, bytes]:
-    return {k: v for k, v in (headers.items() if isinstance(headers, dict) else (headers or []))}
+@dataclass(frozen=True)
+class _Queued:
+    """An input event held in the merge; an admission the model will read is decoded once, here."""
+
+    event: faust.EventT
+    admission: Admission | None = None

@@ -3,7 +3,8 @@
 The sequencer hands each released batch of admissions to the model (up to
 `inference_batch_size` texts, gathered for at most `inference_batch_wait_ms`), in a worker
 thread so the event loop keeps consuming. Each prediction, or the reason one failed, rides
-with its admission to the state agent in a message header: the text itself never leaves.
+with its admission to the state agent in the stages' envelope (`streams.contract.envelope`): the text
+itself never leaves.
 """
 
 from __future__ import annotations
@@ -11,27 +12,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
-
-import orjson
 
 from inference.interface import PredictionFailed, TriageModel, TriagePrediction, TriageRequest
-from streams.contract.models import Admission
+from streams.contract.envelope import PredictionFailure
+from streams.contract.models import Admission, PredictionOut, ReasonOut
 from streams.contract.validation import ContractViolation, decode_event
 from streams.pipeline.metrics import WorkerMetrics
 
-H_PREDICTION = "wardflow-prediction"
-H_PREDICTION_ERROR = "wardflow-prediction-error"
+
+def triage_request(event: Admission) -> TriageRequest:
+    """The model's input for an admission the contract accepted."""
+    return TriageRequest(id=event.event_id, text=event.text, age=float(event.age), sex=event.sex)
 
 
-def triage_request(value: bytes | None) -> TriageRequest | None:
-    """The model's input for a valid admission; None for anything the contract refuses (dead-lettered later)."""
+def decoded_admission(value: bytes | None) -> Admission | None:
+    """The admission, decoded once for the model; None for anything the contract refuses (the state agent
+    dead-letters it with the reason)."""
     try:
         event = decode_event("admissions", value)
     except ContractViolation:
         return None
-    assert isinstance(event, Admission)
-    return TriageRequest(id=event.event_id, text=event.text, age=float(event.age), sex=event.sex)
+    return event if isinstance(event, Admission) else None
 
 
 async def predict(model: TriageModel, requests: Sequence[TriageRequest], batch_size: int,
@@ -65,18 +66,17 @@ async def _predict_one(loop: asyncio.AbstractEventLoop, model: TriageModel,
                                 message=f"admissions: the model failed on field 'text' ({type(exc).__name__})")
 
 
-def prediction_headers(result: TriagePrediction | PredictionFailed) -> list[tuple[str, bytes]]:
+def prediction_out(result: TriagePrediction) -> PredictionOut:
+    """The model's prediction as the contract carries it, from the sequencer stage to the decisions."""
+    return PredictionOut(target_unit=result.target_unit, unit_probs=dict(result.unit_probs), acuity=result.acuity,
+                         acuity_probs=dict(result.acuity_probs), needs=list(result.needs),
+                         need_probs=dict(result.need_probs), uncertain=result.uncertain,
+                         model_version=result.model_version,
+                         reasons=[ReasonOut(code=r.code, text=r.text) for r in result.reasons])
+
+
+def envelope_parts(result: TriagePrediction | PredictionFailed) -> tuple[PredictionOut | None, PredictionFailure | None]:
+    """(prediction, failure) for the envelope: exactly one of them is set."""
     if isinstance(result, PredictionFailed):
-        return [(H_PREDICTION_ERROR, orjson.dumps({"code": result.code, "message": result.message}))]
-    body = {"target_unit": result.target_unit, "unit_probs": result.unit_probs, "acuity": result.acuity,
-            "acuity_probs": result.acuity_probs, "needs": list(result.needs), "need_probs": result.need_probs,
-            "uncertain": result.uncertain, "model_version": result.model_version,
-            "reasons": [r.to_dict() for r in result.reasons]}
-    return [(H_PREDICTION, orjson.dumps(body))]
-
-
-def read_prediction(headers: dict[str, bytes]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(prediction, error) carried by a message of the ordered topic."""
-    pred = headers.get(H_PREDICTION)
-    err = headers.get(H_PREDICTION_ERROR)
-    return (orjson.loads(pred) if pred else None), (orjson.loads(err) if err else None)
+        return None, PredictionFailure(result.code, result.message)
+    return prediction_out(result), None

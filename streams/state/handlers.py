@@ -24,6 +24,8 @@ from streams.contract.models import (
     InputEvent,
     Override,
     PageAck,
+    PredictionOut,
+    ReasonOut,
     Swap,
     Transfer,
     Vitals,
@@ -105,7 +107,7 @@ def _case(state: HospitalState, enc: EncounterState) -> LabelledCase | None:
     if not text:
         return None
     return LabelledCase(encounter_id=enc.encounter_id, text=text, age=enc.age, sex=enc.sex,
-                        target_unit=enc.target_unit or "", acuity=_acuity(enc), needs=frozenset(enc.needs))
+                        target_unit=enc.target_unit or "", acuity=enc.acuity, needs=frozenset(enc.needs))
 
 
 def _occupy(state: HospitalState, bed_id: str, enc: EncounterState, at: str) -> None:
@@ -121,28 +123,21 @@ def _assign(state: HospitalState, log: DecisionLog, enc: EncounterState, placed:
     _occupy(state, placed.bed_id, enc, at)
     enc = enc.derive(status="placed", bed_id=placed.bed_id, unit=placed.unit, waiting_since=None)
     state.set_encounter(enc)
-    d = log.add("assignment", [source_reason, *_safety_reasons(enc.prediction), *placed.reasons],
+    prediction = enc.predicted()
+    d = log.add("assignment", [source_reason, *_safety_reasons(prediction), *placed.reasons],
                 patient_id=enc.patient_id,
-                encounter_id=enc.encounter_id, unit=placed.unit, bed_id=placed.bed_id, prediction=enc.prediction)
+                encounter_id=enc.encounter_id, unit=placed.unit, bed_id=placed.bed_id, prediction=prediction)
     state.set_decision_owner(d.decision_id, enc.encounter_id)
     return enc
-
-
-def _acuity(enc: EncounterState) -> int | None:
-    value = (enc.prediction or {}).get("acuity")
-    return value if isinstance(value, int) and 1 <= value <= 5 else None
 
 
 def _waiting_patient(enc: EncounterState, now: datetime) -> WaitingPatient:
     """The matching's view of a patient: placement facts, acuity and time waited for priority."""
     since = enc.waiting_since or enc.admitted_at
     waited = max(0.0, (now - datetime.fromisoformat(since)).total_seconds() / 60) if since else 0.0
-    probability = None
-    if enc.unit_source == "model" and enc.prediction:
-        probability = enc.prediction.get("unit_probs", {}).get(enc.target_unit or "")
     return WaitingPatient(encounter_id=enc.encounter_id, age=enc.age, sex=enc.sex, target_unit=enc.target_unit or "",
-                          needs=frozenset(enc.needs), acuity=_acuity(enc), waited_minutes=waited,
-                          unit_probability=probability)
+                          needs=frozenset(enc.needs), acuity=enc.acuity, waited_minutes=waited,
+                          unit_probability=enc.unit_probability)
 
 
 def _beds_and_loads(state: HospitalState) -> tuple[dict[str, BedSnapshot], dict[str, float]]:
@@ -160,7 +155,7 @@ def _beds_and_loads(state: HospitalState) -> tuple[dict[str, BedSnapshot], dict[
             snapshots[bed.bed_id] = BedSnapshot(status=b.status, occupant_sex=b.occupant_sex)
             if b.status in ("occupied", "held") and b.encounter_id:
                 enc = state.encounter(b.encounter_id)
-                total += weights.acuity_weight(_acuity(enc) if enc else None)
+                total += weights.acuity_weight(enc.acuity if enc else None)
         loads[unit.code] = total
     return snapshots, loads
 
@@ -203,8 +198,9 @@ def place_waiting(state: HospitalState, ctx: HandlerContext, log: DecisionLog, a
         if patient.encounter_id != arrived:
             continue
         enc = encs[patient.encounter_id]
-        d = log.add("no_bed", [arrival_reason or trigger, *_safety_reasons(enc.prediction), *no_bed.reasons],
-                    patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=None, prediction=enc.prediction,
+        prediction = enc.predicted()
+        d = log.add("no_bed", [arrival_reason or trigger, *_safety_reasons(prediction), *no_bed.reasons],
+                    patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=None, prediction=prediction,
                     role="bed_manager", pager=state.hospital.roster.get("bed_manager"), priority="urgent")
         state.set_decision_owner(d.decision_id, enc.encounter_id)  # a clinician may reassign a waiting patient
     state.set_waiting([e for e in ids if e in encs and e not in placed])
@@ -220,17 +216,17 @@ def _arrive(state: HospitalState, ctx: HandlerContext, log: DecisionLog, enc: En
                   arrived=enc.encounter_id, arrival_reason=reason)
 
 
-def _safety_reasons(prediction: dict | None) -> list[tuple[str, str]]:
+def _safety_reasons(prediction: PredictionOut | None) -> list[ReasonOut]:
     """The prediction's own reasons (acuity raised by measured signs, unit made consistent), carried to the decision."""
-    return [(r["code"], r["text"]) for r in (prediction or {}).get("reasons", []) if r.get("code") and r.get("text")]
+    return [r for r in prediction.reasons if r.code and r.text] if prediction is not None else []
 
 
-def _probability(prediction: dict, label: str) -> str:
-    return f"{prediction.get('unit_probs', {}).get(label, 0.0):.0%}"
+def _probability(prediction: PredictionOut, label: str) -> str:
+    return f"{prediction.unit_probs.get(label, 0.0):.0%}"
 
 
 def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext, log: DecisionLog,
-                     prediction: dict | None = None) -> None:
+                     prediction: PredictionOut | None = None) -> None:
     """Place by the EHR's request if any, else by the model; uncertain or missing: ask a clinician."""
     at = _ts(event)
     if state.encounter(event.encounter_id) is not None:
@@ -241,11 +237,12 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
         raise EventRejected("impossible_transition", "patient_id",
                             "admissions: field 'patient_id' already has an open encounter; discharge it first")
     needs = {"bariatric"} if (event.weight_kg or 0) >= BARIATRIC_WEIGHT_KG else set()
-    if prediction:
-        needs |= set(prediction.get("needs", []))
+    if prediction is not None:
+        needs |= set(prediction.needs)
     enc = EncounterState(encounter_id=event.encounter_id, patient_id=event.patient_id, age=float(event.age),
                          sex=event.sex, admitted_at=at, status="awaiting_confirmation", needs=sorted(needs),
-                         spo2_scale2=bool(event.spo2_scale2), weight_kg=event.weight_kg, prediction=prediction)
+                         spo2_scale2=bool(event.spo2_scale2), weight_kg=event.weight_kg,
+                         prediction=None if prediction is None else prediction.model_dump(mode="json"))
     state.set_open_encounter(event.patient_id, event.encounter_id)
     state.set_text(event.encounter_id, event.text)  # for feedback while the stay is open; dropped at discharge
     common = dict(patient_id=event.patient_id, encounter_id=event.encounter_id, prediction=prediction)
@@ -268,20 +265,20 @@ def handle_admission(event: Admission, state: HospitalState, ctx: HandlerContext
         state.set_decision_owner(log.add("needs_confirmation", [why], **common).decision_id, enc.encounter_id)
         return
 
-    label = prediction["target_unit"]
+    label = prediction.target_unit
     enc = enc.derive(target_unit=label, unit_source="model")
     predicted = (f"The model predicts {label} ({_probability(prediction, label)}), acuity "
-                 f"{prediction.get('acuity')}, model {prediction.get('model_version')}.")
+                 f"{prediction.acuity}, model {prediction.model_version}.")
     if not state.hospital.units_serving(label):
         state.set_encounter(enc.derive(status="no_bed_needed"))
-        kind = "needs_confirmation" if prediction.get("uncertain") else "no_bed_needed"
-        text = (" The prediction is uncertain: a clinician must confirm." if prediction.get("uncertain")
+        kind = "needs_confirmation" if prediction.uncertain else "no_bed_needed"
+        text = (" The prediction is uncertain: a clinician must confirm." if prediction.uncertain
                 else " No unit of this hospital admits it, so no bed is allocated.")
         d = log.add(kind, [("model_prediction", predicted + text), *_safety_reasons(prediction)], **common)
         state.set_decision_owner(d.decision_id, enc.encounter_id)
         return
 
-    if not prediction.get("uncertain"):
+    if not prediction.uncertain:
         _arrive(state, ctx, log, enc, at, ("model_prediction", predicted))
         return
 
@@ -319,7 +316,7 @@ def _admit_to_ehr_bed(event: Admission, state: HospitalState, log: DecisionLog, 
     state.set_encounter(enc)
     d = log.add("assignment", [("ehr_bed", f"The EHR admitted the patient to bed {bed.bed_id}; recorded as is.")],
                 patient_id=enc.patient_id, encounter_id=enc.encounter_id, unit=bed.unit, bed_id=bed.bed_id,
-                prediction=enc.prediction)
+                prediction=enc.predicted())
     state.set_decision_owner(d.decision_id, enc.encounter_id)
 
 
@@ -370,7 +367,7 @@ def handle_transfer(event: Transfer, state: HospitalState, ctx: HandlerContext, 
                                             admitted_at=datetime.fromisoformat(enc.admitted_at),
                                             at=event.occurred_at, who="ehr")
             if record is not None:
-                log.add_feedback(record, (enc.prediction or {}).get("model_version"))
+                log.add_feedback(record, enc.model_version)
     _occupy(state, event.to_bed_id, enc, at)
     state.set_encounter(enc.derive(status="placed", bed_id=event.to_bed_id, unit=bed.unit, waiting_since=None))
     if enc.encounter_id in state.waiting():
@@ -444,7 +441,7 @@ def handle_override(event: Override, state: HospitalState, ctx: HandlerContext, 
     outcome = check_override(event.action, event.clinician_id, state.hospital, proposed=proposed,
                              patient=_patient(enc), bed_id=event.bed_id, beds=state.bed_snapshots(),
                              deliberate=event.deliberate)
-    common = dict(patient_id=enc.patient_id, encounter_id=enc.encounter_id, prediction=enc.prediction)
+    common = dict(patient_id=enc.patient_id, encounter_id=enc.encounter_id, prediction=enc.predicted())
     if outcome.code == "unauthorized":
         raise EventRejected("unauthorized", "clinician_id",
                             "overrides: field 'clinician_id' is not a clinician allowed to override in this hospital")
@@ -479,7 +476,7 @@ def handle_override(event: Override, state: HospitalState, ctx: HandlerContext, 
     record = case and feedback_from_override(case, outcome, state.hospital, clinician_id=event.clinician_id,
                                              at=event.occurred_at)
     if record:
-        log.add_feedback(record, (enc.prediction or {}).get("model_version"))
+        log.add_feedback(record, enc.model_version)
 
 
 def handle_page_ack(event: PageAck, state: HospitalState, ctx: HandlerContext, log: DecisionLog) -> None:
@@ -631,7 +628,8 @@ def advance_clock(state: HospitalState, at: datetime) -> datetime:
     return now
 
 
-def handle(event: InputEvent, state: HospitalState, ctx: HandlerContext, prediction: dict | None = None) -> DecisionLog:
+def handle(event: InputEvent, state: HospitalState, ctx: HandlerContext,
+           prediction: PredictionOut | None = None) -> DecisionLog:
     """Time-driven work up to this event's time first (escalations, overdue observations), then the event."""
     log = _log(event)
     now = advance_clock(state, event.occurred_at)

@@ -10,6 +10,8 @@ from typing import Any
 
 import faust
 
+from streams.contract.models import PredictionOut
+
 
 class BedState(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here
     """One bed: `available` (clean, empty), `occupied`, `held`, `dirty`, `cleaning`, `blocked`, `closed`."""
@@ -38,8 +40,30 @@ class EncounterState(faust.Record, serializer="json"):  # type: ignore[call-arg]
     waiting_since: str | None = None
     spo2_scale2: bool = False
     weight_kg: float | None = None
-    prediction: dict | None = None
+    prediction: dict | None = None  # the model's `PredictionOut` as the changelog stores it: read it with `predicted()`
     hold_until: str | None = None  # a proposed bed is held for confirmation until then
+
+    def predicted(self) -> PredictionOut | None:
+        """The prediction that placed this patient, typed (it was stored from a validated `PredictionOut`)."""
+        return None if self.prediction is None else PredictionOut.model_validate(self.prediction)
+
+    @property
+    def acuity(self) -> int | None:
+        """The predicted ESI level (1-5), or None without a prediction: read often (every matching), so not re-validated."""
+        value = (self.prediction or {}).get("acuity")
+        return value if isinstance(value, int) and 1 <= value <= 5 else None
+
+    @property
+    def model_version(self) -> str | None:
+        return (self.prediction or {}).get("model_version")
+
+    @property
+    def unit_probability(self) -> float | None:
+        """The model's probability of the target unit, when the model chose it."""
+        if self.unit_source != "model" or not self.prediction:
+            return None
+        value = self.prediction.get("unit_probs", {}).get(self.target_unit or "")
+        return float(value) if isinstance(value, (int, float)) else None
 
 
 class UnitCensus(faust.Record, serializer="json"):  # type: ignore[call-arg]  # a Faust class option; faust is untyped here

@@ -51,11 +51,6 @@ def capacity_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: 
             "surge_since": surge.get("since"), "last_window": window}
 
 
-def _acuity(prediction: dict | None) -> int | None:
-    value = (prediction or {}).get("acuity")
-    return value if isinstance(value, int) and 1 <= value <= 5 else None
-
-
 def beds_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: Hospital) -> dict[str, Any]:
     """Every bed's status and occupant (identifiers and acuity), the waiting list and the held beds' patients."""
     state = HospitalState(StagedTables(tables), hospital)
@@ -65,13 +60,13 @@ def beds_snapshot(tables: Mapping[str, MutableMapping[str, Any]], hospital: Hosp
         enc = state.encounter(b.encounter_id) if b.encounter_id else None
         beds.append({"bed_id": bed.bed_id, "unit": bed.unit, "status": b.status, "since": b.since or None,
                      "encounter_id": b.encounter_id, "patient_id": enc.patient_id if enc else None,
-                     "acuity": _acuity(enc.prediction) if enc else None, "occupant_sex": b.occupant_sex})
+                     "acuity": enc.acuity if enc else None, "occupant_sex": b.occupant_sex})
     waiting = []
     for encounter_id in state.waiting():
         enc = state.encounter(encounter_id)
         if enc is None:
             continue
         waiting.append({"encounter_id": encounter_id, "patient_id": enc.patient_id, "target_unit": enc.target_unit,
-                        "since": enc.waiting_since or enc.admitted_at, "acuity": _acuity(enc.prediction)})
+                        "since": enc.waiting_since or enc.admitted_at, "acuity": enc.acuity})
     return {"hospital_id": hospital.hospital_id, "as_of": state.clock(), "beds": beds, "waiting": waiting,
             "holds": state.holds()}

@@ -18,14 +18,14 @@ import faust
 
 from allocator.hospital import Hospital, load_hospitals
 from inference.interface import TriageModel
-from streams.contract.limits import Limits, read_too_large
+from streams.contract.envelope import Envelope
+from streams.contract.limits import Limits
 from streams.contract.models import INPUT_MODELS, DeadLetter, encode_output
 from streams.exceptions import ModelMissingError
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.positions import OrderedPositions
 from streams.pipeline.processor import EventProcessor, RawMessage
-from streams.pipeline.sequencer_stage import H_OFFSET, H_PARTITION, H_TOPIC, SequencerStage, origin_headers
-from streams.pipeline.triage import read_prediction
+from streams.pipeline.sequencer_stage import SequencerStage
 from streams.settings import WardflowSettings
 from streams.state.handlers import HandlerContext
 from streams.state.tables import TABLE_TYPES
@@ -38,15 +38,15 @@ from streams.worker.membership import member_file
 log = logging.getLogger(__name__)
 
 def raw_message(m: Any) -> RawMessage:
-    """The original message behind a copy in the ordered topic (origin and prediction ride in headers)."""
-    headers = origin_headers(m.headers)
-    prediction, error = read_prediction(headers)
-    if H_TOPIC not in headers:
+    """The original message behind a copy in the ordered topic (origin and prediction ride in its envelope)."""
+    envelope = Envelope.from_headers(m.headers)
+    if envelope is None:
         return RawMessage(topic=m.topic, partition=m.partition, offset=m.offset, key=m.key, value=m.value,
                           timestamp=m.timestamp)
-    return RawMessage(topic=headers[H_TOPIC].decode(), partition=int(headers[H_PARTITION]),
-                      offset=int(headers[H_OFFSET]), key=m.key, value=m.value, timestamp=m.timestamp,
-                      prediction=prediction, prediction_error=error, too_large=read_too_large(headers))
+    origin = envelope.origin
+    return RawMessage(topic=origin.topic, partition=origin.partition, offset=origin.offset, key=m.key, value=m.value,
+                      timestamp=m.timestamp, prediction=envelope.prediction, prediction_error=envelope.failure,
+                      too_large=envelope.too_large)
 
 
 def load_model(settings: WardflowSettings) -> TriageModel | None:

@@ -8,9 +8,13 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
+from inference.interface import TriagePrediction
+from streams.contract.envelope import Envelope, Origin
 from streams.exceptions import ForwardingFailed
+from streams.pipeline import triage
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.sequencer_stage import SequencerStage
+from tests import events as ev
 
 TOPICS = ["p.admissions", "p.vitals"]
 
@@ -30,10 +34,12 @@ class Ordered:
 
     def __init__(self) -> None:
         self.futures: list[asyncio.Future] = []
+        self.sent: list[dict] = []
 
     async def send(self, **kwargs) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         self.futures.append(fut)
+        self.sent.append(kwargs)
         return fut
 
 
@@ -89,3 +95,53 @@ def test_a_copy_the_broker_refused_leaves_its_original_unacknowledged_and_stops_
             await stage.release_all()
 
     asyncio.run(run())
+
+
+class OneUnitModel:
+    model_version = "m1"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def predict_batch(self, requests):
+        self.texts.extend(r.text for r in requests)
+        return [TriagePrediction(id=r.id, target_unit="MEDICINE", unit_probs={"MEDICINE": 0.9}, acuity=3,
+                                 acuity_probs={"3": 1.0}, needs=(), need_probs={}, uncertain=False,
+                                 model_version=self.model_version) for r in requests]
+
+
+def test_an_admission_is_decoded_once_and_its_copy_carries_a_typed_prediction_without_the_text(monkeypatch):
+    decoded: list[str] = []
+    real = triage.decode_event
+
+    def counting(name, value):
+        decoded.append(name)
+        return real(name, value)
+
+    monkeypatch.setattr(triage, "decode_event", counting)
+
+    async def run() -> list[dict]:
+        ordered = Ordered()
+        model = OneUnitModel()
+        stage = SequencerStage(SimpleNamespace(consumer=Consumer()), ordered, input_topics=TOPICS,  # type: ignore[arg-type]
+                               admissions_topic="p.admissions", model=model, batch_size=32, max_wait_s=0.0,
+                               metrics=WorkerMetrics())
+        _, key, value = ev.encode("p.", ev.admission("h", "P1", "E1", 0, text="SECRET chest pain", event_id="a1"))
+        admission = SimpleNamespace(message=SimpleNamespace(topic="p.admissions", partition=0, offset=5, key=key,
+                                                            value=value, timestamp=None), ack=lambda: None)
+        stage.add(admission)  # type: ignore[arg-type]
+        stage.add(Event("p.vitals", 1))  # type: ignore[arg-type]
+        stage.add(Event("p.admissions", 2))  # not a valid admission: forwarded without a prediction, dead-lettered later
+        assert await stage.release_all() == 3
+        assert model.texts == ["SECRET chest pain"]
+        return ordered.sent
+
+    sent = asyncio.run(run())
+    assert decoded == ["admissions", "admissions"]  # once per admission, on arrival; never again on release
+    by_offset = {Envelope.from_headers(s["headers"]).origin.offset: s for s in sent}
+    first = Envelope.from_headers(by_offset[5]["headers"])
+    assert first.origin == Origin("p.admissions", 0, 5) and first.failure is None
+    assert first.prediction is not None and first.prediction.target_unit == "MEDICINE"
+    assert b"SECRET" not in b"".join(v for _, v in by_offset[5]["headers"])
+    assert Envelope.from_headers(by_offset[1]["headers"]) == Envelope(Origin("p.vitals", 0, 1))
+    assert Envelope.from_headers(by_offset[2]["headers"]) == Envelope(Origin("p.admissions", 0, 2))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from inference.interface import PredictionFailed, TriagePrediction, TriageRequest
+from inference.interface import PredictionFailed, Reason, TriagePrediction, TriageRequest
+from streams.contract.envelope import PredictionFailure
+from streams.contract.models import PredictionOut
 from streams.pipeline.metrics import WorkerMetrics
-from streams.pipeline.triage import predict, prediction_headers, read_prediction, triage_request
+from streams.pipeline.triage import decoded_admission, envelope_parts, predict, prediction_out, triage_request
 from tests import events as ev
 
 
@@ -46,15 +48,25 @@ def test_batches_are_cut_at_the_configured_size():
     assert model.calls == [32, 32, 6]
 
 
-def test_predictions_ride_in_headers_without_the_text():
+def test_an_admission_becomes_a_typed_request_and_a_typed_prediction_without_the_text():
     topic, key, value = ev.encode("", ev.admission("h", "P1", "E1", 0, text="SECRET words", event_id="a1"))
-    req = triage_request(value)
-    assert req is not None and req.id == "a1" and req.text == "SECRET words"
-    assert triage_request(b"{broken") is None
-    pred = asyncio.run(predict(FussyModel(), [req], 8, WorkerMetrics()))[0]
-    headers = dict(prediction_headers(pred))
-    assert b"SECRET" not in b"".join(headers.values())
-    got, err = read_prediction(headers)
-    assert got["target_unit"] == "MEDICINE" and got["model_version"] == "fussy-1" and err is None
-    failed = dict(prediction_headers(PredictionFailed(id="a1", code="inference_failed", message="field 'text'")))
-    assert read_prediction(failed) == (None, {"code": "inference_failed", "message": "field 'text'"})
+    admission = decoded_admission(value)
+    assert admission is not None and decoded_admission(b"{broken") is None
+    req = triage_request(admission)
+    assert req.id == "a1" and req.text == "SECRET words"
+    [pred] = asyncio.run(predict(FussyModel(), [req], 8, WorkerMetrics()))
+    prediction, failure = envelope_parts(pred)
+    assert isinstance(prediction, PredictionOut) and failure is None
+    assert prediction.target_unit == "MEDICINE" and prediction.model_version == "fussy-1"
+    assert b"SECRET" not in prediction.model_dump_json().encode()
+    failed = envelope_parts(PredictionFailed(id="a1", code="inference_failed", message="field 'text'"))
+    assert failed == (None, PredictionFailure("inference_failed", "field 'text'"))
+
+
+def test_the_prediction_keeps_every_figure_and_reason_of_the_model():
+    result = TriagePrediction(id="a1", target_unit="ICU", unit_probs={"ICU": 0.61, "MEDICINE": 0.39}, acuity=1,
+                              acuity_probs={"1": 0.4, "2": 0.6}, needs=("telemetry",), need_probs={"telemetry": 0.7},
+                              uncertain=True, model_version="m1",
+                              reasons=(Reason("acuity_floor", "acuity raised to 1: BP 76/44 with HR 128"),))
+    out = prediction_out(result)
+    assert out.model_dump(mode="json") == {k: v for k, v in result.to_dict().items() if k != "id"}
