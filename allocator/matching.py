@@ -19,7 +19,7 @@ total key, and equal beds are split by config order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,6 +78,7 @@ def assign(
     loads: Mapping[str, float] | None = None,
     weights: AllocationWeights | None = None,
     explain: bool = True,
+    explain_unplaced: Collection[str] | None = None,
 ) -> MatchResult:
     """Beds for everyone waiting who can have one, and for the rest why not.
 
@@ -85,7 +86,10 @@ def assign(
     the sum of the acuity weights of its current patients (nurse workload; missing = 0).
     `weights`: defaults to `hospital.allocation`. Greedy ignores loads and weights.
     `explain=False` leaves the optimal policy's reasons empty, for callers that only count
-    (the what-if simulator); the decisions are the same.
+    (the what-if simulator); the decisions are the same. `explain_unplaced`: the encounters whose
+    refusals the caller will show (None: everyone's); the others' `NoBed` has no reasons. Explaining a
+    refusal re-runs the single-patient placement, so a worker that tells only the new arrival asks for
+    that one alone.
     """
     if len({p.encounter_id for p in waiting}) != len(waiting):
         raise ValueError("each waiting patient must appear once (duplicate encounter_id)")
@@ -93,7 +97,8 @@ def assign(
         return _greedy(waiting, hospital, beds)
     if policy != "optimal":
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    return _optimal(waiting, hospital, beds, loads, weights if weights is not None else hospital.allocation, explain)
+    return _optimal(waiting, hospital, beds, loads, weights if weights is not None else hospital.allocation, explain,
+                    explain_unplaced)
 
 
 # ---------------------------------------------------------------------------- greedy (v1)
@@ -140,6 +145,7 @@ def _optimal(
     loads: Mapping[str, float] | None,
     weights: AllocationWeights,
     explain: bool,
+    explain_unplaced: Collection[str] | None = None,
 ) -> MatchResult:
     order = sorted(enumerate(waiting), key=lambda ip: (-weights.priority(ip[1].acuity, ip[1].waited_minutes),
                                                        -ip[1].waited_minutes, ip[0]))
@@ -179,10 +185,9 @@ def _optimal(
             overflow = row.patient.target_unit not in solved.scoring.unit(c).serves
             placed.append(PlacedPatient(row.patient, Assignment(bed.bed_id, bed.unit, overflow, reasons)))
     placed.sort(key=lambda pp: rank_of[pp.patient.encounter_id])
-    if explain:
-        unplaced = [(p, _no_bed(p, hospital, final, first_feasible.get(p.encounter_id, 0))) for p in left]
-    else:
-        unplaced = [(p, NoBed(())) for p in left]
+    unplaced = [(p, _no_bed(p, hospital, final, first_feasible.get(p.encounter_id, 0))
+                  if explain and (explain_unplaced is None or p.encounter_id in explain_unplaced) else NoBed(()))
+                 for p in left]
     return MatchResult("optimal", placed, unplaced)
 
 

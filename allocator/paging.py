@@ -279,32 +279,38 @@ class PagingState:
     last_complete_at: datetime | None = None  # the latest score with every parameter measured
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, fields at their default left out (a patient's record stays small: most are never paged)."""
         data: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in _TIMES and value is not None:
+        for name, default in _DEFAULTS:
+            value = getattr(self, name)
+            if value == default:
+                continue
+            if name in _TIMES:
                 value = value.isoformat()
-            elif f.name in _BANDS and value is not None:
+            elif name in _BANDS:
                 value = value.value
-            elif f.name == "trend":
+            elif name == "trend":
                 value = [[t.at.isoformat(), t.total, t.band.value] for t in value]
-            elif f.name in ("page_ids", "pending_reasons"):
+            elif name in ("page_ids", "pending_reasons"):
                 value = list(value)
-            elif f.name == "pending_scoring":
+            elif name == "pending_scoring":
                 value = [list(p) for p in value]
-            data[f.name] = value
+            data[name] = value
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PagingState:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        """The state `to_dict` wrote (a missing field is at its default); an unknown field is refused."""
+        unknown = [name for name in data if name not in _FIELD_NAMES]
         if unknown:
-            raise ValueError(f"unknown paging state fields: {', '.join(unknown)}")
+            raise ValueError(f"unknown paging state fields: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
         for name, value in data.items():
-            if name in _TIMES and value is not None:
+            if value is None:
+                pass
+            elif name in _TIMES:
                 value = datetime.fromisoformat(value)
-            elif name in _BANDS and value is not None:
+            elif name in _BANDS:
                 value = Band(value)
             elif name == "trend":
                 value = tuple(TrendPoint(datetime.fromisoformat(a), t, Band(b)) for a, t, b in value)
@@ -318,6 +324,10 @@ class PagingState:
     @property
     def in_episode(self) -> bool:
         return self.page_band is not None
+
+
+_DEFAULTS: tuple[tuple[str, Any], ...] = tuple((f.name, f.default) for f in fields(PagingState))
+_FIELD_NAMES = frozenset(name for name, _ in _DEFAULTS)
 
 
 def escalation_page_id(first_page_id: str, level: int) -> str:

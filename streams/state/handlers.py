@@ -187,7 +187,7 @@ def place_waiting(state: HospitalState, ctx: HandlerContext, log: DecisionLog, a
     now = datetime.fromisoformat(at)
     beds, loads = _beds_and_loads(state)
     result = assign([_waiting_patient(e, now) for e in encs.values()], state.hospital, beds, policy=ctx.policy,
-                    loads=loads)
+                    loads=loads, explain_unplaced={arrived} if arrived else ())  # only the arrival is told why
     placed: set[str] = set()
     for p in result.assignments:
         eid = p.patient.encounter_id

@@ -51,6 +51,9 @@ TABLE_TYPES: dict[str, type | None] = {
 
 _DELETED = object()
 AVAILABLE = "available"
+# A bed never written is available. One shared value (most beds are never written, and a Faust record costs
+# microseconds to build): records are never changed in place, every change writes a new one.
+_NEVER_WRITTEN = BedState(status=AVAILABLE, since="")
 BED_STATUSES = ("available", "occupied", "held", "dirty", "cleaning", "blocked", "closed")
 
 
@@ -185,7 +188,7 @@ class HospitalState:
     # beds ---------------------------------------------------------------
     def bed(self, bed_id: str) -> BedState:
         state = self.staged.get(BEDS, key(self.hid, bed_id))
-        return state if state is not None else BedState(status=AVAILABLE, since="")
+        return state if state is not None else _NEVER_WRITTEN
 
     def set_bed(self, bed_id: str, state: BedState) -> None:
         self.staged.put(BEDS, key(self.hid, bed_id), state)

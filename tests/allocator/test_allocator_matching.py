@@ -223,6 +223,11 @@ def test_when_beds_are_short_the_sicker_or_longer_waiting_get_them(build) -> Non
     assert [r.code for r in no_bed.reasons[1:]] == ["no_clean_bed"] and "held" in no_bed.reasons[1].text
     assert "priority" in [r.code for r in result.assignments[0].assignment.reasons]
     hours = (w.priority_acuity[1] - w.priority_acuity[3]) / w.priority_per_hour + 1
+    only = assign([wp("esi4", acuity=4, waited=60), wp("esi3", acuity=3), wp("esi2", acuity=2)], h, {},
+                  policy="optimal", explain_unplaced={"esi3"})
+    assert beds_of(only) == {"esi2": "SR"}, "explaining fewer refusals changes no placement"
+    told = {p.encounter_id: [r.code for r in nb.reasons] for p, nb in only.unplaced}
+    assert told == {"esi3": ["outranked", "no_clean_bed"], "esi4": []}
     long_wait = assign([wp("esi4", acuity=4, waited=hours * 60), wp("esi2", acuity=2)], h, {}, policy="optimal")
     assert beds_of(long_wait) == {"esi4": "SR"}
     assert beds_of(assign([wp("esi4", acuity=4, waited=60), wp("esi2", acuity=2)], h, {}, policy="greedy")) == {"esi4": "SR"}

@@ -1,4 +1,5 @@
 """Paging by the NEWS2 chart, one page per episode, over a controllable clock: every function takes `now`."""
+import dataclasses
 import json
 import random
 from dataclasses import replace
@@ -394,6 +395,17 @@ def test_state_round_trips_through_json():
     assert PagingState.from_dict(json.loads(json.dumps(PagingState().to_dict()))) == PagingState()
     with pytest.raises(ValueError, match="colour"):
         PagingState.from_dict({**PagingState().to_dict(), "colour": "red"})
+
+
+def test_the_stored_state_leaves_defaults_out_and_still_reads_every_field_written_out():
+    assert PagingState().to_dict() == {}
+    state, _ = scored(Band.LOW, 0)
+    assert set(state.to_dict()) == {"last_band", "last_total", "last_obs_at", "next_obs_due_at", "trend",
+                                    "last_complete_at"}
+    state, _ = scored(Band.HIGH, 35, state, page_id="p3")
+    full = {f.name: None for f in dataclasses.fields(PagingState)}  # records written with every field spelled out
+    full.update(page_ids=[], pending_reasons=[], pending_scoring=[], trend=[], acked=False, reassessed=False)
+    assert PagingState.from_dict({**full, **state.to_dict()}) == state
 
 
 @pytest.mark.parametrize(
