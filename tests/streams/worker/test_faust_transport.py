@@ -92,6 +92,44 @@ def test_records_after_a_seek_start_at_its_target_and_a_stale_batch_is_refetched
     assert consumer._read_offset[STREAM] == 1533
 
 
+def _sought(app, monkeypatch, committed: dict, earliest) -> None:
+    """Run the consumer's seek_to_committed over the parent's `committed` (and `earliest`: offsets, or an error)."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    async def fake_seek_to_committed(self):
+        return committed
+
+    async def fake_earliest(self, *tps):
+        if isinstance(earliest, Exception):
+            raise earliest
+        assert CHANGELOG not in tps  # changelogs are Faust's recovery's business
+        return {tp: earliest[tp] for tp in tps}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_to_committed", fake_seek_to_committed)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "earliest_offsets", fake_earliest)
+    asyncio.run(app.consumer.seek_to_committed())
+
+
+def test_a_partition_never_committed_is_guarded_from_the_first_offset_of_its_log(app, monkeypatch):
+    consumer = app.consumer
+    consumer._thread = _Thread()
+    _sought(app, monkeypatch, {STREAM: None, OTHER_STREAM: 40, CHANGELOG: None}, {STREAM: 0})
+    assert consumer._next_offset == {STREAM: 0, OTHER_STREAM: 40}
+    # a new group's first fetch dropped in the rebalance window: records 0-244 handed out, 245-330 lost
+    out = _handed_out(app, monkeypatch, [(STREAM, 0), (STREAM, 1), (STREAM, 331), (STREAM, 2)])
+    assert out == [(STREAM, 0), (STREAM, 1), (STREAM, 2)]
+    assert consumer._thread.seeks == [(STREAM, 2)]  # pointed back at the first record not handed out
+
+
+def test_without_the_first_offsets_the_partition_runs_unguarded_and_says_so(app, monkeypatch, caplog):
+    app.consumer._thread = _Thread()
+    _sought(app, monkeypatch, {STREAM: None, OTHER_STREAM: 7}, ConnectionError("broker gone"))
+    assert app.consumer._next_offset == {OTHER_STREAM: 7}
+    assert "not checked for continuity" in caplog.text
+
+
 def test_a_gap_that_stays_is_accepted_after_the_patience_runs_out(app, monkeypatch):
     import itertools
 
