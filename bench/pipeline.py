@@ -307,9 +307,9 @@ def run_stateful_faust(broker: EmbeddedBroker, workdir: Path, events: list[SimEv
 
 
 def worker_settings() -> dict:
-    """The worker's batch, checkpoint and garbage-collector settings (defaults plus WARDFLOW_ variables), by name."""
+    """The worker's batch and checkpoint settings (defaults plus WARDFLOW_ variables), by name."""
     settings = WardflowSettings()
-    words = ("batch", "checkpoint", "commit", "fetch_max_wait", "max_wait", "gc_")
+    words = ("batch", "checkpoint", "commit", "fetch_max_wait", "max_wait")
     return {name: getattr(settings, name) for name in sorted(WardflowSettings.model_fields)
             if any(w in name for w in words)}
 

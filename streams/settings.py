@@ -72,10 +72,6 @@ class WardflowSettings(InferenceSettings, BaseSettings):
                                        "is taken sooner whenever the consumer has nothing more to give")
     checkpoint_max_ms: float = Field(50.0, ge=0, description="Longest a checkpoint waits to gather events while "
                                      "more keep arriving (bounds the latency a busy stream adds)")
-    gc_young_threshold: int = Field(10_000, ge=700, description="Allocations between two collections of Python's "
-                                    "youngest garbage-collector generation in the worker (Python's default: 700). "
-                                    "What the worker loaded at start (hospitals, model) is frozen out of "
-                                    "collections first")
     broker_tls: bool = Field(False, description="Speak TLS to the broker (SSL, or SASL_SSL with a username); "
                              "on by itself when a CA file or client certificate is set")
     broker_ca_file: Path | None = Field(None, description="CA bundle (PEM) the broker's certificate is verified "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 import faust
@@ -39,20 +38,6 @@ async def replace_previous_member(settings: WardflowSettings) -> None:
     log.info("previous group member %s of %s: %s", member.member_id, member.group, outcome)
 
 
-def tune_gc(young_threshold: int) -> None:
-    """Fewer, larger young-generation collections, and nothing loaded so far scanned again.
-
-    The worker allocates a few hundred short-lived objects per event (decoded events, overlays,
-    decisions); at Python's default of 700 the collector runs every few events and promotes
-    live-but-young state early, so older generations are scanned more often. The hospitals and the
-    model, loaded once, are frozen into the permanent generation."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(young_threshold, older, oldest)
-    log.info("garbage collector: %d objects frozen, thresholds %s", gc.get_freeze_count(), gc.get_threshold())
-
-
 def run_worker(settings: WardflowSettings) -> int:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     logging.getLogger().setLevel(settings.log_level.upper())
@@ -66,7 +51,6 @@ def run_worker(settings: WardflowSettings) -> int:
         log.info("created topics: %s", ", ".join(created))
     if claim is not None:
         asyncio.run(replace_previous_member(settings))
-    tune_gc(settings.gc_young_threshold)
     wapp.metrics.serve(settings.metrics_port)
     if settings.metrics_port:
         log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
