@@ -33,6 +33,7 @@ from streams.pipeline.triage import decoded_admission, envelope_parts, predict, 
 
 log = logging.getLogger(__name__)
 
+
 class SequencerStage:
     def __init__(self, app: faust.App, ordered: faust.TopicT, *, input_topics: list[str], admissions_topic: str,
                  model: TriageModel | None, batch_size: int, max_wait_s: float, metrics: WorkerMetrics,
