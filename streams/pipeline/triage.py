@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from inference.interface import PredictionFailed, TriageModel, TriagePrediction, TriageRequest
 from streams.contract.envelope import PredictionFailure
-from streams.contract.models import Admission, PredictionOut, ReasonOut
+from streams.contract.models import Admission, PredictionOut
 from streams.contract.validation import ContractViolation, decode_event
 from streams.pipeline.metrics import WorkerMetrics
 
@@ -67,12 +67,9 @@ async def _predict_one(loop: asyncio.AbstractEventLoop, model: TriageModel,
 
 
 def prediction_out(result: TriagePrediction) -> PredictionOut:
-    """The model's prediction as the contract carries it, from the sequencer stage to the decisions."""
-    return PredictionOut(target_unit=result.target_unit, unit_probs=dict(result.unit_probs), acuity=result.acuity,
-                         acuity_probs=dict(result.acuity_probs), needs=list(result.needs),
-                         need_probs=dict(result.need_probs), uncertain=result.uncertain,
-                         model_version=result.model_version,
-                         reasons=[ReasonOut(code=r.code, text=r.text) for r in result.reasons])
+    """The model's prediction as the contract carries it, from the sequencer stage to the decisions (the
+    request's `id` is not part of it)."""
+    return PredictionOut.model_validate(result.to_dict())
 
 
 def envelope_parts(result: TriagePrediction | PredictionFailed) -> tuple[PredictionOut | None, PredictionFailure | None]:
