@@ -13,6 +13,18 @@ One run, one embedded (Tansu, in-memory) broker, a fresh topic prefix and app id
                to the ceiling (target >= 0.5) and to the stateful Faust agent
                (`ratio_to_stateful_faust`, target >= 0.5); `worker_settings` gives the batch and
                checkpoint (commit) settings the worker ran with
+  processing_in_process  the state agent's own work on the same mix in this process (no broker, no
+               Faust: streams.devtools.memory over plain dicts, in checkpoints of the mix phase's mean
+               size): CPU ms per event, and the table writes per event (the changelog records the
+               worker sends), by table
+  stateful_faust_worker_shape  the two-stage trivial agent with as many table writes per event as the
+               worker's changelog records (`--stages 2 --writes N`): the framework at the worker's
+               shape, none of its work
+  floor        what the CPU figures say: every worker phase reports `worker_cpu_ms_per_event` and
+               `worker_cpu_busy` (cores kept busy, psutil, over the measured window; the broker's too).
+               One hospital's events are ordered on one partition and handled by one Python process
+               that holds the GIL, so its rate is at most 1000 / worker_cpu_ms_per_event; `floor`
+               splits that into the processing, the framework at the worker's shape, and the rest
   inference    admissions with no requested_unit (each one goes through the triage model):
                worker events/s vs the model's own predict_batch rate (batches of 32) on the
                same texts in the same run; skipped when models/triage/int8 does not exist
@@ -42,6 +54,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +73,7 @@ sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
 import orjson  # noqa: E402 - after the thread settings and sys.path above
+import psutil  # noqa: E402 - after the thread settings and sys.path above
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402 - after the thread settings and sys.path above
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402 - after the thread settings and sys.path above
 
@@ -152,6 +166,7 @@ class Phase:
         self.prefix = f"bench-{RUN}-{name}."
         self.settings = WardflowSettings(broker_url=broker.url, topic_prefix=self.prefix, topic_partitions=PARTITIONS)
         self.bootstrap = broker.bootstrap
+        self.broker = broker
         self.metrics_port = free_port()
         self.log_path = workdir / f"worker-{name}.log"
         self.env = settings_env(
@@ -190,7 +205,7 @@ class Phase:
         out: dict[str, float] = {}
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
-                if s.name.endswith("_total"):
+                if s.name.endswith(("_total", "_sum", "_count")):
                     out[s.name] = out.get(s.name, 0.0) + s.value
         return out
 
@@ -209,7 +224,7 @@ class Phase:
 
     def sustained(self, k: int, timeout_s: float, warm: int = 0) -> dict:
         """`measure_sustained` on the worker's `wardflow_events_in_total`, plus its counters."""
-        result = measure_sustained(self, k, timeout_s, warm)
+        result = measure_sustained(self, k, timeout_s, warm, self.broker)
         if result.get("timed_out"):
             return result
         m = self.metrics()
@@ -218,12 +233,46 @@ class Phase:
                 "dead_letters": m.get("wardflow_dead_letters_total", 0.0),
                 "duplicates": m.get("wardflow_duplicates_total", 0.0),
                 "event_errors": m.get("wardflow_event_errors_total", 0.0),
+                "checkpoints_incl_warmup": m.get("wardflow_checkpoint_events_count", 0.0),
+                "mean_events_per_checkpoint": (round(m["wardflow_checkpoint_events_sum"]
+                                                     / m["wardflow_checkpoint_events_count"], 1)
+                                               if m.get("wardflow_checkpoint_events_count") else None),
                 "worker_ready_s": round(self.ready_s or 0, 1)}
 
 
-def measure_sustained(phase: Phase | StatefulFaustPhase, k: int, timeout_s: float, warm: int) -> dict:
+class CpuClock:
+    """CPU seconds (user + system) of a process and its children: the worker's own cost per event, apart
+    from the broker's, on the same measured window."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.proc = psutil.Process(pid) if pid is not None else None
+
+    def seconds(self) -> float | None:
+        if self.proc is None:
+            return None
+        try:
+            procs = [self.proc, *self.proc.children(recursive=True)]
+            total = 0.0
+            for p in procs:
+                t = p.cpu_times()
+                total += t.user + t.system
+            return total
+        except psutil.Error:
+            return None
+
+
+def _pid(proc: subprocess.Popen[bytes] | None) -> int | None:
+    return proc.pid if proc is not None and proc.poll() is None else None
+
+
+def measure_sustained(phase: Phase | StatefulFaustPhase, k: int, timeout_s: float, warm: int,
+                      broker: EmbeddedBroker | None = None) -> dict:
     """Poll the phase's processed count every 0.2 s until it reaches warm + k; the rate between the
-    first poll at or past `warm` (and past 0) and the poll that reaches warm + k."""
+    first poll at or past `warm` (and past 0) and the poll that reaches warm + k, and the CPU the
+    worker (and the broker, when given) used between the same two polls."""
+    clocks = {"worker": CpuClock(_pid(phase.worker.process) if phase.worker is not None else None),
+              "broker": CpuClock(_pid(broker.process) if broker is not None else None)}
+    cpu0: dict[str, float | None] = {}
     first: tuple[float, float] | None = None
     deadline = time.monotonic() + timeout_s
     count = 0.0
@@ -233,26 +282,36 @@ def measure_sustained(phase: Phase | StatefulFaustPhase, k: int, timeout_s: floa
         now = time.monotonic()
         if first is None and count > 0 and count >= warm:
             first = (now, count)
+            cpu0 = {name: clock.seconds() for name, clock in clocks.items()}
         if count >= total:
             break
         if phase.worker is not None and not phase.worker.running:
             raise RuntimeError(f"{phase.name}: worker exited; see {phase.log_path}")
         time.sleep(0.2)
     end = time.monotonic()
+    cpu1 = {name: clock.seconds() for name, clock in clocks.items()}
     if first is None or count < total:
         return {"events": k, "warmup_events": warm, "processed": count, "timed_out": True}
     span = end - first[0]
-    rate = (total - first[1]) / span if span > 0 else None
-    return {"events": k, "warmup_events": warm, "wall_s": round(span, 3),
-            "events_per_s": round(rate, 1) if rate else None, "measured_from_count": first[1]}
+    measured = total - first[1]
+    rate = measured / span if span > 0 else None
+    out: dict = {"events": k, "warmup_events": warm, "wall_s": round(span, 3),
+                 "events_per_s": round(rate, 1) if rate else None, "measured_from_count": first[1]}
+    for name in clocks:
+        a, b = cpu0.get(name), cpu1[name]
+        if a is not None and b is not None and measured > 0 and span > 0:
+            out[f"{name}_cpu_ms_per_event"] = round(1000 * (b - a) / measured, 4)
+            out[f"{name}_cpu_busy"] = round((b - a) / span, 3)  # cores kept busy: 1.0 = one core, all the time
+    return out
 
 
 class StatefulFaustPhase:
     """The trivial stateful Faust agent (bench/stateful_faust.py) in its own process, on its own
     prefix and app id, reading the same input topics (by name) with the same partitions."""
 
-    def __init__(self, broker: EmbeddedBroker, workdir: Path, stages: int = 1) -> None:
-        self.name = "stateful_faust" if stages == 1 else "stateful_faust_two_stage"
+    def __init__(self, broker: EmbeddedBroker, workdir: Path, stages: int = 1, writes: int = 1) -> None:
+        self.name = ("stateful_faust" if stages == 1 else "stateful_faust_two_stage") + (
+            f"_{writes}_writes" if writes != 1 else "")
         self.prefix = f"bench-{RUN}-{self.name}."
         self.settings = WardflowSettings(broker_url=broker.url, topic_prefix=self.prefix, topic_partitions=PARTITIONS)
         self.bootstrap = broker.bootstrap
@@ -267,7 +326,8 @@ class StatefulFaustPhase:
             "--commit-interval-s", str(self.settings.commit_interval_s),
             "--session-timeout-s", str(self.settings.broker_session_timeout_s),
             "--rebalance-timeout-s", str(self.settings.broker_rebalance_timeout_s),
-            "--heartbeat-interval-s", str(self.settings.broker_heartbeat_interval_s), "--stages", str(stages)]
+            "--heartbeat-interval-s", str(self.settings.broker_heartbeat_interval_s), "--stages", str(stages),
+            "--writes", str(writes)]
         self.worker: WorkerProcess | None = None
         self.ready_s: float | None = None
 
@@ -280,8 +340,8 @@ class StatefulFaustPhase:
 
 
 def run_stateful_faust(broker: EmbeddedBroker, workdir: Path, events: list[SimEvent], *, timeout_s: float,
-                       warm: Sequence[SimEvent] = (), stages: int = 1) -> dict:
-    phase = StatefulFaustPhase(broker, workdir, stages)
+                       warm: Sequence[SimEvent] = (), stages: int = 1, writes: int = 1) -> dict:
+    phase = StatefulFaustPhase(broker, workdir, stages, writes)
     asyncio.run(create_topics(phase.bootstrap, input_topic_names(phase.settings), PARTITIONS))
     asyncio.run(produce_all(phase.bootstrap, [(phase.prefix + e.topic, e.key, e.value) for e in [*warm, *events]]))
     say(f"{phase.name}: {len(warm)} warm-up + {len(events)} events pre-produced; starting the Faust agent")
@@ -289,7 +349,7 @@ def run_stateful_faust(broker: EmbeddedBroker, workdir: Path, events: list[SimEv
     try:
         phase.ready_s = phase.worker.wait_ready(120)
         say(f"{phase.name}: agent ready after {phase.ready_s:.1f}s")
-        result = measure_sustained(phase, len(events), timeout_s, len(warm))
+        result = measure_sustained(phase, len(events), timeout_s, len(warm), broker)
     finally:
         phase.worker.stop()
         errors = phase.worker.errors()
@@ -298,6 +358,8 @@ def run_stateful_faust(broker: EmbeddedBroker, workdir: Path, events: list[SimEv
     agent = ("one Faust table increment per event (bench/stateful_faust.py)" if stages == 1 else
              "a forwarding agent, an internal topic, then one Faust table increment per event "
              "(bench/stateful_faust.py --stages 2: the worker's two-stage shape)")
+    if writes != 1:
+        agent = agent.replace("one Faust table increment", f"{writes} Faust table increments (changelog records)")
     result.update({"agent": agent,
                    "worker_ready_s": round(phase.ready_s or 0, 1), "partitions": PARTITIONS,
                    "broker_fetch_max_wait_ms": phase.settings.broker_fetch_max_wait_ms,
@@ -436,6 +498,100 @@ def run_latency(broker: EmbeddedBroker, workdir: Path, warm: list[SimEvent], eve
     return result
 
 
+# --------------------------------------------------------------------------- floor
+
+class _CountingTable(dict):
+    """A table that counts what reaches it: in the worker each set or delete is one changelog record."""
+
+    def __init__(self, counts: Counter[str], name: str, data: dict) -> None:
+        super().__init__(data)
+        self.counts, self.name = counts, name
+
+    def __setitem__(self, key: object, value: object) -> None:
+        self.counts[self.name] += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: object) -> None:
+        self.counts[self.name] += 1
+        super().__delitem__(key)
+
+
+def processing_floor(warm: list[SimEvent], events: list[SimEvent], batch: int) -> dict:
+    """The worker's own processing of the same events in this process, no broker and no Faust: the
+    state agent's EventProcessor over plain dicts (streams.devtools.memory), in checkpoints of `batch`
+    events. Its CPU per event is what the worker would cost if the framework cost nothing; the
+    writes that reach the tables are the changelog records the worker sends per event."""
+    from streams.devtools.memory import InMemoryWorker
+    from streams.pipeline.processor import RawMessage
+
+    w = InMemoryWorker(load_hospitals(HOSPITAL_CONFIG), topic_prefix="")
+
+    def raw(evs: list[SimEvent], start: int) -> list[RawMessage]:
+        return [RawMessage(topic=e.topic, partition=0, offset=start + i, key=e.key, value=e.value,
+                           timestamp=time.time()) for i, e in enumerate(evs)]
+
+    counts: Counter[str] = Counter()
+
+    async def run() -> float:
+        await w.processor.process_batch(raw(warm, 0))
+        for name in list(w.tables):
+            w.tables[name] = _CountingTable(counts, name, w.tables[name])
+        w.processor.tables = w.tables
+        msgs = raw(events, len(warm))
+        t0 = time.process_time()
+        for i in range(0, len(msgs), batch):
+            await w.processor.process_batch(msgs[i:i + batch])
+        return time.process_time() - t0
+
+    cpu = asyncio.run(run())
+    n = len(events)
+    return {"events": n, "batch": batch, "cpu_ms_per_event": round(1000 * cpu / n, 4),
+            "changelog_records_per_event": round(sum(counts.values()) / n, 3),
+            "changelog_records_per_event_by_table": {k: round(v / n, 3) for k, v in counts.most_common()}}
+
+
+def floor_summary(result: dict) -> dict:
+    """What the CPU figures say the worker can reach on one core: one hospital's events are ordered on
+    one partition and handled by one Python process, which holds the GIL, so its rate is at most
+    1 / (its CPU per event). Keys are missing where a phase did not measure them."""
+    mix, two, one = result.get("mix", {}), result.get("stateful_faust_two_stage", {}), result.get("stateful_faust", {})
+    proc = result.get("processing_in_process", {})
+    out: dict = {}
+    w, p = mix.get("worker_cpu_ms_per_event"), proc.get("cpu_ms_per_event")
+    f1, f2 = one.get("worker_cpu_ms_per_event"), two.get("worker_cpu_ms_per_event")
+    shape = result.get("stateful_faust_worker_shape", {})
+    fs = shape.get("worker_cpu_ms_per_event")
+    if w:
+        out["worker_cpu_ms_per_event"] = w
+        out["one_core_events_per_s"] = round(1000 / w, 1)
+        out["worker_cpu_busy"] = mix.get("worker_cpu_busy")
+    if p:
+        out["processing_cpu_ms_per_event"] = p
+        out["processing_alone_events_per_s"] = round(1000 / p, 1)
+    if w and p:
+        out["framework_cpu_ms_per_event"] = round(w - p, 4)
+        out["processing_share_of_worker_cpu"] = round(p / w, 3)
+    if f1:
+        out["stateful_faust_cpu_ms_per_event"] = f1
+    if f2:
+        out["two_stage_faust_cpu_ms_per_event"] = f2
+    if f2 and p:
+        # the worker's shape with nothing but the processing added: no changelog beyond one increment
+        out["two_stage_faust_plus_processing_events_per_s"] = round(1000 / (f2 + p), 1)
+    if fs:
+        out["worker_shape_faust_cpu_ms_per_event"] = fs
+        out["worker_shape_faust_events_per_s"] = shape.get("events_per_s")
+        if p:
+            # the framework's cost with the worker's shape and changelog, plus the worker's own processing
+            out["worker_shape_faust_plus_processing_events_per_s"] = round(1000 / (fs + p), 1)
+        if w:
+            out["unexplained_cpu_ms_per_event"] = round(w - fs - (p or 0.0), 4)
+    target = 3000.0
+    out["target_events_per_s"] = target
+    out["target_cpu_ms_per_event_on_one_core"] = round(1000 / target, 4)
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 def main() -> int:
@@ -496,6 +652,15 @@ def main() -> int:
             if rate and two_stage_rate:
                 result["mix"]["ratio_to_two_stage_faust"] = round(rate / two_stage_rate, 3)
             say(f"mix: {rate} events/s")
+            batch = int(result["mix"].get("mean_events_per_checkpoint") or WardflowSettings().checkpoint_max_events)
+            say(f"processing in process (no broker, no Faust): {len(mix)} events, checkpoints of {batch}")
+            result["processing_in_process"] = processing_floor(mix_warm, mix, batch)
+            writes = max(1, round(result["processing_in_process"]["changelog_records_per_event"]))
+            say(f"stateful_faust_two_stage_{writes}_writes: the worker's shape and changelog, none of its work")
+            result["stateful_faust_worker_shape"] = run_stateful_faust(broker, workdir, faust_events, timeout_s=240,
+                                                                       warm=mix_warm, stages=2, writes=writes)
+            result["floor"] = floor_summary(result)
+            say(f"floor: {result['floor']}")
 
             if (MODEL_DIR / "triage_config.json").exists():
                 _, adm = sim_events(n_adm, seed=2, vitals=False, requested_unit_rate=0.0, only="admissions")

@@ -11,6 +11,10 @@ so the worker's ratio to it is the price of WardFlow's own work on top of Faust.
 its key and partition; Faust acknowledges the original as the agent moves on), like the worker's
 sequencer in front of its state agent: the ceiling of Faust with the worker's shape.
 
+`--writes N` increments N keys per event (the event's key with a suffix), so N changelog records per
+event: with `--stages 2 --writes 3` it has the worker's shape and about its changelog records per event
+(bench/pipeline.py's `processing_in_process.changelog_records_per_event`), with none of its work.
+
 Progress for the benchmark: `GET /processed/` on the Faust web port -> {"processed": n}.
 Ready when Faust logs `Worker ready` (what `streams.devtools.runner.WorkerProcess` waits for).
 
@@ -70,11 +74,14 @@ def build(args: argparse.Namespace) -> faust.App:
 
         source = forwarded
 
+    suffixes = [b""] + [b"/%d" % i for i in range(1, args.writes)]
+
     @app.agent(source, concurrency=1, name=f"{args.app_id}-count")
     async def count(stream: faust.StreamT) -> None:
         async for event in stream.events():
             key = event.message.key or b""
-            counts[key] += 1
+            for suffix in suffixes:
+                counts[key + suffix] += 1
             processed[0] += 1
 
     @app.page("/processed/")
@@ -99,7 +106,11 @@ def main() -> int:
     ap.add_argument("--heartbeat-interval-s", type=float, required=True)
     ap.add_argument("--stages", type=int, choices=(1, 2), default=1,
                     help="1: count each event; 2: forward it to an internal topic first, then count (default 1)")
+    ap.add_argument("--writes", type=int, default=1,
+                    help="table increments (changelog records) per event, each to its own key (default 1)")
     args = ap.parse_args()
+    if args.writes < 1:
+        ap.error("--writes must be at least 1")
     logging.getLogger().setLevel(logging.INFO)
     worker = faust.Worker(build(args), loglevel="INFO", quiet=True)
     worker.execute_from_commandline()
