@@ -534,9 +534,8 @@ def processing_floor(warm: list[SimEvent], events: list[SimEvent], batch: int) -
 
     async def run() -> float:
         await w.processor.process_batch(raw(warm, 0))
-        for name in list(w.tables):
+        for name in list(w.tables):  # the processor holds this same dict of tables
             w.tables[name] = _CountingTable(counts, name, w.tables[name])
-        w.processor.tables = w.tables
         msgs = raw(events, len(warm))
         t0 = time.process_time()
         for i in range(0, len(msgs), batch):
