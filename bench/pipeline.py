@@ -234,6 +234,7 @@ class Phase:
                 "duplicates": m.get("wardflow_duplicates_total", 0.0),
                 "event_errors": m.get("wardflow_event_errors_total", 0.0),
                 "checkpoints_incl_warmup": m.get("wardflow_checkpoint_events_count", 0.0),
+                "end_offset_listings_incl_warmup": m.get("wardflow_sequencer_end_offset_listings_total", 0.0),
                 "mean_events_per_checkpoint": (round(m["wardflow_checkpoint_events_sum"]
                                                      / m["wardflow_checkpoint_events_count"], 1)
                                                if m.get("wardflow_checkpoint_events_count") else None),
@@ -488,8 +489,11 @@ def run_latency(broker: EmbeddedBroker, workdir: Path, warm: list[SimEvent], eve
         phase.produce(warm)  # the census, unpaced and not measured
         phase.wait_processed(len(warm), timeout_s=120)
         say(f"latency: {len(warm)} warm-up events processed")
+        listings = phase.metrics().get("wardflow_sequencer_end_offset_listings_total", 0.0)
         result = asyncio.run(paced_latency(phase, events, rate, timeout_s=30))
         result["warmup_events"] = len(warm)
+        result["end_offset_listings"] = phase.metrics().get("wardflow_sequencer_end_offset_listings_total",
+                                                            0.0) - listings
         if idle:
             say(f"latency: {len(idle)} single events on the idle worker, {IDLE_RATE:g}/s")
             result["idle_single_event"] = asyncio.run(paced_latency(phase, list(idle), IDLE_RATE, timeout_s=10))

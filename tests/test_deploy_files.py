@@ -45,6 +45,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "wardflow_patients_waiting": ("gauge", frozenset({"hospital"})),
     "wardflow_inference_batch_size": ("histogram", frozenset()),
     "wardflow_checkpoint_events": ("histogram", frozenset()),
+    "wardflow_sequencer_end_offset_listings_total": ("counter", frozenset()),
     "wardflow_inference_latency_seconds": ("histogram", frozenset()),
     "wardflow_predictions_total": ("counter", frozenset({"unit", "uncertain"})),
     "wardflow_news2_scores_total": ("counter", frozenset({"band"})),

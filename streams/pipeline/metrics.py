@@ -22,7 +22,7 @@ METRIC_NAMES = (
     "wardflow_patients_waiting", "wardflow_duplicates_total", "wardflow_event_errors_total",
     "wardflow_inference_batch_size", "wardflow_inference_latency_seconds", "wardflow_predictions_total",
     "wardflow_news2_scores_total", "wardflow_pages_total", "wardflow_escalations_total", "wardflow_surge_level",
-    "wardflow_pages_escalated_total", "wardflow_checkpoint_events",
+    "wardflow_pages_escalated_total", "wardflow_checkpoint_events", "wardflow_sequencer_end_offset_listings_total",
 )
 
 
@@ -63,6 +63,10 @@ class WorkerMetrics:
         self.surge = Gauge("wardflow_surge_level", "Surge level (OPEL-style, 1-4) per hospital", ["hospital"],
                            registry=r)
         self.waiting = Gauge("wardflow_patients_waiting", "Patients waiting for a bed", ["hospital"], registry=r)
+        self.end_offset_listings = Counter("wardflow_sequencer_end_offset_listings", "Log-end offsets asked of the "
+                                           "broker by the sequencer (one request each) for topics the fetcher had "
+                                           "not reported, or whose last listing an event queued since made stale",
+                                           registry=r)
         self.checkpoint_events = Histogram("wardflow_checkpoint_events", "Events applied per checkpoint (one broker "
                                            "round trip each) by the state agent", buckets=BATCH_BUCKETS, registry=r)
 

@@ -57,12 +57,14 @@ class EventTimeMerger:
         self.unknown_lag_releases = 0  # heads released after max_wait with a topic's backlog unknown
         self._queues: dict[int, dict[str, deque[Pending]]] = {}
         self.delivered: dict[tuple[str, int], int] = {}  # last offset handed to us per topic partition
+        self.last_added: dict[int, float] = {}  # per partition, when its newest event was queued (`now` of `add`)
 
     def add(self, topic: str, partition: int, offset: int, occurred_at: float | None, item: Any, now: float) -> None:
         ts = -math.inf if occurred_at is None else occurred_at
         queue = self._queues.setdefault(partition, {}).setdefault(topic, deque())
         queue.append(Pending(topic, partition, offset, (ts, self._rank.get(topic, len(self.topics)), offset), now, item))
         self.delivered[(topic, partition)] = offset
+        self.last_added[partition] = now
 
     def pending(self, partition: int | None = None) -> int:
         parts = self._queues.values() if partition is None else [self._queues.get(partition, {})]
@@ -100,5 +102,6 @@ class EventTimeMerger:
         """Drop queued events of revoked partitions: they will be read again by their new owner."""
         for p in partitions:
             self._queues.pop(p, None)
+            self.last_added.pop(p, None)
             for k in [k for k in self.delivered if k[1] == p]:
                 del self.delivered[k]

@@ -48,7 +48,9 @@ class SequencerStage:
         self.input_topics = list(input_topics)
         self.merger = EventTimeMerger(input_topics, max_wait_s=max_wait_s)
         self._lock = asyncio.Lock()
-        self._listed_highwater: dict[tuple[str, int], int] = {}  # asked of the broker when the fetcher had not said
+        # Log-end offsets asked of the broker when the fetcher had not said, with the monotonic time the
+        # question was sent: good only for events queued before then (see `_listing`).
+        self._listed_highwater: dict[tuple[str, int], tuple[int, float]] = {}
         self._failure: BaseException | None = None  # a copy the broker refused: the stage stops at its next release
 
     def lag(self, topic: str, partition: int) -> int | None:
@@ -58,7 +60,7 @@ class SequencerStage:
             highwater = self.app.consumer.highwater(tp)
         except Exception:  # noqa: BLE001 - not assigned or not fetched yet
             highwater = None
-        listed = self._listed_highwater.get((topic, partition))
+        listed = self._listing(topic, partition)
         if highwater is None or (listed is not None and listed > highwater):
             highwater = listed
         if highwater is None:
@@ -68,6 +70,18 @@ class SequencerStage:
             return max(0, highwater - (last + 1))
         committed = self.app.consumer._committed_offset.get(tp)  # next offset to read after a restart
         return max(0, highwater - (committed or 0))
+
+    def _listing(self, topic: str, partition: int) -> int | None:
+        """The listed log-end offset of a topic partition, while it still covers every event queued on its partition.
+
+        A listing says nothing of messages written after it was asked. An event of another topic queued since
+        may have been written after it too, and so may an earlier event of this topic (an admission written
+        before the vitals that refer to it): the listing is stale for that event, and is asked again.
+        """
+        listed = self._listed_highwater.get((topic, partition))
+        if listed is None or listed[1] <= self.merger.last_added.get(partition, -math.inf):
+            return None
+        return listed[0]
 
     def add(self, event: faust.EventT) -> bool:
         """Queue one event; True when a full inference batch is waiting (release now).
@@ -147,7 +161,7 @@ class SequencerStage:
         unknown = []
         for partition in self.merger.partitions():
             for topic in self.input_topics:
-                if (topic, partition) in self._listed_highwater:
+                if self._listing(topic, partition) is not None:
                     continue
                 try:
                     known = self.app.consumer.highwater(TP(topic, partition)) is not None
@@ -157,6 +171,8 @@ class SequencerStage:
                     unknown.append(TP(topic, partition))
         if not unknown:
             return
+        asked_at = time.monotonic()  # before the question: an event queued while it travels makes it stale
+        self.metrics.end_offset_listings.inc()
         try:
             found = await self.app.consumer.highwaters(*unknown)
         except Exception as exc:  # noqa: BLE001 - fall back to the bounded wait
@@ -164,7 +180,7 @@ class SequencerStage:
                         exc, self.merger.max_wait_s * 1000)
             return
         for tp, offset in found.items():
-            self._listed_highwater[(tp.topic, tp.partition)] = offset
+            self._listed_highwater[(tp.topic, tp.partition)] = (offset, asked_at)
 
     async def _predictions(self, released: list[Pending]) -> dict[int, tuple[PredictionOut | None,
                                                                             PredictionFailure | None]]:

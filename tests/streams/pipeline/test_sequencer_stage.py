@@ -145,3 +145,75 @@ def test_an_admission_is_decoded_once_and_its_copy_carries_a_typed_prediction_wi
     assert b"SECRET" not in b"".join(v for _, v in by_offset[5]["headers"])
     assert Envelope.from_headers(by_offset[1]["headers"]) == Envelope(Origin("p.vitals", 0, 1))
     assert Envelope.from_headers(by_offset[2]["headers"]) == Envelope(Origin("p.admissions", 0, 2))
+
+
+class SilentFetcherConsumer:
+    """A consumer whose fetcher has reported no log end yet (as just after a restart); the broker's logs are `ends`."""
+
+    _committed_offset: dict = {}
+
+    def __init__(self) -> None:
+        self.ends: dict[str, int] = {t: 0 for t in TOPICS}
+        self.listings = 0
+
+    def highwater(self, tp):
+        return None
+
+    async def highwaters(self, *tps):
+        self.listings += 1
+        return {tp: self.ends[tp.topic] for tp in tps}
+
+
+class TimedEvent(Event):
+    def __init__(self, topic: str, offset: int, second: int) -> None:
+        super().__init__(topic, offset)
+        body = {"event_id": f"{topic}-{offset}", "occurred_at": f"2026-11-23T00:00:{second:02d}Z"}
+        self.message.value = orjson.dumps(body)
+
+
+def test_a_listing_taken_before_an_event_was_queued_is_asked_again_so_an_earlier_admission_is_waited_for():
+    """List -> the hospital writes an admission, then vitals that refer to it -> only the vitals arrive -> release.
+
+    The first listing saw no admissions; the vitals were queued after it, so they may have been written after
+    it, and so may the admission before them: the stage asks again, finds the admission and holds the vitals.
+    """
+    async def run() -> None:
+        ordered = Ordered()
+        consumer = SilentFetcherConsumer()
+        metrics = WorkerMetrics()
+        stage = SequencerStage(SimpleNamespace(consumer=consumer), ordered, input_topics=TOPICS,  # type: ignore[arg-type]
+                               admissions_topic="p.admissions", model=None, batch_size=32, max_wait_s=60.0,
+                               metrics=metrics)
+        consumer.ends["p.vitals"] = 1
+        stage.add(TimedEvent("p.vitals", 0, second=10))  # type: ignore[arg-type]
+        assert await stage.release_all() == 1  # listed: no admissions at all, nothing to wait for
+        assert consumer.listings == 1
+
+        consumer.ends["p.admissions"] = 1  # admitted at :11 ...
+        consumer.ends["p.vitals"] = 2  # ... and observed at :12, after the listing
+        stage.add(TimedEvent("p.vitals", 1, second=12))  # type: ignore[arg-type]
+        assert await stage.release_all() == 0  # the admission is on its way: the vitals wait for it
+        assert consumer.listings == 2
+        assert await stage.release_all() == 0  # nothing queued since: the listing still holds, not asked again
+        assert consumer.listings == 2
+
+        stage.add(TimedEvent("p.admissions", 0, second=11))  # type: ignore[arg-type]
+        assert await stage.release_all() == 2
+        released = [Envelope.from_headers(s["headers"]).origin for s in ordered.sent]
+        assert released == [Origin("p.vitals", 0, 0), Origin("p.admissions", 0, 0), Origin("p.vitals", 0, 1)]
+        assert metrics.end_offset_listings._value.get() == consumer.listings
+
+    asyncio.run(run())
+
+
+def test_a_stale_listing_is_not_trusted_even_when_events_arrive_while_it_is_asked_again():
+    """An event queued after a listing was asked makes that listing unknown (wait), never a lag of 0 (go)."""
+    consumer = SilentFetcherConsumer()
+    stage = SequencerStage(SimpleNamespace(consumer=consumer), Ordered(), input_topics=TOPICS,  # type: ignore[arg-type]
+                           admissions_topic="p.admissions", model=None, batch_size=32, max_wait_s=60.0,
+                           metrics=WorkerMetrics())
+    stage.add(TimedEvent("p.vitals", 0, second=10))  # type: ignore[arg-type]
+    asyncio.run(stage.release_all())
+    assert stage.lag("p.admissions", 0) == 0
+    stage.add(TimedEvent("p.vitals", 1, second=12))  # type: ignore[arg-type]
+    assert stage.lag("p.admissions", 0) is None
