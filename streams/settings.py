@@ -67,9 +67,6 @@ class WardflowSettings(InferenceSettings, BaseSettings):
     broker_fetch_max_wait_ms: int = Field(50, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency bound per hop)")
     sequencer_max_wait_ms: float = Field(200.0, ge=0, description="Longest wait for a silent input topic before releasing events in time order")
     commit_interval_s: float = Field(1.0, gt=0, description="Offset commit interval")
-    gc_freeze: bool = Field(True, description="Move every object alive once the worker is built (modules, the app, "
-                            "the model, the hospital config) out of the garbage collector's reach before it starts "
-                            "reading, so its full collections scan only what the stream creates (shorter pauses)")
     checkpoint_max_events: int = Field(500, ge=1, description="Most events the state agent applies before making "
                                        "them durable in one checkpoint (one broker round trip); a checkpoint "
                                        "is taken sooner whenever the consumer has nothing more to give")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 import faust
@@ -39,16 +38,6 @@ async def replace_previous_member(settings: WardflowSettings) -> None:
     log.info("previous group member %s of %s: %s", member.member_id, member.group, outcome)
 
 
-def freeze_startup_objects() -> int:
-    """Collect once, then freeze what is left: it lives as long as the process, and every full collection would
-    otherwise walk it again (tens of ms each, several a minute under load). Returns how many objects were frozen."""
-    gc.collect()
-    gc.freeze()
-    frozen = gc.get_freeze_count()
-    log.info("garbage collector: %d startup objects frozen", frozen)
-    return frozen
-
-
 def run_worker(settings: WardflowSettings) -> int:
     """Blocks until the worker is stopped (SIGINT/SIGTERM)."""
     logging.getLogger().setLevel(settings.log_level.upper())
@@ -66,7 +55,5 @@ def run_worker(settings: WardflowSettings) -> int:
     if settings.metrics_port:
         log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     worker = faust.Worker(wapp.app, loglevel=settings.log_level.upper(), quiet=True)
-    if settings.gc_freeze:
-        freeze_startup_objects()
     worker.execute_from_commandline()
     return 0
