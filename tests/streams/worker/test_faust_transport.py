@@ -7,6 +7,8 @@ skipped for good (the crash test caught ~400 events never processed after a rest
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from faust.types import TP
 
@@ -253,3 +255,74 @@ def test_acting_on_makes_an_event_faust_s_current_one_for_the_block_only():
             assert current_event() is inner
         assert current_event() is outer
     assert current_event() is None
+
+
+# --- recovery reads to the furthest end the broker has shown, not to a listing short of it ---
+
+class _Lister:
+    """A consumer whose ListOffsets answers are `ends` (next offsets), as Faust's recovery asks them."""
+
+    def __init__(self, ends: dict[TP, int], first: int = 0) -> None:
+        self.ends, self.first = ends, first
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.ends[tp] for tp in tps}
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, self.first)
+
+
+def _start_recovery(recovery, lister: _Lister) -> None:
+    """The ends, then the offsets to read from, as `Recovery._restart_recovery` builds them."""
+    async def build() -> None:
+        await recovery._build_highwaters(lister, {CHANGELOG}, recovery.active_highwaters, "active")
+        await recovery._build_offsets(lister, {CHANGELOG}, recovery.active_offsets, "active")
+    asyncio.run(build())
+
+
+def _faust_would_refuse(recovery, tp: TP) -> bool:
+    """Faust's consistency check at the start of a recovery (`Recovery._restart_recovery`)."""
+    offset, highwater = recovery.active_offsets[tp], recovery.active_highwaters[tp]
+    return bool(offset and highwater and offset > highwater)
+
+
+def test_a_listed_end_short_of_what_was_read_is_raised_to_it(app):
+    recovery = app.tables.recovery
+    recovery.active_offsets[CHANGELOG] = 3  # read in the previous assignment: a batch of offsets 2-3
+    lister = _Lister({CHANGELOG: 3})  # Tansu lists the last batch's base offset + 1
+    _start_recovery(recovery, lister)
+    assert recovery.active_highwaters[CHANGELOG] == 3
+    assert not _faust_would_refuse(recovery, CHANGELOG)
+    assert not recovery.need_recovery()
+    assert recovery.short_listings == 1
+
+
+def test_a_listing_past_what_was_read_stands(app):
+    recovery = app.tables.recovery
+    recovery.active_offsets[CHANGELOG] = 3
+    lister = _Lister({CHANGELOG: 11})  # ten records, the last at offset 10
+    _start_recovery(recovery, lister)
+    assert recovery.active_highwaters[CHANGELOG] == 10
+    assert recovery.need_recovery()
+    assert recovery.short_listings == 0
+
+
+def test_a_recovery_at_its_listed_end_goes_on_to_the_end_its_fetches_show(app, monkeypatch):
+    recovery = app.tables.recovery
+    lister = _Lister({CHANGELOG: 11})  # the last batch holds offsets 10-14: listed end 11, fetched 15
+    _start_recovery(recovery, lister)
+    fetched: dict[TP, int] = {}
+
+    def highwater(tp: TP) -> int:
+        if tp not in fetched:
+            raise AssertionError("Partition is not assigned")  # aiokafka's answer before a fetch
+        return fetched[tp]
+
+    monkeypatch.setattr(app.consumer, "highwater", highwater)
+    recovery.active_offsets[CHANGELOG] = 10
+    assert not recovery.need_recovery()  # no fetch answer yet: the listing is all there is
+    fetched[CHANGELOG] = 15
+    assert recovery.need_recovery()
+    assert recovery.active_highwaters[CHANGELOG] == 14
+    recovery.active_offsets[CHANGELOG] = 14
+    assert not recovery.need_recovery()
