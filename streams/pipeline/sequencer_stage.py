@@ -61,15 +61,22 @@ class SequencerStage:
         except Exception:  # noqa: BLE001 - not assigned or not fetched yet
             highwater = None
         listed = self._listing(topic, partition)
-        if highwater is None or (listed is not None and listed > highwater):
-            highwater = listed
         if highwater is None:
-            return None
-        last = self.merger.delivered.get((topic, partition))
+            # A listing can say more is coming, never that nothing is: Tansu 0.6 lists a partition's end as
+            # its last record batch's base offset + 1, short of the batch's other records. "Nothing" waits
+            # for the fetcher (its first answer, or `max_wait_s`).
+            behind = None if listed is None else self._behind(tp, listed)
+            return behind if behind else None
+        if listed is not None and listed > highwater:
+            highwater = listed
+        return self._behind(tp, highwater)
+
+    def _behind(self, tp: TP, end: int) -> int:
+        last = self.merger.delivered.get((tp.topic, tp.partition))
         if last is not None:
-            return max(0, highwater - (last + 1))
+            return max(0, end - (last + 1))
         committed = self.app.consumer._committed_offset.get(tp)  # next offset to read after a restart
-        return max(0, highwater - (committed or 0))
+        return max(0, end - (committed or 0))
 
     def _listing(self, topic: str, partition: int) -> int | None:
         """The listed log-end offset of a topic partition, while it still covers every event queued on its partition.

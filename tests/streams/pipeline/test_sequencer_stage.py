@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
+from faust.types import TP
 
 from inference.interface import TriagePrediction
 from streams.contract.envelope import Envelope, Origin
@@ -148,16 +149,18 @@ def test_an_admission_is_decoded_once_and_its_copy_carries_a_typed_prediction_wi
 
 
 class SilentFetcherConsumer:
-    """A consumer whose fetcher has reported no log end yet (as just after a restart); the broker's logs are `ends`."""
+    """A consumer whose fetcher has reported no log end yet (as just after a restart) but for the topics in
+    `fetched`; the broker lists the logs' ends as `ends`."""
 
     _committed_offset: dict = {}
 
     def __init__(self) -> None:
         self.ends: dict[str, int] = {t: 0 for t in TOPICS}
+        self.fetched: dict[str, int] = {}
         self.listings = 0
 
     def highwater(self, tp):
-        return None
+        return self.fetched.get(tp.topic)
 
     async def highwaters(self, *tps):
         self.listings += 1
@@ -186,8 +189,11 @@ def test_a_listing_taken_before_an_event_was_queued_is_asked_again_so_an_earlier
                                metrics=metrics)
         consumer.ends["p.vitals"] = 1
         stage.add(TimedEvent("p.vitals", 0, second=10))  # type: ignore[arg-type]
-        assert await stage.release_all() == 1  # listed: no admissions at all, nothing to wait for
+        assert await stage.release_all() == 0  # listed: no admissions; a listing cannot say so, the fetcher can
         assert consumer.listings == 1
+        consumer.fetched["p.admissions"] = 0
+        assert await stage.release_all() == 1
+        del consumer.fetched["p.admissions"]  # a rebalance: the fetcher has not answered the new assignment yet
 
         consumer.ends["p.admissions"] = 1  # admitted at :11 ...
         consumer.ends["p.vitals"] = 2  # ... and observed at :12, after the listing
@@ -198,6 +204,7 @@ def test_a_listing_taken_before_an_event_was_queued_is_asked_again_so_an_earlier
         assert consumer.listings == 2
 
         stage.add(TimedEvent("p.admissions", 0, second=11))  # type: ignore[arg-type]
+        consumer.fetched["p.admissions"] = 1  # with its records, the fetcher says where the log ends
         assert await stage.release_all() == 2
         released = [Envelope.from_headers(s["headers"]).origin for s in ordered.sent]
         assert released == [Origin("p.vitals", 0, 0), Origin("p.admissions", 0, 0), Origin("p.vitals", 0, 1)]
@@ -212,8 +219,36 @@ def test_a_stale_listing_is_not_trusted_even_when_events_arrive_while_it_is_aske
     stage = SequencerStage(SimpleNamespace(consumer=consumer), Ordered(), input_topics=TOPICS,  # type: ignore[arg-type]
                            admissions_topic="p.admissions", model=None, batch_size=32, max_wait_s=60.0,
                            metrics=WorkerMetrics())
+    consumer.ends["p.admissions"] = 1
     stage.add(TimedEvent("p.vitals", 0, second=10))  # type: ignore[arg-type]
     asyncio.run(stage.release_all())
-    assert stage.lag("p.admissions", 0) == 0
+    assert stage.lag("p.admissions", 0) == 1
     stage.add(TimedEvent("p.vitals", 1, second=12))  # type: ignore[arg-type]
     assert stage.lag("p.admissions", 0) is None
+
+
+def test_a_listing_short_of_the_log_end_never_lets_an_earlier_admission_be_overtaken():
+    """Tansu 0.6 lists a log's end as its last batch's base offset + 1: admissions 0-2 written in one batch
+    list as 1. After a restart with offset 1 committed, the listing says nothing is left; the vitals wait
+    until the fetcher answers, and admission 2 goes first."""
+    async def run() -> None:
+        ordered = Ordered()
+        consumer = SilentFetcherConsumer()
+        consumer._committed_offset = {TP("p.admissions", 0): 1}
+        consumer.ends.update({"p.admissions": 1, "p.vitals": 1})
+        stage = SequencerStage(SimpleNamespace(consumer=consumer), ordered, input_topics=TOPICS,  # type: ignore[arg-type]
+                               admissions_topic="p.admissions", model=None, batch_size=32, max_wait_s=60.0,
+                               metrics=WorkerMetrics())
+        stage.add(TimedEvent("p.vitals", 0, second=12))  # type: ignore[arg-type]
+        assert await stage.release_all() == 0
+        assert stage.lag("p.admissions", 0) is None
+        consumer.fetched["p.admissions"] = 3
+        assert stage.lag("p.admissions", 0) == 2  # admissions 1 and 2 are unread
+        assert await stage.release_all() == 0
+        stage.add(TimedEvent("p.admissions", 1, second=5))  # type: ignore[arg-type]
+        stage.add(TimedEvent("p.admissions", 2, second=11))  # type: ignore[arg-type]
+        assert await stage.release_all() == 3
+        released = [Envelope.from_headers(s["headers"]).origin for s in ordered.sent]
+        assert released == [Origin("p.admissions", 0, 1), Origin("p.admissions", 0, 2), Origin("p.vitals", 0, 0)]
+
+    asyncio.run(run())
