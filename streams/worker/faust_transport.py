@@ -306,12 +306,12 @@ class ShownEndRecovery(Recovery):
 
     So a listed end is raised to the last offset already read from the partition, and a recovery that
     seems done goes on while the high watermark of this assignment's fetch answers says there is more.
-    On Apache Kafka neither is ever above the listing short of lost data; each raise is logged and counted.
+    On Apache Kafka neither is ever above the listing short of lost data; each raise is logged (WARNING).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.short_listings = 0  # listed ends found below what the broker had shown
+        self.short_listings = 0  # listed ends found below what the broker had shown (read by the tests)
 
     def _raise(self, highwaters: Counter[TP], tp: TP, shown: int | None, how: str) -> None:
         listed = highwaters.get(tp)
