@@ -306,7 +306,8 @@ class ShownEndRecovery(Recovery):
 
     So a listed end is raised to the last offset already read from the partition, and a recovery that
     seems done goes on while the high watermark of this assignment's fetch answers says there is more.
-    On Apache Kafka neither is ever above the listing short of lost data; each raise is logged (WARNING).
+    On Apache Kafka the listing is exact: a raise there means records written after it (a previous owner's
+    late sends, read as well) or a log that lost data. Each raise is logged (WARNING) with both figures.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
