@@ -2,6 +2,9 @@
 
 Word 1-2-grams and character 3-5-grams, plus the same age/sex features the transformer gets.
 Trained on the same training split; its temperatures are fitted on the same validation split.
+
+With `sign_scale` > 0 (the served lexical reader, not the baseline reports compare against), the
+acuity head also reads the note's measured signs in bands (`inference.sign_features`).
 """
 
 from __future__ import annotations
@@ -16,20 +19,28 @@ from inference.data import Example
 from inference.encoding import META_DIM, meta_matrix
 from inference.labels import LabelSet
 from inference.lexical import Head, LexicalModel
+from inference.sign_features import SIGN_DIM, sign_matrix
 
 
 class TfidfBaseline:
     def __init__(self, labels: LabelSet, seed: int = 0, C: float = 4.0, word_features: int = 60000,
-                 char_features: int = 80000, max_iter: int = 2000) -> None:
-        self.labels, self.seed, self.C = labels, seed, C
+                 char_features: int = 80000, max_iter: int = 2000, sign_scale: float = 0.0) -> None:
+        if sign_scale < 0:
+            raise ValueError(f"sign_scale must be 0 (no sign features) or more, not {sign_scale}")
+        self.labels, self.seed, self.C, self.sign_scale = labels, seed, C, float(sign_scale)
         self.word_features, self.char_features, self.max_iter = word_features, char_features, max_iter
         self.temperatures = {"unit": 1.0, "acuity": 1.0, "needs": 1.0}
 
     def _features(self, exs: Sequence[Example]):
+        """(text + age/sex features for every head, the same with the sign bands for the acuity head)."""
         w = self.word.transform([e.text for e in exs])
         c = self.char.transform([e.text for e in exs])
         m = sparse.csr_matrix(meta_matrix((e.age, e.sex) for e in exs) * 3.0)
-        return sparse.hstack([w, c, m]).tocsr()
+        x = sparse.hstack([w, c, m]).tocsr()
+        if not self.sign_scale:
+            return x, x
+        signs = sparse.csr_matrix(sign_matrix([e.text for e in exs], [e.age for e in exs]) * self.sign_scale)
+        return x, sparse.hstack([x, signs]).tocsr()
 
     def fit(self, train: Sequence[Example], validation: Sequence[Example] = ()) -> TfidfBaseline:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -41,7 +52,7 @@ class TfidfBaseline:
         texts = [e.text for e in train]
         self.word.fit(texts)
         self.char.fit(texts)
-        x = self._features(train)
+        x, xa = self._features(train)
         lab = self.labels
         yu = np.array([lab.units.index(e.unit) for e in train])
         ya = np.array([lab.acuity_index(e.acuity) for e in train])
@@ -50,7 +61,7 @@ class TfidfBaseline:
             return LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed, solver=solver)
 
         self.unit = _Fitted(lr("newton-cg"), x, yu, len(lab.units))
-        self.acuity = _Fitted(lr("newton-cg"), x, ya, len(lab.acuities))
+        self.acuity = _Fitted(lr("newton-cg"), xa, ya, len(lab.acuities))
         self.needs = []
         for n in lab.needs:
             y = np.array([int(n in e.needs) for e in train])
@@ -76,13 +87,17 @@ class TfidfBaseline:
             for term, i in vec.vocabulary_.items():
                 terms[i] = term
             vocab[name] = (terms, np.asarray(vec.idf_, dtype=np.float64))
-        n_features = len(vocab["word"][0]) + len(vocab["char"][0]) + META_DIM
+        n_plain = len(vocab["word"][0]) + len(vocab["char"][0]) + META_DIM
+        n_features = n_plain + (SIGN_DIM if b.sign_scale else 0)
         columns: list[np.ndarray] = []
         biases: list[float] = []
         heads: dict[str, Head] = {}
 
-        def add(weight_row: np.ndarray, bias: float) -> None:
-            columns.append(np.asarray(weight_row, dtype=np.float64).ravel())
+        def add(weight_row: np.ndarray, bias: float) -> None:  # heads without the sign bands: zeros there
+            row = np.zeros(n_features)
+            w = np.asarray(weight_row, dtype=np.float64).ravel()
+            row[:len(w)] = w
+            columns.append(row)
             biases.append(float(bias))
 
         zero = np.zeros(n_features)
@@ -109,13 +124,13 @@ class TfidfBaseline:
                 add(fitted.model.coef_[0], fitted.model.intercept_[0])
         heads["needs"] = Head("odds", len(b.needs), start, len(columns), ())
         return LexicalModel(vocab, np.stack(columns, axis=1).astype(np.float32), np.asarray(biases, dtype=np.float64), heads,
-                   dict(b.temperatures), 3.0, weight)
+                   dict(b.temperatures), 3.0, weight, sign_scale=b.sign_scale)
 
     def logits(self, exs: Sequence[Example]) -> dict[str, np.ndarray]:
         """Log-probabilities (softmax heads) and log-odds (needs) — temperature-scalable logits."""
-        x = self._features(exs)
+        x, xa = self._features(exs)
         needs = np.stack([f.log_odds(x) for f in self.needs], axis=1) if self.needs else np.zeros((len(exs), 0))
-        return {"unit": self.unit.log_proba(x), "acuity": self.acuity.log_proba(x), "needs": needs}
+        return {"unit": self.unit.log_proba(x), "acuity": self.acuity.log_proba(xa), "needs": needs}
 
 
 class _Fitted:

@@ -30,7 +30,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EXPORT_CODE_VERSION = "2"
-LEXICAL_CODE_VERSION = "2"  # 2: the step also chooses the need threshold
+LEXICAL_CODE_VERSION = "3"  # 2: the step also chooses the need threshold; 3: the acuity head reads sign
+# bands, and the encoder's share is chosen per head
+LEXICAL_SIGN_SCALE = 1.0  # the sign bands' scale in the lexical reader (inference.sign_features; 0: none)
 
 
 @dataclass
@@ -204,26 +206,26 @@ def short_schedule_warning(metrics: dict) -> str:
 
 def add_lexical_reader(out_dir: Path, examples, labels, *, threads: int = 2, enabled: bool = True,
                        say: Callable[[str], None] = print) -> dict:
-    """Fit the lexical reader on the training split, choose the encoder's share on the validation split
-    (log loss, `inference.lexical.choose_weight`) and write it into `out_dir`'s onnx/ and int8/ directories
+    """Fit the lexical reader on the training split, choose the encoder's share per head on the validation
+    split (log loss, `inference.lexical.choose_head_weights`) and write it into `out_dir`'s onnx/ and int8/ directories
     (`enabled=False` removes it instead); then choose the need threshold of what is served on the
     validation split (`choose_need_threshold`, fp32 and int8 together) and write it into both."""
     import numpy as np
 
     from inference.config import load_config
     from inference.data import by_split
-    from inference.lexical import LEXICAL_FILE, choose_weight
+    from inference.lexical import LEXICAL_FILE, choose_head_weights
 
     dirs = [Path(out_dir) / "onnx", Path(out_dir) / "int8"]
     splits = by_split(examples)
     val = splits["validation"]
+    for d in dirs:  # the old reader goes first: the encoders' probabilities below are the encoders' alone
+        cfg = load_config(d)
+        (d / LEXICAL_FILE).unlink(missing_ok=True)
+        if cfg.lexical_file:
+            cfg.lexical_file = ""
+            cfg.save(d)
     if not enabled:
-        for d in dirs:
-            cfg = load_config(d)
-            (d / LEXICAL_FILE).unlink(missing_ok=True)
-            if cfg.lexical_file:
-                cfg.lexical_file = ""
-                cfg.save(d)
         if not val:
             return {"lexical": None}
         return {"lexical": None, "need_threshold": _set_need_threshold(dirs, _encoders(dirs, val, threads), val,
@@ -235,22 +237,24 @@ def add_lexical_reader(out_dir: Path, examples, labels, *, threads: int = 2, ena
         from inference.exceptions import TrainingDataError
 
         raise TrainingDataError("the lexical reader needs a training and a validation split")
-    fitted = TfidfBaseline(labels).fit(splits["train"], val)
+    fitted = TfidfBaseline(labels, sign_scale=LEXICAL_SIGN_SCALE).fit(splits["train"], val)
     encoders = _encoders(dirs, val, threads)
     reader = fitted.reader(1.0)
     lexical = reader.probs([e.text for e in val], [e.age for e in val], [e.sex for e in val])
-    weight, losses = choose_weight(encoders["onnx"], lexical,
-                                   np.array([labels.units.index(e.unit) for e in val]),
-                                   np.array([labels.acuity_index(e.acuity) for e in val]))
-    reader.weight = weight
+    weights, losses = choose_head_weights(encoders["onnx"], lexical,
+                                          np.array([labels.units.index(e.unit) for e in val]),
+                                          np.array([labels.acuity_index(e.acuity) for e in val]))
+    reader.weight, reader.acuity_weight = weights["unit"], weights["acuity"]
     for d in dirs:
         reader.save(d)
         dcfg = load_config(d)
         dcfg.lexical_file = LEXICAL_FILE
         dcfg.save(d)
-    say(f"[build] lexical reader: encoder share {weight} (validation log loss by share: {losses})")
-    served = {name: blend(p, lexical, weight) for name, p in encoders.items()}
-    return {"lexical": {"encoder_weight": weight, "validation_log_loss": losses},
+    say(f"[build] lexical reader: encoder share {weights['unit']} for the unit and the needs, "
+        f"{weights['acuity']} for the acuity (validation log loss by share: {losses})")
+    served = {name: blend(p, lexical, weights) for name, p in encoders.items()}
+    return {"lexical": {"encoder_weight": weights["unit"], "encoder_acuity_weight": weights["acuity"],
+                        "validation_log_loss": losses},
             "need_threshold": _set_need_threshold(dirs, served, val, labels, say)}
 
 

@@ -160,7 +160,7 @@ class _Served:
         if self.lexical is None:
             return encoder
         lexical = self.lexical.probs([e.text for e in exs], [e.age for e in exs], [e.sex for e in exs])
-        return blend(encoder, lexical, self.lexical.weight)
+        return blend(encoder, lexical, self.lexical.head_weights)
 
 
 def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, threads: int = 2,
@@ -197,6 +197,7 @@ def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, thr
     report: dict = {"model_dir": str(model_dir), "model_version": cfg.model_version,
                     "data_fingerprint": cfg.data_fingerprint, "precision": cfg.precision, "n_test": len(test),
                     "lexical_weight": served.lexical.weight if served.lexical is not None else None,
+                    "lexical_acuity_weight": served.lexical.acuity_weight if served.lexical is not None else None,
                     "model": head_metrics(logits, temps, test, labels, fig_dir, "model", threshold)}
     train_groups = {e.group for e in splits["train"] if e.group}
     unseen = [i for i, e in enumerate(test) if e.group and e.group not in train_groups]

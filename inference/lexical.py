@@ -14,6 +14,10 @@ learn, training side: `TfidfBaseline.reader`) are exported as vocabularies, IDF 
 weight matrix, and the transform is
 reimplemented here (lower case; words `\\b\\w\\w+\\b` as 1-2-grams; `char_wb` 3-5-grams;
 sublinear TF, IDF, L2 per vectorizer). A test checks it against scikit-learn on the corpus.
+
+Format 2 adds the measured signs in bands (`inference.sign_features`, scaled by `sign_scale`) as
+the last rows of the weight matrix; only the acuity head has weights there. Format 1 files (no
+sign bands) still load.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +34,11 @@ import numpy as np
 
 from inference.encoding import META_DIM, meta_matrix, sigmoid, softmax
 from inference.exceptions import ModelConfigError
+from inference.sign_features import BANDS, SIGN_DIM, sign_matrix
 
 LEXICAL_FILE = "lexical.npz"
-FORMAT = 1
+FORMAT = 2
+READS_FORMATS = (1, 2)  # 1: no sign bands
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s\s+")
 _FLOOR = -30.0  # log-probability of a class the training data never showed (as the baseline reports it)
@@ -74,23 +80,38 @@ def char_wb_terms(text: str, low: int = 3, high: int = 5) -> list[str]:
 
 class LexicalModel:
     def __init__(self, vocab: dict[str, tuple[list[str], np.ndarray]], weights: np.ndarray, bias: np.ndarray,
-                 heads: dict[str, Head], temperatures: dict[str, float], meta_scale: float, weight: float) -> None:
+                 heads: dict[str, Head], temperatures: dict[str, float], meta_scale: float, weight: float, *,
+                 sign_scale: float = 0.0, acuity_weight: float | None = None) -> None:
         self._vocab = {name: ({t: i for i, t in enumerate(terms)}, idf) for name, (terms, idf) in vocab.items()}
         self._terms = {name: terms for name, (terms, _) in vocab.items()}
         self._offset = {"word": 0, "char": len(vocab["word"][0])}
         self.n_text = self._offset["char"] + len(vocab["char"][0])
         self.weights, self.bias, self.heads = weights, bias, heads
         self.temperatures, self.meta_scale = temperatures, meta_scale
+        if sign_scale < 0:
+            raise ModelConfigError(f"{LEXICAL_FILE}: sign_scale must be 0 (no sign bands) or more, not {sign_scale}")
+        self.sign_scale = float(sign_scale)
+        self.n_features = self.n_text + META_DIM + (SIGN_DIM if self.sign_scale else 0)
         if not 0.0 <= weight <= 1.0:
             raise ModelConfigError(f"{LEXICAL_FILE}: the encoder's weight must be between 0 and 1, not {weight}")
         self.weight = weight
+        if acuity_weight is not None and not 0.0 <= acuity_weight <= 1.0:
+            raise ModelConfigError(f"{LEXICAL_FILE}: the encoder's acuity weight must be between 0 and 1, "
+                                   f"not {acuity_weight}")
+        self.acuity_weight = weight if acuity_weight is None else acuity_weight
+
+    @property
+    def head_weights(self) -> dict[str, float]:
+        """The encoder's share per head: `weight` for the unit and the needs, `acuity_weight` for the acuity."""
+        return {"unit": self.weight, "acuity": self.acuity_weight, "needs": self.weight}
 
     # ------------------------------------------------------------------ files
     def save(self, model_dir: Path) -> Path:
         path = Path(model_dir) / LEXICAL_FILE
         meta = {"format": FORMAT, "temperatures": self.temperatures, "meta_scale": self.meta_scale,
-                "weight": self.weight, "heads": {k: [h.kind, h.size, h.start, h.stop, list(h.classes)]
-                                                  for k, h in self.heads.items()},
+                "weight": self.weight, "acuity_weight": self.acuity_weight, "sign_scale": self.sign_scale,
+                "sign_bands": [[name, list(edges)] for name, edges in BANDS] if self.sign_scale else [],
+                "heads": {k: [h.kind, h.size, h.start, h.stop, list(h.classes)] for k, h in self.heads.items()},
                 "word_terms": self._terms["word"], "char_terms": self._terms["char"]}
         with open(path, "wb") as fh:
             np.savez_compressed(fh, weights=self.weights, bias=self.bias, word_idf=self._vocab["word"][1],
@@ -106,18 +127,24 @@ class LexicalModel:
                 meta = json.loads(bytes(z["meta"]).decode())
                 weights, bias = z["weights"], z["bias"]
                 word_idf, char_idf = z["word_idf"], z["char_idf"]
-            if meta.get("format") != FORMAT:
-                raise ModelConfigError(f"{path}: format {meta.get('format')}, this code reads {FORMAT}")
+            if meta.get("format") not in READS_FORMATS:
+                raise ModelConfigError(f"{path}: format {meta.get('format')}, this code reads "
+                                       f"{', '.join(map(str, READS_FORMATS))}")
+            if float(meta.get("sign_scale", 0.0)) and meta.get("sign_bands") != [[n, list(e)] for n, e in BANDS]:
+                raise ModelConfigError(f"{path}: its sign bands are not this code's (inference.sign_features); "
+                                       "rebuild the reader (wardflow build-model)")
             heads = {k: Head(v[0], int(v[1]), int(v[2]), int(v[3]), tuple(int(c) for c in v[4]))
                      for k, v in meta["heads"].items()}
             vocab = {"word": (list(meta["word_terms"]), word_idf), "char": (list(meta["char_terms"]), char_idf)}
             model = cls(vocab, weights, bias, heads, {k: float(v) for k, v in meta["temperatures"].items()},
-                        float(meta["meta_scale"]), float(meta["weight"]))
+                        float(meta["meta_scale"]), float(meta["weight"]),
+                        sign_scale=float(meta.get("sign_scale", 0.0)),
+                        acuity_weight=float(meta.get("acuity_weight", meta["weight"])))
         except FileNotFoundError:
             raise ModelConfigError(f"{path}: missing (the model's config names it)") from None
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise ModelConfigError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-        if set(heads) != set(HEADS) or weights.shape != (model.n_text + META_DIM, len(bias)):
+        if set(heads) != set(HEADS) or weights.shape != (model.n_features, len(bias)):
             raise ModelConfigError(f"{path}: heads or weight shapes do not match its vocabularies")
         return model
 
@@ -141,8 +168,11 @@ class LexicalModel:
 
     def scores(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str]) -> np.ndarray:
         meta = meta_matrix(zip(ages, sexes, strict=True)).astype(np.float64) * self.meta_scale
-        w_meta = self.weights[self.n_text:].astype(np.float64)
+        w_meta = self.weights[self.n_text:self.n_text + META_DIM].astype(np.float64)
         out = meta @ w_meta + self.bias
+        if self.sign_scale:
+            signs = sign_matrix(texts, ages) * self.sign_scale
+            out += signs @ self.weights[self.n_text + META_DIM:].astype(np.float64)
         for i, text in enumerate(texts):
             idx, val = self._text_features(text)
             if len(idx):
@@ -174,16 +204,22 @@ class LexicalModel:
                 "needs": sigmoid(lg["needs"], t["needs"])}
 
 
-def blend(encoder: dict[str, np.ndarray], lexical: dict[str, np.ndarray], weight: float) -> dict[str, np.ndarray]:
+def blend(encoder: dict[str, np.ndarray], lexical: dict[str, np.ndarray],
+          weight: float | Mapping[str, float]) -> dict[str, np.ndarray]:
     """The served distribution: per class head the weighted geometric mean of the two calibrated
-    distributions, renormalised (`weight`: the encoder's share); the needs' probabilities averaged."""
+    distributions, renormalised (`weight`: the encoder's share, one for every head or one per head);
+    the needs' probabilities averaged."""
+    def share(head: str) -> float:
+        return float(weight) if isinstance(weight, (int, float)) else float(weight[head])
+
     out = {}
     for head in ("unit", "acuity"):
-        z = weight * np.log(np.clip(encoder[head], 1e-12, None)) + (1 - weight) * np.log(
-            np.clip(lexical[head], 1e-12, None))
+        w = share(head)
+        z = w * np.log(np.clip(encoder[head], 1e-12, None)) + (1 - w) * np.log(np.clip(lexical[head], 1e-12, None))
         p = np.exp(z - z.max(axis=-1, keepdims=True))
         out[head] = p / p.sum(axis=-1, keepdims=True)
-    out["needs"] = weight * np.asarray(encoder["needs"]) + (1 - weight) * np.asarray(lexical["needs"])
+    w = share("needs")
+    out["needs"] = w * np.asarray(encoder["needs"]) + (1 - w) * np.asarray(lexical["needs"])
     return out
 
 
@@ -191,17 +227,26 @@ WEIGHT_GRID = (1.0, 0.75, 0.5, 0.25)
 TIE = 0.005  # relative log-loss difference treated as a tie
 
 
-def choose_weight(encoder: dict[str, np.ndarray], lexical: dict[str, np.ndarray], unit_y: np.ndarray,
-                  acuity_y: np.ndarray) -> tuple[float, dict[str, float]]:
-    """The encoder's share with the lowest log loss (unit + acuity) on labelled rows (the validation split)."""
-    losses = {}
-    rows = np.arange(len(unit_y))
-    for w in WEIGHT_GRID:
-        p = blend(encoder, lexical, w)
-        losses[str(w)] = float(-np.log(np.clip(p["unit"][rows, unit_y], 1e-12, None)).mean()
-                               - np.log(np.clip(p["acuity"][rows, acuity_y], 1e-12, None)).mean())
-    lowest = min(losses.values())
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+def _largest_near_lowest(losses: dict[str, float]) -> float:
     # the encoder reads the words; the lexical reader helps it: of the shares within TIE of the lowest
     # loss, the encoder keeps the largest
-    best = max(w for w in WEIGHT_GRID if losses[str(w)] <= lowest * (1 + TIE))
-    return best, losses
+    lowest = min(losses.values())
+    return max(w for w in WEIGHT_GRID if losses[str(w)] <= lowest * (1 + TIE))
+
+
+def choose_head_weights(encoder: dict[str, np.ndarray], lexical: dict[str, np.ndarray], unit_y: np.ndarray,
+                        acuity_y: np.ndarray) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """The encoder's share per head, each by its own log loss on labelled rows (the validation split): the
+    two readers need not be equally good at the unit and at the acuity (the lexical reader's acuity head
+    also reads the sign bands). The needs follow the unit's share. Returns the shares and the losses."""
+    losses: dict[str, dict[str, float]] = {"unit": {}, "acuity": {}}
+    for w in WEIGHT_GRID:
+        p = blend(encoder, lexical, w)
+        losses["unit"][str(w)] = _log_loss(p["unit"], unit_y)
+        losses["acuity"][str(w)] = _log_loss(p["acuity"], acuity_y)
+    unit = _largest_near_lowest(losses["unit"])
+    return {"unit": unit, "acuity": _largest_near_lowest(losses["acuity"]), "needs": unit}, losses

@@ -159,7 +159,7 @@ class OnnxTriageModel:
         reader's when the model has one (`inference.lexical`)."""
         if self.lexical is None:
             return encoder
-        return blend(encoder, self.lexical.probs(texts, ages, sexes), self.lexical.weight)
+        return blend(encoder, self.lexical.probs(texts, ages, sexes), self.lexical.head_weights)
 
     def probabilities(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str]) -> dict[str, np.ndarray]:
         """Served probabilities for whole texts (evaluation): encoder, then the blend."""
