@@ -35,6 +35,7 @@ import numpy as np
 from inference.encoding import META_DIM, meta_matrix, sigmoid, softmax
 from inference.exceptions import ModelConfigError
 from inference.sign_features import BANDS, SIGN_DIM, sign_matrix
+from inference.signals import Signals
 
 LEXICAL_FILE = "lexical.npz"
 FORMAT = 2
@@ -166,12 +167,13 @@ class LexicalModel:
             val.extend(x.tolist())
         return np.asarray(idx, dtype=np.int64), np.asarray(val, dtype=np.float64)
 
-    def scores(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str]) -> np.ndarray:
+    def scores(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str],
+               signals: Sequence[Signals] | None = None) -> np.ndarray:
         meta = meta_matrix(zip(ages, sexes, strict=True)).astype(np.float64) * self.meta_scale
         w_meta = self.weights[self.n_text:self.n_text + META_DIM].astype(np.float64)
         out = meta @ w_meta + self.bias
         if self.sign_scale:
-            signs = sign_matrix(texts, ages) * self.sign_scale
+            signs = sign_matrix(texts, ages, signals) * self.sign_scale
             out += signs @ self.weights[self.n_text + META_DIM:].astype(np.float64)
         for i, text in enumerate(texts):
             idx, val = self._text_features(text)
@@ -179,9 +181,11 @@ class LexicalModel:
                 out[i] += val @ self.weights[idx].astype(np.float64)
         return out
 
-    def logits(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str]) -> dict[str, np.ndarray]:
-        """As `TfidfBaseline.logits`: log-probabilities of the class heads, log-odds of the needs."""
-        z = self.scores(texts, ages, sexes)
+    def logits(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str],
+               signals: Sequence[Signals] | None = None) -> dict[str, np.ndarray]:
+        """As `TfidfBaseline.logits`: log-probabilities of the class heads, log-odds of the needs. `signals`:
+        the texts' signs already parsed (the sign bands parse them otherwise)."""
+        z = self.scores(texts, ages, sexes, signals)
         out: dict[str, np.ndarray] = {}
         for name, h in self.heads.items():
             cols = z[:, h.start:h.stop]
@@ -197,8 +201,9 @@ class LexicalModel:
             out[name] = logp
         return out
 
-    def probs(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str]) -> dict[str, np.ndarray]:
-        lg = self.logits(texts, ages, sexes)
+    def probs(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str],
+              signals: Sequence[Signals] | None = None) -> dict[str, np.ndarray]:
+        lg = self.logits(texts, ages, sexes, signals)
         t = self.temperatures
         return {"unit": softmax(lg["unit"], t["unit"]), "acuity": softmax(lg["acuity"], t["acuity"]),
                 "needs": sigmoid(lg["needs"], t["needs"])}

@@ -26,6 +26,7 @@ from inference.exceptions import ModelConfigError, ModelNotFoundError
 from inference.interface import PredictionFailed, TriagePrediction, TriageRequest, validate_request
 from inference.lexical import LexicalModel, blend
 from inference.policy import TriagePolicy, load_policy
+from inference.signals import Signals, parse_signals
 from inference.textenc import length_buckets, load_tokenizer, pad, pad_id_of
 
 INPUT_NAMES = ("input_ids", "attention_mask", "meta")
@@ -154,12 +155,12 @@ class OnnxTriageModel:
                 "needs": sigmoid(logits["needs"], t["needs"])}
 
     def served_probs(self, encoder: dict[str, np.ndarray], texts: Sequence[str], ages: Sequence[float],
-                     sexes: Sequence[str]) -> dict[str, np.ndarray]:
+                     sexes: Sequence[str], signals: Sequence[Signals] | None = None) -> dict[str, np.ndarray]:
         """What the decoding reads: the encoder's calibrated probabilities, blended with the lexical
-        reader's when the model has one (`inference.lexical`)."""
+        reader's when the model has one (`inference.lexical`; `signals`: the texts' signs, parsed once)."""
         if self.lexical is None:
             return encoder
-        return blend(encoder, self.lexical.probs(texts, ages, sexes), self.lexical.head_weights)
+        return blend(encoder, self.lexical.probs(texts, ages, sexes, signals), self.lexical.head_weights)
 
     def probabilities(self, texts: Sequence[str], ages: Sequence[float], sexes: Sequence[str]) -> dict[str, np.ndarray]:
         """Served probabilities for whole texts (evaluation): encoder, then the blend."""
@@ -178,19 +179,27 @@ class OnnxTriageModel:
         ids_all = self.tokenize([requests[i].text for i in ok]) if ok else []
         good: list[int] = []
         ids: list[list[int]] = []
+        signals: dict[int, Signals] = {}  # each text's measured signs, parsed once for the reader and the floors
         for i, x in zip(ok, ids_all, strict=True):
             if x is None or len(x) == 0:
                 results[i] = PredictionFailed(requests[i].id, "tokenizer_error", "field 'text' could not be tokenized")
-            else:
-                good.append(i)
-                ids.append(x)
+                continue
+            try:
+                signals[i] = parse_signals(requests[i].text)
+            except Exception:  # noqa: BLE001 - never an unchecked prediction; this request fails alone
+                results[i] = PredictionFailed(requests[i].id, "safety_check_failed",
+                                              "the safety layer could not read field 'text'")
+                continue
+            good.append(i)
+            ids.append(x)
         if good:
             meta = np.asarray([meta_vector(requests[i].age, requests[i].sex) for i in good], dtype=np.float32)
             probs = self._probs_isolating_failures(ids, meta, good, requests, results)
             if self.lexical is not None:
                 try:
                     probs = self.served_probs(probs, [requests[i].text for i in good],
-                                              [float(requests[i].age) for i in good], [requests[i].sex for i in good])
+                                              [float(requests[i].age) for i in good], [requests[i].sex for i in good],
+                                              [signals[i] for i in good])
                 except Exception:  # noqa: BLE001 - never served without the reader the model was validated with
                     for i in good:
                         if results[i] is None:
@@ -199,7 +208,8 @@ class OnnxTriageModel:
             for j, i in enumerate(good):
                 if results[i] is None:
                     try:
-                        results[i] = self._prediction(requests[i], {k: v[j] for k, v in probs.items()})
+                        results[i] = self._prediction(requests[i], {k: v[j] for k, v in probs.items()},
+                                                      signals[i])
                     except Exception:  # noqa: BLE001 - never an unchecked prediction; this request fails alone
                         results[i] = PredictionFailed(requests[i].id, "safety_check_failed",
                                                       "the safety layer could not read field 'text'")
@@ -226,7 +236,7 @@ class OnnxTriageModel:
                     parts.setdefault(k, []).append(v)
             return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
 
-    def _prediction(self, req: TriageRequest, p: dict[str, np.ndarray]) -> TriagePrediction:
+    def _prediction(self, req: TriageRequest, p: dict[str, np.ndarray], signals: Signals) -> TriagePrediction:
         """Model probabilities -> the decoded, safety-checked prediction (`inference.decoding`)."""
         up, ap, npb = p["unit"], p["acuity"], p["needs"]
         unit_probs = {u: round(float(x), 6) for u, x in zip(self._units, up, strict=True)}
@@ -234,7 +244,7 @@ class OnnxTriageModel:
         need_probs = {n: round(float(x), 6) for n, x in zip(self._needs, npb, strict=True)}
         d = decode(up.tolist(), ap.tolist(), npb.tolist(), self.config.labels, age=float(req.age), text=req.text,
                    policy=self.policy, threshold=self.uncertainty_threshold,
-                   need_threshold=self.config.need_threshold)
+                   need_threshold=self.config.need_threshold, signals=signals)
         return TriagePrediction(id=req.id, target_unit=d.unit, unit_probs=unit_probs, acuity=d.acuity,
                                 acuity_probs=acuity_probs, needs=d.needs, need_probs=need_probs,
                                 uncertain=d.uncertain, model_version=self.model_version, reasons=d.reasons)

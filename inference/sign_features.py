@@ -55,11 +55,13 @@ def _values(sig: Signals, age: float) -> tuple[float | None, ...]:
             None if floor is None else float(floor))
 
 
-def sign_vector(text: str, age: float) -> np.ndarray:
-    """One-hot bands of one note's measured signs (`SIGN_DIM` values, one 1 per band group)."""
+def sign_vector(text: str, age: float, signals: Signals | None = None) -> np.ndarray:
+    """One-hot bands of one note's measured signs (`SIGN_DIM` values, one 1 per band group); `signals`:
+    the note's signs already parsed (`parse_signals(text)`), so that a caller parses each note once."""
     out = np.zeros(SIGN_DIM, dtype=np.float64)
     offset = 0
-    for (_, edges), value in zip(BANDS, _values(parse_signals(text), age), strict=True):
+    sig = signals if signals is not None else parse_signals(text)
+    for (_, edges), value in zip(BANDS, _values(sig, age), strict=True):
         if value is None:
             out[offset] = 1.0
         else:
@@ -68,7 +70,9 @@ def sign_vector(text: str, age: float) -> np.ndarray:
     return out
 
 
-def sign_matrix(texts: Sequence[str], ages: Sequence[float]) -> np.ndarray:
+def sign_matrix(texts: Sequence[str], ages: Sequence[float],
+                signals: Sequence[Signals] | None = None) -> np.ndarray:
     if not texts:
         return np.zeros((0, SIGN_DIM), dtype=np.float64)
-    return np.stack([sign_vector(t, a) for t, a in zip(texts, ages, strict=True)])
+    sigs: Sequence[Signals | None] = signals if signals is not None else [None] * len(texts)
+    return np.stack([sign_vector(t, a, s) for t, a, s in zip(texts, ages, sigs, strict=True)])

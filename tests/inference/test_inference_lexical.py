@@ -152,8 +152,9 @@ def test_a_built_model_serves_the_blend_and_evaluates_both(tmp_path: Path) -> No
     assert all(isinstance(p, TriagePrediction) for p in out)
     enc = served.calibrate(served.logits([r["text"] for r in rows], [r["age"] for r in rows], [r["sex"] for r in rows]))
     want = served.served_probs(enc, [r["text"] for r in rows], [float(r["age"]) for r in rows], [r["sex"] for r in rows])
-    for p, u in zip(out, want["unit"], strict=True):
+    for p, u, a in zip(out, want["unit"], want["acuity"], strict=True):  # the signs parsed once give the same
         assert p.unit_probs == {k: round(float(x), 6) for k, x in zip(labels.units, u, strict=True)}
+        assert list(p.acuity_probs.values()) == [round(float(x), 6) for x in a]
     report = evaluate(root / "onnx", exs, tmp_path / "report", threads=1, progress=False, handwritten=exs[:8],
                       handwritten_name="toy")
     assert report["lexical_weight"] == result["lexical"]["encoder_weight"]

@@ -127,6 +127,25 @@ def test_a_safety_layer_failure_fails_that_request_alone(int8_dir, monkeypatch):
     assert ok.target_unit and bad.code == "safety_check_failed" and "boom" not in bad.message
 
 
+def test_a_sign_parser_failure_fails_that_request_alone(int8_dir, monkeypatch):
+    from inference import serving
+    from inference.serving import OnnxTriageModel
+
+    real = serving.parse_signals
+
+    def flaky(text):
+        if "boom" in text:
+            raise ValueError("parser bug")
+        return real(text)
+
+    monkeypatch.setattr(serving, "parse_signals", flaky)
+    m = OnnxTriageModel.load(int8_dir, threads=1)
+    ok, bad, also_ok = m.predict_batch([TriageRequest("1", "small cut on finger", 30, "F"),
+                                        TriageRequest("2", "boom", 30, "F"),
+                                        TriageRequest("3", "BP 70/40 HR 140, clammy", 60, "M")])
+    assert ok.target_unit and also_ok.acuity == 1 and bad.code == "safety_check_failed" and "boom" not in bad.message
+
+
 def test_predict_command_round_trip_with_bad_line(int8_dir, tmp_path, capsys):
     from inference import commands
 
