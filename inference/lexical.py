@@ -4,9 +4,10 @@ On notes written by other people the encoder and the lexical model err different
 reads paraphrase and context, the n-grams read the exact clinical terms and abbreviations
 whatever the sentence around them (measured on the hand-written set, issue 12 note: unit
 macro-F1 0.705 encoder alone, 0.856 lexical alone at argmax). The served prediction is their
-weighted geometric mean per head (a log-linear pool of the two calibrated distributions;
-`weight` is the encoder's share, chosen on the validation split by log loss when the model is
-built); needs average their probabilities. The decoding, the safety floor and the uncertainty
+weighted geometric mean per head (a log-linear pool of the two calibrated distributions; the
+encoder's share is chosen per head on the validation split by log loss when the model is built:
+`weight` for the unit and the needs, `acuity_weight` for the acuity); needs average their
+probabilities. The decoding, the safety floor and the uncertainty
 flag then run on the blend as they did on the encoder alone.
 
 Serving needs numpy only: the fitted vectorizers (`inference.baseline.TfidfBaseline`, scikit-
