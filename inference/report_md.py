@@ -190,6 +190,10 @@ def derived_section(dv: dict) -> list[str]:
              f"{v(dv['discharge_urgent_cost'])} (policy now {v(dv['policy_now']['discharge_urgent_cost'])});",
              f"* `flag_urgent_mass_at_least`, the largest leaving no under-triaged ESI 1-2 unflagged: "
              f"{v(dv['flag_urgent_mass_at_least'])} (policy now {v(dv['policy_now']['flag_urgent_mass_at_least'])});",
+             "* `acuity_confidence`, the fewest under-triaged ESI 1-2 unflagged, then the fewest flags: "
+             f"{dv.get('acuity_confidence', 'n/a')} (policy now {dv['policy_now'].get('acuity_confidence', 'n/a')}; "
+             + ", ".join(f"{c}: {f['under_triaged_not_flagged']} unflagged, {_pct(f['flagged_rate'])} flagged"
+                         for c, f in dv.get("acuity_confidence_figures", {}).items()) + ");",
              "* `uncertainty_threshold`, the lowest with unit accuracy >= "
              f"{_pct(dv['target_unit_accuracy'])} when not flagged and no under-triage unflagged: "
              + ", ".join(f"{n} {v(t)}" for n, t in dv["uncertainty_threshold"].items()) + ".", ""]

@@ -143,6 +143,49 @@ def test_values_derived_on_validation_meet_their_own_rules():
     chosen = d["discharge_urgent_cost"]
     assert chosen >= DISCHARGE_SAFETY_FACTOR * lowest or chosen == DERIVE_DISCHARGE_COSTS[-1]
     assert all(c < DISCHARGE_SAFETY_FACTOR * lowest for c in DERIVE_DISCHARGE_COSTS if c < chosen)
+    # the acuity's confidence: no fewer unflagged under-triages elsewhere, and no fewer flags among equals
+    figures = d["acuity_confidence_figures"]
+    best = figures[d["acuity_confidence"]]
+    assert set(figures) == {"top", "not_under"} and d["policy_now"]["acuity_confidence"] == pol.decoding.acuity_confidence
+    for f in figures.values():
+        assert best["under_triaged_not_flagged"] < f["under_triaged_not_flagged"] or (
+            best["under_triaged_not_flagged"] == f["under_triaged_not_flagged"]
+            and best["flagged_rate"] <= f["flagged_rate"])
+
+
+def test_the_acuity_confidence_flagging_fewer_wins_unless_it_leaves_an_under_triage_unflagged():
+    import numpy as np
+
+    from inference.data import Example
+    from inference.evaluate_decoded import derive_on_validation
+    from inference.labels import DEFAULT_LABELS as L
+    from inference.policy import load_policy
+
+    units = list(L.units)
+    u = np.zeros(len(units))
+    u[units.index("MEDICINE")] = 1.0
+    # truth ESI 3, served 3: P(ESI 3) 0.5 is under `top`'s threshold 0.6, while P(more urgent) 0.1 keeps
+    # `not_under` at 0.9: only `top` flags it
+    calm = [0.0, 0.1, 0.5, 0.4, 0.0]
+    exs = [Example(text="", age=50.0, sex="F", unit="MEDICINE", acuity=3, needs=(), split="validation", group="v0")]
+    probs = {"unit": u[None, :], "acuity": np.array([calm]), "needs": np.zeros((1, 7))}
+    pol = load_policy()
+    pol = pol.model_copy(update={"decoding": pol.decoding.model_copy(
+        update={"flag_urgent_risk_at_least": None, "flag_urgent_mass_at_least": None})})
+    d = derive_on_validation({"m": probs}, exs, L, pol)
+    assert d["acuity_confidence_figures"]["top"]["flagged_rate"] == 1.0
+    assert d["acuity_confidence_figures"]["not_under"]["flagged_rate"] == 0.0
+    assert d["acuity_confidence"] == "not_under"
+    # a true ESI 2 served 3 at every weight of the grid, whom only `top` flags (P(ESI 3) 0.5; P(more
+    # urgent) 0.04 keeps `not_under` at 0.96, and is under every `flag_urgent_mass_at_least` of the grid)
+    urgent = [0.0, 0.04, 0.5, 0.46, 0.0]
+    exs2 = exs + [Example(text="", age=50.0, sex="F", unit="MEDICINE", acuity=2, needs=(), split="validation",
+                          group="v1")]
+    probs2 = {"unit": np.stack([u, u]), "acuity": np.array([calm, urgent]), "needs": np.zeros((2, 7))}
+    d2 = derive_on_validation({"m": probs2}, exs2, L, pol)
+    figures = d2["acuity_confidence_figures"]
+    assert figures["top"]["under_triaged_not_flagged"] == 0 and figures["not_under"]["under_triaged_not_flagged"] == 1
+    assert d2["acuity_confidence"] == "top"
 
 
 def test_the_discharge_cost_keeps_a_margin_over_the_lowest_that_works():
@@ -202,6 +245,7 @@ def test_the_report_ends_with_the_derived_values(report):
     dv = rep["derived_on_validation"]          # the tiny model's data has a validation split
     assert dv["models"] == ["model"] and set(dv["uncertainty_threshold"]) == {"model"}
     assert "Decoding values derived on the validation split" in md
+    assert dv["acuity_confidence"] in ("top", "not_under") and "`acuity_confidence`" in md
 
 
 def test_the_weight_curve_policy_has_the_shipped_shape():
