@@ -80,6 +80,11 @@ def char_wb_terms(text: str, low: int = 3, high: int = 5) -> list[str]:
     return out
 
 
+def _band_spec() -> list[list]:
+    """The sign bands' definition as a reader file stores it (JSON: name, edges)."""
+    return [[name, list(edges)] for name, edges in BANDS]
+
+
 class LexicalModel:
     def __init__(self, vocab: dict[str, tuple[list[str], np.ndarray]], weights: np.ndarray, bias: np.ndarray,
                  heads: dict[str, Head], temperatures: dict[str, float], meta_scale: float, weight: float, *,
@@ -112,7 +117,7 @@ class LexicalModel:
         path = Path(model_dir) / LEXICAL_FILE
         meta = {"format": FORMAT, "temperatures": self.temperatures, "meta_scale": self.meta_scale,
                 "weight": self.weight, "acuity_weight": self.acuity_weight, "sign_scale": self.sign_scale,
-                "sign_bands": [[name, list(edges)] for name, edges in BANDS] if self.sign_scale else [],
+                "sign_bands": _band_spec() if self.sign_scale else [],
                 "heads": {k: [h.kind, h.size, h.start, h.stop, list(h.classes)] for k, h in self.heads.items()},
                 "word_terms": self._terms["word"], "char_terms": self._terms["char"]}
         with open(path, "wb") as fh:
@@ -132,7 +137,7 @@ class LexicalModel:
             if meta.get("format") not in READS_FORMATS:
                 raise ModelConfigError(f"{path}: format {meta.get('format')}, this code reads "
                                        f"{', '.join(map(str, READS_FORMATS))}")
-            if float(meta.get("sign_scale", 0.0)) and meta.get("sign_bands") != [[n, list(e)] for n, e in BANDS]:
+            if float(meta.get("sign_scale", 0.0)) and meta.get("sign_bands") != _band_spec():
                 raise ModelConfigError(f"{path}: its sign bands are not this code's (inference.sign_features); "
                                        "rebuild the reader (wardflow build-model)")
             heads = {k: Head(v[0], int(v[1]), int(v[2]), int(v[3]), tuple(int(c) for c in v[4]))
