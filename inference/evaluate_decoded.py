@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.calibration import ece_softmax
+from inference.calibration import ece_if_calibrated, ece_softmax, wilson_interval
 from inference.data import Example
 from inference.decoding import decode
 from inference.labels import LabelSet
@@ -120,6 +120,13 @@ def system_metrics(probs: dict[str, np.ndarray], exs: Sequence[Example], labels:
     if n:
         m["unit_ece"] = ece_softmax(probs["unit"], yu)["ece"]
         m["acuity_ece"] = ece_softmax(probs["acuity"], np.array([labels.acuity_index(int(a)) for a in ya]))["ece"]
+        # what sampling alone gives a perfectly calibrated head on this many cases (a small set's ECE floor)
+        m["unit_ece_if_calibrated"] = ece_if_calibrated(probs["unit"].max(axis=1))
+        m["acuity_ece_if_calibrated"] = ece_if_calibrated(probs["acuity"].max(axis=1))
+    # 95% Wilson intervals of the rates that have targets: how precisely this set measures them
+    m["under_triage_ci95"] = wilson_interval(int(under.sum()), int(urgent.sum()))
+    m["over_triage_ci95"] = wilson_interval(int(over.sum()), int((~urgent).sum()))
+    m["flagged_ci95"] = wilson_interval(int(unc.sum()), n)
     curve = []
     for t in CURVE_THRESHOLDS:
         keep = conf >= t
@@ -191,6 +198,11 @@ SUMMARY_KEYS = ("unit_macro_f1", "unit_accuracy", "acuity_exact", "acuity_within
 
 def summary(m: dict) -> dict:
     s = {k: m.get(k) for k in SUMMARY_KEYS}
+    for k in ("under_triage_ci95", "over_triage_ci95", "flagged_ci95"):
+        s[k] = m.get(k)
+    floor = m.get("unit_ece_if_calibrated")
+    s["unit_ece_if_calibrated_median"] = floor["median"] if floor else None
+    s["unit_ece_if_calibrated_p95"] = floor["p95"] if floor else None
     t = m.get("threshold_meeting_target")
     s["threshold_meeting_target"] = t["threshold"] if t else None
     s["coverage_at_that_threshold"] = t["coverage"] if t else None

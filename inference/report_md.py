@@ -16,6 +16,10 @@ def _f(x) -> str:
     return "n/a" if x is None else f"{float(x):.3f}"
 
 
+def _ci(x) -> str:
+    return "n/a" if x is None else f"{100 * float(x[0]):.1f}-{100 * float(x[1]):.1f}%"
+
+
 def _summary_table(rows: list[tuple[str, dict]]) -> list[str]:
     keys = [("unit_macro_f1", "unit macro-F1", _f), ("acuity_macro_f1", "acuity macro-F1", _f),
             ("needs_macro_f1", "needs macro-F1", _f), ("acuity_exact", "acuity exact", _pct),
@@ -48,9 +52,14 @@ _SERVED_ROWS: list[tuple[str, str, Callable[[Any], str]]] = [("unit_macro_f1", "
                 ("under_triaged", "under-triaged ESI 1-2 (patients)", str),
                 ("under_triaged_not_flagged", "of those, not flagged (silent misses)", str),
                 ("esi_1_2_sent_home", "true ESI 1-2 predicted DISCHARGE", str),
+                ("under_triage_ci95", "under-triage, 95% interval", _ci),
                 ("over_triage_esi_3_5", "over-triage of true ESI 3-5", _pct),
+                ("over_triage_ci95", "over-triage, 95% interval", _ci),
                 ("needs_micro_f1", "needs micro-F1", _f), ("unit_ece", "unit ECE (calibrated)", _f),
+                ("unit_ece_if_calibrated_median", "unit ECE a perfectly calibrated head shows here (median)", _f),
+                ("unit_ece_if_calibrated_p95", "... its 95th percentile", _f),
                 ("acuity_ece", "acuity ECE (calibrated)", _f), ("flagged_rate", "flagged uncertain", _pct),
+                ("flagged_ci95", "flagged, 95% interval", _ci),
                 ("unit_accuracy_not_flagged", "unit accuracy when not flagged", _pct),
                 ("raised_by_safety", "acuity raised by the safety floor", str),
                 ("inconsistent_predictions", "DISCHARGE at ESI 1-2 or ICU at ESI 3-5 (predicted)", str),

@@ -75,6 +75,14 @@ def test_baseline_side_by_side_curve_and_threshold(report):
     t = hw["model_decoded"]["threshold_meeting_target"]
     assert t is None or t["unit_accuracy"] >= 0.9
     assert "TF-IDF served" in md and "Coverage vs unit accuracy" in md
+    # how precisely a set of this size measures the targets: intervals and the ECE's sampling floor
+    s = hw["summary"]["model_decoded"]
+    lo, hi = s["over_triage_ci95"]
+    assert lo <= s["over_triage_esi_3_5"] <= hi
+    lo, hi = s["flagged_ci95"]
+    assert lo <= s["flagged_rate"] <= hi
+    assert 0 < s["unit_ece_if_calibrated_median"] <= s["unit_ece_if_calibrated_p95"]
+    assert "over-triage, 95% interval" in md and "perfectly calibrated head shows here" in md
     assert "served_test" in rep and rep["served_test"]["model_decoded"]["n"] == rep["n_test"]
 
 
