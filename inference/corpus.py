@@ -36,7 +36,7 @@ NEEDS: tuple[str, ...] = ("airborne_isolation", "droplet_isolation", "contact_is
 PAEDIATRIC_AGE = 16.0
 REGISTERS: tuple[str, ...] = ("triage", "ambulance", "referral", "admission", "lay", "sbar", "dictation",
                               "second_language", "portal")
-CORPUS_VERSION = "3"
+CORPUS_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class Vitals:
     gcs: int
     on_o2: bool = False
     o2_litres: int = 0
+    spo2_o2: int | None = None  # saturation on the oxygen given (on_o2); `spo2` is the reading on air
     irregular: bool = False
     bm: float | None = None
 
@@ -228,6 +229,8 @@ _PROFILES = {
     "coma": ((50, 130), (80, 190), (6, 30), (85, 97), (35.0, 38.8), (3, 8)),
     "arrest": ((90, 140), (70, 100), (12, 20), (90, 98), (34.5, 36.8), (3, 6)),
     "bleed": ((112, 140), (70, 90), (22, 30), (93, 98), (35.8, 36.9), (12, 15)),
+    "bleed_compensated": ((104, 126), (96, 118), (18, 24), (95, 99), (36.2, 37.2), (15, 15)),
+    "pregnancy_htn": ((72, 98), (140, 156), (14, 20), (96, 99), (36.3, 37.2), (15, 15)),
     "drowsy": ((88, 118), (100, 140), (18, 26), (94, 99), (36.0, 37.6), (10, 14)),
     "anxious": ((92, 99), (120, 145), (16, 20), (97, 100), (36.4, 37.2), (15, 15)),
     "svt": ((168, 215), (100, 135), (16, 24), (95, 99), (36.3, 37.2), (15, 15)),
@@ -246,7 +249,10 @@ def _child_ranges(age: float) -> tuple[tuple[int, int], tuple[int, int], tuple[i
     return (65, 100), (14, 20), (105, 125)
 
 
-def _draw_vitals(rng: random.Random, profile: str, age: float, needs_o2: bool) -> Vitals:
+def _draw_vitals(rng: random.Random, profile: str, age: float, needs_o2: bool, acuity: int = 2) -> Vitals:
+    """Vital signs of a profile. A patient who needs oxygen is hypoxic on air; when the oxygen is given, an
+    ESI 2-5 patient's saturation on it is 90-95% (under 90% despite oxygen is ESI 1: the issue's and
+    the taxonomy's rule, which the safety floor applies), an ESI 1 patient's stays as it was on air."""
     hr, sbp, rr, spo2, temp, gcs = _PROFILES[profile]
     v = Vitals(hr=rng.randint(*hr), sbp=rng.randint(*sbp), dbp=0, rr=rng.randint(*rr), spo2=rng.randint(*spo2),
                temp=round(rng.uniform(*temp), 1), gcs=rng.randint(*gcs))
@@ -266,6 +272,8 @@ def _draw_vitals(rng: random.Random, profile: str, age: float, needs_o2: bool) -
     if needs_o2:
         v.on_o2 = _chance(rng, 0.6)
         v.o2_litres = _pick(rng, (2, 2, 4, 6, 10, 15))
+        if v.on_o2:
+            v.spo2_o2 = v.spo2 if acuity == 1 else rng.randint(90, 95)
     return v
 
 
@@ -289,11 +297,14 @@ def _child_danger_limits(age: float) -> tuple[int, int]:
     return 100, 20
 
 
-def _calm_vitals(v: Vitals, age: float) -> None:
-    """Keep a would-be ESI 3-5 out of the danger zone (adult or paediatric thresholds)."""
+def _calm_vitals(v: Vitals, age: float, pregnant: bool = False) -> None:
+    """Keep a would-be ESI 3-5 out of the danger zone (adult or paediatric thresholds), and a pregnant one
+    under severe hypertension (160/110, NICE NG133: ESI 2 by the safety floor)."""
     hr_lim, rr_lim = (100, 20) if age >= 16 else _child_danger_limits(age)
     v.hr = min(v.hr, hr_lim - 1)
     v.rr = min(v.rr, rr_lim)
+    if pregnant:
+        v.sbp, v.dbp = min(v.sbp, 159), min(v.dbp, 109)
 
 
 def render_vitals(v: Vitals, rng: random.Random, style: str, show_o2: bool) -> str:
@@ -305,6 +316,7 @@ def render_vitals(v: Vitals, rng: random.Random, style: str, show_o2: bool) -> s
         keys.append("bm")
     rng.shuffle(keys) if _chance(rng, 0.2) else None
     o2 = ""
+    sat = v.spo2_o2 if v.on_o2 and show_o2 and v.spo2_o2 is not None else v.spo2
     if v.on_o2 and show_o2:
         o2 = _pick(rng, (f" on {v.o2_litres}L", f" on {v.o2_litres}L O2", f" on {v.o2_litres} l/min",
                          " on NRB" if v.o2_litres >= 10 else f" on {v.o2_litres}L NC"))
@@ -321,9 +333,9 @@ def render_vitals(v: Vitals, rng: random.Random, style: str, show_o2: bool) -> s
                                   f"B/P {v.sbp}/{v.dbp}", f"NIBP {v.sbp}/{v.dbp}", f"BP: {v.sbp}/{v.dbp}")),
                 "rr": _pick(rng, (f"RR {v.rr}", f"RR{v.rr}", f"resp {v.rr}", f"RR {v.rr}/min", f"resps {v.rr}",
                                   f"RR {v.rr} bpm", f"resp rate {v.rr}")),
-                "spo2": _pick(rng, (f"SpO2 {v.spo2}%{o2}", f"sats {v.spo2}%{o2}", f"O2 sat {v.spo2}{o2}", f"SaO2 {v.spo2}%{o2}",
-                                    f"sats {v.spo2}{o2}", f"{v.spo2}%{o2 or ' RA'}", f"O2 sats {v.spo2}%{o2}",
-                                    f"SpO2: {v.spo2}{o2}")),
+                "spo2": _pick(rng, (f"SpO2 {sat}%{o2}", f"sats {sat}%{o2}", f"O2 sat {sat}{o2}", f"SaO2 {sat}%{o2}",
+                                    f"sats {sat}{o2}", f"{sat}%{o2 or ' RA'}", f"O2 sats {sat}%{o2}",
+                                    f"SpO2: {sat}{o2}")),
                 "temp": _pick(rng, (f"T {v.temp}", f"temp {v.temp}", f"T{v.temp}C", f"{v.temp}C", f"T {v.temp}°C",
                                     f"T {round(v.temp * 9 / 5 + 32, 1)}F", f"temp {v.temp} deg C", f"T: {v.temp}")),
                 "gcs": f"GCS {v.gcs}" if v.gcs < 15 or _chance(rng, 0.5) else _pick(rng, ("GCS 15", "A on AVPU", "alert")),
@@ -335,7 +347,7 @@ def render_vitals(v: Vitals, rng: random.Random, style: str, show_o2: bool) -> s
                        else f"pulse {v.hr}" + (" irregularly irregular" if v.irregular else "")),
                 "bp": f"blood pressure {v.sbp}/{v.dbp}",
                 "rr": f"respiratory rate {v.rr}",
-                "spo2": f"oxygen saturation {v.spo2}%" + (o2 if o2.strip() else " on room air"),
+                "spo2": f"oxygen saturation {sat}%" + (o2 if o2.strip() else " on room air"),
                 "temp": f"temperature {v.temp}",
                 "gcs": f"GCS {v.gcs}" if v.gcs < 15 else "alert and orientated",
                 "bm": f"capillary glucose {v.bm}",
@@ -1108,16 +1120,17 @@ _MISHEARD = ((r"\batrial fibrillation\b", "a trial fibrillation"), (r"\bAF\b", "
 
 def _dictated_vitals(v: Vitals, rng: random.Random) -> str:
     o2 = (f" on {_words(v.o2_litres, rng)} litres" if v.on_o2 else _pick(rng, (" on room air", " on air", "")))
+    sat = v.spo2_o2 if v.on_o2 and v.spo2_o2 is not None else v.spo2
     t_whole, t_dec = str(v.temp).split(".")
     parts = [f"heart rate {_words(v.hr, rng)}", f"blood pressure {_words(v.sbp, rng)} over {_words(v.dbp, rng)}",
-             f"resp rate {_words(v.rr, rng)}", f"sats {_words(v.spo2, rng)} percent{o2}",
+             f"resp rate {_words(v.rr, rng)}", f"sats {_words(sat, rng)} percent{o2}",
              f"temperature {_words(int(t_whole), rng)} point {_words(int(t_dec), rng)}"]
     if v.gcs < 15:
         parts.append(f"GCS {_words(v.gcs, rng)}")
     if v.bm is not None:
         parts.append(f"blood sugar {_words(int(round(v.bm)), rng)}")
     if _chance(rng, 0.5):
-        parts = [p.replace(_words(v.spo2, rng), str(v.spo2)) for p in parts]  # some numbers come through as digits
+        parts = [p.replace(_words(sat, rng), str(sat)) for p in parts]  # some numbers come through as digits
     return " ".join(parts)
 
 
@@ -1352,13 +1365,13 @@ def _sample_scenario(rng: random.Random, p: Presentation, register: str) -> Scen
         needs.add(need)
     # vitals
     needs_o2 = "respiratory_support" in needs
-    v = _draw_vitals(rng, p.vit, age, needs_o2)
+    v = _draw_vitals(rng, p.vit, age, needs_o2, p.acuity)
     danger = False
     if p.acuity == 3 and age >= 16 and register != "lay" and p.danger_ok and _chance(rng, 0.14):
         danger = True
         _danger_vitals(rng, v)
     elif p.acuity >= 3:
-        _calm_vitals(v, age)
+        _calm_vitals(v, age, preg is not None)
     if p.bm:
         v.bm = round(rng.uniform(*p.bm), 1)
     # history that does not drive the decision

@@ -287,10 +287,14 @@ def _oxygen_context(text: str, m: re.Match) -> bool | None:
     if cut:
         after = after[:cut.start()]
     for part in (gap, after):
-        if _OXYGEN.search(part) and not re.search(r"\b(?:off|no|without)\s+(?:o2|oxygen)\b", part, _I):
-            return True
-        if _AIR.search(part):
-            return False
+        o2 = _OXYGEN.search(part)
+        if o2 and re.search(r"\b(?:off|no|without)\s+(?:o2|oxygen)\b", part, _I):
+            o2 = None
+        air = _AIR.search(part)
+        if o2 and air:  # "89% on air - on 4L O2": the nearer statement is the reading's
+            return o2.start() < air.start()
+        if o2 or air:
+            return bool(o2)
     return None
 
 
@@ -362,6 +366,9 @@ def _spoken_number(ws: list[str], i: int) -> tuple[str, int] | None:
         val, n = r
     out = str(val)
     k = i + n
+    if (w in _TENS_W and n == 1 and k + 1 < len(ws) and ws[k + 1] == "point" and ws[k].isalpha()
+            and ws[k] not in _UNIT_W):
+        return None  # "thirty eigt point four": a misheard digit, so not 30 (nor 30.4): left as words
     if k + 1 < len(ws) and ws[k] == "point" and ws[k + 1] in _UNIT_W and _UNIT_W[ws[k + 1]] < 10:
         digits: list[str] = []
         k += 1

@@ -215,7 +215,7 @@ PRESENTATIONS = (
       hx="no history of epilepsy|swollen face and hands", imp="eclampsia", plan="magnesium sulfate, obstetric HDU, delivery plan",
       lay_key="{pr} had a fit at home and is drowsy now|{pr} had a bad headache and flashing lights before", lay_voice="other",
       lay="{pos} face has been puffy|{pr} never had a fit before"),
-    P("lookalike.postpartum_haemorrhage", "MATERNITY", 2, vit="bleed", sex="F", ages=(18, 44), vitals_key=True,
+    P("lookalike.postpartum_haemorrhage", "MATERNITY", 2, vit="bleed_compensated", sex="F", ages=(18, 44), vitals_key=True,
       cc="heavy bleeding after birth|soaking pads, delivered 5 days ago|postpartum bleeding with clots",
       key="heavy PV bleeding with large clots, day 5 postpartum|tachycardic and pale|uterus boggy and tender",
       hx="vaginal delivery 5 days ago|offensive lochia", imp="secondary postpartum haemorrhage",

@@ -79,7 +79,7 @@ PRESENTATIONS = (
       hx="worse at night|no rash", imp="intrahepatic cholestasis of pregnancy", plan="maternity review, bile acids, plan delivery",
       lay_key="{pos} hands and feet itch like mad and the bile acid blood test is high|{Im} pregnant",
       lay="it's worse at night|there's no rash"),
-    P("maternity.pregnancy_hypertension_headache", acuity=3, vit="hypertensive", preg=(20, 38), **_M,
+    P("maternity.pregnancy_hypertension_headache", acuity=3, vit="pregnancy_htn", preg=(20, 38), **_M,
       cc="headache, BP raised at community midwife|pregnant with high BP|BP 150/95 at 30 weeks",
       key="BP 152/98 repeated|urine protein 1+|no visual symptoms",
       hx="first pregnancy|mild ankle swelling", imp="gestational hypertension, ?pre-eclampsia", plan="maternity day unit, bloods, PCR",

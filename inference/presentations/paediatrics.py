@@ -62,7 +62,7 @@ PRESENTATIONS = (
       hx="well between episodes|passed blood and mucus", imp="intussusception", plan="air enema, paediatric surgeons",
       lay_key="{pr} keep{s} screaming and pulling {pos} legs up, then go{es} pale and floppy|the nappy had blood and jelly in it",
       lay="{pr} {is} fine in between|{pr} {has} been sick green"),
-    P("paeds.infant_uti", acuity=3, vit="febrile", ages=(0.1, 2), **_C,
+    P("paeds.infant_uti", acuity=3, vit="febrile", ages=(0.25, 2), **_C,
       cc="fever and vomiting in infant|temperature and irritable|UTI in baby",
       key="clean catch urine nitrite and leucocyte positive|vomiting, not tolerating oral antibiotics",
       hx="temperature for 2 days|smelly urine", imp="UTI with systemic features", plan="IV antibiotics, paediatric admission",

@@ -297,3 +297,39 @@ def test_same_scenario_same_labels_whatever_the_register():
             texts.add(fn(sc, random.Random(reg)))
     assert len(texts) == len(TEMPLATE_IDS)
     assert (sc.unit, sc.acuity) == ("ORTHO", 2)
+
+
+# the floor is conservative here: "BM 2.4 treated ... BM now normal" states a reading from before treatment,
+# and the safety floor reads the lowest glucose stated; the scenario (a resolved hypo, eating) is ESI 4
+_FLOOR_MORE_URGENT_THAN_THE_SCENARIO = frozenset({"discharge.hypo_resolved_t1dm"})
+
+
+def test_generated_labels_are_never_less_urgent_than_the_measured_sign_rules():
+    """The rules on measured signs that the taxonomy and the safety floor apply (SpO2 under 90% despite
+    oxygen, a heart block at 30, shock, danger-zone vitals, severe hypertension in pregnancy, fever under
+    3 months...) hold in what the generator labels: the model is not taught an ESI 2 that the floor raises."""
+    from inference.policy import load_policy
+    from inference.safety import floors
+    from inference.signals import parse_signals
+
+    policy = load_policy(None)
+    wrong = []
+    for c in generate_corpus(2500, seed=21):
+        if c.presentation in _FLOOR_MORE_URGENT_THAN_THE_SCENARIO:
+            continue
+        found = floors(parse_signals(c.text), c.age, c.acuity, policy)
+        if found and min(f.level for f in found) < c.acuity:
+            wrong.append((c.presentation, c.acuity, [f.finding for f in found], c.text[:120]))
+    assert not wrong, wrong[:5]
+
+
+def test_oxygen_given_to_an_esi_2_patient_brings_the_saturation_to_90_or_more():
+    rng = random.Random(4)
+    for _ in range(300):
+        v = corpus._draw_vitals(rng, "hypoxic", 60.0, True, 2)
+        assert v.spo2 <= 91                                   # hypoxic on air: needs the oxygen
+        if v.on_o2:
+            assert v.spo2_o2 is not None and 90 <= v.spo2_o2 <= 95
+        v1 = corpus._draw_vitals(rng, "hypoxic", 60.0, True, 1)
+        if v1.on_o2:
+            assert v1.spo2_o2 == v1.spo2                      # ESI 1: may stay under 90% on oxygen

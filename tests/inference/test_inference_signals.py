@@ -285,3 +285,21 @@ def test_peak_flow_in_litres_targets_and_baselines_are_not_read(text):
 def test_implausible_peak_flow_is_ignored_with_a_reason():
     s = parse_signals("PEF 250%")
     assert s.peak_flow_pct == () and [i.sign for i in s.ignored] == ["peak_flow_pct"]
+
+
+@pytest.mark.parametrize("text, value, on_oxygen", [
+    ("hypoxic, sats 89% on air - on 4l o2 - bg", 89, False),   # the nearer statement is the reading's
+    ("sats 86% on air, on 4L O2", 86, False),
+    ("sats 93% on 2L - was on air", 93, True),
+    ("sats 92% on 15L NRB", 92, True),
+])
+def test_oxygen_context_is_the_statement_nearest_the_reading(text, value, on_oxygen):
+    (s,) = parse_signals(text).spo2
+    assert (s.low, s.on_oxygen) == (value, on_oxygen)
+
+
+def test_a_misheard_dictated_number_is_not_read_as_another():
+    sig = parse_signals("sats 97 percent on room air temperature thirty eigt point four full stop")
+    assert sig.temperature_c == ()                                 # not 30 (hypothermia), not 30.4
+    assert sig.spo2[0].low == 97
+    assert parse_signals("temperature thirty eight point four").temperature_c[0].low == 38.4
