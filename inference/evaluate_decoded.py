@@ -256,6 +256,8 @@ DERIVE_WEIGHTS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 DERIVE_DISCHARGE_COSTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0)
 DERIVE_MASS = (0.05, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)
 ACUITY_CONFIDENCES = ("top", "not_under")
+# flag_urgent_risk_at_least: the derivation never switches the flag off (no None in the grid)
+DERIVE_RISK = (0.1, 0.15, 0.2, 0.25, 0.3)
 # The discharge cost is taken at least this many times the lowest that sends no true ESI 1-2 home on validation: the
 # lowest is where the last validation case stops being sent home, with no margin for notes written otherwise (at 2,
 # the lowest for wf-triage-2630542637d9, a generated test note with a non-blanching rash, floppy and cold, went home).
@@ -274,6 +276,7 @@ def derive_on_validation(systems: dict[str, dict[str, np.ndarray]], exs: Sequenc
     3. `flag_urgent_mass_at_least`: the largest of `DERIVE_MASS` leaving no under-triaged ESI 1-2 unflagged;
        then `acuity_confidence`: of `top` and `not_under`, those leaving the fewest under-triaged ESI 1-2
        unflagged (the most over the models), and of those the one flagging fewest (the policy's own on a tie);
+       then `flag_urgent_risk_at_least` of `DERIVE_RISK` by the same rule (the largest among equals);
     4. `uncertainty_threshold` (per model): the lowest threshold whose unflagged served predictions meet the
        target unit accuracy and leave no under-triaged ESI 1-2 unflagged (steps 1-3 are measured at 0.6).
     A step no value meets gives None and keeps the policy's own value for the next steps."""
@@ -320,6 +323,16 @@ def derive_on_validation(systems: dict[str, dict[str, np.ndarray]], exs: Sequenc
                key=lambda c: (conf_figures[c]["flagged_rate"], c != d.acuity_confidence))
     out["acuity_confidence"], out["acuity_confidence_figures"] = conf, conf_figures
     pol = with_(pol, acuity_confidence=conf)
+    by_risk = {r: [metrics(pr, with_(pol, flag_urgent_risk_at_least=r)) for pr in systems.values()]
+               for r in DERIVE_RISK}
+    risk_figures = {r: {"under_triaged_not_flagged": max(m["under_triaged_not_flagged"] for m in ms),
+                        "flagged_rate": max(m["flagged_rate"] for m in ms)} for r, ms in by_risk.items()}
+    fewest = min(f["under_triaged_not_flagged"] for f in risk_figures.values())
+    risk = min((r for r, f in risk_figures.items() if f["under_triaged_not_flagged"] == fewest),
+               key=lambda r: (risk_figures[r]["flagged_rate"], r != d.flag_urgent_risk_at_least, -r))
+    out["flag_urgent_risk_at_least"] = risk
+    out["flag_urgent_risk_figures"] = {str(r): f for r, f in risk_figures.items()}
+    pol = with_(pol, flag_urgent_risk_at_least=risk)
     out["uncertainty_threshold"], out["resulting"] = {}, {}
     for name, pr in systems.items():
         t = next((float(x) for x in CURVE_THRESHOLDS
@@ -333,7 +346,8 @@ def derive_on_validation(systems: dict[str, dict[str, np.ndarray]], exs: Sequenc
             "unit_macro_f1", "flagged_rate", "unit_accuracy_not_flagged")}
     out["policy_now"] = {"discharge_urgent_cost": d.discharge_urgent_cost,
                          "flag_urgent_mass_at_least": d.flag_urgent_mass_at_least,
-                         "acuity_confidence": d.acuity_confidence}
+                         "acuity_confidence": d.acuity_confidence,
+                         "flag_urgent_risk_at_least": d.flag_urgent_risk_at_least}
     return out
 
 

@@ -203,6 +203,11 @@ def derived_section(dv: dict) -> list[str]:
              f"{dv.get('acuity_confidence', 'n/a')} (policy now {dv['policy_now'].get('acuity_confidence', 'n/a')}; "
              + ", ".join(f"{c}: {f['under_triaged_not_flagged']} unflagged, {_pct(f['flagged_rate'])} flagged"
                          for c, f in dv.get("acuity_confidence_figures", {}).items()) + ");",
+             "* `flag_urgent_risk_at_least`, by the same rule: "
+             f"{v(dv.get('flag_urgent_risk_at_least'))} (policy now "
+             f"{v(dv['policy_now'].get('flag_urgent_risk_at_least'))}; "
+             + ", ".join(f"{r}: {f['under_triaged_not_flagged']} unflagged, {_pct(f['flagged_rate'])} flagged"
+                         for r, f in dv.get("flag_urgent_risk_figures", {}).items()) + ");",
              "* `uncertainty_threshold`, the lowest with unit accuracy >= "
              f"{_pct(dv['target_unit_accuracy'])} when not flagged and no under-triage unflagged: "
              + ", ".join(f"{n} {v(t)}" for n, t in dv["uncertainty_threshold"].items()) + ".", ""]

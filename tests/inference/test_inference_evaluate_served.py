@@ -159,6 +159,15 @@ def test_values_derived_on_validation_meet_their_own_rules():
         assert best["under_triaged_not_flagged"] < f["under_triaged_not_flagged"] or (
             best["under_triaged_not_flagged"] == f["under_triaged_not_flagged"]
             and best["flagged_rate"] <= f["flagged_rate"])
+    # the urgency risk flag, by the same rule
+    risk = d["flag_urgent_risk_figures"]
+    chosen = risk[str(d["flag_urgent_risk_at_least"])]
+    assert set(risk) == {"0.1", "0.15", "0.2", "0.25", "0.3"}
+    assert d["policy_now"]["flag_urgent_risk_at_least"] == pol.decoding.flag_urgent_risk_at_least
+    for f in risk.values():
+        assert chosen["under_triaged_not_flagged"] < f["under_triaged_not_flagged"] or (
+            chosen["under_triaged_not_flagged"] == f["under_triaged_not_flagged"]
+            and chosen["flagged_rate"] <= f["flagged_rate"])
 
 
 def test_the_acuity_confidence_flagging_fewer_wins_unless_it_leaves_an_under_triage_unflagged():
@@ -298,3 +307,35 @@ def test_handwritten_notes_are_not_in_the_generated_corpus():
     texts = {e.text.strip().lower() for e in exs}
     generated = generate_splits(300, 50, 50, 13)
     assert not texts & {c.text.strip().lower() for cases in generated.values() for c in cases}
+
+
+def test_the_urgency_risk_flag_leaves_the_fewest_under_triages_unflagged_then_flags_fewest():
+    import numpy as np
+
+    from inference.data import Example
+    from inference.evaluate_decoded import derive_on_validation
+    from inference.labels import DEFAULT_LABELS as L
+    from inference.policy import load_policy
+
+    units = list(L.units)
+    u = np.zeros(len(units))
+    u[units.index("MEDICINE")] = 1.0
+    pol = load_policy()
+    pol = pol.model_copy(update={"decoding": pol.decoding.model_copy(
+        update={"flag_urgent_mass_at_least": None, "flag_urgent_risk_at_least": 0.2})})
+    # a true ESI 1 served ESI 2 with P(ESI 1) 0.17: only a risk flag at 0.15 or under catches it
+    urgent = [0.17, 0.8, 0.03, 0.0, 0.0]
+    exs = [Example(text="", age=50.0, sex="F", unit="MEDICINE", acuity=1, needs=(), split="validation", group="v0")]
+    probs = {"unit": u[None, :], "acuity": np.array([urgent]), "needs": np.zeros((1, 7))}
+    d = derive_on_validation({"m": probs}, exs, L, pol)
+    figures = d["flag_urgent_risk_figures"]
+    assert [figures[r]["under_triaged_not_flagged"] for r in ("0.1", "0.15", "0.2", "0.25", "0.3")] == [0, 0, 1, 1, 1]
+    assert d["flag_urgent_risk_at_least"] == 0.15            # 0.1 catches it too, but no fewer: fewer flags wins
+    # a calm ESI 3 with P(more urgent) 0.12 is flagged only at 0.1: with nothing under-triaged, 0.15-0.3 tie and
+    # the policy's own (0.2) stays
+    calm = [0.02, 0.1, 0.88, 0.0, 0.0]
+    exs2 = [Example(text="", age=50.0, sex="F", unit="MEDICINE", acuity=3, needs=(), split="validation", group="v1")]
+    d2 = derive_on_validation({"m": {"unit": u[None, :], "acuity": np.array([calm]), "needs": np.zeros((1, 7))}},
+                              exs2, L, pol)
+    assert d2["flag_urgent_risk_figures"]["0.1"]["flagged_rate"] == 1.0
+    assert d2["flag_urgent_risk_at_least"] == 0.2
