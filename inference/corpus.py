@@ -249,7 +249,7 @@ def _child_ranges(age: float) -> tuple[tuple[int, int], tuple[int, int], tuple[i
     return (65, 100), (14, 20), (105, 125)
 
 
-def _draw_vitals(rng: random.Random, profile: str, age: float, needs_o2: bool, acuity: int = 2) -> Vitals:
+def _draw_vitals(rng: random.Random, profile: str, age: float, needs_o2: bool, acuity: int) -> Vitals:
     """Vital signs of a profile. A patient who needs oxygen is hypoxic on air; when the oxygen is given, an
     ESI 2-5 patient's saturation on it is 90-95% (under 90% despite oxygen is ESI 1: the issue's and
     the taxonomy's rule, which the safety floor applies), an ESI 1 patient's stays as it was on air."""
