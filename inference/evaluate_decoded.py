@@ -314,22 +314,23 @@ def derive_on_validation(systems: dict[str, dict[str, np.ndarray]], exs: Sequenc
     out["flag_urgent_mass_at_least"] = max(ok) if ok else None
     if ok:
         pol = with_(pol, flag_urgent_mass_at_least=max(ok))
-    by_conf = {c: [metrics(pr, with_(pol, acuity_confidence=c)) for pr in systems.values()]
-               for c in ACUITY_CONFIDENCES}
-    conf_figures = {c: {"under_triaged_not_flagged": max(m["under_triaged_not_flagged"] for m in ms),
-                        "flagged_rate": max(m["flagged_rate"] for m in ms)} for c, ms in by_conf.items()}
-    fewest = min(f["under_triaged_not_flagged"] for f in conf_figures.values())
-    conf = min((c for c, f in conf_figures.items() if f["under_triaged_not_flagged"] == fewest),
-               key=lambda c: (conf_figures[c]["flagged_rate"], c != d.acuity_confidence))
+    def fewest_unflagged_then_fewest_flags(field: str, options: Sequence[Any], larger_first: bool = False):
+        """The value of `field` leaving the fewest under-triaged ESI 1-2 unflagged (the most over the models),
+        and of those the one flagging fewest; on a tie the policy's own, then (`larger_first`) the largest."""
+        figures = {}
+        for o in options:
+            ms = [metrics(pr, with_(pol, **{field: o})) for pr in systems.values()]
+            figures[o] = {"under_triaged_not_flagged": max(m["under_triaged_not_flagged"] for m in ms),
+                          "flagged_rate": max(m["flagged_rate"] for m in ms)}
+        fewest = min(f["under_triaged_not_flagged"] for f in figures.values())
+        best = min((o for o, f in figures.items() if f["under_triaged_not_flagged"] == fewest),
+                   key=lambda o: (figures[o]["flagged_rate"], o != getattr(d, field), -o if larger_first else 0))
+        return best, figures
+
+    conf, conf_figures = fewest_unflagged_then_fewest_flags("acuity_confidence", ACUITY_CONFIDENCES)
     out["acuity_confidence"], out["acuity_confidence_figures"] = conf, conf_figures
     pol = with_(pol, acuity_confidence=conf)
-    by_risk = {r: [metrics(pr, with_(pol, flag_urgent_risk_at_least=r)) for pr in systems.values()]
-               for r in DERIVE_RISK}
-    risk_figures = {r: {"under_triaged_not_flagged": max(m["under_triaged_not_flagged"] for m in ms),
-                        "flagged_rate": max(m["flagged_rate"] for m in ms)} for r, ms in by_risk.items()}
-    fewest = min(f["under_triaged_not_flagged"] for f in risk_figures.values())
-    risk = min((r for r, f in risk_figures.items() if f["under_triaged_not_flagged"] == fewest),
-               key=lambda r: (risk_figures[r]["flagged_rate"], r != d.flag_urgent_risk_at_least, -r))
+    risk, risk_figures = fewest_unflagged_then_fewest_flags("flag_urgent_risk_at_least", DERIVE_RISK, larger_first=True)
     out["flag_urgent_risk_at_least"] = risk
     out["flag_urgent_risk_figures"] = {str(r): f for r, f in risk_figures.items()}
     pol = with_(pol, flag_urgent_risk_at_least=risk)
