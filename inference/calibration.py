@@ -48,11 +48,16 @@ def fit_temperature_sigmoid(logits: np.ndarray, y: np.ndarray) -> float:
     return _fit(lambda t: nll_sigmoid(logits, y, t))
 
 
+def _bins(conf: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-width confidence bins: (edges, each value's bin)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return edges, np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+
+
 def reliability(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> dict:
     """Equal-width bins of confidence: per-bin count, mean confidence, accuracy; and the ECE."""
     conf, correct = np.asarray(conf, dtype=np.float64).ravel(), np.asarray(correct, dtype=np.float64).ravel()
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    edges, idx = _bins(conf, n_bins)
     counts, confs, accs = [], [], []
     ece = 0.0
     for b in range(n_bins):
@@ -80,8 +85,7 @@ def ece_if_calibrated(conf: np.ndarray, n_bins: int = 15, draws: int = 400, seed
     conf = np.asarray(conf, dtype=np.float64).ravel()
     if conf.size == 0:
         return {"median": 0.0, "p95": 0.0, "draws": 0}
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    _, idx = _bins(conf, n_bins)
     onehot = np.zeros((conf.size, n_bins))
     onehot[np.arange(conf.size), idx] = 1.0
     correct = np.random.default_rng(seed).random((draws, conf.size)) < conf

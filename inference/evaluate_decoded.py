@@ -193,13 +193,12 @@ def load_handwritten(labels: LabelSet, path: Path | None = None) -> tuple[list[E
 SUMMARY_KEYS = ("unit_macro_f1", "unit_accuracy", "acuity_exact", "acuity_within_one", "under_triage_esi_1_2",
                 "under_triaged", "under_triaged_not_flagged", "esi_1_2_sent_home", "over_triage_esi_3_5",
                 "needs_micro_f1", "unit_ece", "acuity_ece", "flagged_rate", "unit_accuracy_not_flagged",
-                "raised_by_safety", "inconsistent_predictions")
+                "raised_by_safety", "inconsistent_predictions",
+                "under_triage_ci95", "over_triage_ci95", "flagged_ci95")
 
 
 def summary(m: dict) -> dict:
     s = {k: m.get(k) for k in SUMMARY_KEYS}
-    for k in ("under_triage_ci95", "over_triage_ci95", "flagged_ci95"):
-        s[k] = m.get(k)
     floor = m.get("unit_ece_if_calibrated")
     s["unit_ece_if_calibrated_median"] = floor["median"] if floor else None
     s["unit_ece_if_calibrated_p95"] = floor["p95"] if floor else None
