@@ -225,7 +225,8 @@ def cmd_build_model(args) -> int:
         overrides["epochs"] = args.epochs
     s = BuildSettings(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
                       threads=_threads(args), train_overrides=overrides, progress=not args.no_progress,
-                      train_on_test_presentations=args.train_on_test_presentations)
+                      train_on_test_presentations=not args.hold_out_test_presentations,
+                      **({} if args.heldout_fraction is None else {"heldout_fraction": args.heldout_fraction}))
     build(Path(args.out), Path(args.reports), force=args.force, settings=s)
     return 0
 
@@ -237,6 +238,16 @@ def _common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if seed:
         p.add_argument("--seed", type=int, default=13)
+
+
+def _heldout_fraction(value: str) -> float:
+    try:
+        f = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 < f <= 0.3:
+        raise argparse.ArgumentTypeError(f"{f} is outside 0 < F <= 0.3 (each of validation and test holds out F)")
+    return f
 
 
 def _sizes(p: argparse.ArgumentParser, n_train: int = 5000) -> None:
@@ -343,10 +354,13 @@ def register(subparsers) -> None:
     _sizes(p)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--time-budget", type=float, default=None, help="seconds for the training loop")
-    p.add_argument("--train-on-test-presentations", action="store_true",
-                   help="train on the test split's presentations too (with training templates): the served model "
-                        "reads every presentation but validation's; the test split then holds out templates only "
-                        "for them (docs/inference.md)")
+    p.add_argument("--hold-out-test-presentations", action="store_true",
+                   help="an evaluation build: training does not read the test split's presentations, so the test "
+                        "report measures unseen presentations (the default build reads them, and its test split "
+                        "holds out templates only; validation always holds out its own; docs/inference.md)")
+    p.add_argument("--heldout-fraction", type=_heldout_fraction, default=None,
+                   help="share of each unit's presentations held out of training for validation, and again for "
+                        "test, 0 < F <= 0.3 (default: inference.corpus.HELDOUT_FRACTION; docs/inference.md)")
     _common(p)
     p.set_defaults(func=cmd_build_model)
 

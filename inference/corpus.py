@@ -36,7 +36,12 @@ NEEDS: tuple[str, ...] = ("airborne_isolation", "droplet_isolation", "contact_is
 PAEDIATRIC_AGE = 16.0
 REGISTERS: tuple[str, ...] = ("triage", "ambulance", "referral", "admission", "lay", "sbar", "dictation",
                               "second_language", "portal")
-CORPUS_VERSION = "4"
+CORPUS_VERSION = "5"
+# Share of each base unit's presentations held out of training for validation, and again for test
+# (`heldout_sets`). 0.075 since corpus v5: 27 presentations each, so training reads 84% of them (at 0.15
+# it read 70%, and most presentations behind the over-triaged hand-written notes were among the unread;
+# docs/inference.md, eighth pass). Both splits still measure unseen presentations and unseen templates.
+HELDOUT_FRACTION = 0.075
 
 
 @dataclass(frozen=True)
@@ -1439,7 +1444,7 @@ class HeldOut:
     test_templates: tuple[str, ...]
 
 
-def heldout_sets(seed: int = 0, fraction: float = 0.15) -> HeldOut:
+def heldout_sets(seed: int = 0, fraction: float = HELDOUT_FRACTION) -> HeldOut:
     """Whole presentations (stratified by base unit) and one template per register held out per split."""
     rng = random.Random(f"heldout-{seed}")
     val_p, test_p = [], []
@@ -1470,7 +1475,7 @@ def assign_split(case: ClinicalCase, held: HeldOut) -> str:
     return "train"
 
 
-def split_corpus(cases: Sequence[ClinicalCase], seed: int = 0, fraction: float = 0.15) -> dict[str, list[ClinicalCase]]:
+def split_corpus(cases: Sequence[ClinicalCase], seed: int = 0, fraction: float = HELDOUT_FRACTION) -> dict[str, list[ClinicalCase]]:
     """Split existing cases: a case whose presentation or template is held out never reaches train."""
     held = heldout_sets(seed, fraction)
     out: dict[str, list[ClinicalCase]] = {"train": [], "validation": [], "test": []}
@@ -1479,7 +1484,7 @@ def split_corpus(cases: Sequence[ClinicalCase], seed: int = 0, fraction: float =
     return out
 
 
-def generate_splits(n_train: int, n_val: int, n_test: int, seed: int, fraction: float = 0.15, *,
+def generate_splits(n_train: int, n_val: int, n_test: int, seed: int, fraction: float = HELDOUT_FRACTION, *,
                     train_on_test_presentations: bool = False) -> dict[str, list[ClinicalCase]]:
     """Generate each split to size. Validation/test: half from held-out presentations (any non-test
     template), half from train presentations with held-out templates. `train_on_test_presentations`:

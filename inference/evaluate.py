@@ -201,6 +201,7 @@ def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, thr
                     "model": head_metrics(logits, temps, test, labels, fig_dir, "model", threshold)}
     train_groups = {e.group for e in splits["train"] if e.group}
     unseen = [i for i, e in enumerate(test) if e.group and e.group not in train_groups]
+    report["n_test_read_presentations"] = sum(bool(e.group) and e.group in train_groups for e in test)
     if unseen and train_groups:
         sub = [test[i] for i in unseen]
         report["model_unseen_presentations"] = summary_line(head_metrics(

@@ -127,10 +127,23 @@ def served_section(title: str, comp: dict) -> list[str]:
     return lines
 
 
+def _held_out(rep: dict) -> str:
+    """What the test split holds out of training, from the report (not from what a build meant to do)."""
+    unseen, read = rep.get("n_test_unseen_presentations", 0), rep.get("n_test_read_presentations", 0)
+    if unseen:
+        return (f"{unseen} from presentations never read in training, the rest with phrasing templates never "
+                "read in training")
+    if read and read == rep["n_test"]:
+        return ("every test presentation was read in training, with other phrasing templates: these figures measure "
+                "unseen phrasings only; unseen presentations are measured on the hand-written notes, on validation, "
+                "and by an evaluation build, `wardflow build-model --hold-out-test-presentations`")
+    return "the data's own test split"
+
+
 def render_markdown(rep: dict, labels: LabelSet) -> str:
     lines = ["# Triage model evaluation", "",
              f"Model `{rep['model_version']}` ({rep['precision']}), data fingerprint `{rep['data_fingerprint']}`, "
-             f"{rep['n_test']} test cases (whole presentations and phrasing templates held out from training).", "",
+             f"{rep['n_test']} test cases ({_held_out(rep)}).", "",
              "## Summary (test split)", ""]
     rows = [("transformer", rep["summary"]["model"])]
     if "baseline" in rep["summary"]:

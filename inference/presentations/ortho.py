@@ -44,11 +44,26 @@ PRESENTATIONS = (
       hx="recent skin infection|no trauma", imp="septic arthritis of the knee", plan="ortho washout, IV antibiotics",
       lay_key="{pos} knee is hot, swollen and {pr} can't bend it at all|{Ive} got a temperature",
       lay="{pr} didn't injure it|it came up over two days"),
-    P("ortho.vertebral_fracture", "ORTHO", 3, vit="pain", ages=(30, 95),
-      cc="back pain after fall|thoracolumbar pain after fall from height|osteoporotic spinal fracture",
-      key="CT: L1 burst fracture, no retropulsion|neurologically intact, normal power and sensation|unable to mobilise for pain",
-      hx="fell 2 metres from ladder|osteoporosis", imp="stable spinal fracture without deficit", plan="ortho/spinal, brace, analgesia",
-      lay_key="{pr} fell and hurt {pos} back badly, the scan shows a broken bone in {pos} spine|{pos} legs work fine",
+    # Two look-alikes side by side (corpus v5). A burst fracture after a fall from height is a high-risk
+    # mechanism: the spine is treated as unstable (log roll, spinal precautions) until a spinal surgeon has
+    # seen the scan, as for ortho.c2_fracture_elderly, so ESI 2 even when the legs work. A low-energy
+    # osteoporotic wedge fracture is stable: ESI 3 (analgesia, imaging, mobilise). Before v5 one
+    # presentation mixed the two at ESI 3.
+    P("ortho.burst_fracture_fall", "ORTHO", 2, vit="pain", ages=(18, 80),
+      cc="back pain after fall from height|thoracolumbar pain after fall from ladder|fell from roof, back injury",
+      key="CT: T12 burst fracture|neurologically intact, normal power and sensation|log roll, spinal precautions until spinal review",
+      hx="fell 3 metres from a ladder|fell off a roof onto his back|landed flat on back from scaffolding",
+      imp="thoracolumbar burst fracture, high-energy mechanism", plan="spinal precautions, spinal surgical review, ortho admission",
+      prehosp="scoop and vacuum mattress, morphine",
+      lay_key=("{pr} fell off a ladder onto {pos} back and the scan shows {pr} broke a bone in {pos} spine"
+               "|they are keeping {obj} flat and turning {obj} carefully"),
+      lay="{pos} legs work fine|{pr} can't move for the pain"),
+    P("ortho.osteoporotic_wedge", "ORTHO", 3, vit="pain", ages=(60, 98), age_mode=80,
+      cc="sudden back pain after lifting|back pain after a fall from standing|osteoporotic spinal fracture",
+      key="XR: L1 wedge compression fracture, posterior wall intact|neurologically intact, normal power and sensation|unable to mobilise for pain",
+      hx="osteoporosis on alendronate|bent down to lift a shopping bag|slipped from standing at home",
+      imp="stable osteoporotic wedge fracture", plan="analgesia, physio, ortho admission to mobilise",
+      lay_key="{pr} felt something go in {pos} back lifting a bag, the x-ray shows a crushed bone in {pos} spine|{pos} legs work fine",
       lay="{pr} can't get up because of the pain|{pr} {has} thin bones"),
     P("ortho.humeral_shaft", "ORTHO", 3, vit="pain", ages=(16, 90),
       cc="upper arm pain and deformity after fall|humerus fracture|arm injury, can't lift arm",

@@ -220,6 +220,7 @@ _LOOKALIKE_PAIRS = (  # (must not be missed, reads like it but benign)
     ("cardiac.hypertensive_emergency", "discharge.asymptomatic_hypertension"),
     ("cardiac.fast_af_symptomatic", "discharge.ectopic_beats"),
     ("paeds.croup_moderate", "discharge.croup_mild"),
+    ("ortho.burst_fracture_fall", "ortho.osteoporotic_wedge"),   # high-energy spine vs stable wedge (v5)
     ("medicine.asthma_acute_severe", "discharge.asthma_mild_responded"),
     ("lookalike.gi_bleed_syncope", "discharge.vasovagal"),
     ("ortho.nof_fracture", "lookalike.hip_bruise_frail"),
@@ -333,3 +334,30 @@ def test_oxygen_given_to_an_esi_2_patient_brings_the_saturation_to_90_or_more():
         v1 = corpus._draw_vitals(rng, "hypoxic", 60.0, True, 1)
         if v1.on_o2:
             assert v1.spo2_o2 == v1.spo2                      # ESI 1: may stay under 90% on oxygen
+
+
+def test_training_reads_most_presentations_and_both_splits_still_hold_some_out():
+    from inference.corpus import HELDOUT_FRACTION
+
+    held = heldout_sets(13)
+    unread = set(held.val_presentations) | set(held.test_presentations)
+    # each unit with 4 or more presentations loses at least one to each split, and training reads over 80%
+    assert 1 - len(unread) / len(PRESENTATIONS) > 0.8
+    assert {p.unit for p in PRESENTATIONS if p.id in held.val_presentations} == {
+        p.unit for p in PRESENTATIONS if p.id in held.test_presentations}
+    wider = heldout_sets(13, 0.15)
+    assert len(wider.val_presentations) > len(held.val_presentations) and 0 < HELDOUT_FRACTION < 0.15
+
+
+def test_build_model_takes_the_held_out_share_and_refuses_one_out_of_range():
+    import argparse
+
+    from inference import commands
+
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["build-model", "--heldout-fraction", "0.15"]).heldout_fraction == 0.15
+    assert parser.parse_args(["build-model"]).heldout_fraction is None   # the corpus's own default
+    for bad in ("0", "0.5", "many"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["build-model", "--heldout-fraction", bad])
