@@ -52,7 +52,7 @@ PRESENTATIONS = (
     P("ortho.burst_fracture_fall", "ORTHO", 2, vit="pain", ages=(18, 80),
       cc="back pain after fall from height|thoracolumbar pain after fall from ladder|fell from roof, back injury",
       key="CT: T12 burst fracture|neurologically intact, normal power and sensation|log roll, spinal precautions until spinal review",
-      hx="fell 3 metres from a ladder|fell off a roof onto his back|landed flat on back from scaffolding",
+      hx="fell 3 metres from a ladder|fell off a roof, landed on back|landed flat on back from scaffolding",
       imp="thoracolumbar burst fracture, high-energy mechanism", plan="spinal precautions, spinal surgical review, ortho admission",
       prehosp="scoop and vacuum mattress, morphine",
       lay_key=("{pr} fell off a ladder onto {pos} back and the scan shows {pr} broke a bone in {pos} spine"
