@@ -173,6 +173,7 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
 
     def do_eval():
         from inference.evaluate import evaluate
+        from inference.report_md import held_out_line
 
         # the fp32 ONNX graph, checked against PyTorch within 2e-3 at export, is the trained model (and
         # evaluates several times faster on CPU than eager PyTorch)
@@ -180,10 +181,7 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
                        **handwritten())
         say("[build] test: " + json.dumps({k: {m: round(v, 3) for m, v in d.items()}
                                             for k, d in rep["summary"].items()}))
-        if s.train_on_test_presentations:
-            say("[build] training read the test split's presentations (with other templates): the test figures "
-                "measure unseen phrasings only; the hand-written notes and validation measure unseen presentations "
-                "(an evaluation build: --hold-out-test-presentations)")
+        say(f"[build] test split: {held_out_line(rep)}")   # the report's own line, from the data
         return {"model_version": version}
 
     _step("evaluate", reports_dir, ekey, ("report.json", "report.md"), force or exported, do_eval, say)

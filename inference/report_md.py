@@ -127,7 +127,7 @@ def served_section(title: str, comp: dict) -> list[str]:
     return lines
 
 
-def _held_out(rep: dict) -> str:
+def held_out_line(rep: dict) -> str:
     """What the test split holds out of training, from the report (not from what a build meant to do)."""
     unseen, read = rep.get("n_test_unseen_presentations", 0), rep.get("n_test_read_presentations", 0)
     if unseen:
@@ -143,7 +143,7 @@ def _held_out(rep: dict) -> str:
 def render_markdown(rep: dict, labels: LabelSet) -> str:
     lines = ["# Triage model evaluation", "",
              f"Model `{rep['model_version']}` ({rep['precision']}), data fingerprint `{rep['data_fingerprint']}`, "
-             f"{rep['n_test']} test cases ({_held_out(rep)}).", "",
+             f"{rep['n_test']} test cases ({held_out_line(rep)}).", "",
              "## Summary (test split)", ""]
     rows = [("transformer", rep["summary"]["model"])]
     if "baseline" in rep["summary"]:

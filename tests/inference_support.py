@@ -31,6 +31,17 @@ _TOY = {  # unit -> (acuity, needs, phrases)
     "DISCHARGE": (5, [], ["runny nose and mild cold", "small cut on finger", "sore throat eating fine",
                           "stubbed toe walking normally"]),
 }
+def parse_cli(argv: list[str]):
+    """`wardflow`'s inference commands parsing `argv`, as the CLI does (argparse.Namespace with `func`)."""
+    import argparse
+
+    from inference import commands
+
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
 _FILLERS = ["", "today", "since this morning", "patient reports", "seen in triage", "brought by family"]
 
 

@@ -21,6 +21,7 @@ from inference.corpus import (
     sample_case,
 )
 from inference.presentations import PRESENTATIONS, Presentation
+from tests import inference_support as sup
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +150,7 @@ def test_training_on_the_test_presentations_keeps_validation_and_every_held_out_
 
 
 def test_corpus_command_writes_jsonl(tmp_path):
-    import argparse
-
-    from inference import commands
-
-    parser = argparse.ArgumentParser()
-    commands.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["corpus", "--out", str(tmp_path), "--n-train", "40", "--n-val", "10", "--n-test", "10"])
+    args = sup.parse_cli(["corpus", "--out", str(tmp_path), "--n-train", "40", "--n-val", "10", "--n-test", "10"])
     assert args.func(args) == 0
     rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
     assert len(rows) == 40 and {"text", "age", "sex", "target_unit", "acuity", "needs", "split"} <= set(rows[0])
@@ -350,14 +345,8 @@ def test_training_reads_most_presentations_and_both_splits_still_hold_some_out()
 
 
 def test_build_model_takes_the_held_out_share_and_refuses_one_out_of_range():
-    import argparse
-
-    from inference import commands
-
-    parser = argparse.ArgumentParser()
-    commands.register(parser.add_subparsers(dest="command"))
-    assert parser.parse_args(["build-model", "--heldout-fraction", "0.15"]).heldout_fraction == 0.15
-    assert parser.parse_args(["build-model"]).heldout_fraction is None   # the corpus's own default
+    assert sup.parse_cli(["build-model", "--heldout-fraction", "0.15"]).heldout_fraction == 0.15
+    assert sup.parse_cli(["build-model"]).heldout_fraction is None   # the corpus's own default
     for bad in ("0", "0.5", "many"):
         with pytest.raises(SystemExit):
-            parser.parse_args(["build-model", "--heldout-fraction", bad])
+            sup.parse_cli(["build-model", "--heldout-fraction", bad])

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from itertools import pairwise
@@ -23,7 +22,6 @@ TOY_NOTES = [  # id, text, age, sex, unit, acuity, needs  (toy label set: CARDIA
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from inference import commands
 
     model = sup.tiny_trained_model()
     d = tmp_path_factory.mktemp("served")
@@ -33,9 +31,7 @@ def report(tmp_path_factory):
         for i, text, age, sex, unit, acuity, needs in TOY_NOTES:
             f.write(json.dumps({"id": i, "group": i, "text": text, "age": age, "sex": sex, "target_unit": unit,
                                 "acuity": acuity, "needs": needs, "split": "test"}) + "\n")
-    parser = argparse.ArgumentParser()
-    commands.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["evaluate", "--model", str(model), "--out", str(d / "rep"), "--handwritten", str(notes),
+    args = sup.parse_cli(["evaluate", "--model", str(model), "--out", str(d / "rep"), "--handwritten", str(notes),
                               "--threads", "1", "--no-progress"])
     assert args.func(args) == 0
     return json.loads((d / "rep" / "report.json").read_text()), (d / "rep" / "report.md").read_text()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
@@ -147,7 +146,6 @@ def test_a_sign_parser_failure_fails_that_request_alone(int8_dir, monkeypatch):
 
 
 def test_predict_command_round_trip_with_bad_line(int8_dir, tmp_path, capsys):
-    from inference import commands
 
     lines = [json.dumps({"id": "a", "text": "crushing chest pain with st elevation", "age": 61, "sex": "M"}),
              json.dumps({"id": "b", "text": "private words", "age": "old", "sex": "F"}),
@@ -156,10 +154,8 @@ def test_predict_command_round_trip_with_bad_line(int8_dir, tmp_path, capsys):
              json.dumps({"id": "e", "text": "stubbed toe walking normally", "age": 25, "sex": "F"})]
     inp, outp = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("\n".join(lines) + "\n")
-    parser = argparse.ArgumentParser()
-    commands.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["predict", "--model", str(int8_dir), "--input", str(inp), "--output", str(outp),
-                              "--threads", "1"])
+    args = sup.parse_cli(["predict", "--model", str(int8_dir), "--input", str(inp), "--output", str(outp),
+                          "--threads", "1"])
     assert args.func(args) == 0
     rows = [json.loads(x) for x in outp.read_text().splitlines()]
     assert [r.get("id") for r in rows] == ["a", "b", "", "d", "e"]

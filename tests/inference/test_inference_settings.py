@@ -9,12 +9,11 @@ import pytest
 from inference import commands, predict
 from inference.settings import InferenceSettings, InferenceSettingsError, load_settings
 from streams.settings import WardflowSettings
+from tests import inference_support as sup
 
 
 def _predict_args(tmp_path, *extra: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    commands.register(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["predict", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+    return sup.parse_cli(["predict", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
                               *extra])
 
 

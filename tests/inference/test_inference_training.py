@@ -107,28 +107,23 @@ def test_a_trained_model_records_its_full_schedule(model_dir):
 
 
 def test_the_report_says_what_its_test_split_held_out_of_training() -> None:
-    from inference.report_md import _held_out
+    from inference.report_md import held_out_line
 
-    assert _held_out({"n_test": 10, "n_test_unseen_presentations": 4, "n_test_read_presentations": 6}).startswith(
+    assert held_out_line({"n_test": 10, "n_test_unseen_presentations": 4, "n_test_read_presentations": 6}).startswith(
         "4 from presentations never read in training")
-    seen = _held_out({"n_test": 10, "n_test_read_presentations": 10})
+    seen = held_out_line({"n_test": 10, "n_test_read_presentations": 10})
     assert "every test presentation was read in training" in seen and "--hold-out-test-presentations" in seen
-    assert _held_out({"n_test": 10, "n_test_read_presentations": 0}) == "the data's own test split"  # no groups
+    assert held_out_line({"n_test": 10, "n_test_read_presentations": 0}) == "the data's own test split"  # no groups
 
 
 def test_the_default_build_reads_the_test_presentations_and_an_evaluation_build_does_not(monkeypatch) -> None:
-    import argparse
-
     import inference.build
-    from inference import commands
     from inference.corpus import HELDOUT_FRACTION
 
     got = []
     monkeypatch.setattr(inference.build, "build", lambda out, reports, force, settings: got.append(settings))
-    parser = argparse.ArgumentParser()
-    commands.register(parser.add_subparsers(dest="command"))
     for argv in (["build-model"], ["build-model", "--hold-out-test-presentations", "--heldout-fraction", "0.15"]):
-        args = parser.parse_args(argv + ["--threads", "1"])
+        args = sup.parse_cli(argv + ["--threads", "1"])
         assert args.func(args) == 0
     assert got[0].train_on_test_presentations and got[0].heldout_fraction == HELDOUT_FRACTION
     assert not got[1].train_on_test_presentations and got[1].heldout_fraction == 0.15
