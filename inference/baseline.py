@@ -22,6 +22,9 @@ from inference.lexical import Head, LexicalModel
 from inference.sign_features import SIGN_DIM, sign_matrix
 
 
+MEMMAP_ABOVE = "1M"  # arrays larger than this reach the fitting processes memory-mapped (joblib's max_nbytes)
+
+
 class TfidfBaseline:
     def __init__(self, labels: LabelSet, seed: int = 0, C: float = 4.0, word_features: int = 60000,
                  char_features: int = 80000, max_iter: int = 2000, sign_scale: float = 0.0) -> None:
@@ -30,11 +33,12 @@ class TfidfBaseline:
         self.labels, self.seed, self.C, self.sign_scale = labels, seed, C, float(sign_scale)
         self.word_features, self.char_features, self.max_iter = word_features, char_features, max_iter
         self.temperatures = {"unit": 1.0, "acuity": 1.0, "needs": 1.0}
+        self.acuity_plain: _Fitted | None = None
 
-    def _features(self, exs: Sequence[Example]):
-        """(text + age/sex features for every head, the same with the sign bands for the acuity head)."""
-        w = self.word.transform([e.text for e in exs])
-        c = self.char.transform([e.text for e in exs])
+    def _features(self, exs: Sequence[Example], text_features=None):
+        """(text + age/sex features for every head, the same with the sign bands for the acuity head);
+        `text_features`: the (word, char) matrices of `exs` when already computed (by the fit)."""
+        w, c = text_features or (self.word.transform([e.text for e in exs]), self.char.transform([e.text for e in exs]))
         m = sparse.csr_matrix(meta_matrix((e.age, e.sex) for e in exs) * 3.0)
         x = sparse.hstack([w, c, m]).tocsr()
         if not self.sign_scale:
@@ -42,7 +46,14 @@ class TfidfBaseline:
         signs = sparse.csr_matrix(sign_matrix([e.text for e in exs], [e.age for e in exs]) * self.sign_scale)
         return x, sparse.hstack([x, signs]).tocsr()
 
-    def fit(self, train: Sequence[Example], validation: Sequence[Example] = ()) -> TfidfBaseline:
+    def fit(self, train: Sequence[Example], validation: Sequence[Example] = (), *, threads: int = 1,
+            keep_plain_acuity: bool = False) -> TfidfBaseline:
+        """Fit the vectorizers and one logistic regression per head on `train`; temperatures on `validation`.
+
+        `threads` > 1 fits the heads side by side (each fit is deterministic: the same weights as one by one).
+        `keep_plain_acuity` (with `sign_scale` > 0) also fits an acuity head without the sign bands, so that
+        `without_signs()` gives the plain baseline from the same fit instead of a second one."""
+        from joblib import Parallel, delayed
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
@@ -50,9 +61,9 @@ class TfidfBaseline:
         self.char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=3, sublinear_tf=True,
                                     max_features=self.char_features)
         texts = [e.text for e in train]
-        self.word.fit(texts)
-        self.char.fit(texts)
-        x, xa = self._features(train)
+        x, xa = self._features(train, (self.word.fit_transform(texts), self.char.fit_transform(texts)))
+        for m in (x, xa):  # the workers read them memory-mapped, read-only: nothing may sort them in place there
+            m.sort_indices()
         lab = self.labels
         yu = np.array([lab.units.index(e.unit) for e in train])
         ya = np.array([lab.acuity_index(e.acuity) for e in train])
@@ -60,22 +71,47 @@ class TfidfBaseline:
         def lr(solver: str):  # same convex optimum as lbfgs, several times faster here
             return LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed, solver=solver)
 
-        self.unit = _Fitted(lr("newton-cg"), x, yu, len(lab.units))
-        self.acuity = _Fitted(lr("newton-cg"), xa, ya, len(lab.acuities))
-        self.needs = []
-        for n in lab.needs:
-            y = np.array([int(n in e.needs) for e in train])
-            self.needs.append(_Fitted(lr("liblinear"), x, y, 2))
+        jobs = [("unit", lr("newton-cg"), x, yu, len(lab.units)), ("acuity", lr("newton-cg"), xa, ya, len(lab.acuities))]
+        if keep_plain_acuity and self.sign_scale:
+            jobs.append(("acuity_plain", lr("newton-cg"), x, ya, len(lab.acuities)))
+        jobs += [(f"need:{n}", lr("liblinear"), x, np.array([int(n in e.needs) for e in train]), 2) for n in lab.needs]
+        # one process per core: the solvers hold the GIL for much of their time, so threads barely help;
+        # each worker runs one BLAS thread: the weights agree with a fit one by one within the solver tolerance
+        fits = Parallel(n_jobs=max(1, threads), backend="loky" if threads > 1 else "sequential",
+                        max_nbytes=MEMMAP_ABOVE)(
+            delayed(_Fitted)(*j[1:]) for j in jobs)
+        done = dict(zip([j[0] for j in jobs], fits, strict=True))
+        self.unit, self.acuity = done["unit"], done["acuity"]
+        self.acuity_plain = done.get("acuity_plain")
+        self.needs = [done[f"need:{n}"] for n in lab.needs]
         if validation:
-            lv = self.logits(validation)
-            self.temperatures = {
-                "unit": fit_temperature_softmax(lv["unit"], np.array([lab.units.index(e.unit) for e in validation])),
-                "acuity": fit_temperature_softmax(lv["acuity"],
-                                                  np.array([lab.acuity_index(e.acuity) for e in validation])),
-                "needs": fit_temperature_sigmoid(lv["needs"], np.array(
-                    [[float(n in e.needs) for n in lab.needs] for e in validation]).reshape(len(validation), -1)),
-            }
+            self._fit_temperatures(validation)
         return self
+
+    def _fit_temperatures(self, validation: Sequence[Example]) -> None:
+        lab = self.labels
+        lv = self.logits(validation)
+        self.temperatures = {
+            "unit": fit_temperature_softmax(lv["unit"], np.array([lab.units.index(e.unit) for e in validation])),
+            "acuity": fit_temperature_softmax(lv["acuity"],
+                                              np.array([lab.acuity_index(e.acuity) for e in validation])),
+            "needs": fit_temperature_sigmoid(lv["needs"], np.array(
+                [[float(n in e.needs) for n in lab.needs] for e in validation]).reshape(len(validation), -1)),
+        }
+
+    def without_signs(self, validation: Sequence[Example] = ()) -> TfidfBaseline:
+        """The plain baseline (no sign bands) from this fit: the same vectorizers, unit and need heads, and the
+        acuity head fitted without the signs (`fit(..., keep_plain_acuity=True)`); temperatures on
+        `validation`. Equal to `TfidfBaseline(labels).fit(train, validation)` with the same settings."""
+        if self.acuity_plain is None:
+            raise ValueError("without_signs() needs a fit with sign_scale > 0 and keep_plain_acuity=True")
+        plain = TfidfBaseline(self.labels, seed=self.seed, C=self.C, word_features=self.word_features,
+                              char_features=self.char_features, max_iter=self.max_iter)
+        plain.word, plain.char, plain.unit, plain.needs = self.word, self.char, self.unit, self.needs
+        plain.acuity = self.acuity_plain
+        if validation:
+            plain._fit_temperatures(validation)
+        return plain
 
     def reader(self, weight: float) -> LexicalModel:
         """This baseline as the served lexical reader (`inference.lexical`, numpy only), the encoder's

@@ -221,12 +221,11 @@ def cmd_build_model(args) -> int:
     overrides = {}
     if args.time_budget is not None:
         overrides["time_budget_s"] = args.time_budget
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    s = BuildSettings(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
+    optional = {"n_train": args.n_train, "epochs": args.epochs, "heldout_fraction": args.heldout_fraction}
+    s = BuildSettings(n_val=args.n_val, n_test=args.n_test, seed=args.seed,
                       threads=_threads(args), train_overrides=overrides, progress=not args.no_progress,
                       train_on_test_presentations=not args.hold_out_test_presentations,
-                      **({} if args.heldout_fraction is None else {"heldout_fraction": args.heldout_fraction}))
+                      **{k: v for k, v in optional.items() if v is not None})  # None: BuildSettings' default
     build(Path(args.out), Path(args.reports), force=args.force, settings=s)
     return 0
 
@@ -250,8 +249,8 @@ def _heldout_fraction(value: str) -> float:
     return f
 
 
-def _sizes(p: argparse.ArgumentParser, n_train: int = 5000) -> None:
-    p.add_argument("--n-train", type=int, default=n_train)
+def _sizes(p: argparse.ArgumentParser, n_train: int | None = 5000, n_train_help: str | None = None) -> None:
+    p.add_argument("--n-train", type=int, default=n_train, help=n_train_help)
     p.add_argument("--n-val", type=int, default=500)
     p.add_argument("--n-test", type=int, default=1000)
 
@@ -351,8 +350,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--reports", default=str(DEFAULT_REPORTS))
     p.add_argument("--force", action="store_true", help="redo every step")
-    _sizes(p)
-    p.add_argument("--epochs", type=int, default=None)
+    _sizes(p, n_train=None, n_train_help="generated training cases (default: BuildSettings.n_train, 15000)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="passes over the training cases (default: BuildSettings.epochs, 1; the time budget may "
+                        "stop training sooner)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds for the training loop")
     p.add_argument("--hold-out-test-presentations", action="store_true",
                    help="an evaluation build: training does not read the test split's presentations, so the test "

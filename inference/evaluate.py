@@ -166,9 +166,11 @@ class _Served:
 def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, threads: int = 2,
              threshold: float = 0.6, baseline: bool = True, progress: bool = True,
              handwritten: Sequence[Example] | None = None, handwritten_name: str = "",
-             policy_path: Path | None = None, target_accuracy: float = 0.9) -> dict:
+             policy_path: Path | None = None, target_accuracy: float = 0.9, fitted_baseline=None) -> dict:
     """Evaluate on the test split of `examples` (train / validation splits feed the baseline), and on
-    `handwritten` notes apart (never trained on): the argmax and the served prediction (decoding + safety)."""
+    `handwritten` notes apart (never trained on): the argmax and the served prediction (decoding + safety).
+    `fitted_baseline`: a `TfidfBaseline` already fitted on these examples' training split (the build's, from
+    the lexical reader's fit), used instead of fitting one here."""
     from inference.decoding import check_policy
     from inference.evaluate_decoded import compare
     from inference.policy import load_policy
@@ -210,7 +212,8 @@ def evaluate(model_dir: Path, examples: Sequence[Example], out_dir: Path, *, thr
     if baseline and splits["train"]:
         from inference.baseline import TfidfBaseline
 
-        b = TfidfBaseline(labels).fit(splits["train"], splits["validation"])
+        b = (fitted_baseline if fitted_baseline is not None
+             else TfidfBaseline(labels).fit(splits["train"], splits["validation"], threads=threads))
         bl = b.logits(test)
         report["baseline"] = head_metrics(bl, b.temperatures, test, labels, fig_dir, "baseline", threshold)
         if unseen and train_groups:

@@ -123,7 +123,7 @@ def test_the_blend_takes_one_share_per_head() -> None:
 
 
 def test_a_built_model_serves_the_blend_and_evaluates_both(tmp_path: Path) -> None:
-    from inference.build import add_lexical_reader
+    from inference.build import BASELINE_FILE, add_lexical_reader, load_baseline
     from inference.config import load_config
     from inference.evaluate import evaluate
     from inference.interface import TriagePrediction, TriageRequest
@@ -161,6 +161,10 @@ def test_a_built_model_serves_the_blend_and_evaluates_both(tmp_path: Path) -> No
     assert report["lexical_acuity_weight"] == result["lexical"]["encoder_acuity_weight"]
     assert {"model", "encoder", "baseline"} <= set(report["served_test"]["summary"])
     assert {"model", "encoder"} <= set(report["handwritten"]["summary"])
+    # the step kept the plain baseline from its own fit; the build's evaluation uses it instead of a second fit
+    kept = load_baseline(root / "lexical" / BASELINE_FILE)
+    again = evaluate(root / "onnx", exs, tmp_path / "report2", threads=1, progress=False, fitted_baseline=kept)
+    assert again["summary"]["baseline"] == report["summary"]["baseline"]
     # removed again: the model serves its encoder alone
     removed = add_lexical_reader(root, exs, labels, threads=1, enabled=False, say=said.append)
     assert OnnxTriageModel.load(root / "int8", threads=1).lexical is None
@@ -253,6 +257,36 @@ def test_the_sign_bands_move_acuity_and_nothing_else(fitted_signs) -> None:
     assert plain.sign_scale == 0.0 and b.reader(0.5).sign_scale == 1.0
     with pytest.raises(ValueError, match="sign_scale"):
         TfidfBaseline(b.labels, sign_scale=-1.0)
+
+
+def test_one_fit_gives_the_reader_and_the_plain_baseline(fitted_signs) -> None:
+    # the build fits once: the served reader (with the sign bands) and the reports' plain baseline
+    b, labels, splits = fitted_signs
+    both = TfidfBaseline(labels, word_features=500, char_features=800, sign_scale=1.0).fit(
+        splits["train"], splits["validation"], keep_plain_acuity=True)
+    plain = both.without_signs(splits["validation"])
+    alone = TfidfBaseline(labels, word_features=500, char_features=800).fit(splits["train"], splits["validation"])
+    rows = splits["test"]
+    for head, want in alone.logits(rows).items():
+        np.testing.assert_array_equal(plain.logits(rows)[head], want, err_msg=head)
+    for head, want in b.logits(rows).items():  # the reader is the one fitted without the extra head
+        np.testing.assert_array_equal(both.logits(rows)[head], want, err_msg=head)
+    assert plain.temperatures == alone.temperatures and plain.sign_scale == 0.0
+    with pytest.raises(ValueError, match="keep_plain_acuity"):
+        b.without_signs()
+
+
+def test_heads_fitted_in_two_processes_agree_with_one_by_one(fitted_signs, monkeypatch) -> None:
+    import inference.baseline
+
+    b, labels, splits = fitted_signs
+    monkeypatch.setattr(inference.baseline, "MEMMAP_ABOVE", 1)  # as on a full corpus: the features memory-mapped
+    two = TfidfBaseline(labels, word_features=500, char_features=800, sign_scale=1.0).fit(
+        splits["train"], splits["validation"], threads=2)
+    texts = [e.text for e in splits["test"]]
+    ages, sexes = [e.age for e in splits["test"]], [e.sex for e in splits["test"]]
+    for head, want in b.reader(1.0).probs(texts, ages, sexes).items():
+        np.testing.assert_allclose(two.reader(1.0).probs(texts, ages, sexes)[head], want, atol=0.02, err_msg=head)
 
 
 def test_a_saved_reader_with_sign_bands_loads_back_and_a_format_1_file_still_loads(fitted, fitted_signs,

@@ -122,8 +122,13 @@ def test_the_default_build_reads_the_test_presentations_and_an_evaluation_build_
 
     got = []
     monkeypatch.setattr(inference.build, "build", lambda out, reports, force, settings: got.append(settings))
-    for argv in (["build-model"], ["build-model", "--hold-out-test-presentations", "--heldout-fraction", "0.15"]):
+    for argv in (["build-model"], ["build-model", "--hold-out-test-presentations", "--heldout-fraction", "0.15"],
+                 ["build-model", "--n-train", "6000", "--epochs", "2"]):
         args = sup.parse_cli(argv + ["--threads", "1"])
         assert args.func(args) == 0
     assert got[0].train_on_test_presentations and got[0].heldout_fraction == HELDOUT_FRACTION
     assert not got[1].train_on_test_presentations and got[1].heldout_fraction == 0.15
+    # the default build reads 15,000 cases once; the options still set both
+    assert (got[0].n_train, got[0].epochs) == (15000, 1) == (inference.build.BuildSettings().n_train,
+                                                             inference.build.BuildSettings().epochs)
+    assert (got[2].n_train, got[2].epochs) == (6000, 2)
