@@ -21,7 +21,6 @@ from inference.labels import LabelSet
 from inference.lexical import Head, LexicalModel
 from inference.sign_features import SIGN_DIM, sign_matrix
 
-
 MEMMAP_ABOVE = "1M"  # arrays larger than this reach the fitting processes memory-mapped (joblib's max_nbytes)
 
 
@@ -50,7 +49,8 @@ class TfidfBaseline:
             keep_plain_acuity: bool = False) -> TfidfBaseline:
         """Fit the vectorizers and one logistic regression per head on `train`; temperatures on `validation`.
 
-        `threads` > 1 fits the heads side by side (each fit is deterministic: the same weights as one by one).
+        `threads` > 1 fits the heads side by side in worker processes (deterministic for a given `threads`; the
+        weights agree with a fit one by one within the solver's tolerance).
         `keep_plain_acuity` (with `sign_scale` > 0) also fits an acuity head without the sign bands, so that
         `without_signs()` gives the plain baseline from the same fit instead of a second one."""
         from joblib import Parallel, delayed
@@ -102,7 +102,8 @@ class TfidfBaseline:
     def without_signs(self, validation: Sequence[Example] = ()) -> TfidfBaseline:
         """The plain baseline (no sign bands) from this fit: the same vectorizers, unit and need heads, and the
         acuity head fitted without the signs (`fit(..., keep_plain_acuity=True)`); temperatures on
-        `validation`. Equal to `TfidfBaseline(labels).fit(train, validation)` with the same settings."""
+        `validation`. The same as `TfidfBaseline(labels).fit(train, validation)` with the same settings (exactly,
+        when both fitted one by one)."""
         if self.acuity_plain is None:
             raise ValueError("without_signs() needs a fit with sign_scale > 0 and keep_plain_acuity=True")
         plain = TfidfBaseline(self.labels, seed=self.seed, C=self.C, word_features=self.word_features,
