@@ -181,8 +181,8 @@ def build(out_dir: Path = Path("models/triage"), reports_dir: Path = Path("repor
 
         # the fp32 ONNX graph, checked against PyTorch within 2e-3 at export, is the trained model (and
         # evaluates several times faster on CPU than eager PyTorch)
-        fitted = (load_baseline(out_dir / "lexical" / BASELINE_FILE)
-                  if s.lexical and _stamp_ok(out_dir / "lexical", lkey, (BASELINE_FILE,)) else None)
+        # the lexical step above has just written it, or found it under its key
+        fitted = load_baseline(out_dir / "lexical" / BASELINE_FILE) if s.lexical else None
         rep = evaluate(out_dir / "onnx", examples, reports_dir, threads=s.threads, progress=s.progress,
                        fitted_baseline=fitted, **handwritten())
         say("[build] test: " + json.dumps({k: {m: round(v, 3) for m, v in d.items()}
@@ -217,7 +217,7 @@ def save_baseline(baseline, path: Path) -> None:
 
 
 def load_baseline(path: Path):
-    """The baseline `save_baseline` wrote in this build's own directory (checked by the step's key first)."""
+    """The baseline `save_baseline` wrote in this build's own directory (its lexical step's key covers it)."""
     with Path(path).open("rb") as f:
         return pickle.load(f)  # written by this build's lexical step, in its own output directory
 

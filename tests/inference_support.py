@@ -31,6 +31,9 @@ _TOY = {  # unit -> (acuity, needs, phrases)
     "DISCHARGE": (5, [], ["runny nose and mild cold", "small cut on finger", "sore throat eating fine",
                           "stubbed toe walking normally"]),
 }
+_FILLERS = ["", "today", "since this morning", "patient reports", "seen in triage", "brought by family"]
+
+
 def parse_cli(argv: list[str]):
     """`wardflow`'s inference commands parsing `argv`, as the CLI does (argparse.Namespace with `func`)."""
     import argparse
@@ -40,9 +43,6 @@ def parse_cli(argv: list[str]):
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))
     return parser.parse_args(argv)
-
-
-_FILLERS = ["", "today", "since this morning", "patient reports", "seen in triage", "brought by family"]
 
 
 def toy_rows(n_per_unit: int, seed: int) -> list[dict]:

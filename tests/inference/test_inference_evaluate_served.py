@@ -22,7 +22,6 @@ TOY_NOTES = [  # id, text, age, sex, unit, acuity, needs  (toy label set: CARDIA
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-
     model = sup.tiny_trained_model()
     d = tmp_path_factory.mktemp("served")
     notes = d / "notes.jsonl"
@@ -32,7 +31,7 @@ def report(tmp_path_factory):
             f.write(json.dumps({"id": i, "group": i, "text": text, "age": age, "sex": sex, "target_unit": unit,
                                 "acuity": acuity, "needs": needs, "split": "test"}) + "\n")
     args = sup.parse_cli(["evaluate", "--model", str(model), "--out", str(d / "rep"), "--handwritten", str(notes),
-                              "--threads", "1", "--no-progress"])
+                          "--threads", "1", "--no-progress"])
     assert args.func(args) == 0
     return json.loads((d / "rep" / "report.json").read_text()), (d / "rep" / "report.md").read_text()
 

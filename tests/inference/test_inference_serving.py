@@ -146,7 +146,6 @@ def test_a_sign_parser_failure_fails_that_request_alone(int8_dir, monkeypatch):
 
 
 def test_predict_command_round_trip_with_bad_line(int8_dir, tmp_path, capsys):
-
     lines = [json.dumps({"id": "a", "text": "crushing chest pain with st elevation", "age": 61, "sex": "M"}),
              json.dumps({"id": "b", "text": "private words", "age": "old", "sex": "F"}),
              "{this is not json",

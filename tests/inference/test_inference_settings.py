@@ -14,7 +14,7 @@ from tests import inference_support as sup
 
 def _predict_args(tmp_path, *extra: str) -> argparse.Namespace:
     return sup.parse_cli(["predict", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
-                              *extra])
+                          *extra])
 
 
 @pytest.fixture
